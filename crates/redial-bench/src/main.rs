@@ -1,0 +1,3 @@
+//! Benchmarks of redial side by side with its peers.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! A fault-injection TCP proxy for testing reconnect logic (work in progress).

@@ -1,0 +1,3 @@
+//! The `redial` command.
+
+fn main() {}
