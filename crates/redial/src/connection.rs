@@ -1,0 +1,284 @@
+//! [`Connection`]: the application's handle on a managed connection, valid
+//! across every reconnect until the connection is closed for good.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::disconnect::Disconnecting;
+use crate::endpoint::Endpoint;
+use crate::error::SendError;
+use crate::reset::CloseReason;
+use crate::shared::{Command, Shared, State};
+use crate::socket::Socket;
+
+/// Counters of one managed connection.
+///
+/// ```no_run
+/// # fn f(conn: &redial::Connection) {
+/// let s = conn.stats();
+/// println!("{} connects, {} resets, {} bytes out", s.connects, s.resets, s.bytes_out);
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Successful connects.
+    pub connects: u64,
+    /// Live connections lost.
+    pub resets: u64,
+    /// Connect attempts that failed.
+    pub failed_attempts: u64,
+    /// Bytes read.
+    pub bytes_in: u64,
+    /// Bytes handed to the kernel.
+    pub bytes_out: u64,
+    /// Bytes queued and not yet handed to the kernel.
+    pub queued: usize,
+    /// How long the current connection has been up (`None` when down).
+    pub uptime: Option<Duration>,
+    /// The last connect or I/O error, as text.
+    pub last_error: Option<String>,
+}
+
+/// The managed connection ended for good; says why.
+///
+/// ```
+/// let e = redial::ClosedError { reason: redial::CloseReason::Disconnected };
+/// assert_eq!(e.to_string(), "connection closed: disconnected by the application");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("connection closed: {reason}")]
+pub struct ClosedError {
+    /// Why it closed.
+    pub reason: CloseReason,
+}
+
+/// A managed connection: cheap to clone, valid across reconnects.
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let cm = redial::Manager::new();
+/// let conn = cm.connect("127.0.0.1:11211", redial::handler().on_data(|_, d| print!("{}", String::from_utf8_lossy(d))))?;
+/// conn.wait_connected().await?;
+/// conn.send("version\r\n")?;
+/// conn.disconnect().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Connection {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Connection {
+    /// Queues bytes on the current connection without blocking. While the
+    /// connection is down the [`Outage`](crate::Outage) policy decides:
+    /// refuse (default) or buffer for the next connection.
+    ///
+    /// ```no_run
+    /// # fn f(conn: &redial::Connection) {
+    /// match conn.send("get k\r\n") {
+    ///     Ok(()) => {}
+    ///     Err(e) => eprintln!("{e}: {} bytes handed back", e.data().len()),
+    /// }
+    /// # }
+    /// ```
+    pub fn send(&self, data: impl AsRef<[u8]>) -> Result<(), SendError> {
+        let data = data.as_ref();
+        self.shared.push(None, data).map_err(|r| r.into_error(data))
+    }
+
+    /// Queues bytes, waiting while the queue is full.
+    ///
+    /// ```no_run
+    /// # async fn f(conn: redial::Connection) -> Result<(), redial::SendError> {
+    /// for i in 0..1_000_000u32 {
+    ///     conn.write(i.to_be_bytes()).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn write(&self, data: impl AsRef<[u8]>) -> Result<(), SendError> {
+        self.shared.push_wait(None, data.as_ref()).await
+    }
+
+    /// The live socket, when connected.
+    ///
+    /// ```no_run
+    /// # fn f(conn: &redial::Connection) {
+    /// if let Some(sock) = conn.socket() {
+    ///     println!("{:?}", sock.peer_addr());
+    /// }
+    /// # }
+    /// ```
+    pub fn socket(&self) -> Option<Socket> {
+        self.shared.info().socket.clone()
+    }
+
+    /// Where the connection is in its life cycle.
+    ///
+    /// ```no_run
+    /// # fn f(conn: &redial::Connection) {
+    /// if conn.state() == redial::State::Connected { /* ... */ }
+    /// # }
+    /// ```
+    pub fn state(&self) -> State {
+        self.shared.state()
+    }
+
+    /// Counters since the connection was made.
+    ///
+    /// ```no_run
+    /// # fn f(conn: &redial::Connection) {
+    /// println!("{:?}", conn.stats());
+    /// # }
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let c = &self.shared.counters;
+        let queued = {
+            let q = self.shared.queue();
+            q.buf.len() + q.inflight
+        };
+        let info = self.shared.info();
+        Stats {
+            connects: c.connects.load(Ordering::Relaxed),
+            resets: c.resets.load(Ordering::Relaxed),
+            failed_attempts: c.failed_attempts.load(Ordering::Relaxed),
+            bytes_in: c.bytes_in.load(Ordering::Relaxed),
+            bytes_out: c.bytes_out.load(Ordering::Relaxed),
+            queued,
+            uptime: info.connected_since.map(|t| t.elapsed()),
+            last_error: info.last_error.clone(),
+        }
+    }
+
+    /// Waits until connected (and `on_connect` has run); fails when the
+    /// connection closes for good first.
+    ///
+    /// ```no_run
+    /// # async fn f(conn: redial::Connection) -> Result<(), redial::ClosedError> {
+    /// let sock = conn.wait_connected().await?;
+    /// let _ = sock.send("hello");
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_connected(&self) -> Result<Socket, ClosedError> {
+        loop {
+            match self.shared.wait_state(State::Connected).await {
+                State::Closed => return Err(self.closed_error()),
+                _ => {
+                    if let Some(s) = self.socket() {
+                        return Ok(s);
+                    }
+                    // Lost again between the state change and this look;
+                    // wait for the next connect.
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    }
+
+    /// Waits until the connection has closed for good; returns why.
+    ///
+    /// ```no_run
+    /// # async fn f(conn: redial::Connection) {
+    /// let why = conn.closed().await;
+    /// println!("{why}");
+    /// # }
+    /// ```
+    pub async fn closed(&self) -> CloseReason {
+        self.shared.wait_state(State::Closed).await;
+        self.closed_error().reason
+    }
+
+    fn closed_error(&self) -> ClosedError {
+        ClosedError {
+            reason: self
+                .shared
+                .info()
+                .close_reason
+                .clone()
+                .unwrap_or(CloseReason::Shutdown),
+        }
+    }
+
+    /// Closes for good: stops reconnecting, flushes queued bytes within the
+    /// grace period ([`Options::close_grace`](crate::Options::close_grace)),
+    /// sends FIN. Calling it again is harmless. Await to wait for the close.
+    ///
+    /// ```no_run
+    /// # async fn f(conn: redial::Connection) {
+    /// conn.disconnect().await;
+    /// assert_eq!(conn.state(), redial::State::Closed);
+    /// # }
+    /// ```
+    pub fn disconnect(&self) -> Disconnecting {
+        self.shared.request(Command::Disconnect);
+        Disconnecting::new(vec![self.shared.clone()])
+    }
+
+    /// Closes for good at once with RST; queued bytes are handed back in
+    /// [`Close::unsent`](crate::Close::unsent).
+    ///
+    /// ```no_run
+    /// # fn f(conn: redial::Connection) {
+    /// conn.abort();
+    /// # }
+    /// ```
+    pub fn abort(&self) -> Disconnecting {
+        self.shared.request(Command::Abort);
+        Disconnecting::new(vec![self.shared.clone()])
+    }
+
+    /// The endpoint this connection goes to.
+    ///
+    /// ```no_run
+    /// # fn f(conn: &redial::Connection) {
+    /// println!("{}", conn.endpoint());
+    /// # }
+    /// ```
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.shared.endpoint
+    }
+
+    /// A number unique within the manager (connections made later have
+    /// larger ids).
+    ///
+    /// ```no_run
+    /// # fn f(conn: &redial::Connection) {
+    /// println!("#{}", conn.id());
+    /// # }
+    /// ```
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    /// The name of the pool it belongs to, if any.
+    ///
+    /// ```no_run
+    /// # fn f(conn: &redial::Connection) {
+    /// println!("{:?}", conn.pool());
+    /// # }
+    /// ```
+    pub fn pool(&self) -> Option<&str> {
+        self.shared.pool.as_ref().map(|p| &*p.name)
+    }
+
+    pub(crate) fn is_live(&self) -> bool {
+        self.shared.state() == State::Connected
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        let q = self.shared.queue();
+        q.buf.len() + q.inflight
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.shared.id)
+            .field("endpoint", &self.shared.endpoint)
+            .field("state", &self.state())
+            .finish()
+    }
+}

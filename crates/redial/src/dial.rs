@@ -1,0 +1,183 @@
+//! One connect attempt: resolve the endpoint again, then try every address,
+//! starting the next one 250 ms after the previous if it has not answered
+//! (Happy Eyeballs, RFC 8305), each with its own timeout.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use socket2::{SockRef, TcpKeepalive};
+use tokio::net::{TcpSocket, UnixStream};
+use tokio::time::{sleep, timeout, Instant};
+
+use crate::endpoint::{Endpoint, Kind};
+use crate::options::Options;
+use crate::socket::Transport;
+
+/// Delay before racing the next address against one that has not answered
+/// yet: RFC 8305's recommended "connection attempt delay".
+pub const HAPPY_EYEBALLS_DELAY: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Clone)]
+enum Target {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+/// Resolves `endpoint` into the addresses to try, in order.
+async fn resolve(endpoint: &Endpoint, out: &mut Vec<Target>) -> io::Result<()> {
+    match endpoint.kind() {
+        Kind::Addr(a) => out.push(Target::Tcp(*a)),
+        Kind::Unix(p) => out.push(Target::Unix(p.clone())),
+        Kind::Host { host, port } => {
+            let addrs = tokio::net::lookup_host((host.as_str(), *port))
+                .await
+                .map_err(|e| io::Error::new(e.kind(), format!("resolve {host}: {e}")))?;
+            let before = out.len();
+            out.extend(addrs.map(Target::Tcp));
+            if out.len() == before {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("resolve {host}: no addresses"),
+                ));
+            }
+        }
+        Kind::Any(list) => {
+            let mut last_err = None;
+            for e in list {
+                if let Err(err) = Box::pin(resolve(e, out)).await {
+                    last_err = Some(err);
+                }
+            }
+            if out.is_empty() {
+                return Err(last_err.unwrap_or_else(|| io::Error::other("no endpoints")));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn with_context(e: io::Error, what: &str) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+async fn connect_tcp(addr: SocketAddr, opts: &Options) -> io::Result<Transport> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    {
+        let s = SockRef::from(&socket);
+        s.set_tcp_nodelay(opts.nodelay)?;
+        if let Some(k) = opts.keepalive {
+            let ka = TcpKeepalive::new()
+                .with_time(k.idle)
+                .with_interval(k.interval)
+                .with_retries(k.retries);
+            s.set_tcp_keepalive(&ka)?;
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Some(d) = opts.user_timeout {
+            s.set_tcp_user_timeout(Some(d))?;
+        }
+        if let Some(local) = opts.bind {
+            s.bind(&local.into())
+                .map_err(|e| with_context(e, &format!("bind {local}")))?;
+        }
+        if let Some(hook) = &opts.socket_hook {
+            hook(&s).map_err(|e| with_context(e, "socket option hook"))?;
+        }
+    }
+    match timeout(opts.connect_timeout, socket.connect(addr)).await {
+        Ok(Ok(stream)) => Ok(Transport::Tcp(stream)),
+        Ok(Err(e)) => Err(with_context(e, &format!("connect {addr}"))),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("connect {addr}: timed out after {:?}", opts.connect_timeout),
+        )),
+    }
+}
+
+async fn connect_unix(path: PathBuf, opts: &Options) -> io::Result<Transport> {
+    match timeout(opts.connect_timeout, UnixStream::connect(&path)).await {
+        Ok(Ok(s)) => Ok(Transport::Unix(s)),
+        Ok(Err(e)) => Err(with_context(e, &format!("connect unix:{}", path.display()))),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("connect unix:{}: timed out", path.display()),
+        )),
+    }
+}
+
+async fn connect_target(t: Target, opts: &Options) -> io::Result<Transport> {
+    match t {
+        Target::Tcp(a) => connect_tcp(a, opts).await,
+        Target::Unix(p) => connect_unix(p, opts).await,
+    }
+}
+
+type Attempt<'a> = Pin<Box<dyn Future<Output = io::Result<Transport>> + Send + 'a>>;
+
+/// Makes one connect attempt to `endpoint`. `rotate` picks the address to
+/// start with, so one dead address does not delay every attempt.
+pub(crate) async fn dial(
+    endpoint: &Endpoint,
+    opts: &Options,
+    rotate: usize,
+) -> io::Result<Transport> {
+    let mut targets = Vec::new();
+    resolve(endpoint, &mut targets).await?;
+    if targets.len() == 1 {
+        if let Some(t) = targets.pop() {
+            return connect_target(t, opts).await;
+        }
+    }
+    let start = rotate % targets.len();
+    targets.rotate_left(start);
+
+    let mut pending = targets.into_iter();
+    let mut running: Vec<Attempt<'_>> = Vec::new();
+    let mut last_err: Option<io::Error> = None;
+    let stagger = sleep(HAPPY_EYEBALLS_DELAY);
+    tokio::pin!(stagger);
+    if let Some(t) = pending.next() {
+        running.push(Box::pin(connect_target(t, opts)));
+    }
+    std::future::poll_fn(|cx| loop {
+        let mut i = 0;
+        while i < running.len() {
+            match running[i].as_mut().poll(cx) {
+                Poll::Ready(Ok(t)) => return Poll::Ready(Ok(t)),
+                Poll::Ready(Err(e)) => {
+                    last_err = Some(e);
+                    drop(running.swap_remove(i));
+                }
+                Poll::Pending => i += 1,
+            }
+        }
+        // Start the next address when nothing is running or the previous
+        // one has had its head start.
+        let due = running.is_empty() || stagger.as_mut().poll(cx).is_ready();
+        if due {
+            if let Some(t) = pending.next() {
+                running.push(Box::pin(connect_target(t, opts)));
+                stagger
+                    .as_mut()
+                    .reset(Instant::now() + HAPPY_EYEBALLS_DELAY);
+                continue;
+            }
+        }
+        if running.is_empty() {
+            return Poll::Ready(Err(last_err
+                .take()
+                .unwrap_or_else(|| io::Error::other("no address to connect to"))));
+        }
+        return Poll::Pending;
+    })
+    .await
+}

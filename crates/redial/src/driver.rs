@@ -1,0 +1,697 @@
+//! The task that drives one managed connection: it feeds I/O outcomes to the
+//! [`Lifecycle`] state machine, does what the machine decides, and calls the
+//! application's [`Handler`] — one task per connection, so calls for one
+//! connection are never concurrent.
+//!
+//! Hot path: reads go into the worker thread's scratch buffer and straight
+//! to `on_data`; writes take the whole send queue in one swap and hand it
+//! to the kernel in as few `write` calls as it will take.
+
+use std::any::Any;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::{sleep_until, Instant, Sleep};
+use tracing::{debug, info_span, Instrument};
+
+use crate::dial::dial;
+use crate::events::{Event, EventKind};
+use crate::handler::{Entry, Handler, Resume};
+use crate::lifecycle::{Lifecycle, Phase};
+use crate::manager::Link;
+use crate::options::Options;
+use crate::reset::{Close, CloseReason, Partial, Reset, ResetReason, Unsent};
+use crate::scratch;
+use crate::shared::{Command, Shared, State};
+use crate::socket::Socket;
+
+/// Reads per readiness wake-up before the driver turns to its writes, so a
+/// peer that floods us cannot starve our own sending.
+const MAX_READS_PER_WAKE: usize = 16;
+/// A write batch buffer that grew past this is released after use, so a
+/// burst does not pin memory on a connection that goes idle again.
+const KEEP_BATCH_CAPACITY: usize = 64 * 1024;
+/// After its FIN, a disconnecting connection waits at most this long for
+/// the peer's FIN (reading what still arrives), so closing does not turn
+/// into an RST that could destroy the peer's unread data.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// How a connected period ended.
+enum Outcome {
+    Lost(ResetReason, Option<String>),
+    Command(Command),
+    Panicked(&'static str, String),
+}
+
+/// The batch of queued bytes the driver is writing.
+#[derive(Default)]
+struct Batch {
+    data: Vec<u8>,
+    ends: Vec<usize>,
+    pos: usize,
+}
+
+impl Batch {
+    fn done(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+
+    /// Swaps in everything queued. Returns false when the queue was empty.
+    fn refill(&mut self, shared: &Shared) -> bool {
+        self.data.clear();
+        self.ends.clear();
+        self.pos = 0;
+        if self.data.capacity() > KEEP_BATCH_CAPACITY {
+            self.data = Vec::new();
+            self.ends = Vec::new();
+        }
+        let mut q = shared.queue();
+        if q.buf.is_empty() {
+            q.inflight = 0;
+            return false;
+        }
+        std::mem::swap(&mut q.buf, &mut self.data);
+        std::mem::swap(&mut q.ends, &mut self.ends);
+        q.inflight = self.data.len();
+        if q.room_waiters {
+            q.room_waiters = false;
+            drop(q);
+            shared.room.notify_waiters();
+        }
+        true
+    }
+
+    /// Everything not yet written: the cut chunk and the untouched ones.
+    fn take_unsent(&mut self, into: &mut Unsent) {
+        if self.done() {
+            self.data.clear();
+            self.ends.clear();
+            self.pos = 0;
+            return;
+        }
+        let mut start = 0;
+        let mut first_whole = 0;
+        for (i, &end) in self.ends.iter().enumerate() {
+            if end <= self.pos {
+                start = end;
+                first_whole = i + 1;
+                continue;
+            }
+            if start < self.pos {
+                into.partial = Some(Partial {
+                    data: self.data[start..end].to_vec(),
+                    written: self.pos - start,
+                });
+                start = end;
+                first_whole = i + 1;
+            }
+            break;
+        }
+        let rest: Vec<usize> = self.ends[first_whole..].iter().map(|e| e - start).collect();
+        into.append(&self.data[start..], &rest);
+        *self = Batch::default();
+    }
+}
+
+fn panic_message(p: &(dyn Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+/// Runs a handler callback; a panic becomes a close reason.
+fn guarded<R>(callback: &'static str, f: impl FnOnce() -> R) -> Result<R, CloseReason> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|p| CloseReason::HandlerPanicked {
+        callback,
+        message: panic_message(&*p),
+    })
+}
+
+pub(crate) struct Driver<H: Handler> {
+    handler: H,
+    shared: Arc<Shared>,
+    opts: Options,
+    lifecycle: Lifecycle,
+    link: Link,
+    entry: Option<Entry>,
+    generation: u64,
+    rotate: usize,
+    /// Bytes handed back at close (grace ran out, abort).
+    leftover: Unsent,
+    finished: bool,
+}
+
+impl<H: Handler> Driver<H> {
+    pub(crate) fn new(
+        handler: H,
+        shared: Arc<Shared>,
+        opts: Options,
+        link: Link,
+        seed: u64,
+    ) -> Self {
+        let lifecycle = Lifecycle::new(&opts, seed);
+        Driver {
+            handler,
+            shared,
+            opts,
+            lifecycle,
+            link,
+            entry: None,
+            generation: 0,
+            rotate: 0,
+            leftover: Unsent::default(),
+            finished: false,
+        }
+    }
+
+    fn emit(&self, kind: EventKind) {
+        if self.link.events.receiver_count() == 0 {
+            return;
+        }
+        let _ = self.link.events.send(Event {
+            connection: self.shared.id,
+            endpoint: self.shared.endpoint.clone(),
+            pool: self.shared.pool.as_ref().map(|p| p.name.clone()),
+            at: std::time::Instant::now(),
+            kind,
+        });
+    }
+
+    pub(crate) async fn run(mut self) {
+        let span = info_span!("redial", id = self.shared.id, endpoint = %self.shared.endpoint);
+        async move {
+            self.lifecycle.start(Instant::now().into_std());
+            loop {
+                match self.lifecycle.phase().clone() {
+                    Phase::Idle | Phase::Connected { .. } => {
+                        // Not reachable: start() leaves Idle, and a connected
+                        // period is handled inside attempt(). Close rather
+                        // than spin should that ever change.
+                        self.lifecycle.close(CloseReason::Shutdown);
+                    }
+                    Phase::Connecting { attempt } => self.attempt(attempt).await,
+                    Phase::BackingOff { .. } => self.back_off().await,
+                    Phase::Closed(reason) => {
+                        self.finish(reason);
+                        return;
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Closes on a pending command; true when it did.
+    fn check_command(&mut self) -> bool {
+        match self.shared.command() {
+            Some(Command::Disconnect) => {
+                self.lifecycle.close(CloseReason::Disconnected);
+                true
+            }
+            Some(Command::Abort) => {
+                self.lifecycle.close(CloseReason::Aborted);
+                true
+            }
+            None => false,
+        }
+    }
+
+    async fn back_off(&mut self) {
+        self.shared.set_state(State::BackingOff);
+        let Some(until) = self.lifecycle.poll_timeout() else {
+            return;
+        };
+        let deadline = Instant::from_std(until);
+        loop {
+            if self.check_command() {
+                return;
+            }
+            tokio::select! {
+                _ = sleep_until(deadline) => {
+                    self.lifecycle.timeout(Instant::now().into_std());
+                    return;
+                }
+                _ = self.shared.wake.notified() => {}
+            }
+        }
+    }
+
+    async fn attempt(&mut self, attempt: u32) {
+        if self.check_command() {
+            return;
+        }
+        self.shared.set_state(State::Connecting);
+        self.emit(EventKind::Connecting { attempt });
+        debug!(attempt, "connecting");
+        let rotate = self.rotate;
+        self.rotate = self.rotate.wrapping_add(1);
+        let result = {
+            let attempts = self.link.attempts.clone();
+            let endpoint = &self.shared.endpoint;
+            let opts = &self.opts;
+            let dialing = async move {
+                // The manager-wide cap on attempts in flight; a closed
+                // semaphore (never closed today) would just lift the cap.
+                let _permit = attempts.acquire_owned().await.ok();
+                dial(endpoint, opts, rotate).await
+            };
+            tokio::pin!(dialing);
+            loop {
+                tokio::select! {
+                    r = &mut dialing => break Some(r),
+                    _ = self.shared.wake.notified() => {
+                        if self.shared.command().is_some() {
+                            break None;
+                        }
+                    }
+                }
+            }
+        };
+        let now = Instant::now().into_std();
+        match result {
+            None => {
+                self.check_command();
+            }
+            Some(Err(err)) => {
+                self.shared
+                    .counters
+                    .failed_attempts
+                    .fetch_add(1, Ordering::Relaxed);
+                self.shared.info().last_error = Some(err.to_string());
+                debug!(attempt, error = %err, "connect failed");
+                if let Err(reason) = guarded("on_connect_failed", || {
+                    self.handler.on_connect_failed(&err, attempt)
+                }) {
+                    self.lifecycle.close(reason);
+                    return;
+                }
+                let retry_in = self.lifecycle.connect_failed(now);
+                self.emit(EventKind::ConnectFailed {
+                    attempt,
+                    error: err.to_string(),
+                    retry_in,
+                });
+            }
+            Some(Ok(io)) => {
+                self.lifecycle.connected(now);
+                self.connected(io).await;
+            }
+        }
+    }
+
+    async fn connected(&mut self, io: crate::socket::Transport) {
+        self.generation += 1;
+        let sock = Socket::new(self.shared.clone(), self.generation, io);
+        let since = Instant::now().into_std();
+        {
+            let mut q = self.shared.queue();
+            q.generation = self.generation;
+            q.socket_open = true;
+            q.accepting = false;
+        }
+        {
+            let mut info = self.shared.info();
+            info.connected_since = Some(since);
+            info.socket = Some(sock.clone());
+        }
+        self.shared
+            .counters
+            .connects
+            .fetch_add(1, Ordering::Relaxed);
+
+        let entry = self.entry.take();
+        let handler = &mut self.handler;
+        let started = guarded("on_connect", || match entry {
+            Some(e) => e(&sock),
+            None => handler.on_connect(&sock),
+        });
+        let mut batch = Batch::default();
+        let outcome = match started {
+            Err(CloseReason::HandlerPanicked { callback, message }) => {
+                Outcome::Panicked(callback, message)
+            }
+            Err(_) => Outcome::Command(Command::Abort),
+            Ok(()) => {
+                {
+                    let mut q = self.shared.queue();
+                    q.release_outage();
+                    q.accepting = true;
+                }
+                self.shared.set_state(State::Connected);
+                self.emit(EventKind::Connected {
+                    generation: self.generation,
+                    peer: sock.peer_addr(),
+                });
+                debug!(generation = self.generation, "connected");
+                self.pump(&sock, &mut batch).await
+            }
+        };
+
+        match outcome {
+            Outcome::Lost(reason, err) => {
+                let now = Instant::now().into_std();
+                let mut unsent = Unsent::default();
+                batch.take_unsent(&mut unsent);
+                self.end_socket(&sock, &mut unsent, false);
+                let _ = sock.sock_ref().shutdown(std::net::Shutdown::Both);
+                drop(sock);
+                self.shared.counters.resets.fetch_add(1, Ordering::Relaxed);
+                if let Some(e) = err {
+                    self.shared.info().last_error = Some(e);
+                }
+                let uptime = now.saturating_duration_since(since);
+                let unsent_bytes =
+                    unsent.len() + unsent.partial.as_ref().map_or(0, |p| p.data.len());
+                debug!(%reason, ?uptime, unsent_bytes, "connection lost");
+                self.emit(EventKind::Reset {
+                    reason: reason.clone(),
+                    uptime,
+                    unsent_bytes,
+                });
+                let reset = Reset {
+                    reason,
+                    uptime,
+                    unsent,
+                    generation: self.generation,
+                };
+                let resume = guarded("on_reset", || self.handler.on_reset(&reset));
+                match resume {
+                    Ok(Resume::Reconnect) => {
+                        self.lifecycle.reset(now, true);
+                    }
+                    Ok(Resume::With(entry)) => {
+                        self.entry = Some(entry);
+                        self.lifecycle.reset(now, true);
+                    }
+                    Ok(Resume::Stop) => {
+                        self.lifecycle.reset(now, false);
+                    }
+                    Err(reason) => self.lifecycle.close(reason),
+                }
+                if let Phase::BackingOff { .. } = self.lifecycle.phase() {
+                    self.shared.set_state(State::BackingOff);
+                }
+            }
+            Outcome::Command(Command::Disconnect) => {
+                self.close_gracefully(&sock, &mut batch).await;
+                self.lifecycle.close(CloseReason::Disconnected);
+            }
+            Outcome::Command(Command::Abort) => {
+                let _ = sock.sock_ref().set_linger(Some(Duration::ZERO));
+                let mut unsent = std::mem::take(&mut self.leftover);
+                batch.take_unsent(&mut unsent);
+                self.end_socket(&sock, &mut unsent, false);
+                self.leftover = unsent;
+                let _ = sock.sock_ref().shutdown(std::net::Shutdown::Both);
+                self.lifecycle.close(CloseReason::Aborted);
+            }
+            Outcome::Panicked(callback, message) => {
+                let mut unsent = std::mem::take(&mut self.leftover);
+                batch.take_unsent(&mut unsent);
+                self.end_socket(&sock, &mut unsent, false);
+                self.leftover = unsent;
+                let _ = sock.sock_ref().set_linger(Some(Duration::ZERO));
+                let _ = sock.sock_ref().shutdown(std::net::Shutdown::Both);
+                self.lifecycle
+                    .close(CloseReason::HandlerPanicked { callback, message });
+            }
+        }
+    }
+
+    /// Marks the socket dead for senders and takes what is still queued.
+    fn end_socket(&self, _sock: &Socket, unsent: &mut Unsent, closing: bool) {
+        {
+            let mut q = self.shared.queue();
+            q.socket_open = false;
+            q.accepting = false;
+            q.inflight = 0;
+            if closing {
+                q.closed = true;
+            }
+            q.drain_into(unsent, closing);
+            q.room_waiters = false;
+        }
+        self.shared.room.notify_waiters();
+        let mut info = self.shared.info();
+        info.connected_since = None;
+        info.socket = None;
+    }
+
+    /// Writes as much as the kernel takes now. `Ok(true)` when everything
+    /// queued has been written.
+    fn flush_now(&self, sock: &Socket, batch: &mut Batch) -> Result<bool, io::Error> {
+        loop {
+            if batch.done() && !batch.refill(&self.shared) {
+                return Ok(true);
+            }
+            match sock.io().try_write(&batch.data[batch.pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    batch.pos += n;
+                    self.shared
+                        .counters
+                        .bytes_out
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    if batch.done() {
+                        self.shared.queue().inflight = 0;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads what is ready and hands it to `on_data`. `Some` when the
+    /// connection ended.
+    fn read_ready(&mut self, sock: &Socket, last_read: &mut Instant) -> Option<Outcome> {
+        enum Step {
+            Data,
+            Eof,
+            Failed(io::Error),
+            Panicked(CloseReason),
+        }
+        for _ in 0..MAX_READS_PER_WAKE {
+            let handler = &mut self.handler;
+            let shared = &self.shared;
+            let step = scratch::with(|buf| match sock.io().try_read(buf) {
+                Ok(0) => Step::Eof,
+                Ok(n) => {
+                    shared
+                        .counters
+                        .bytes_in
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    let data = &buf[..n];
+                    match guarded("on_data", || handler.on_data(sock, data)) {
+                        Ok(()) => Step::Data,
+                        Err(reason) => Step::Panicked(reason),
+                    }
+                }
+                Err(e) => Step::Failed(e),
+            });
+            match step {
+                Step::Data => *last_read = Instant::now(),
+                Step::Failed(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Step::Failed(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Step::Failed(e) => {
+                    return Some(Outcome::Lost(ResetReason::from_io(&e), Some(e.to_string())))
+                }
+                Step::Eof => return Some(Outcome::Lost(ResetReason::PeerClosed, None)),
+                Step::Panicked(CloseReason::HandlerPanicked { callback, message }) => {
+                    return Some(Outcome::Panicked(callback, message))
+                }
+                Step::Panicked(_) => return Some(Outcome::Command(Command::Abort)),
+            }
+            if self.shared.command().is_some() {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// The connected period: moves bytes both ways until the connection is
+    /// lost, the application closes it, or a callback panics.
+    async fn pump(&mut self, sock: &Socket, batch: &mut Batch) -> Outcome {
+        let idle = self.opts.idle_timeout;
+        let heartbeat = self.opts.heartbeat;
+        let mut last_read = Instant::now();
+        let mut last_beat = last_read;
+        let mut timer: Option<std::pin::Pin<Box<Sleep>>> = None;
+        let next_deadline = |last_read: Instant, last_beat: Instant| {
+            let a = idle.map(|d| last_read + d);
+            let b = heartbeat.map(|d| last_read.max(last_beat) + d);
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        };
+        if let Some(d) = next_deadline(last_read, last_beat) {
+            timer = Some(Box::pin(sleep_until(d)));
+        }
+        loop {
+            if let Some(cmd) = self.shared.command() {
+                return Outcome::Command(cmd);
+            }
+            let flushed = match self.flush_now(sock, batch) {
+                Ok(f) => f,
+                Err(e) => return Outcome::Lost(ResetReason::from_io(&e), Some(e.to_string())),
+            };
+            tokio::select! {
+                biased;
+                r = sock.io().readable() => {
+                    if let Err(e) = r {
+                        return Outcome::Lost(ResetReason::from_io(&e), Some(e.to_string()));
+                    }
+                    if let Some(end) = self.read_ready(sock, &mut last_read) {
+                        return end;
+                    }
+                }
+                r = sock.io().writable(), if !flushed => {
+                    if let Err(e) = r {
+                        return Outcome::Lost(ResetReason::from_io(&e), Some(e.to_string()));
+                    }
+                }
+                _ = self.shared.wake.notified() => {}
+                _ = wait_timer(&mut timer) => {
+                    let now = Instant::now();
+                    if idle.is_some_and(|d| now >= last_read + d) {
+                        return Outcome::Lost(ResetReason::IdleTimeout, None);
+                    }
+                    if let Some(d) = heartbeat {
+                        if now >= last_read.max(last_beat) + d {
+                            last_beat = now;
+                            if let Err(CloseReason::HandlerPanicked { callback, message }) =
+                                guarded("on_idle", || self.handler.on_idle(sock))
+                            {
+                                return Outcome::Panicked(callback, message);
+                            }
+                        }
+                    }
+                    if let (Some(t), Some(d)) = (timer.as_mut(), next_deadline(last_read, last_beat)) {
+                        t.as_mut().reset(d);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Flushes what is queued within the grace period, sends FIN, and waits
+    /// briefly for the peer's FIN. What could not be written is kept for
+    /// `Close::unsent`.
+    async fn close_gracefully(&mut self, sock: &Socket, batch: &mut Batch) {
+        {
+            // No new sends from here on; what is queued still goes out.
+            let mut q = self.shared.queue();
+            q.accepting = false;
+            q.closed = true;
+        }
+        let deadline = Instant::now() + self.opts.close_grace;
+        let this = &mut *self;
+        let b = &mut *batch;
+        let flushed = tokio::time::timeout_at(deadline, async move {
+            loop {
+                match this.flush_now(sock, b) {
+                    Ok(true) => return true,
+                    Ok(false) => {
+                        if sock.io().writable().await.is_err() {
+                            return false;
+                        }
+                    }
+                    Err(_) => return false,
+                }
+            }
+        })
+        .await
+        .unwrap_or(false);
+        let mut unsent = Unsent::default();
+        batch.take_unsent(&mut unsent);
+        self.end_socket(sock, &mut unsent, true);
+        self.leftover = unsent;
+        if flushed {
+            let _ = sock.sock_ref().shutdown(std::net::Shutdown::Write);
+            let linger = (Instant::now() + CLOSE_LINGER).min(deadline.max(Instant::now()));
+            let this = &mut *self;
+            let _ = tokio::time::timeout_at(linger, async move {
+                loop {
+                    if sock.io().readable().await.is_err() {
+                        return;
+                    }
+                    let mut last = Instant::now();
+                    match this.read_ready(sock, &mut last) {
+                        Some(_) => return,
+                        None => continue,
+                    }
+                }
+            })
+            .await;
+        } else {
+            // The grace ran out: do not leave the peer waiting on a stream
+            // that will never complete.
+            let _ = sock.sock_ref().set_linger(Some(Duration::ZERO));
+        }
+    }
+
+    /// Ends the managed connection: hands back what is left, calls
+    /// `on_close` once, tells the manager.
+    fn finish(&mut self, reason: CloseReason) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let mut unsent = std::mem::take(&mut self.leftover);
+        {
+            let mut q = self.shared.queue();
+            q.closed = true;
+            q.socket_open = false;
+            q.accepting = false;
+            q.drain_into(&mut unsent, true);
+        }
+        self.shared.room.notify_waiters();
+        {
+            let mut info = self.shared.info();
+            info.close_reason = Some(reason.clone());
+            info.socket = None;
+            info.connected_since = None;
+        }
+        debug!(%reason, "closed");
+        let unsent_bytes = unsent.len() + unsent.partial.as_ref().map_or(0, |p| p.data.len());
+        let close = Close {
+            reason: reason.clone(),
+            unsent,
+        };
+        // A panic here has nothing left to close; it is contained all the same.
+        let _ = guarded("on_close", || self.handler.on_close(&close));
+        self.link.deregister(&self.shared);
+        self.emit(EventKind::Closed {
+            reason,
+            unsent_bytes,
+        });
+        self.shared.set_state(State::Closed);
+    }
+}
+
+async fn wait_timer(timer: &mut Option<std::pin::Pin<Box<Sleep>>>) {
+    match timer {
+        Some(t) => t.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl<H: Handler> Drop for Driver<H> {
+    /// The runtime dropped the task (it shut down): still close for good,
+    /// so `on_close` runs and waiters are released.
+    fn drop(&mut self) {
+        if !self.finished {
+            self.finish(CloseReason::Shutdown);
+        }
+    }
+}

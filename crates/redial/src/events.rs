@@ -1,0 +1,124 @@
+//! [`Manager::events`](crate::Manager::events): every state change of every
+//! connection, for dashboards, logs and tests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast;
+
+use crate::endpoint::Endpoint;
+use crate::reset::{CloseReason, ResetReason};
+
+/// How many events a slow subscriber may fall behind before it starts
+/// missing the oldest ones (it is told how many with [`Events::missed`]).
+pub const EVENTS_CAPACITY: usize = 4096;
+
+/// One state change of one connection.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Event {
+    /// The connection's id ([`Connection::id`](crate::Connection::id)).
+    pub connection: u64,
+    /// Where it connects.
+    pub endpoint: Endpoint,
+    /// Its pool, if any.
+    pub pool: Option<Arc<str>>,
+    /// When it happened.
+    pub at: Instant,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What happened to a connection.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// A connect attempt started.
+    Connecting {
+        /// Attempt number within the failure streak.
+        attempt: u32,
+    },
+    /// Connected and `on_connect` has run.
+    Connected {
+        /// Which connection this is (1 for the first).
+        generation: u64,
+        /// The address reached (`None` for Unix sockets).
+        peer: Option<SocketAddr>,
+    },
+    /// A connect attempt failed.
+    ConnectFailed {
+        /// Attempt number within the failure streak.
+        attempt: u32,
+        /// The error, as text.
+        error: String,
+        /// Delay before the next attempt; `None` when the give-up policy tripped.
+        retry_in: Option<Duration>,
+    },
+    /// A live connection was lost.
+    Reset {
+        /// Why.
+        reason: ResetReason,
+        /// How long it had been up.
+        uptime: Duration,
+        /// Bytes handed back in `Reset::unsent` (the partial chunk included).
+        unsent_bytes: usize,
+    },
+    /// Ended for good.
+    Closed {
+        /// Why.
+        reason: CloseReason,
+        /// Bytes handed back in `Close::unsent`.
+        unsent_bytes: usize,
+    },
+}
+
+/// A subscription to a manager's events.
+///
+/// ```no_run
+/// # async fn f(cm: redial::Manager) {
+/// let mut events = cm.events();
+/// while let Some(e) = events.recv().await {
+///     println!("#{} {}: {:?}", e.connection, e.endpoint, e.kind);
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Events {
+    rx: broadcast::Receiver<Event>,
+    missed: u64,
+}
+
+impl Events {
+    pub(crate) fn new(rx: broadcast::Receiver<Event>) -> Self {
+        Events { rx, missed: 0 }
+    }
+
+    /// The next event; `None` once the manager is gone.
+    pub async fn recv(&mut self) -> Option<Event> {
+        loop {
+            match self.rx.recv().await {
+                Ok(e) => return Some(e),
+                Err(broadcast::error::RecvError::Lagged(n)) => self.missed += n,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(e) => return Some(e),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => self.missed += n,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Events this subscriber missed because it fell more than
+    /// [`EVENTS_CAPACITY`] behind.
+    pub fn missed(&self) -> u64 {
+        self.missed
+    }
+}

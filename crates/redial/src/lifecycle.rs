@@ -1,0 +1,367 @@
+//! The reconnect life cycle as a plain state machine.
+//!
+//! No sockets, no runtime: every input carries the time it happened
+//! (`now`), and the machine answers with its next [`Phase`] and the one
+//! deadline it waits for ([`Lifecycle::poll_timeout`]). The connection
+//! driver feeds it I/O outcomes; tests feed it a fake clock.
+//!
+//! Rules it enforces:
+//! - a failed attempt is followed by the next delay of the backoff schedule;
+//! - a connection that stayed up for `stable_after` starts the schedule over
+//!   and is retried at once when lost; one lost sooner continues the schedule;
+//! - give-up by attempts, by time budget, and by restart intensity;
+//! - [`Lifecycle::close`] is final: no input after it starts an attempt.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::backoff::Delays;
+use crate::options::Options;
+use crate::reset::CloseReason;
+
+/// Where a managed connection is in its life cycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Built, not started.
+    Idle,
+    /// Attempt number `attempt` (1-based within the failure streak) is under way.
+    Connecting { attempt: u32 },
+    /// Up since `since`.
+    Connected { since: Instant },
+    /// Waiting until `until` before attempt number `attempt`.
+    BackingOff { until: Instant, attempt: u32 },
+    /// Ended for good.
+    Closed(CloseReason),
+}
+
+/// The life-cycle state machine of one managed connection.
+#[derive(Debug)]
+pub(crate) struct Lifecycle {
+    phase: Phase,
+    delays: Delays,
+    stable_after: Duration,
+    max_attempts: Option<u32>,
+    give_up_after: Option<Duration>,
+    intensity: Option<(u32, Duration)>,
+    /// When the current failure streak began (None while connected).
+    streak_start: Option<Instant>,
+    /// Failed attempts in the current streak.
+    failed: u32,
+    /// Times of recent resets, only kept when restart intensity is on.
+    resets: VecDeque<Instant>,
+}
+
+impl Lifecycle {
+    pub(crate) fn new(opts: &Options, seed: u64) -> Self {
+        Lifecycle {
+            phase: Phase::Idle,
+            delays: opts.backoff.delays(seed),
+            stable_after: opts.stable_after,
+            max_attempts: opts.max_attempts,
+            give_up_after: opts.give_up_after,
+            intensity: opts.restart_intensity,
+            streak_start: None,
+            failed: 0,
+            resets: VecDeque::new(),
+        }
+    }
+
+    pub(crate) fn phase(&self) -> &Phase {
+        &self.phase
+    }
+
+    /// The one deadline the driver must wake up for, if any.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::BackingOff { until, .. } => Some(until),
+            _ => None,
+        }
+    }
+
+    /// Starts the first attempt.
+    pub(crate) fn start(&mut self, now: Instant) {
+        if self.phase == Phase::Idle {
+            self.streak_start = Some(now);
+            self.phase = Phase::Connecting { attempt: 1 };
+        }
+    }
+
+    /// The attempt under way succeeded.
+    pub(crate) fn connected(&mut self, now: Instant) {
+        if let Phase::Connecting { .. } = self.phase {
+            self.failed = 0;
+            self.streak_start = None;
+            self.phase = Phase::Connected { since: now };
+        }
+    }
+
+    /// The attempt under way failed. Returns the delay before the next one,
+    /// or `None` when the give-up policy closed the connection.
+    pub(crate) fn connect_failed(&mut self, now: Instant) -> Option<Duration> {
+        let Phase::Connecting { attempt } = self.phase else {
+            return None;
+        };
+        self.failed = self.failed.saturating_add(1);
+        let start = *self.streak_start.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(start);
+        if self.max_attempts.is_some_and(|max| self.failed >= max) {
+            self.phase = Phase::Closed(CloseReason::GaveUp {
+                attempts: self.failed,
+                elapsed,
+            });
+            return None;
+        }
+        let delay = self.delays.next().unwrap_or(Duration::ZERO);
+        if let Some(budget) = self.give_up_after {
+            if elapsed + delay > budget {
+                self.phase = Phase::Closed(CloseReason::GaveUp {
+                    attempts: self.failed,
+                    elapsed,
+                });
+                return None;
+            }
+        }
+        self.phase = Phase::BackingOff {
+            until: now + delay,
+            attempt: attempt.saturating_add(1),
+        };
+        Some(delay)
+    }
+
+    /// The live connection was lost. `resume` is false when the application
+    /// asked to stop. Returns the delay before the next attempt (zero: at
+    /// once), or `None` when the connection closed.
+    pub(crate) fn reset(&mut self, now: Instant, resume: bool) -> Option<Duration> {
+        let Phase::Connected { since } = self.phase else {
+            return None;
+        };
+        if !resume {
+            self.phase = Phase::Closed(CloseReason::Stopped);
+            return None;
+        }
+        if let Some((max, within)) = self.intensity {
+            self.resets.push_back(now);
+            while self
+                .resets
+                .front()
+                .is_some_and(|&t| now.saturating_duration_since(t) > within)
+            {
+                self.resets.pop_front();
+            }
+            if self.resets.len() > max as usize {
+                self.phase = Phase::Closed(CloseReason::RestartIntensity {
+                    resets: self.resets.len() as u32,
+                    within,
+                });
+                return None;
+            }
+        }
+        self.streak_start = Some(now);
+        self.failed = 0;
+        if now.saturating_duration_since(since) >= self.stable_after {
+            self.delays.reset();
+            self.phase = Phase::Connecting { attempt: 1 };
+            Some(Duration::ZERO)
+        } else {
+            let delay = self.delays.next().unwrap_or(Duration::ZERO);
+            self.phase = Phase::BackingOff {
+                until: now + delay,
+                attempt: 1,
+            };
+            Some(delay)
+        }
+    }
+
+    /// Time passed; starts the next attempt when the backoff deadline is due.
+    pub(crate) fn timeout(&mut self, now: Instant) {
+        if let Phase::BackingOff { until, attempt } = self.phase {
+            if now >= until {
+                self.phase = Phase::Connecting { attempt };
+            }
+        }
+    }
+
+    /// Ends the connection for good. Final: later inputs change nothing.
+    pub(crate) fn close(&mut self, reason: CloseReason) {
+        if !matches!(self.phase, Phase::Closed(_)) {
+            self.phase = Phase::Closed(reason);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backoff::{Backoff, Jitter};
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn opts() -> Options {
+        Options::new()
+            .backoff(
+                Backoff::new(ms(100), 2.0, ms(1000))
+                    .unwrap()
+                    .with_jitter(Jitter::None),
+            )
+            .stable_after(ms(5000))
+    }
+
+    /// Drives failed attempts: returns the delays seen.
+    fn fail_n(lc: &mut Lifecycle, now: &mut Instant, n: usize) -> Vec<Duration> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            match lc.connect_failed(*now) {
+                Some(d) => {
+                    out.push(d);
+                    *now += d;
+                    lc.timeout(*now);
+                }
+                None => break,
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn failed_attempts_follow_the_schedule_up_to_the_cap() {
+        let mut now = Instant::now();
+        let mut lc = Lifecycle::new(&opts(), 1);
+        lc.start(now);
+        let d = fail_n(&mut lc, &mut now, 6);
+        assert_eq!(d, [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]);
+        assert_eq!(lc.phase(), &Phase::Connecting { attempt: 7 });
+    }
+
+    #[test]
+    fn backing_off_waits_for_its_deadline() {
+        let now = Instant::now();
+        let mut lc = Lifecycle::new(&opts(), 1);
+        lc.start(now);
+        lc.connect_failed(now);
+        assert_eq!(lc.poll_timeout(), Some(now + ms(100)));
+        lc.timeout(now + ms(99));
+        assert!(matches!(lc.phase(), Phase::BackingOff { .. }));
+        lc.timeout(now + ms(100));
+        assert_eq!(lc.phase(), &Phase::Connecting { attempt: 2 });
+    }
+
+    #[test]
+    fn stable_connection_is_retried_at_once_and_schedule_restarts() {
+        let mut now = Instant::now();
+        let mut lc = Lifecycle::new(&opts(), 1);
+        lc.start(now);
+        fail_n(&mut lc, &mut now, 3);
+        lc.connected(now);
+        now += ms(5000);
+        assert_eq!(lc.reset(now, true), Some(Duration::ZERO));
+        assert_eq!(lc.phase(), &Phase::Connecting { attempt: 1 });
+        assert_eq!(fail_n(&mut lc, &mut now, 1), [ms(100)]);
+    }
+
+    #[test]
+    fn flapping_connection_continues_the_schedule() {
+        let mut now = Instant::now();
+        let mut lc = Lifecycle::new(&opts(), 1);
+        lc.start(now);
+        let mut delays = Vec::new();
+        for _ in 0..5 {
+            lc.connected(now);
+            now += ms(10);
+            let d = lc.reset(now, true).unwrap();
+            delays.push(d);
+            now += d;
+            lc.timeout(now);
+        }
+        assert_eq!(delays, [ms(100), ms(200), ms(400), ms(800), ms(1000)]);
+    }
+
+    #[test]
+    fn gives_up_after_max_attempts() {
+        let mut now = Instant::now();
+        let mut lc = Lifecycle::new(&opts().max_attempts(3), 1);
+        lc.start(now);
+        assert_eq!(fail_n(&mut lc, &mut now, 10).len(), 2);
+        assert!(matches!(
+            lc.phase(),
+            Phase::Closed(CloseReason::GaveUp { attempts: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn gives_up_when_the_time_budget_is_spent() {
+        let mut now = Instant::now();
+        let mut lc = Lifecycle::new(&opts().give_up_after(ms(1000)), 1);
+        lc.start(now);
+        // 100 + 200 + 400 = 700 elapsed; the next delay (800) would pass 1000.
+        assert_eq!(fail_n(&mut lc, &mut now, 10), [ms(100), ms(200), ms(400)]);
+        assert!(matches!(
+            lc.phase(),
+            Phase::Closed(CloseReason::GaveUp { attempts: 4, .. })
+        ));
+    }
+
+    #[test]
+    fn restart_intensity_trips_on_the_resets_beyond_the_limit() {
+        let mut now = Instant::now();
+        let mut lc = Lifecycle::new(
+            &opts().restart_intensity(2, ms(10_000)).stable_after(ms(1)),
+            1,
+        );
+        lc.start(now);
+        for _ in 0..2 {
+            lc.connected(now);
+            now += ms(5);
+            assert_eq!(lc.reset(now, true), Some(Duration::ZERO));
+        }
+        lc.connected(now);
+        assert_eq!(lc.reset(now + ms(5), true), None);
+        assert!(matches!(
+            lc.phase(),
+            Phase::Closed(CloseReason::RestartIntensity { resets: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn stop_from_on_reset_closes() {
+        let now = Instant::now();
+        let mut lc = Lifecycle::new(&opts(), 1);
+        lc.start(now);
+        lc.connected(now);
+        assert_eq!(lc.reset(now, false), None);
+        assert_eq!(lc.phase(), &Phase::Closed(CloseReason::Stopped));
+    }
+
+    #[test]
+    fn close_is_final_in_every_phase() {
+        let now = Instant::now();
+        for setup in 0..4 {
+            let mut lc = Lifecycle::new(&opts(), 1);
+            match setup {
+                0 => {}
+                1 => lc.start(now),
+                2 => {
+                    lc.start(now);
+                    lc.connected(now);
+                }
+                _ => {
+                    lc.start(now);
+                    lc.connect_failed(now);
+                }
+            }
+            lc.close(CloseReason::Disconnected);
+            lc.start(now);
+            lc.connected(now);
+            lc.timeout(now + ms(100_000));
+            assert_eq!(lc.reset(now, true), None);
+            assert_eq!(lc.connect_failed(now), None);
+            assert_eq!(
+                lc.phase(),
+                &Phase::Closed(CloseReason::Disconnected),
+                "setup {setup}"
+            );
+            assert_eq!(lc.poll_timeout(), None);
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! [`Manager`]: makes managed connections and pools, finds them again, and
+//! closes them all.
+//!
+//! Inside a tokio runtime a manager uses that runtime; made outside one it
+//! starts a small runtime of its own (one worker thread), so synchronous
+//! programs can use redial too.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use tokio::runtime::{Handle, Runtime};
+use tokio::sync::{broadcast, Semaphore};
+
+use crate::connection::Connection;
+use crate::disconnect::Disconnecting;
+use crate::driver::Driver;
+use crate::endpoint::{Endpoint, ToEndpoint};
+use crate::error::{ConnectError, PoolError};
+use crate::events::{Event, Events, EVENTS_CAPACITY};
+use crate::handler::Handler;
+use crate::options::Options;
+use crate::pool::Pool;
+use crate::shared::{Command, PoolTag, Shared};
+
+/// Default cap on connect attempts in flight across a manager: enough to
+/// bring back thousands of connections within a second on a LAN, few
+/// enough that a recovering server is not hit by a wall of SYNs.
+pub const DEFAULT_MAX_CONNECTING: usize = 64;
+
+/// What a connection's driver keeps of its manager.
+pub(crate) struct Link {
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) attempts: Arc<Semaphore>,
+    manager: Weak<ManagerInner>,
+}
+
+impl Link {
+    pub(crate) fn deregister(&self, shared: &Arc<Shared>) {
+        if let Some(m) = self.manager.upgrade() {
+            m.registry().conns.remove(&shared.id);
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Registry {
+    /// Open connections by id: ids grow, so iteration is oldest first.
+    conns: BTreeMap<u64, Connection>,
+    pools: HashMap<String, Pool>,
+}
+
+pub(crate) struct ManagerInner {
+    handle: Handle,
+    runtime: Mutex<Option<Runtime>>,
+    registry: Mutex<Registry>,
+    events: broadcast::Sender<Event>,
+    attempts: Arc<Semaphore>,
+    next_id: AtomicU64,
+    seed: u64,
+}
+
+impl ManagerInner {
+    pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn remove_pool(&self, name: &str) {
+        self.registry().pools.remove(name);
+    }
+
+    pub(crate) fn spawn<H: Handler>(
+        self: &Arc<Self>,
+        endpoint: Endpoint,
+        handler: H,
+        opts: Options,
+        pool: Option<PoolTag>,
+    ) -> Connection {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::new(Shared::new(
+            id,
+            endpoint,
+            pool,
+            opts.send_queue_limit,
+            opts.outage,
+        ));
+        let conn = Connection {
+            shared: shared.clone(),
+        };
+        self.registry().conns.insert(id, conn.clone());
+        let seed = opts
+            .seed
+            .unwrap_or_else(|| self.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let link = Link {
+            events: self.events.clone(),
+            attempts: self.attempts.clone(),
+            manager: Arc::downgrade(self),
+        };
+        let driver = Driver::new(handler, shared, opts, link, seed);
+        self.handle.spawn(driver.run());
+        conn
+    }
+}
+
+impl Drop for ManagerInner {
+    fn drop(&mut self) {
+        // Never blocks and never panics, even when dropped inside a runtime.
+        let rt = self
+            .runtime
+            .get_mut()
+            .map(|r| r.take())
+            .unwrap_or_else(|p| p.into_inner().take());
+        if let Some(rt) = rt {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Settings of a [`Manager`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let cm = redial::Manager::builder().max_connecting(16).build();
+/// # let _ = cm;
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ManagerBuilder {
+    max_connecting: usize,
+    own_runtime: bool,
+}
+
+impl ManagerBuilder {
+    /// At most this many connect attempts in flight across the manager
+    /// (default [`DEFAULT_MAX_CONNECTING`]); at least 1.
+    pub fn max_connecting(mut self, n: usize) -> Self {
+        self.max_connecting = n.max(1);
+        self
+    }
+
+    /// Always start a runtime of the manager's own, even inside tokio (the
+    /// connections then outlive the caller's runtime).
+    pub fn own_runtime(mut self, yes: bool) -> Self {
+        self.own_runtime = yes;
+        self
+    }
+
+    /// Builds the manager. Panics only if the operating system refuses to
+    /// start the manager's own runtime thread; [`ManagerBuilder::try_build`]
+    /// returns that error instead.
+    pub fn build(self) -> Manager {
+        self.try_build()
+            .unwrap_or_else(|e| panic!("redial: cannot start the manager's runtime: {e}"))
+    }
+
+    /// Builds the manager, or says why its runtime could not start.
+    pub fn try_build(self) -> io::Result<Manager> {
+        let (handle, runtime) = match Handle::try_current() {
+            Ok(h) if !self.own_runtime => (h, None),
+            _ => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("redial")
+                    .enable_all()
+                    .build()?;
+                (rt.handle().clone(), Some(rt))
+            }
+        };
+        let (events, _) = broadcast::channel(EVENTS_CAPACITY);
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x5EED);
+        Ok(Manager {
+            inner: Arc::new(ManagerInner {
+                handle,
+                runtime: Mutex::new(runtime),
+                registry: Mutex::new(Registry::default()),
+                events,
+                attempts: Arc::new(Semaphore::new(self.max_connecting)),
+                next_id: AtomicU64::new(1),
+                seed,
+            }),
+        })
+    }
+}
+
+/// Makes and keeps managed connections and pools.
+///
+/// Cheap to clone. Dropping every handle of a manager that runs on the
+/// caller's runtime leaves its connections running (their [`Connection`]
+/// handles still work); a manager with a runtime of its own stops its
+/// connections when the last handle is dropped.
+///
+/// ```no_run
+/// use redial::{Handler, Manager, Socket};
+///
+/// struct Memcache;
+/// impl Handler for Memcache {
+///     fn on_connect(&mut self, sock: &Socket) { let _ = sock.send("version\r\n"); }
+///     fn on_data(&mut self, _: &Socket, data: &[u8]) { print!("{}", String::from_utf8_lossy(data)); }
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let cm = Manager::new();
+/// let conn = cm.connect("127.0.0.1:11211", Memcache)?;
+/// let pool = cm.create_pool("cache")?;
+/// pool.add_connection("127.0.0.1:11212", Memcache)?;
+/// assert!(cm.get_connection("127.0.0.1:11211").is_some());
+/// cm.disconnect_all();
+/// # let _ = conn; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Manager {
+    pub(crate) inner: Arc<ManagerInner>,
+}
+
+impl Default for Manager {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = self.inner.registry();
+        f.debug_struct("Manager")
+            .field("connections", &r.conns.len())
+            .field("pools", &r.pools.len())
+            .finish()
+    }
+}
+
+impl Manager {
+    /// A manager with the defaults: on the current tokio runtime if there
+    /// is one, else on a small runtime of its own.
+    ///
+    /// ```
+    /// let cm = redial::Manager::new(); // outside tokio: owns a runtime
+    /// # let _ = cm;
+    /// ```
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder for a manager with other settings.
+    ///
+    /// ```
+    /// let cm = redial::Manager::builder().max_connecting(8).own_runtime(true).build();
+    /// # let _ = cm;
+    /// ```
+    pub fn builder() -> ManagerBuilder {
+        ManagerBuilder {
+            max_connecting: DEFAULT_MAX_CONNECTING,
+            own_runtime: false,
+        }
+    }
+
+    /// Starts a managed connection with the default [`Options`].
+    ///
+    /// Errors only on bad input (endpoint, options): connect attempts that
+    /// fail are retried and reported to `on_connect_failed`.
+    ///
+    /// ```no_run
+    /// # fn f(cm: redial::Manager) -> Result<(), redial::ConnectError> {
+    /// let conn = cm.connect("127.0.0.1:6379", redial::handler().on_data(|_, _| {}))?;
+    /// # let _ = conn; Ok(()) }
+    /// ```
+    pub fn connect<H: Handler>(
+        &self,
+        endpoint: impl ToEndpoint,
+        handler: H,
+    ) -> Result<Connection, ConnectError> {
+        self.connect_with(endpoint, handler, Options::default())
+    }
+
+    /// Starts a managed connection with the given [`Options`].
+    ///
+    /// ```no_run
+    /// # fn f(cm: redial::Manager) -> Result<(), redial::ConnectError> {
+    /// let opts = redial::Options::new().max_attempts(3);
+    /// let conn = cm.connect_with(("cache.local", 11211), redial::handler(), opts)?;
+    /// # let _ = conn; Ok(()) }
+    /// ```
+    pub fn connect_with<H: Handler>(
+        &self,
+        endpoint: impl ToEndpoint,
+        handler: H,
+        opts: Options,
+    ) -> Result<Connection, ConnectError> {
+        let endpoint = endpoint.to_endpoint()?;
+        opts.validate()?;
+        Ok(self.inner.spawn(endpoint, handler, opts, None))
+    }
+
+    /// The oldest open connection to `endpoint` (as written: `localhost:80`
+    /// and `127.0.0.1:80` differ), not counting pool members; `None` when
+    /// there is none or the endpoint does not parse.
+    ///
+    /// ```no_run
+    /// # fn f(cm: redial::Manager) {
+    /// if let Some(conn) = cm.get_connection("127.0.0.1:11211") {
+    ///     let _ = conn.send("stats\r\n");
+    /// }
+    /// # }
+    /// ```
+    pub fn get_connection(&self, endpoint: impl ToEndpoint) -> Option<Connection> {
+        let endpoint = endpoint.to_endpoint().ok()?;
+        self.inner
+            .registry()
+            .conns
+            .values()
+            .find(|c| c.shared.pool.is_none() && c.shared.endpoint == endpoint)
+            .cloned()
+    }
+
+    /// Every open connection to `endpoint`, pool members included, oldest first.
+    ///
+    /// ```no_run
+    /// # fn f(cm: redial::Manager) {
+    /// println!("{} connections", cm.connections_to("127.0.0.1:11211").len());
+    /// # }
+    /// ```
+    pub fn connections_to(&self, endpoint: impl ToEndpoint) -> Vec<Connection> {
+        let Ok(endpoint) = endpoint.to_endpoint() else {
+            return Vec::new();
+        };
+        self.inner
+            .registry()
+            .conns
+            .values()
+            .filter(|c| c.shared.endpoint == endpoint)
+            .cloned()
+            .collect()
+    }
+
+    /// Every open connection, pool members included, oldest first.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// assert!(redial::Manager::new().connections().is_empty());
+    /// # }
+    /// ```
+    pub fn connections(&self) -> Vec<Connection> {
+        self.inner.registry().conns.values().cloned().collect()
+    }
+
+    /// Creates an empty pool; an error when the name is taken.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redial::PoolError> {
+    /// let cm = redial::Manager::new();
+    /// let pool = cm.create_pool("myPool")?;
+    /// assert_eq!(pool.name(), "myPool");
+    /// assert!(cm.create_pool("myPool").is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn create_pool(&self, name: &str) -> Result<Pool, PoolError> {
+        if name.is_empty() {
+            return Err(PoolError::EmptyName);
+        }
+        let mut r = self.inner.registry();
+        if r.pools.contains_key(name) {
+            return Err(PoolError::NameTaken { name: name.into() });
+        }
+        let pool = Pool::new(name, Arc::downgrade(&self.inner));
+        r.pools.insert(name.to_string(), pool.clone());
+        Ok(pool)
+    }
+
+    /// The pool with this name.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redial::PoolError> {
+    /// let cm = redial::Manager::new();
+    /// cm.create_pool("myPool")?;
+    /// assert!(cm.get_pool("myPool").is_some());
+    /// assert!(cm.get_pool("other").is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn get_pool(&self, name: &str) -> Option<Pool> {
+        self.inner.registry().pools.get(name).cloned()
+    }
+
+    /// Disconnects every connection this manager made and is still open,
+    /// pools included (the pools are removed). Await to wait until all have
+    /// closed.
+    ///
+    /// ```no_run
+    /// # async fn f(cm: redial::Manager) {
+    /// cm.disconnect_all().await;
+    /// assert!(cm.connections().is_empty());
+    /// # }
+    /// ```
+    pub fn disconnect_all(&self) -> Disconnecting {
+        let (conns, pools) = {
+            let mut r = self.inner.registry();
+            let conns: Vec<_> = r.conns.values().map(|c| c.shared.clone()).collect();
+            let pools: Vec<_> = r.pools.drain().map(|(_, p)| p).collect();
+            (conns, pools)
+        };
+        for p in &pools {
+            p.mark_closed();
+        }
+        for c in &conns {
+            c.request(Command::Disconnect);
+        }
+        Disconnecting::new(conns)
+    }
+
+    /// Subscribes to every state change of every connection from now on.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cm = redial::Manager::new();
+    /// let mut events = cm.events();
+    /// assert!(events.try_recv().is_none());
+    /// # }
+    /// ```
+    pub fn events(&self) -> Events {
+        Events::new(self.inner.events.subscribe())
+    }
+
+    /// The runtime the manager's connections run on.
+    ///
+    /// ```
+    /// let cm = redial::Manager::new();
+    /// let answer = cm.runtime().block_on(async { 42 });
+    /// assert_eq!(answer, 42);
+    /// ```
+    pub fn runtime(&self) -> &Handle {
+        &self.inner.handle
+    }
+}

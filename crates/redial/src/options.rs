@@ -1,0 +1,453 @@
+//! Per-connection settings: backoff, timeouts, give-up policy, queue
+//! bounds, outage policy and socket options.
+//!
+//! Every default is a named constant below with the reason for its value.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::SockRef;
+
+use crate::backoff::Backoff;
+use crate::error::OptionsError;
+
+/// Default connect timeout per address: a SYN that gets no answer in 10 s
+/// has met a dead host or a firewall that drops; waiting the kernel's ~2 min
+/// helps nobody.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a connection must stay up before the backoff schedule starts
+/// over: a server that accepts and closes at once is not "up".
+pub const DEFAULT_STABLE_AFTER: Duration = Duration::from_secs(5);
+/// Default bound of bytes accepted by `send` and not yet written to the
+/// kernel: large enough for bursts, small enough that a stalled peer cannot
+/// eat the process's memory.
+pub const DEFAULT_SEND_QUEUE_LIMIT: usize = 4 * 1024 * 1024;
+/// Default time `disconnect` spends flushing queued bytes before it closes
+/// anyway and hands the rest back in [`Close::unsent`](crate::Close::unsent).
+pub const DEFAULT_CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Default keepalive idle time before the first probe. Together with
+/// [`DEFAULT_KEEPALIVE_INTERVAL`] and [`DEFAULT_KEEPALIVE_RETRIES`], a
+/// silent peer is declared dead 20 + 4 × 5 = 40 s after the last byte,
+/// the same bound as [`DEFAULT_USER_TIMEOUT`] so the two detectors agree.
+/// gRPC pings every 20 s; 40 s keeps probes rare on idle fleets while still
+/// beating Linux's 2 h 11 min by two orders of magnitude.
+pub const DEFAULT_KEEPALIVE_IDLE: Duration = Duration::from_secs(20);
+/// Default interval between keepalive probes.
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// Default number of unanswered keepalive probes before the kernel resets.
+pub const DEFAULT_KEEPALIVE_RETRIES: u32 = 4;
+/// Default TCP_USER_TIMEOUT: data unacknowledged for this long resets the
+/// connection (Linux alone would retransmit for 15+ minutes). Equal to the
+/// keepalive bound so an idle and a busy dead peer are found equally fast.
+pub const DEFAULT_USER_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// TCP keepalive probe settings.
+///
+/// ```
+/// use redial::{Keepalive, Options};
+/// use std::time::Duration;
+///
+/// let opts = Options::new().keepalive(Some(Keepalive {
+///     idle: Duration::from_secs(10),
+///     interval: Duration::from_secs(2),
+///     retries: 3,
+/// }));
+/// # let _ = opts;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle time before the first probe.
+    pub idle: Duration,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Unanswered probes before the connection is reset.
+    pub retries: u32,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive {
+            idle: DEFAULT_KEEPALIVE_IDLE,
+            interval: DEFAULT_KEEPALIVE_INTERVAL,
+            retries: DEFAULT_KEEPALIVE_RETRIES,
+        }
+    }
+}
+
+/// What `Connection::send` does while the connection is down.
+///
+/// ```
+/// use redial::{Options, Outage};
+/// let opts = Options::new().outage(Outage::Buffer { max_bytes: 64 * 1024 });
+/// # let _ = opts;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Outage {
+    /// Refuse with [`SendError::NotConnected`](crate::SendError::NotConnected),
+    /// handing the bytes back (the default: the application decides).
+    #[default]
+    Reject,
+    /// Keep up to `max_bytes` and send them after `on_connect` of the next
+    /// connection, in order, after whatever `on_connect` sent.
+    Buffer {
+        /// The bound; further sends get
+        /// [`SendError::OutageBufferFull`](crate::SendError::OutageBufferFull).
+        max_bytes: usize,
+    },
+}
+
+type SocketHook = Arc<dyn Fn(&SockRef<'_>) -> io::Result<()> + Send + Sync>;
+
+/// Settings of one managed connection, built with chained methods.
+///
+/// ```
+/// use redial::{Backoff, Options, Outage};
+/// use std::time::Duration;
+///
+/// let opts = Options::new()
+///     .backoff(Backoff::new(Duration::from_millis(50), 2.0, Duration::from_secs(5))?)
+///     .connect_timeout(Duration::from_secs(2))
+///     .max_attempts(10)
+///     .idle_timeout(Some(Duration::from_secs(30)))
+///     .outage(Outage::Buffer { max_bytes: 1 << 20 });
+/// # let _ = opts;
+/// # Ok::<(), redial::OptionsError>(())
+/// ```
+#[derive(Clone)]
+pub struct Options {
+    pub(crate) backoff: Backoff,
+    pub(crate) stable_after: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) max_attempts: Option<u32>,
+    pub(crate) give_up_after: Option<Duration>,
+    pub(crate) restart_intensity: Option<(u32, Duration)>,
+    pub(crate) nodelay: bool,
+    pub(crate) send_queue_limit: usize,
+    pub(crate) outage: Outage,
+    pub(crate) bind: Option<SocketAddr>,
+    pub(crate) socket_hook: Option<SocketHook>,
+    pub(crate) keepalive: Option<Keepalive>,
+    pub(crate) user_timeout: Option<Duration>,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) heartbeat: Option<Duration>,
+    pub(crate) close_grace: Duration,
+    pub(crate) seed: Option<u64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            backoff: Backoff::default(),
+            stable_after: DEFAULT_STABLE_AFTER,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            max_attempts: None,
+            give_up_after: None,
+            restart_intensity: None,
+            nodelay: true,
+            send_queue_limit: DEFAULT_SEND_QUEUE_LIMIT,
+            outage: Outage::Reject,
+            bind: None,
+            socket_hook: None,
+            keepalive: Some(Keepalive::default()),
+            user_timeout: Some(DEFAULT_USER_TIMEOUT),
+            idle_timeout: None,
+            heartbeat: None,
+            close_grace: DEFAULT_CLOSE_GRACE,
+            seed: None,
+        }
+    }
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("backoff", &self.backoff)
+            .field("stable_after", &self.stable_after)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("give_up_after", &self.give_up_after)
+            .field("restart_intensity", &self.restart_intensity)
+            .field("nodelay", &self.nodelay)
+            .field("send_queue_limit", &self.send_queue_limit)
+            .field("outage", &self.outage)
+            .field("bind", &self.bind)
+            .field("socket_hook", &self.socket_hook.is_some())
+            .field("keepalive", &self.keepalive)
+            .field("user_timeout", &self.user_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("heartbeat", &self.heartbeat)
+            .field("close_grace", &self.close_grace)
+            .finish()
+    }
+}
+
+impl Options {
+    /// The defaults (same as `Options::default()`).
+    ///
+    /// ```
+    /// let o = redial::Options::new();
+    /// # let _ = o;
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The reconnect schedule (default: 100 ms × 2 up to 30 s, ±20 %).
+    ///
+    /// ```
+    /// let o = redial::Options::new().backoff(redial::Backoff::default().with_jitter(redial::Jitter::Full));
+    /// # let _ = o;
+    /// ```
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// How long a connection must stay up before the backoff schedule starts
+    /// over and the next loss is retried at once (default 5 s). A connection
+    /// lost sooner is retried on the running schedule, so a server that
+    /// accepts and closes at once is not hammered.
+    ///
+    /// ```
+    /// let o = redial::Options::new().stable_after(std::time::Duration::from_secs(1));
+    /// # let _ = o;
+    /// ```
+    pub fn stable_after(mut self, d: Duration) -> Self {
+        self.stable_after = d;
+        self
+    }
+
+    /// Timeout of one connect to one address (default 10 s); must be above zero.
+    ///
+    /// ```
+    /// let o = redial::Options::new().connect_timeout(std::time::Duration::from_secs(1));
+    /// # let _ = o;
+    /// ```
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// Give up (close with [`CloseReason::GaveUp`](crate::CloseReason::GaveUp))
+    /// after `n` failed attempts in a row (default: never). Must be at least 1.
+    ///
+    /// ```
+    /// let o = redial::Options::new().max_attempts(5);
+    /// # let _ = o;
+    /// ```
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = Some(n);
+        self
+    }
+
+    /// Give up when the next attempt would start more than `budget` after
+    /// the failure streak began (the connection was lost, or the first
+    /// attempt started). Default: never.
+    ///
+    /// ```
+    /// let o = redial::Options::new().give_up_after(std::time::Duration::from_secs(60));
+    /// # let _ = o;
+    /// ```
+    pub fn give_up_after(mut self, budget: Duration) -> Self {
+        self.give_up_after = Some(budget);
+        self
+    }
+
+    /// Close for good when more than `resets` connections are lost within
+    /// `within` (an Erlang-style restart intensity). Default: off.
+    ///
+    /// ```
+    /// let o = redial::Options::new().restart_intensity(10, std::time::Duration::from_secs(60));
+    /// # let _ = o;
+    /// ```
+    pub fn restart_intensity(mut self, resets: u32, within: Duration) -> Self {
+        self.restart_intensity = Some((resets, within));
+        self
+    }
+
+    /// TCP_NODELAY (default on: writes are batched by redial already, so
+    /// Nagle only adds latency).
+    ///
+    /// ```
+    /// let o = redial::Options::new().nodelay(false);
+    /// # let _ = o;
+    /// ```
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.nodelay = on;
+        self
+    }
+
+    /// Bytes `send` accepts before refusing with
+    /// [`SendError::Full`](crate::SendError::Full) (default 4 MiB); counts
+    /// queued bytes and the batch being written. Must be above zero.
+    ///
+    /// ```
+    /// let o = redial::Options::new().send_queue_limit(64 * 1024);
+    /// # let _ = o;
+    /// ```
+    pub fn send_queue_limit(mut self, bytes: usize) -> Self {
+        self.send_queue_limit = bytes;
+        self
+    }
+
+    /// What `Connection::send` does while the connection is down.
+    ///
+    /// ```
+    /// let o = redial::Options::new().outage(redial::Outage::Reject);
+    /// # let _ = o;
+    /// ```
+    pub fn outage(mut self, policy: Outage) -> Self {
+        self.outage = policy;
+        self
+    }
+
+    /// Local address to bind before connecting.
+    ///
+    /// ```
+    /// let o = redial::Options::new().bind("127.0.0.2:0".parse().unwrap());
+    /// # let _ = o;
+    /// ```
+    pub fn bind(mut self, local: SocketAddr) -> Self {
+        self.bind = Some(local);
+        self
+    }
+
+    /// A hook that sets any socket option before each connect; an error
+    /// fails that attempt.
+    ///
+    /// ```
+    /// let o = redial::Options::new().configure_socket(|s| s.set_send_buffer_size(256 * 1024));
+    /// # let _ = o;
+    /// ```
+    pub fn configure_socket<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&SockRef<'_>) -> io::Result<()> + Send + Sync + 'static,
+    {
+        self.socket_hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// TCP keepalive probes (default on: 20 s idle, 5 s × 4 probes); `None`
+    /// turns them off.
+    ///
+    /// ```
+    /// let o = redial::Options::new().keepalive(None);
+    /// # let _ = o;
+    /// ```
+    pub fn keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
+    /// TCP_USER_TIMEOUT (Linux; default 40 s); `None` leaves the kernel's.
+    ///
+    /// ```
+    /// let o = redial::Options::new().user_timeout(Some(std::time::Duration::from_secs(10)));
+    /// # let _ = o;
+    /// ```
+    pub fn user_timeout(mut self, d: Option<Duration>) -> Self {
+        self.user_timeout = d;
+        self
+    }
+
+    /// Reset with [`ResetReason::IdleTimeout`](crate::ResetReason::IdleTimeout)
+    /// when no byte has been read for this long (default: off).
+    ///
+    /// ```
+    /// let o = redial::Options::new().idle_timeout(Some(std::time::Duration::from_secs(30)));
+    /// # let _ = o;
+    /// ```
+    pub fn idle_timeout(mut self, d: Option<Duration>) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+
+    /// Call [`Handler::on_idle`](crate::Handler::on_idle) when no byte has
+    /// been read for this long, so the application can send its own ping
+    /// (default: off).
+    ///
+    /// ```
+    /// let o = redial::Options::new().heartbeat(Some(std::time::Duration::from_secs(10)));
+    /// # let _ = o;
+    /// ```
+    pub fn heartbeat(mut self, every: Option<Duration>) -> Self {
+        self.heartbeat = every;
+        self
+    }
+
+    /// How long `disconnect` flushes queued bytes before closing anyway
+    /// (default 5 s).
+    ///
+    /// ```
+    /// let o = redial::Options::new().close_grace(std::time::Duration::from_secs(1));
+    /// # let _ = o;
+    /// ```
+    pub fn close_grace(mut self, d: Duration) -> Self {
+        self.close_grace = d;
+        self
+    }
+
+    /// Seed of the backoff jitter, for a repeatable schedule (default: a
+    /// different seed per connection).
+    ///
+    /// ```
+    /// let o = redial::Options::new().seed(42);
+    /// # let _ = o;
+    /// ```
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), OptionsError> {
+        self.backoff.validate()?;
+        if self.connect_timeout.is_zero() {
+            return Err(OptionsError::invalid(
+                "connect_timeout",
+                "must be above zero",
+            ));
+        }
+        if self.max_attempts == Some(0) {
+            return Err(OptionsError::invalid("max_attempts", "must be at least 1"));
+        }
+        if self.send_queue_limit == 0 {
+            return Err(OptionsError::invalid(
+                "send_queue_limit",
+                "must be above zero",
+            ));
+        }
+        if let Some((n, within)) = self.restart_intensity {
+            if n == 0 || within.is_zero() {
+                return Err(OptionsError::invalid(
+                    "restart_intensity",
+                    "needs at least 1 reset within a period above zero",
+                ));
+            }
+        }
+        for (name, d) in [
+            ("idle_timeout", self.idle_timeout),
+            ("heartbeat", self.heartbeat),
+            ("user_timeout", self.user_timeout),
+        ] {
+            if d == Some(Duration::ZERO) {
+                return Err(OptionsError::invalid(
+                    name,
+                    "must be above zero (use None to turn it off)",
+                ));
+            }
+        }
+        if let Some(k) = self.keepalive {
+            if k.idle.is_zero() || k.interval.is_zero() || k.retries == 0 {
+                return Err(OptionsError::invalid(
+                    "keepalive",
+                    "idle, interval and retries must be above zero",
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,279 @@
+//! [`Pool`]: a named set of managed connections, with a pick of a live
+//! member and sends to whichever member is up.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use tokio::sync::Notify;
+
+use crate::connection::Connection;
+use crate::disconnect::Disconnecting;
+use crate::endpoint::ToEndpoint;
+use crate::error::{ConnectError, SendError};
+use crate::handler::Handler;
+use crate::manager::ManagerInner;
+use crate::options::Options;
+use crate::shared::{Command, PoolTag, State};
+
+pub(crate) struct PoolInner {
+    name: Arc<str>,
+    manager: Weak<ManagerInner>,
+    members: Mutex<Vec<Connection>>,
+    next: AtomicUsize,
+    closed: AtomicBool,
+    changed: Arc<Notify>,
+}
+
+/// A named set of managed connections. Cheap to clone.
+///
+/// ```no_run
+/// # async fn f(cm: redial::Manager) -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = cm.create_pool("cache")?;
+/// for port in [11211, 11212, 11213] {
+///     pool.add_connection(("127.0.0.1", port), redial::handler().on_data(|_, _| {}))?;
+/// }
+/// pool.wait_live(1).await;
+/// pool.send("version\r\n")?;
+/// pool.disconnect().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<PoolInner>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.inner.name)
+            .field("members", &self.members().len())
+            .field("live", &self.live())
+            .finish()
+    }
+}
+
+impl Pool {
+    pub(crate) fn new(name: &str, manager: Weak<ManagerInner>) -> Self {
+        Pool {
+            inner: Arc::new(PoolInner {
+                name: name.into(),
+                manager,
+                members: Mutex::new(Vec::new()),
+                next: AtomicUsize::new(0),
+                closed: AtomicBool::new(false),
+                changed: Arc::new(Notify::new()),
+            }),
+        }
+    }
+
+    fn members(&self) -> MutexGuard<'_, Vec<Connection>> {
+        self.inner.members.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn mark_closed(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+    }
+
+    /// The pool's name.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redial::PoolError> {
+    /// assert_eq!(redial::Manager::new().create_pool("p")?.name(), "p");
+    /// # Ok(()) }
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Adds a managed connection with the default [`Options`].
+    ///
+    /// ```no_run
+    /// # fn f(pool: redial::Pool) -> Result<(), redial::ConnectError> {
+    /// pool.add_connection("10.0.0.1:11211", redial::handler())?;
+    /// # Ok(()) }
+    /// ```
+    pub fn add_connection<H: Handler>(
+        &self,
+        endpoint: impl ToEndpoint,
+        handler: H,
+    ) -> Result<Connection, ConnectError> {
+        self.add_connection_with(endpoint, handler, Options::default())
+    }
+
+    /// Adds a managed connection with the given [`Options`].
+    ///
+    /// ```no_run
+    /// # fn f(pool: redial::Pool) -> Result<(), redial::ConnectError> {
+    /// pool.add_connection_with("10.0.0.1:11211", redial::handler(), redial::Options::new().max_attempts(5))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn add_connection_with<H: Handler>(
+        &self,
+        endpoint: impl ToEndpoint,
+        handler: H,
+        opts: Options,
+    ) -> Result<Connection, ConnectError> {
+        let endpoint = endpoint.to_endpoint()?;
+        opts.validate()?;
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(ConnectError::PoolClosed {
+                pool: self.inner.name.to_string(),
+            });
+        }
+        let manager = self
+            .inner
+            .manager
+            .upgrade()
+            .ok_or(ConnectError::ManagerClosed)?;
+        let tag = PoolTag {
+            name: self.inner.name.clone(),
+            changed: self.inner.changed.clone(),
+        };
+        let conn = manager.spawn(endpoint, handler, opts, Some(tag));
+        let mut m = self.members();
+        m.retain(|c| c.state() != State::Closed);
+        m.push(conn.clone());
+        Ok(conn)
+    }
+
+    /// The members that are not closed, in the order they were added.
+    ///
+    /// ```no_run
+    /// # fn f(pool: redial::Pool) {
+    /// for c in pool.connections() {
+    ///     println!("{} {}", c.endpoint(), c.state());
+    /// }
+    /// # }
+    /// ```
+    pub fn connections(&self) -> Vec<Connection> {
+        let mut m = self.members();
+        m.retain(|c| c.state() != State::Closed);
+        m.clone()
+    }
+
+    /// A live member, round-robin over the live ones; `None` when none is up.
+    ///
+    /// ```no_run
+    /// # fn f(pool: redial::Pool) {
+    /// if let Some(conn) = pool.pick() {
+    ///     let _ = conn.send("get k\r\n");
+    /// }
+    /// # }
+    /// ```
+    pub fn pick(&self) -> Option<Connection> {
+        let m = self.members();
+        let n = m.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| &m[(start + i) % n])
+            .find(|c| c.is_live())
+            .cloned()
+    }
+
+    /// The live member with the fewest bytes queued, of two picked at
+    /// random ("power of two choices"): balances by load, not by turn.
+    ///
+    /// ```no_run
+    /// # fn f(pool: redial::Pool) {
+    /// let conn = pool.pick_least_queued();
+    /// # let _ = conn;
+    /// # }
+    /// ```
+    pub fn pick_least_queued(&self) -> Option<Connection> {
+        let live: Vec<Connection> = self
+            .members()
+            .iter()
+            .filter(|c| c.is_live())
+            .cloned()
+            .collect();
+        match live.len() {
+            0 => None,
+            1 => live.into_iter().next(),
+            n => {
+                let x = self.inner.next.fetch_add(1, Ordering::Relaxed);
+                let h = (x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let a = (h % n as u64) as usize;
+                let b = ((h >> 32) % n as u64) as usize;
+                let (ca, cb) = (&live[a], &live[b]);
+                Some(if cb.queued() < ca.queued() {
+                    cb.clone()
+                } else {
+                    ca.clone()
+                })
+            }
+        }
+    }
+
+    /// Sends to a live member ([`Pool::pick`]); refused with the bytes when
+    /// none is up.
+    ///
+    /// ```no_run
+    /// # fn f(pool: redial::Pool) {
+    /// if let Err(e) = pool.send("ping\r\n") {
+    ///     eprintln!("{e}");
+    /// }
+    /// # }
+    /// ```
+    pub fn send(&self, data: impl AsRef<[u8]>) -> Result<(), SendError> {
+        let data = data.as_ref();
+        match self.pick() {
+            Some(c) => c.send(data),
+            None => Err(SendError::NotConnected {
+                data: data.to_vec(),
+            }),
+        }
+    }
+
+    /// How many members are live.
+    ///
+    /// ```no_run
+    /// # fn f(pool: redial::Pool) {
+    /// println!("{} of {} up", pool.live(), pool.connections().len());
+    /// # }
+    /// ```
+    pub fn live(&self) -> usize {
+        self.members().iter().filter(|c| c.is_live()).count()
+    }
+
+    /// Waits until at least `n` members are live.
+    ///
+    /// ```no_run
+    /// # async fn f(pool: redial::Pool) {
+    /// pool.wait_live(3).await;
+    /// # }
+    /// ```
+    pub async fn wait_live(&self, n: usize) {
+        loop {
+            let notified = self.inner.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.live() >= n {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Disconnects every member and removes the pool from its manager (the
+    /// name can be used again). Await to wait until all have closed.
+    ///
+    /// ```no_run
+    /// # async fn f(pool: redial::Pool) {
+    /// pool.disconnect().await;
+    /// # }
+    /// ```
+    pub fn disconnect(&self) -> Disconnecting {
+        self.mark_closed();
+        if let Some(m) = self.inner.manager.upgrade() {
+            m.remove_pool(&self.inner.name);
+        }
+        let members: Vec<_> = self.members().iter().map(|c| c.shared.clone()).collect();
+        for c in &members {
+            c.request(Command::Disconnect);
+        }
+        Disconnecting::new(members)
+    }
+}

@@ -1,0 +1,392 @@
+//! State shared between a connection's driver task and the application's
+//! handles ([`Connection`](crate::Connection), [`Socket`](crate::Socket)):
+//! the send queue, the command flag, the public state and the counters.
+//!
+//! The send queue is one contiguous buffer plus the end offset of every
+//! `send` call. Senders append under a short lock; the driver swaps the
+//! whole buffer out and writes it in one go, which is what makes one
+//! `send` per message as cheap as a hand-tuned `BufWriter`. The offsets
+//! cost 8 bytes a message and let a reset hand back whole chunks.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::sync::Notify;
+
+use crate::endpoint::Endpoint;
+use crate::error::SendError;
+use crate::options::Outage;
+use crate::reset::{CloseReason, Unsent};
+
+/// Where a managed connection is, as the application sees it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let cm = redial::Manager::new();
+/// let conn = cm.connect("127.0.0.1:9", redial::handler()).unwrap();
+/// assert_ne!(conn.state(), redial::State::Closed);
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum State {
+    /// A connect attempt is under way.
+    Connecting,
+    /// Up, and `on_connect` has run.
+    Connected,
+    /// Waiting for the next attempt.
+    BackingOff,
+    /// Ended for good.
+    Closed,
+}
+
+impl State {
+    fn from_u8(v: u8) -> State {
+        match v {
+            0 => State::Connecting,
+            1 => State::Connected,
+            2 => State::BackingOff,
+            _ => State::Closed,
+        }
+    }
+    fn to_u8(self) -> u8 {
+        match self {
+            State::Connecting => 0,
+            State::Connected => 1,
+            State::BackingOff => 2,
+            State::Closed => 3,
+        }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            State::Connecting => "connecting",
+            State::Connected => "connected",
+            State::BackingOff => "backing off",
+            State::Closed => "closed",
+        })
+    }
+}
+
+/// What the application asked the driver to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Command {
+    Disconnect,
+    Abort,
+}
+
+const CMD_NONE: u8 = 0;
+const CMD_DISCONNECT: u8 = 1;
+const CMD_ABORT: u8 = 2;
+
+/// The pool a connection belongs to, without a strong reference back to
+/// the pool (the pool holds its members).
+pub(crate) struct PoolTag {
+    pub(crate) name: Arc<str>,
+    pub(crate) changed: Arc<Notify>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) id: u64,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) pool: Option<PoolTag>,
+    queue: Mutex<Queue>,
+    /// Wakes the driver: bytes queued on an empty queue, or a command.
+    pub(crate) wake: Notify,
+    /// Wakes writers waiting for room in the queue.
+    pub(crate) room: Notify,
+    /// Wakes whoever waits for a state change.
+    pub(crate) changed: Notify,
+    state: AtomicU8,
+    command: AtomicU8,
+    pub(crate) counters: Counters,
+    pub(crate) info: Mutex<Info>,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) connects: AtomicU64,
+    pub(crate) resets: AtomicU64,
+    pub(crate) failed_attempts: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+}
+
+/// Slow-changing facts, read by `stats()` and `socket()`.
+#[derive(Default)]
+pub(crate) struct Info {
+    pub(crate) connected_since: Option<Instant>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) close_reason: Option<CloseReason>,
+    pub(crate) socket: Option<crate::socket::Socket>,
+}
+
+pub(crate) struct Queue {
+    pub(crate) buf: Vec<u8>,
+    pub(crate) ends: Vec<usize>,
+    /// Bytes the driver took and has not yet written.
+    pub(crate) inflight: usize,
+    /// Generation of the live socket; `Socket`s of other generations are stale.
+    pub(crate) generation: u64,
+    /// The live socket takes `Socket::send`s.
+    pub(crate) socket_open: bool,
+    /// `on_connect` has run: `Connection::send` goes to the live socket.
+    pub(crate) accepting: bool,
+    /// Ended for good (or disconnecting): every send is refused.
+    pub(crate) closed: bool,
+    pub(crate) outage_buf: Vec<u8>,
+    pub(crate) outage_ends: Vec<usize>,
+    pub(crate) room_waiters: bool,
+    limit: usize,
+    outage: Outage,
+}
+
+/// Why a push was refused, before the bytes are copied into a [`SendError`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Refused {
+    Full { queued: usize, limit: usize },
+    NotConnected,
+    OutageFull { buffered: usize, limit: usize },
+    Closed,
+}
+
+impl Refused {
+    pub(crate) fn into_error(self, data: &[u8]) -> SendError {
+        let data = data.to_vec();
+        match self {
+            Refused::Full { queued, limit } => SendError::Full {
+                data,
+                queued,
+                limit,
+            },
+            Refused::NotConnected => SendError::NotConnected { data },
+            Refused::OutageFull { buffered, limit } => SendError::OutageBufferFull {
+                data,
+                buffered,
+                limit,
+            },
+            Refused::Closed => SendError::Closed { data },
+        }
+    }
+}
+
+impl Queue {
+    fn queued(&self) -> usize {
+        self.buf.len() + self.inflight
+    }
+
+    /// Appends to the live socket's queue. A single chunk larger than the
+    /// limit is taken only into an empty queue, so it can never wait forever.
+    /// Returns whether the queue was empty (the driver needs a wake-up).
+    fn push_live(&mut self, data: &[u8]) -> Result<bool, Refused> {
+        let queued = self.queued();
+        if queued > 0 && queued + data.len() > self.limit {
+            return Err(Refused::Full {
+                queued,
+                limit: self.limit,
+            });
+        }
+        let was_empty = self.buf.is_empty();
+        self.buf.extend_from_slice(data);
+        self.ends.push(self.buf.len());
+        Ok(was_empty)
+    }
+
+    pub(crate) fn push_socket(&mut self, generation: u64, data: &[u8]) -> Result<bool, Refused> {
+        if self.closed || !self.socket_open || self.generation != generation {
+            return Err(Refused::Closed);
+        }
+        self.push_live(data)
+    }
+
+    pub(crate) fn push_connection(&mut self, data: &[u8]) -> Result<bool, Refused> {
+        if self.closed {
+            return Err(Refused::Closed);
+        }
+        if self.accepting {
+            return self.push_live(data);
+        }
+        match self.outage {
+            Outage::Reject => Err(Refused::NotConnected),
+            Outage::Buffer { max_bytes } => {
+                let buffered = self.outage_buf.len();
+                if buffered + data.len() > max_bytes {
+                    return Err(Refused::OutageFull {
+                        buffered,
+                        limit: max_bytes,
+                    });
+                }
+                self.outage_buf.extend_from_slice(data);
+                self.outage_ends.push(self.outage_buf.len());
+                Ok(false)
+            }
+        }
+    }
+
+    /// Moves bytes buffered during the outage behind what is queued.
+    pub(crate) fn release_outage(&mut self) {
+        if self.outage_buf.is_empty() {
+            return;
+        }
+        let base = self.buf.len();
+        self.buf.extend_from_slice(&self.outage_buf);
+        self.ends.extend(self.outage_ends.iter().map(|e| e + base));
+        self.outage_buf = Vec::new();
+        self.outage_ends = Vec::new();
+    }
+
+    /// Takes every queued byte (not the driver's batch) into `unsent`.
+    pub(crate) fn drain_into(&mut self, unsent: &mut Unsent, with_outage: bool) {
+        unsent.append(&self.buf, &self.ends);
+        self.buf = Vec::new();
+        self.ends = Vec::new();
+        if with_outage {
+            unsent.append(&self.outage_buf, &self.outage_ends);
+            self.outage_buf = Vec::new();
+            self.outage_ends = Vec::new();
+        }
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(
+        id: u64,
+        endpoint: Endpoint,
+        pool: Option<PoolTag>,
+        limit: usize,
+        outage: Outage,
+    ) -> Self {
+        Shared {
+            id,
+            endpoint,
+            pool,
+            queue: Mutex::new(Queue {
+                buf: Vec::new(),
+                ends: Vec::new(),
+                inflight: 0,
+                generation: 0,
+                socket_open: false,
+                accepting: false,
+                closed: false,
+                outage_buf: Vec::new(),
+                outage_ends: Vec::new(),
+                room_waiters: false,
+                limit,
+                outage,
+            }),
+            wake: Notify::new(),
+            room: Notify::new(),
+            changed: Notify::new(),
+            state: AtomicU8::new(State::Connecting.to_u8()),
+            command: AtomicU8::new(CMD_NONE),
+            counters: Counters::default(),
+            info: Mutex::new(Info::default()),
+        }
+    }
+
+    /// Locks the queue. A panic while it was held (only possible in this
+    /// crate's own code) leaves plain data behind, so the poison is ignored.
+    pub(crate) fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn info(&self) -> MutexGuard<'_, Info> {
+        self.info.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn state(&self) -> State {
+        State::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_state(&self, s: State) {
+        self.state.store(s.to_u8(), Ordering::Release);
+        self.changed.notify_waiters();
+        if let Some(p) = &self.pool {
+            p.changed.notify_waiters();
+        }
+    }
+
+    pub(crate) fn command(&self) -> Option<Command> {
+        match self.command.load(Ordering::Acquire) {
+            CMD_DISCONNECT => Some(Command::Disconnect),
+            CMD_ABORT => Some(Command::Abort),
+            _ => None,
+        }
+    }
+
+    /// Asks the driver to disconnect (abort wins over a graceful disconnect).
+    pub(crate) fn request(&self, cmd: Command) {
+        let v = match cmd {
+            Command::Disconnect => CMD_DISCONNECT,
+            Command::Abort => CMD_ABORT,
+        };
+        self.command.fetch_max(v, Ordering::AcqRel);
+        self.wake.notify_one();
+    }
+
+    /// Pushes bytes, waking the driver when the queue was empty.
+    pub(crate) fn push(&self, socket_gen: Option<u64>, data: &[u8]) -> Result<(), Refused> {
+        let was_empty = {
+            let mut q = self.queue();
+            match socket_gen {
+                Some(g) => q.push_socket(g, data)?,
+                None => q.push_connection(data)?,
+            }
+        };
+        if was_empty {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Pushes bytes, waiting while the queue is full.
+    pub(crate) async fn push_wait(
+        &self,
+        socket_gen: Option<u64>,
+        data: &[u8],
+    ) -> Result<(), SendError> {
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            {
+                let mut q = self.queue();
+                let r = match socket_gen {
+                    Some(g) => q.push_socket(g, data),
+                    None => q.push_connection(data),
+                };
+                match r {
+                    Ok(was_empty) => {
+                        drop(q);
+                        if was_empty {
+                            self.wake.notify_one();
+                        }
+                        return Ok(());
+                    }
+                    Err(Refused::Full { .. }) => {
+                        q.room_waiters = true;
+                        notified.as_mut().enable();
+                    }
+                    Err(other) => return Err(other.into_error(data)),
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits until the state is `want` or closed; returns the state seen.
+    pub(crate) async fn wait_state(&self, want: State) -> State {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let s = self.state();
+            if s == want || s == State::Closed {
+                return s;
+            }
+            notified.await;
+        }
+    }
+}

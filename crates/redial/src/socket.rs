@@ -1,0 +1,238 @@
+//! The live connection as the application sees it: [`Socket`].
+//!
+//! A `Socket` belongs to one connection (one generation). After a reset it
+//! refuses writes, so bytes meant for an old connection never leak into the
+//! next one; the [`Connection`](crate::Connection) handle is the one that
+//! outlives reconnects.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use socket2::SockRef;
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::disconnect::Disconnecting;
+use crate::error::SendError;
+use crate::shared::{Command, Shared};
+
+/// The transport under a connection.
+pub(crate) enum Transport {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Transport {
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        match self {
+            Transport::Tcp(s) => s.readable().await,
+            Transport::Unix(s) => s.readable().await,
+        }
+    }
+    pub(crate) async fn writable(&self) -> io::Result<()> {
+        match self {
+            Transport::Tcp(s) => s.writable().await,
+            Transport::Unix(s) => s.writable().await,
+        }
+    }
+    pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Tcp(s) => s.try_read(buf),
+            Transport::Unix(s) => s.try_read(buf),
+        }
+    }
+    pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Transport::Tcp(s) => s.try_write(buf),
+            Transport::Unix(s) => s.try_write(buf),
+        }
+    }
+    pub(crate) fn sock_ref(&self) -> SockRef<'_> {
+        match self {
+            Transport::Tcp(s) => SockRef::from(s),
+            Transport::Unix(s) => SockRef::from(s),
+        }
+    }
+}
+
+pub(crate) struct SocketInner {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) generation: u64,
+    pub(crate) io: Transport,
+}
+
+/// The live connection: cheap to clone and keep.
+///
+/// `send` queues without blocking; `write().await` waits for room; `tcp()`
+/// and `sock_ref()` give the socket itself for options, addresses and
+/// direct I/O. Once this connection is lost, every write is refused with
+/// [`SendError::Closed`] (a kept `Socket` also keeps the dead socket's file
+/// descriptor open until it is dropped).
+///
+/// ```no_run
+/// use redial::{Handler, Socket};
+///
+/// struct App { sock: Option<Socket> }
+/// impl Handler for App {
+///     fn on_connect(&mut self, sock: &Socket) {
+///         sock.tcp().map(|t| t.set_ttl(32));
+///         let _ = sock.send("hello\r\n");
+///         self.sock = Some(sock.clone());
+///     }
+///     fn on_data(&mut self, _: &Socket, _: &[u8]) {}
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Socket {
+    pub(crate) inner: Arc<SocketInner>,
+}
+
+impl Socket {
+    pub(crate) fn new(shared: Arc<Shared>, generation: u64, io: Transport) -> Self {
+        Socket {
+            inner: Arc::new(SocketInner {
+                shared,
+                generation,
+                io,
+            }),
+        }
+    }
+
+    pub(crate) fn io(&self) -> &Transport {
+        &self.inner.io
+    }
+
+    /// Queues bytes to be written, without blocking. Refused (with the
+    /// bytes handed back) when the queue is full or this connection is gone.
+    ///
+    /// ```no_run
+    /// # fn f(sock: &redial::Socket) {
+    /// if let Err(e) = sock.send(b"ping\r\n") {
+    ///     eprintln!("not sent: {e} ({} bytes)", e.data().len());
+    /// }
+    /// # }
+    /// ```
+    pub fn send(&self, data: impl AsRef<[u8]>) -> Result<(), SendError> {
+        let data = data.as_ref();
+        self.inner
+            .shared
+            .push(Some(self.inner.generation), data)
+            .map_err(|r| r.into_error(data))
+    }
+
+    /// Queues bytes, waiting while the queue is full.
+    ///
+    /// ```no_run
+    /// # async fn f(sock: redial::Socket) -> Result<(), redial::SendError> {
+    /// sock.write(vec![0u8; 1 << 20]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn write(&self, data: impl AsRef<[u8]>) -> Result<(), SendError> {
+        self.inner
+            .shared
+            .push_wait(Some(self.inner.generation), data.as_ref())
+            .await
+    }
+
+    /// The TCP stream, for options, addresses and direct I/O (`try_write`
+    /// bypasses the queue: do not mix the two for one message stream).
+    /// `None` for a Unix socket.
+    ///
+    /// ```no_run
+    /// # fn f(sock: &redial::Socket) {
+    /// if let Some(tcp) = sock.tcp() {
+    ///     println!("talking to {:?}", tcp.peer_addr());
+    /// }
+    /// # }
+    /// ```
+    pub fn tcp(&self) -> Option<&TcpStream> {
+        match &self.inner.io {
+            Transport::Tcp(s) => Some(s),
+            Transport::Unix(_) => None,
+        }
+    }
+
+    /// The Unix stream, when the endpoint is `unix:/path`.
+    ///
+    /// ```no_run
+    /// # fn f(sock: &redial::Socket) {
+    /// let is_unix = sock.unix().is_some();
+    /// # let _ = is_unix;
+    /// # }
+    /// ```
+    pub fn unix(&self) -> Option<&UnixStream> {
+        match &self.inner.io {
+            Transport::Tcp(_) => None,
+            Transport::Unix(s) => Some(s),
+        }
+    }
+
+    /// The socket2 view, to read or set any socket option.
+    ///
+    /// ```no_run
+    /// # fn f(sock: &redial::Socket) -> std::io::Result<()> {
+    /// sock.sock_ref().set_send_buffer_size(1 << 20)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn sock_ref(&self) -> SockRef<'_> {
+        self.inner.io.sock_ref()
+    }
+
+    /// The peer's address (`None` for Unix sockets or when the socket is gone).
+    ///
+    /// ```no_run
+    /// # fn f(sock: &redial::Socket) {
+    /// println!("{:?}", sock.peer_addr());
+    /// # }
+    /// ```
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.tcp().and_then(|t| t.peer_addr().ok())
+    }
+
+    /// Which connection of the managed connection this is (1 for the first).
+    ///
+    /// ```no_run
+    /// # fn f(sock: &redial::Socket) {
+    /// println!("connection number {}", sock.generation());
+    /// # }
+    /// ```
+    pub fn generation(&self) -> u64 {
+        self.inner.generation
+    }
+
+    /// Whether this connection still takes writes.
+    ///
+    /// ```no_run
+    /// # fn f(sock: &redial::Socket) {
+    /// if !sock.is_open() { /* a newer connection has replaced it */ }
+    /// # }
+    /// ```
+    pub fn is_open(&self) -> bool {
+        let q = self.inner.shared.queue();
+        q.socket_open && !q.closed && q.generation == self.inner.generation
+    }
+
+    /// Disconnects the managed connection for good (not only this socket):
+    /// flushes what is queued, sends FIN, never reconnects. Await the result
+    /// to wait until it has closed, or drop it.
+    ///
+    /// ```no_run
+    /// # async fn f(sock: redial::Socket) {
+    /// sock.disconnect().await;
+    /// # }
+    /// ```
+    pub fn disconnect(&self) -> Disconnecting {
+        self.inner.shared.request(Command::Disconnect);
+        Disconnecting::new(vec![self.inner.shared.clone()])
+    }
+}
+
+impl fmt::Debug for Socket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Socket")
+            .field("endpoint", &self.inner.shared.endpoint)
+            .field("generation", &self.inner.generation)
+            .finish()
+    }
+}
