@@ -381,6 +381,12 @@ impl<H: Handler> Driver<H> {
                     uptime,
                     unsent,
                     generation: self.generation,
+                    written: self
+                        .shared
+                        .counters
+                        .bytes_out
+                        .load(Ordering::Relaxed)
+                        .saturating_sub(out_at_connect),
                 };
                 let resume = guarded("on_reset", || self.handler.on_reset(&reset));
                 match resume {

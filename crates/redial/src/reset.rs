@@ -165,6 +165,7 @@ pub struct Reset {
     pub(crate) uptime: Duration,
     pub(crate) unsent: Unsent,
     pub(crate) generation: u64,
+    pub(crate) written: u64,
 }
 
 impl Reset {
@@ -187,6 +188,15 @@ impl Reset {
     /// Which connection of this managed connection was lost (1 for the first).
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+    /// Bytes of this connection that were handed to the kernel (the written
+    /// part of a [`Partial`] chunk included). TCP delivers a prefix of them
+    /// to the peer; whatever sat in kernel buffers when the connection died
+    /// is lost with it, and only the peer (an application-level
+    /// acknowledgement) can say how much arrived. Compare with what the peer
+    /// confirmed to find the frames that need a resend.
+    pub fn written(&self) -> u64 {
+        self.written
     }
 }
 
