@@ -326,6 +326,7 @@ impl<H: Handler> Driver<H> {
             .counters
             .connects
             .fetch_add(1, Ordering::Relaxed);
+        let out_at_connect = self.shared.counters.bytes_out.load(Ordering::Relaxed);
 
         let entry = self.entry.take();
         let handler = &mut self.handler;
