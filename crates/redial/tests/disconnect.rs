@@ -1,0 +1,220 @@
+//! A local disconnect is final: in every phase (connected, connecting,
+//! backing off), for one connection, a pool and the whole manager. Queued
+//! bytes reach the peer before the FIN.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::{fast_options, read_to_end, recording, Calls, Server};
+use redial::{CloseReason, EventKind, Manager, State};
+
+fn payload(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_while_connected_flushes_queued_bytes_then_fin_and_never_reconnects() {
+    let mut server = Server::start().await;
+    let calls = Calls::default();
+    let cm = Manager::new();
+    let conn = cm
+        .connect_with(server.addr, recording(&calls), fast_options(10, 100))
+        .unwrap();
+    let a = server.next(5).await;
+    conn.wait_connected().await.unwrap();
+    let data = payload(3 << 20, 7);
+    for chunk in data.chunks(1000) {
+        conn.send(chunk).unwrap();
+    }
+    conn.disconnect();
+    conn.disconnect(); // twice is fine
+    let got = read_to_end(a.stream, 20).await;
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "bytes differ");
+    conn.disconnect().await;
+    assert_eq!(conn.state(), State::Closed);
+    assert_eq!(calls.count("close Disconnected"), 1);
+    assert_eq!(calls.count("reset"), 0, "a local disconnect is not a reset");
+    assert!(server.try_next(Duration::from_millis(300)).await.is_none());
+    assert!(matches!(
+        conn.send("late"),
+        Err(redial::SendError::Closed { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_while_connecting_never_reconnects() {
+    // A listener whose accept queue is full drops SYNs, so connect hangs.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    sock.listen(0).unwrap();
+    let addr = sock.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            fillers.push(s);
+        }
+    }
+    let calls = Calls::default();
+    let cm = Manager::new();
+    let mut events = cm.events();
+    let conn = cm
+        .connect_with(addr, recording(&calls), fast_options(10, 100))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        conn.state(),
+        State::Connecting,
+        "connect should hang: {:?}",
+        calls.all()
+    );
+    tokio::time::timeout(Duration::from_secs(5), conn.disconnect())
+        .await
+        .unwrap();
+    assert_eq!(calls.all(), ["close Disconnected"]);
+    // No attempt after the close.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut after_close = false;
+    while let Some(e) = events.try_recv() {
+        if after_close {
+            panic!("event after close: {e:?}");
+        }
+        after_close = matches!(e.kind, EventKind::Closed { .. });
+    }
+    assert!(after_close);
+    drop(sock);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_while_backing_off_never_reconnects() {
+    let mut server = Server::start().await;
+    server.stop_listening().await;
+    let calls = Calls::default();
+    let cm = Manager::new();
+    let conn = cm
+        .connect_with(server.addr, recording(&calls), fast_options(100, 200))
+        .unwrap();
+    calls.wait("failed 1", 1, 5).await;
+    assert_eq!(conn.state(), State::BackingOff);
+    conn.disconnect().await;
+    server.relisten().await;
+    // At least 2x the backoff cap used here.
+    assert!(server.try_next(Duration::from_millis(600)).await.is_none());
+    assert_eq!(calls.count("close Disconnected"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_disconnect_flushes_every_member_and_none_reconnects() {
+    let mut server = Server::start().await;
+    let cm = Manager::new();
+    let pool = cm.create_pool("p").unwrap();
+    let calls = Calls::default();
+    for _ in 0..3 {
+        pool.add_connection_with(server.addr, recording(&calls), fast_options(10, 100))
+            .unwrap();
+    }
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        streams.push(server.next(5).await.stream);
+    }
+    pool.wait_live(3).await;
+    let members = pool.connections();
+    for (i, c) in members.iter().enumerate() {
+        c.send(payload(100_000, i as u8)).unwrap();
+    }
+    pool.disconnect().await;
+    let mut total = 0;
+    for s in streams {
+        total += read_to_end(s, 10).await.len();
+    }
+    assert_eq!(total, 300_000);
+    assert!(server.try_next(Duration::from_millis(300)).await.is_none());
+    assert_eq!(calls.count("close Disconnected"), 3);
+    assert!(cm.get_pool("p").is_none(), "a disconnected pool is removed");
+    assert!(cm.create_pool("p").is_ok(), "the name can be used again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_all_reaches_every_connection_including_two_to_one_endpoint() {
+    let mut server = Server::start().await;
+    let mut down = Server::start().await;
+    down.stop_listening().await;
+    let cm = Manager::new();
+    let calls = Calls::default();
+    let a = cm
+        .connect_with(server.addr, recording(&calls), fast_options(10, 100))
+        .unwrap();
+    let b = cm
+        .connect_with(server.addr, recording(&calls), fast_options(10, 100))
+        .unwrap();
+    let pool = cm.create_pool("p").unwrap();
+    pool.add_connection_with(server.addr, recording(&calls), fast_options(10, 100))
+        .unwrap();
+    cm.connect_with(down.addr, recording(&calls), fast_options(10, 100))
+        .unwrap();
+    for _ in 0..3 {
+        server.next(5).await;
+    }
+    // Both connections to one endpoint are kept; get_connection returns the oldest.
+    assert_eq!(cm.connections_to(server.addr).len(), 3);
+    assert_eq!(cm.get_connection(server.addr).unwrap().id(), a.id());
+    assert!(b.id() > a.id());
+    let d = cm.disconnect_all();
+    assert_eq!(d.len(), 4);
+    tokio::time::timeout(Duration::from_secs(10), d)
+        .await
+        .unwrap();
+    assert!(cm.connections().is_empty());
+    assert_eq!(calls.count("close Disconnected"), 4);
+    down.relisten().await;
+    assert!(server.try_next(Duration::from_millis(400)).await.is_none());
+    assert!(down.try_next(Duration::from_millis(100)).await.is_none());
+    assert_eq!(a.closed().await, CloseReason::Disconnected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_closes_with_rst_and_hands_back_the_queue() {
+    let mut server = Server::start().await;
+    let cm = Manager::new();
+    let unsent = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let u = unsent.clone();
+    let h = redial::handler().on_data(|_, _| {}).on_close(move |c| {
+        *u.lock().unwrap() =
+            Some(c.unsent().len() + c.unsent().partial().map_or(0, |p| p.data.len()))
+    });
+    // A tiny send buffer and a peer that never reads keep bytes queued.
+    let opts = fast_options(10, 100)
+        .configure_socket(|s| s.set_send_buffer_size(4096))
+        .send_queue_limit(8 << 20);
+    let conn = cm.connect_with(server.addr, h, opts).unwrap();
+    let _a = server.next(5).await;
+    conn.wait_connected().await.unwrap();
+    for _ in 0..64 {
+        conn.send(vec![1u8; 65536]).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let written = conn.stats().bytes_out as usize;
+    conn.abort().await;
+    let back = unsent.lock().unwrap().unwrap();
+    assert!(back > 0, "nothing handed back");
+    assert!(
+        written + back >= 64 * 65536,
+        "written {written} + back {back}"
+    );
+}
