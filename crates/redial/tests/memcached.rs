@@ -1,0 +1,333 @@
+//! redial against a real memcached, end to end: the example's client
+//! (`examples/memcache.rs`, included below so the code users read is the
+//! code tested) drives 10,000 set/get pairs through a pool while the test
+//! kills memcached with SIGKILL and starts it again on the same port.
+//!
+//! Needs the `memcached` binary; without it the tests say they were skipped
+//! (and fail when `REDIAL_REQUIRE_SERVERS=1`, as in CI).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+#[path = "../examples/memcache.rs"]
+#[allow(dead_code)]
+mod memcache;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use memcache::{McError, Memcache};
+use redial::{Backoff, Manager, Options};
+use support::servers::{wait_client_count, Kind, Server};
+
+/// Set/get pairs in the traffic test.
+const PAIRS: usize = 10_000;
+/// Concurrent callers, so several requests are in flight at each kill.
+const WORKERS: usize = 8;
+/// Connections in the pool.
+const CONNECTIONS: usize = 4;
+/// Kill memcached once this many pairs are done (one kill per entry).
+const KILL_AT: [usize; 2] = [2_500, 6_000];
+/// How long memcached stays down, so reconnect attempts fail and back off.
+const DOWN_FOR: Duration = Duration::from_millis(300);
+/// Backoff cap (1 s, +20 % jitter) plus a generous margin: traffic must flow
+/// again this soon after memcached is back.
+const RECOVERY_BOUND: Duration = Duration::from_secs(5);
+/// A request not answered within this long counts as hung.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn options() -> Options {
+    Options::new()
+        .backoff(Backoff::new(Duration::from_millis(50), 2.0, Duration::from_secs(1)).unwrap())
+        .connect_timeout(Duration::from_secs(2))
+}
+
+/// What happened to the requests of one worker.
+#[derive(Debug, Default)]
+struct Tally {
+    pairs: usize,
+    set_ok: usize,
+    get_hit: usize,
+    /// Misses after a successful set: only allowed when memcached was
+    /// killed (losing its data) in between.
+    get_miss_after_kill: usize,
+    /// Misses after a failed set (the set never ran, or ran on the old
+    /// server).
+    get_miss_after_failed_set: usize,
+    reset_errors: usize,
+    unavailable_errors: usize,
+    /// When each successful request completed.
+    successes: Vec<Instant>,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.pairs += other.pairs;
+        self.set_ok += other.set_ok;
+        self.get_hit += other.get_hit;
+        self.get_miss_after_kill += other.get_miss_after_kill;
+        self.get_miss_after_failed_set += other.get_miss_after_failed_set;
+        self.reset_errors += other.reset_errors;
+        self.unavailable_errors += other.unavailable_errors;
+        self.successes.extend(other.successes);
+    }
+
+    /// Counts a failed request; only connection loss is acceptable.
+    fn failed(&mut self, what: &str, err: McError) {
+        assert!(
+            err.is_connection_loss(),
+            "{what} failed with {err:?}, not with a reset error"
+        );
+        match err {
+            McError::Unavailable => self.unavailable_errors += 1,
+            _ => self.reset_errors += 1,
+        }
+    }
+}
+
+/// Runs pairs until `next` reaches [`PAIRS`]: set a unique key, get it
+/// back, check the value.
+async fn worker(
+    mc: Memcache,
+    next: Arc<AtomicUsize>,
+    done: Arc<AtomicUsize>,
+    kills: Arc<AtomicU64>,
+) -> Tally {
+    let mut t = Tally::default();
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= PAIRS {
+            return t;
+        }
+        let key = format!("redial:e2e:{i}");
+        // Values of varying length, so replies split across reads.
+        let value = format!("{i}:{}", "v".repeat(i % 300)).into_bytes();
+        let kills_before = kills.load(Ordering::SeqCst);
+        let mut down = false;
+
+        let set = tokio::time::timeout(REQUEST_TIMEOUT, mc.set(&key, &value))
+            .await
+            .unwrap_or_else(|_| panic!("set {key} hung for {REQUEST_TIMEOUT:?}"));
+        let set_ok = match set {
+            Ok(()) => {
+                t.set_ok += 1;
+                t.successes.push(Instant::now());
+                true
+            }
+            Err(e) => {
+                down |= e == McError::Unavailable;
+                t.failed(&format!("set {key}"), e);
+                false
+            }
+        };
+
+        let get = tokio::time::timeout(REQUEST_TIMEOUT, mc.get(&key))
+            .await
+            .unwrap_or_else(|_| panic!("get {key} hung for {REQUEST_TIMEOUT:?}"));
+        match get {
+            Ok(Some(v)) => {
+                assert!(v == value, "get {key} returned a wrong value");
+                t.get_hit += 1;
+                t.successes.push(Instant::now());
+            }
+            Ok(None) if set_ok => {
+                assert_ne!(
+                    kills.load(Ordering::SeqCst),
+                    kills_before,
+                    "{key} was stored, memcached was not killed since, yet get missed"
+                );
+                t.get_miss_after_kill += 1;
+                t.successes.push(Instant::now());
+            }
+            Ok(None) => {
+                t.get_miss_after_failed_set += 1;
+                t.successes.push(Instant::now());
+            }
+            Err(e) => {
+                down |= e == McError::Unavailable;
+                t.failed(&format!("get {key}"), e);
+            }
+        }
+        t.pairs += 1;
+        done.fetch_add(1, Ordering::Relaxed);
+        if down {
+            // Nothing is ready: wait a little instead of burning pairs on
+            // instant refusals while memcached is down.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memcached_requests_complete_or_fail_across_sigkill_restart() {
+    let test = "memcached_requests_complete_or_fail_across_sigkill_restart";
+    let Some(mut server) = Server::start_or_skip(Kind::Memcached, test) else {
+        return;
+    };
+    let cm = Manager::new();
+    let addr = server.addr().to_string();
+    let mc = Memcache::connect(&cm, "memcached", &addr, CONNECTIONS, options(), false).unwrap();
+    assert!(
+        mc.wait_ready(CONNECTIONS, Duration::from_secs(10)).await,
+        "the pool did not become ready"
+    );
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let kills = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            tokio::spawn(worker(
+                mc.clone(),
+                next.clone(),
+                done.clone(),
+                kills.clone(),
+            ))
+        })
+        .collect();
+
+    // Kill mid-traffic, keep memcached down a moment, start it again on
+    // the same port.
+    let mut restarted_at = Vec::new();
+    for at in KILL_AT {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while done.load(Ordering::Relaxed) < at {
+            assert!(
+                Instant::now() < deadline,
+                "traffic stalled before {at} pairs"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        kills.fetch_add(1, Ordering::SeqCst);
+        server.kill();
+        tokio::time::sleep(DOWN_FOR).await;
+        restarted_at.push(tokio::task::block_in_place(|| server.restart()));
+    }
+
+    let mut total = Tally::default();
+    for w in workers {
+        total.add(w.await.expect("a worker panicked"));
+    }
+    assert_eq!(total.pairs, PAIRS);
+
+    // Recovery: from memcached accepting again to the first request that
+    // completed on it.
+    total.successes.sort();
+    let mut recoveries = Vec::new();
+    for (n, &up) in restarted_at.iter().enumerate() {
+        let first = total
+            .successes
+            .iter()
+            .find(|&&t| t >= up)
+            .unwrap_or_else(|| panic!("no request succeeded after restart {}", n + 1));
+        let recovery = first.duration_since(up);
+        recoveries.push(recovery);
+        assert!(
+            recovery <= RECOVERY_BOUND,
+            "restart {}: traffic flowed again only after {recovery:?} (bound {RECOVERY_BOUND:?})",
+            n + 1
+        );
+    }
+    eprintln!(
+        "memcached: {} pairs, {} sets ok, {} gets hit, {} misses after a kill, {} misses after a failed set, \
+         {} reset errors, {} unavailable errors; recovery after each restart: {recoveries:?}",
+        total.pairs,
+        total.set_ok,
+        total.get_hit,
+        total.get_miss_after_kill,
+        total.get_miss_after_failed_set,
+        total.reset_errors,
+        total.unavailable_errors,
+    );
+    // Most of the traffic ran while memcached was up.
+    assert!(total.set_ok > PAIRS / 2, "{total:?}");
+    assert!(total.get_hit > PAIRS / 2, "{total:?}");
+
+    // The server sees our pool (plus the probe) before, and only the probe
+    // after disconnect_all.
+    assert!(mc.wait_ready(CONNECTIONS, RECOVERY_BOUND).await);
+    let before = wait_client_count(&server, CONNECTIONS as u64 + 1, Duration::from_secs(5)).await;
+    assert_eq!(
+        before,
+        CONNECTIONS as u64 + 1,
+        "curr_connections before disconnect_all"
+    );
+    tokio::time::timeout(Duration::from_secs(10), cm.disconnect_all())
+        .await
+        .expect("disconnect_all did not finish");
+    assert!(cm.connections().is_empty());
+    let after = wait_client_count(&server, 1, Duration::from_secs(5)).await;
+    assert_eq!(
+        after, 1,
+        "memcached still counts connections after disconnect_all (1 is the probe itself)"
+    );
+    // Requests after the close fail at once instead of hanging.
+    assert!(mc
+        .get("redial:e2e:0")
+        .await
+        .unwrap_err()
+        .is_connection_loss());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memcached_requests_waiting_at_sigkill_fail_with_reset_error() {
+    let test = "memcached_requests_waiting_at_sigkill_fail_with_reset_error";
+    let Some(mut server) = Server::start_or_skip(Kind::Memcached, test) else {
+        return;
+    };
+    let cm = Manager::new();
+    let addr = server.addr().to_string();
+    let mc = Memcache::connect(&cm, "memcached", &addr, 1, options(), false).unwrap();
+    assert!(mc.wait_ready(1, Duration::from_secs(10)).await);
+    mc.set("big", &vec![b'x'; 512 * 1024]).await.unwrap();
+
+    // Pipeline many large gets: replies take a while to stream, so most of
+    // them are still waiting when memcached dies.
+    let mut gets = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        let mc = mc.clone();
+        gets.spawn(async move { mc.get("big").await });
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    server.kill();
+
+    let (mut hits, mut resets, mut unavailable) = (0, 0, 0);
+    while let Some(r) = tokio::time::timeout(REQUEST_TIMEOUT, gets.join_next())
+        .await
+        .expect("a get hung after the kill")
+    {
+        match r.unwrap() {
+            Ok(Some(v)) => {
+                assert_eq!(v.len(), 512 * 1024);
+                hits += 1;
+            }
+            Ok(None) => panic!("get missed a stored key"),
+            Err(McError::Reset(_)) => resets += 1,
+            Err(McError::Unavailable) => unavailable += 1,
+            Err(e) => panic!("get failed with {e:?}, not with a reset error"),
+        }
+    }
+    eprintln!("at the kill: {hits} answered, {resets} reset, {unavailable} not sent");
+    assert!(resets > 0, "no request was waiting at the kill");
+
+    let up = tokio::task::block_in_place(|| server.restart());
+    let first = loop {
+        match mc.version().await {
+            Ok(_) => break Instant::now(),
+            Err(e) => assert!(e.is_connection_loss(), "{e:?}"),
+        }
+        assert!(
+            up.elapsed() <= RECOVERY_BOUND,
+            "no recovery within {RECOVERY_BOUND:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    eprintln!("recovery after restart: {:?}", first.duration_since(up));
+
+    cm.disconnect_all().await;
+    assert_eq!(
+        wait_client_count(&server, 1, Duration::from_secs(5)).await,
+        1
+    );
+}
