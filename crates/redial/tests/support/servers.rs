@@ -269,7 +269,13 @@ pub async fn memcached_curr_connections(addr: SocketAddr) -> io::Result<u64> {
 
 /// Redis's `INFO clients` `connected_clients`, counting the probe's own.
 pub async fn redis_connected_clients(addr: SocketAddr) -> io::Result<u64> {
-    let text = probe(addr, b"INFO clients\r\n", |r| {
+    redis_info(addr, "clients", "connected_clients").await
+}
+
+/// A numeric field of Redis's `INFO <section>`.
+pub async fn redis_info(addr: SocketAddr, section: &str, field: &str) -> io::Result<u64> {
+    let request = format!("INFO {section}\r\n");
+    let text = probe(addr, request.as_bytes(), |r| {
         // A bulk string: `$<len>\r\n<len bytes>\r\n`.
         let Some(head_end) = r.windows(2).position(|w| w == b"\r\n") else {
             return false;
@@ -280,7 +286,7 @@ pub async fn redis_connected_clients(addr: SocketAddr) -> io::Result<u64> {
         len.is_some_and(|len| r.len() >= head_end + 2 + len + 2)
     })
     .await?;
-    stat(&text, "connected_clients", ':')
+    stat(&text, field, ':')
 }
 
 /// Polls `check` until it returns `Some`, for at most `within`.
