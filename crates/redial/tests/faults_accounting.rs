@@ -1,0 +1,520 @@
+//! Nothing is lost silently: 100,000 sequence-numbered frames go through the
+//! chaos proxy while it resets the connection at least 50 times (at seeded
+//! random points of the stream), and afterwards every frame is accounted
+//! for exactly once, in one of three categories:
+//!
+//! - received intact by the server;
+//! - handed back to the application: refused by `send` (`SendError`), or
+//!   returned by a `Reset` (`unsent().chunks()`, `unsent().partial()`) or by
+//!   the final `Close`;
+//! - lost in flight: handed to the kernel on a connection that was then
+//!   reset, and not received. redial no longer holds those bytes, but
+//!   `Reset::written()` says how far the lost connection got, so together
+//!   with the server's count (an application-level ack) the application can
+//!   name them: they must be exactly a suffix of that connection's written
+//!   frames.
+//!
+//! Each frame is sent with its own `Connection::send`, so chunks map 1:1 to
+//! frames. Each TCP connection starts with a hello frame naming its
+//! generation (sent from `on_connect`), so the server's per-connection
+//! bytes can be matched with the client's per-generation `Reset`s. The
+//! server parses each connection separately, checks every frame (sequence
+//! number, length, payload, checksum), and sets aside a trailing incomplete
+//! frame.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{wait_until, TestServer};
+use redial::{Backoff, Manager, Options, Partial, Resume, SendError, State};
+use redial_chaos::{Proxy, SplitMix64};
+
+const FRAMES: u32 = 100_000;
+const SEED: u64 = 0x5EED_2024;
+const MIN_RESETS: usize = 50;
+const LONG: Duration = Duration::from_secs(15);
+
+const DATA: u8 = 0xF1;
+const HELLO: u8 = 0xE1;
+const HEADER: usize = 1 + 4 + 2;
+const TRAILER: usize = 4;
+
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811C_9DC5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+fn payload_len(seq: u32) -> usize {
+    8 + (SplitMix64::new(u64::from(seq)).next_u64() % 120) as usize
+}
+
+fn payload_byte(seq: u32, j: usize) -> u8 {
+    (seq.wrapping_mul(7) as usize).wrapping_add(j * 13) as u8
+}
+
+/// kind, seq (BE), payload length (BE), payload, FNV-1a of all before.
+fn encode(kind: u8, seq: u32, payload_len: usize) -> Vec<u8> {
+    let mut f = Vec::with_capacity(HEADER + payload_len + TRAILER);
+    f.push(kind);
+    f.extend_from_slice(&seq.to_be_bytes());
+    f.extend_from_slice(&(payload_len as u16).to_be_bytes());
+    f.extend((0..payload_len).map(|j| payload_byte(seq, j)));
+    let sum = fnv1a(&f);
+    f.extend_from_slice(&sum.to_be_bytes());
+    f
+}
+
+fn frame(seq: u32) -> Vec<u8> {
+    encode(DATA, seq, payload_len(seq))
+}
+
+fn hello(generation: u64) -> Vec<u8> {
+    encode(HELLO, generation as u32, 0)
+}
+
+fn is_hello(chunk: &[u8]) -> bool {
+    chunk.first() == Some(&HELLO)
+}
+
+/// The sequence number of a whole data frame handed back by redial, after
+/// checking that it is byte for byte the frame that was sent.
+fn seq_of(chunk: &[u8]) -> u32 {
+    assert_eq!(chunk[0], DATA, "not a data frame");
+    let seq = u32::from_be_bytes(chunk[1..5].try_into().unwrap());
+    assert_eq!(chunk, &frame(seq)[..], "handed-back frame {seq} altered");
+    seq
+}
+
+/// What the server got on one TCP connection, parsed.
+#[derive(Debug, Default)]
+struct ServerConn {
+    generation: Option<u64>,
+    frames: Vec<u32>,
+    /// A trailing incomplete frame (the connection ended inside it).
+    trailing: Vec<u8>,
+    corrupt: Vec<String>,
+}
+
+fn parse(data: &[u8]) -> ServerConn {
+    let mut out = ServerConn::default();
+    let mut pos = 0;
+    while pos < data.len() {
+        let rest = &data[pos..];
+        if rest.len() < HEADER {
+            out.trailing = rest.to_vec();
+            break;
+        }
+        let kind = rest[0];
+        let seq = u32::from_be_bytes(rest[1..5].try_into().unwrap());
+        let len = u16::from_be_bytes(rest[5..7].try_into().unwrap()) as usize;
+        let total = HEADER + len + TRAILER;
+        if rest.len() < total {
+            out.trailing = rest.to_vec();
+            break;
+        }
+        let whole = &rest[..total];
+        let sum = u32::from_be_bytes(whole[total - 4..].try_into().unwrap());
+        if fnv1a(&whole[..total - 4]) != sum {
+            out.corrupt
+                .push(format!("bad checksum at offset {pos} (seq {seq})"));
+            break;
+        }
+        match kind {
+            HELLO if pos == 0 && len == 0 => out.generation = Some(u64::from(seq)),
+            DATA if whole == &frame(seq)[..] => out.frames.push(seq),
+            _ => {
+                out.corrupt.push(format!(
+                    "unexpected frame kind {kind:#x} seq {seq} at {pos}"
+                ));
+                break;
+            }
+        }
+        pos += total;
+    }
+    out
+}
+
+#[derive(Debug, Clone)]
+struct ResetRec {
+    generation: u64,
+    written: u64,
+    partial: Option<Partial>,
+    chunks: Vec<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct CloseRec {
+    partial: Option<Partial>,
+    chunks: Vec<Vec<u8>>,
+}
+
+/// Where each frame ended up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Received,
+    HandedBack,
+    LostInFlight,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_frame_is_received_handed_back_or_lost_in_flight_exactly_once() {
+    let server = TestServer::sink().await;
+    let proxy = Arc::new(
+        Proxy::builder()
+            .seed(SEED)
+            .start("127.0.0.1:0", server.addr)
+            .await
+            .unwrap(),
+    );
+
+    let resets: Arc<Mutex<Vec<ResetRec>>> = Arc::default();
+    let closes: Arc<Mutex<Vec<CloseRec>>> = Arc::default();
+    let connects = Arc::new(AtomicU64::new(0));
+    let (r, c, n) = (resets.clone(), closes.clone(), connects.clone());
+    let handler = redial::handler()
+        .on_connect(move |sock| {
+            n.fetch_add(1, Ordering::SeqCst);
+            // First bytes of every connection: which generation it is.
+            sock.send(hello(sock.generation())).unwrap();
+        })
+        .on_data(|_, _| {})
+        .on_reset(move |reset| {
+            r.lock().unwrap().push(ResetRec {
+                generation: reset.generation(),
+                written: reset.written(),
+                partial: reset.unsent().partial().cloned(),
+                chunks: reset.unsent().chunks().map(<[u8]>::to_vec).collect(),
+            });
+            Resume::Reconnect
+        })
+        .on_close(move |close| {
+            c.lock().unwrap().push(CloseRec {
+                partial: close.unsent().partial().cloned(),
+                chunks: close.unsent().chunks().map(<[u8]>::to_vec).collect(),
+            });
+        });
+    // stable_after 1 ms: every reconnect is immediate, so 50+ resets fit in
+    // a few seconds instead of climbing the backoff schedule.
+    let opts = Options::new()
+        .backoff(Backoff::new(Duration::from_millis(20), 2.0, Duration::from_millis(500)).unwrap())
+        .stable_after(Duration::from_millis(1));
+    let cm = Manager::new();
+    let conn = cm.connect_with(proxy.local_addr(), handler, opts).unwrap();
+    tokio::time::timeout(LONG, conn.wait_connected())
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Producer: one send per frame, paced (1 ms pause every 50 frames) so
+    // the stream spans many resets. Refused frames are handed back.
+    let progress = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let conn = conn.clone();
+        let (progress, done) = (progress.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut accepted = Vec::with_capacity(FRAMES as usize);
+            let mut refused: BTreeMap<&'static str, Vec<u32>> = BTreeMap::new();
+            for seq in 0..FRAMES {
+                let f = frame(seq);
+                match conn.send(&f) {
+                    Ok(()) => accepted.push(seq),
+                    Err(e) => {
+                        assert_eq!(e.data(), &f[..], "a refused send hands back its bytes");
+                        let kind = match e {
+                            SendError::NotConnected { .. } => "not connected",
+                            SendError::Full { .. } => "queue full",
+                            SendError::OutageBufferFull { .. } => "outage buffer full",
+                            SendError::Closed { .. } => "closed",
+                            _ => "other",
+                        };
+                        refused.entry(kind).or_default().push(seq);
+                        // Down: give the reconnect a moment instead of
+                        // burning through frames.
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+                progress.store(u64::from(seq) + 1, Ordering::Relaxed);
+                if seq % 50 == 49 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            done.store(true, Ordering::SeqCst);
+            (accepted, refused)
+        })
+    };
+
+    // Injector: a reset after every 600..=1800 frames (seeded), each one
+    // confirmed by the client's on_reset; 100,000 / 1,800 > 55.
+    let injector = {
+        let (proxy, conn, resets) = (proxy.clone(), conn.clone(), resets.clone());
+        let (progress, done) = (progress.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut rng = SplitMix64::new(SEED);
+            let mut injected = 0usize;
+            let mut next = rng.between(600, 1800);
+            while !done.load(Ordering::SeqCst) {
+                if progress.load(Ordering::Relaxed) < next {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                }
+                // Only a connection the proxy holds can be reset.
+                while !(conn.state() == State::Connected && proxy.stats().live >= 1) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                let before = resets.lock().unwrap().len();
+                'confirm: for _ in 0..50 {
+                    proxy.reset_all();
+                    for _ in 0..200 {
+                        if resets.lock().unwrap().len() > before {
+                            break 'confirm;
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+                injected += 1;
+                next = progress.load(Ordering::Relaxed) + rng.between(600, 1800);
+            }
+            injected
+        })
+    };
+
+    let (accepted, refused) = tokio::time::timeout(Duration::from_secs(60), producer)
+        .await
+        .expect("producer finished in time")
+        .unwrap();
+    let injected = injector.await.unwrap();
+
+    // Drain: let the last connection come up and hand everything to the
+    // kernel, then disconnect (flush, FIN) and wait for the server to see
+    // every connection end.
+    tokio::time::timeout(LONG, conn.wait_connected())
+        .await
+        .unwrap()
+        .unwrap();
+    wait_until("queue drained", LONG, || conn.stats().queued == 0).await;
+    tokio::time::timeout(LONG, conn.disconnect())
+        .await
+        .expect("disconnect in time");
+    wait_until("server saw every connection end", LONG, || {
+        server.open() == 0
+    })
+    .await;
+    proxy.shutdown().await;
+
+    // ---- Reconciliation ----
+    let resets = resets.lock().unwrap().clone();
+    let closes = closes.lock().unwrap().clone();
+    assert_eq!(closes.len(), 1, "on_close exactly once");
+    let close = closes[0].clone();
+    let generations = connects.load(Ordering::SeqCst);
+    assert_eq!(
+        resets.len() as u64 + 1,
+        generations,
+        "each connection but the last was reset"
+    );
+    assert!(resets.len() >= MIN_RESETS, "only {} resets", resets.len());
+    for (i, r) in resets.iter().enumerate() {
+        assert_eq!(r.generation, i as u64 + 1, "resets in generation order");
+    }
+
+    let mut server_by_gen: BTreeMap<u64, ServerConn> = BTreeMap::new();
+    let mut anonymous = Vec::new();
+    for log in server.conns() {
+        let parsed = parse(&log.data);
+        assert!(
+            parsed.corrupt.is_empty(),
+            "corruption at the server: {:?}",
+            parsed.corrupt
+        );
+        match parsed.generation {
+            Some(g) => assert!(
+                server_by_gen.insert(g, parsed).is_none(),
+                "generation {g} seen on two server connections"
+            ),
+            None => {
+                assert!(parsed.frames.is_empty());
+                anonymous.push(parsed);
+            }
+        }
+    }
+
+    let mut fate: BTreeMap<u32, Fate> = BTreeMap::new();
+    let mut settle = |seq: u32, f: Fate| {
+        if let Some(prev) = fate.insert(seq, f) {
+            panic!("frame {seq} accounted twice: {prev:?} and {f:?}");
+        }
+    };
+    for seqs in refused.values() {
+        for &s in seqs {
+            settle(s, Fate::HandedBack);
+        }
+    }
+    let size = |seq: u32| (HEADER + payload_len(seq) + TRAILER) as u64;
+    let hello_len = hello(1).len() as u64;
+    let mut cursor = 0usize;
+    let (mut from_chunks, mut from_partials, mut truncated_at_server) = (0usize, 0usize, 0usize);
+    let mut lost_per_gen = Vec::new();
+    for g in 1..=generations {
+        // The frames generation g wrote to the kernel, from `written`.
+        let (written_frames, partial, chunks): (Vec<u32>, Option<Partial>, Vec<Vec<u8>>) =
+            match resets.get(g as usize - 1) {
+                Some(r) => {
+                    let hello_cut = r.partial.as_ref().is_some_and(|p| is_hello(&p.data));
+                    let hello_unsent = r.chunks.first().is_some_and(|c| is_hello(c));
+                    let mut rem = if hello_cut || hello_unsent {
+                        assert_eq!(
+                            r.written,
+                            r.partial.as_ref().map_or(0, |p| p.written as u64)
+                        );
+                        0
+                    } else {
+                        let cut = r.partial.as_ref().map_or(0, |p| p.written as u64);
+                        r.written.checked_sub(hello_len + cut).unwrap_or_else(|| {
+                            panic!("generation {g}: written {} too small", r.written)
+                        })
+                    };
+                    let mut w = Vec::new();
+                    while rem > 0 {
+                        let seq = *accepted.get(cursor).unwrap_or_else(|| {
+                            panic!("generation {g}: written runs past the accepted frames")
+                        });
+                        rem = rem.checked_sub(size(seq)).unwrap_or_else(|| {
+                            panic!("generation {g}: written {} ends inside frame {seq} but no partial chunk says so", r.written)
+                        });
+                        w.push(seq);
+                        cursor += 1;
+                    }
+                    let partial = r.partial.clone().filter(|p| !is_hello(&p.data));
+                    let chunks = r.chunks.iter().filter(|c| !is_hello(c)).cloned().collect();
+                    (w, partial, chunks)
+                }
+                None => {
+                    // The last generation ended with disconnect, not a reset:
+                    // everything accepted and not handed back by Close was
+                    // written, and (no reset) must all have arrived.
+                    assert!(
+                        close.partial.is_none(),
+                        "disconnect cut a chunk: {:?}",
+                        close.partial.as_ref().map(|p| p.written)
+                    );
+                    let end = accepted.len() - close.chunks.len();
+                    let w = accepted[cursor..end].to_vec();
+                    cursor = end;
+                    (w, None, close.chunks.clone())
+                }
+            };
+        let partial_seq = partial.as_ref().map(|p| {
+            let seq = seq_of(&p.data);
+            assert!(p.written > 0 && p.written < p.data.len());
+            assert_eq!(
+                accepted.get(cursor),
+                Some(&seq),
+                "generation {g}: partial out of order"
+            );
+            cursor += 1;
+            seq
+        });
+        if let Some(seq) = partial_seq {
+            settle(seq, Fate::HandedBack);
+            from_partials += 1;
+        }
+        for chunk in &chunks {
+            let seq = seq_of(chunk);
+            assert_eq!(
+                accepted.get(cursor),
+                Some(&seq),
+                "generation {g}: unsent chunk out of order"
+            );
+            cursor += 1;
+            settle(seq, Fate::HandedBack);
+            from_chunks += 1;
+        }
+
+        // What the server got on this generation's connection: a prefix of
+        // what was written; the rest is lost in flight (a suffix).
+        let empty = ServerConn::default();
+        let got = server_by_gen.get(&g).unwrap_or(&empty);
+        assert!(
+            got.frames.len() <= written_frames.len()
+                && got.frames[..] == written_frames[..got.frames.len()],
+            "generation {g}: server frames are not a prefix of the written ones"
+        );
+        if resets.get(g as usize - 1).is_none() {
+            assert_eq!(
+                got.frames, written_frames,
+                "the last connection was not reset: nothing may be lost"
+            );
+        }
+        for &s in &got.frames {
+            settle(s, Fate::Received);
+        }
+        let lost = &written_frames[got.frames.len()..];
+        for &s in lost {
+            settle(s, Fate::LostInFlight);
+        }
+        lost_per_gen.push(lost.len());
+        // A trailing incomplete frame is a prefix of the next frame: a lost
+        // one, or the partial chunk.
+        if !got.trailing.is_empty() {
+            truncated_at_server += 1;
+            let next = written_frames
+                .get(got.frames.len())
+                .copied()
+                .or(partial_seq);
+            let expected = next.map_or_else(|| hello(g), frame);
+            assert!(
+                got.trailing.len() < expected.len() && expected.starts_with(&got.trailing),
+                "generation {g}: trailing bytes are not a prefix of the next frame"
+            );
+        }
+    }
+    assert_eq!(
+        cursor,
+        accepted.len(),
+        "accepted frames not covered by any generation"
+    );
+    for a in &anonymous {
+        // A connection reset before its hello arrived whole.
+        assert!(a.trailing.is_empty() || a.trailing[0] == HELLO);
+    }
+
+    let count = |f: Fate| fate.values().filter(|&&x| x == f).count();
+    let (received, handed_back, lost) = (
+        count(Fate::Received),
+        count(Fate::HandedBack),
+        count(Fate::LostInFlight),
+    );
+    println!("accounting over {FRAMES} frames, seed {SEED:#x}:");
+    println!(
+        "  resets injected {injected}, resets seen {}, connections {generations}",
+        resets.len()
+    );
+    println!("  received intact by the server: {received}");
+    println!(
+        "  handed back: {handed_back} (send refused {:?}; reset unsent chunks {from_chunks}; reset partial chunks {from_partials}; close unsent {})",
+        refused.iter().map(|(k, v)| (*k, v.len())).collect::<Vec<_>>(),
+        close.chunks.len()
+    );
+    println!(
+        "  lost in flight (written to the kernel, connection reset): {lost} over {} connections (max {} in one)",
+        lost_per_gen.iter().filter(|&&n| n > 0).count(),
+        lost_per_gen.iter().max().unwrap_or(&0)
+    );
+    println!("  truncated frames discarded at the server: {truncated_at_server}");
+    assert_eq!(
+        fate.len(),
+        FRAMES as usize,
+        "frames missing from every category"
+    );
+    assert_eq!(received + handed_back + lost, FRAMES as usize);
+    assert!(fate.keys().copied().eq(0..FRAMES));
+    cm.disconnect_all().await;
+}
