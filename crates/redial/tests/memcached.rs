@@ -331,3 +331,67 @@ async fn memcached_requests_waiting_at_sigkill_fail_with_reset_error() {
         1
     );
 }
+
+/// Runs without memcached: a scripted server records the first request of
+/// every connection and closes each connection after a few gets, while a
+/// caller keeps sending. The version check must come first every time,
+/// including after reconnects (the resume entry), with new work after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memcache_client_sends_version_first_on_every_connection() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    const CONNECTIONS_SEEN: usize = 3;
+    const GETS_PER_CONNECTION: usize = 20;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = tokio::spawn(async move {
+        let mut first_lines = Vec::new();
+        for _ in 0..CONNECTIONS_SEEN {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read).lines();
+            first_lines.push(lines.next_line().await.unwrap().unwrap_or_default());
+            write.write_all(b"VERSION scripted\r\n").await.unwrap();
+            let mut gets = 0;
+            while gets < GETS_PER_CONNECTION {
+                let Some(line) = lines.next_line().await.unwrap() else {
+                    break;
+                };
+                assert!(line.starts_with("get "), "unexpected request {line:?}");
+                write.write_all(b"END\r\n").await.unwrap();
+                gets += 1;
+            }
+            // Dropping both halves closes the connection: the client resets.
+        }
+        first_lines
+    });
+
+    let cm = Manager::new();
+    let mc = Memcache::connect(&cm, "scripted", &addr, 1, options(), false).unwrap();
+    let caller = {
+        let mc = mc.clone();
+        tokio::spawn(async move {
+            let mut answered = 0;
+            loop {
+                match mc.get("k").await {
+                    Ok(None) => answered += 1,
+                    Ok(Some(_)) => panic!("the scripted server never stores"),
+                    Err(e) => {
+                        assert!(e.is_connection_loss(), "{e:?}");
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
+                if answered >= CONNECTIONS_SEEN * GETS_PER_CONNECTION {
+                    return answered;
+                }
+            }
+        })
+    };
+    let first_lines = tokio::time::timeout(Duration::from_secs(20), server)
+        .await
+        .expect("the scripted server did not see its connections")
+        .unwrap();
+    assert_eq!(first_lines, vec!["version"; CONNECTIONS_SEEN]);
+    caller.abort();
+    cm.disconnect_all().await;
+}
