@@ -1,3 +1,390 @@
-//! The `redial` command.
+//! The `redial` command: argument definitions and dispatch. Everything it
+//! does lives in the `redial_cli` library.
 
-fn main() {}
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use redial::Endpoint;
+use redial_chaos::{Direction, ProxyAddr};
+use redial_cli::chaos::{ChaosConfig, ChaosSchedule};
+use redial_cli::connect::ConnectConfig;
+use redial_cli::demo::DemoConfig;
+use redial_cli::output::Paint;
+use redial_cli::units;
+use redial_cli::watch::WatchConfig;
+use redial_cli::EXIT_FAILURE;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "redial",
+    version,
+    about = "Keep TCP connections alive: a reconnecting netcat, a live watch, a fault proxy and a demo",
+    after_help = concat!(
+        "Examples:\n",
+        "  redial demo\n",
+        "  redial connect 127.0.0.1:6379 --buffer 64KiB\n",
+        "  redial watch db1:5432 db2:5432\n",
+        "  redial chaos --listen 127.0.0.1:7000 --upstream 127.0.0.1:6379 --reset-every 5s\n\n",
+        "Exit codes:\n",
+        "  0  ok\n",
+        "  1  runtime failure, or gave up reconnecting\n",
+        "  2  usage error (bad flag, address, duration or size): nothing was started",
+    ),
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Demo(DemoArgs),
+    Connect(ConnectArgs),
+    Watch(WatchArgs),
+    Chaos(ChaosArgs),
+}
+
+/// Watch redial survive FIN, RST, refused connects, a blackhole and a slow
+/// link, then see where every message went.
+///
+/// Starts an echo server behind the fault proxy, a pool of connections plus
+/// one single connection, sends numbered messages and injects faults on a
+/// schedule. Resets and recoveries are printed on stderr as they happen;
+/// the summary table goes to stdout. Exits 1 if any message was lost
+/// silently.
+#[derive(Debug, Args)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  redial demo\n",
+    "  redial demo --seconds 8 --connections 5 --seed 7\n\n",
+    "Exit codes:\n",
+    "  0  ok: every message echoed or accounted for\n",
+    "  1  runtime failure, or a message was lost silently\n",
+    "  2  usage error",
+))]
+struct DemoArgs {
+    /// How long to inject faults, in seconds (the schedule scales with it).
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(4..=3600))]
+    seconds: u64,
+    /// Connections in the pool (one single connection comes on top).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
+    connections: u16,
+    /// Seed for the proxy's randomness and the backoff jitter.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+/// Backoff and timeouts shared by `connect` and `watch`.
+#[derive(Debug, Args)]
+struct Reconnect {
+    /// Reconnect delays, INITIAL..MAX (each failure multiplies the delay).
+    #[arg(long, value_name = "INITIAL..MAX", default_value = "100ms..30s", value_parser = units::parse_backoff)]
+    backoff: (Duration, Duration),
+    /// Factor between two delays of the backoff.
+    #[arg(long, value_name = "FACTOR", default_value_t = 2.0)]
+    backoff_factor: f64,
+    /// Give up one connect attempt after this long.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = units::parse_duration)]
+    connect_timeout: Duration,
+    /// Count the connection lost when nothing was read for this long.
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    idle_timeout: Option<Duration>,
+}
+
+/// A reconnecting netcat: stdin to the socket, the socket to stdout.
+///
+/// State changes (connected, lost, retrying) go to stderr with timestamps.
+/// While the connection is down, stdin data is rejected and reported,
+/// unless --buffer keeps it for the next connection. On stdin EOF the
+/// queued bytes are flushed, FIN is sent and the command exits 0.
+#[derive(Debug, Args)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  redial connect 127.0.0.1:6379\n",
+    "  printf 'PING\\r\\n' | redial connect cache.local:6379 --max-attempts 5\n",
+    "  redial connect [::1]:7000 --buffer 64KiB --backoff 50ms..2s --idle-timeout 30s\n\n",
+    "Exit codes:\n",
+    "  0  stdin ended and everything was flushed\n",
+    "  1  gave up reconnecting (--max-attempts, --give-up-after) or another runtime failure\n",
+    "  2  usage error",
+))]
+struct ConnectArgs {
+    /// Where to connect: HOST:PORT, [V6ADDR]:PORT or unix:/path.
+    #[arg(value_name = "HOST:PORT", value_parser = parse_endpoint)]
+    endpoint: Endpoint,
+    /// Keep up to this much stdin data during an outage and send it after
+    /// the reconnect (default: reject it and say so on stderr).
+    #[arg(long, value_name = "BYTES", value_parser = units::parse_size_usize)]
+    buffer: Option<usize>,
+    /// Give up after this many failed attempts in a row.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_attempts: Option<u32>,
+    /// Give up when reconnecting has failed for this long.
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    give_up_after: Option<Duration>,
+    #[command(flatten)]
+    reconnect: Reconnect,
+}
+
+/// Keep connections to endpoints and watch their state live.
+///
+/// On a terminal: a table (state, uptime, resets, failed attempts, last
+/// error, bytes in/out) redrawn in place every second. With --json, or when
+/// stdout is not a terminal: one JSON object per state change. Ctrl-C
+/// disconnects everything cleanly.
+#[derive(Debug, Args)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  redial watch db1:5432 db2:5432 cache.local:6379\n",
+    "  redial watch --file endpoints.txt --json | jq .\n\n",
+    "Exit codes:\n",
+    "  0  stopped with Ctrl-C (or SIGTERM) after a clean disconnect\n",
+    "  1  runtime failure\n",
+    "  2  usage error (a bad endpoint, on the command line or in --file)",
+))]
+struct WatchArgs {
+    /// Endpoints to watch: HOST:PORT, [V6ADDR]:PORT or unix:/path.
+    #[arg(value_name = "ENDPOINT", value_parser = parse_endpoint, required_unless_present = "file")]
+    endpoints: Vec<Endpoint>,
+    /// Read endpoints from a file, one a line (# starts a comment).
+    #[arg(long, value_name = "PATH")]
+    file: Option<PathBuf>,
+    /// One JSON object per state change on stdout, even on a terminal.
+    #[arg(long)]
+    json: bool,
+    /// Connections kept to each endpoint (one pool per endpoint).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    connections: u16,
+    #[command(flatten)]
+    reconnect: Reconnect,
+}
+
+/// The fault-injection proxy as a tool.
+///
+/// Listens on --listen and forwards every connection to --upstream. Faults
+/// come from flags, on a schedule, or from commands typed on stdin, one a
+/// line: reset, close, refuse, accept, blackhole, heal, latency 50ms [JITTER],
+/// bandwidth 64KiB, slice 16 [DELAY], cut-after 1KiB, slow-close 500ms,
+/// random, stats, help, quit. Runs until `quit` or Ctrl-C.
+#[derive(Debug, Args)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  redial chaos --listen 127.0.0.1:7000 --upstream 127.0.0.1:6379\n",
+    "  redial chaos --listen 127.0.0.1:7000 --upstream 127.0.0.1:6379 --reset-every 5s --latency 20ms\n",
+    "  redial chaos --listen 127.0.0.1:7000 --upstream db:5432 --blackhole-after 10s --for 3s\n\n",
+    "Exit codes:\n",
+    "  0  stopped with quit, Ctrl-C or SIGTERM\n",
+    "  1  runtime failure (the listen port is taken, ...)\n",
+    "  2  usage error",
+))]
+struct ChaosArgs {
+    /// Address to listen on (port 0 picks a free one; it is printed).
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    listen: SocketAddr,
+    /// Server to forward to (resolved once, at start).
+    #[arg(long, value_name = "ADDR", value_parser = parse_upstream)]
+    upstream: SocketAddr,
+    /// Seed for jitter and random faults.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Reset every connection this often.
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    reset_every: Option<Duration>,
+    /// Close (FIN) every connection this often.
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    close_every: Option<Duration>,
+    /// Apply a random fault this often (healing the previous one first).
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    random_every: Option<Duration>,
+    /// Delay data by this much.
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    latency: Option<Duration>,
+    /// Extra random delay up to this much, on top of --latency.
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    jitter: Option<Duration>,
+    /// Limit throughput to this many bytes per second.
+    #[arg(long, value_name = "BYTES", value_parser = units::parse_size)]
+    bandwidth: Option<u64>,
+    /// Which way --latency, --jitter and --bandwidth apply.
+    #[arg(long, value_name = "WAY", default_value = "both", value_parser = parse_direction)]
+    direction: Direction,
+    /// Reset each connection after it forwarded this many bytes.
+    #[arg(long, value_name = "BYTES", value_parser = units::parse_size)]
+    cut_after: Option<u64>,
+    /// Hold each close (FIN or RST) this long before passing it on.
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    slow_close: Option<Duration>,
+    /// Start a blackhole this long after the start...
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    blackhole_after: Option<Duration>,
+    /// ...lasting this long (default: until healed by hand).
+    #[arg(long = "for", alias = "blackhole-for", value_name = "DURATION", value_parser = units::parse_duration, requires = "blackhole_after")]
+    blackhole_for: Option<Duration>,
+    /// Refuse new connections this long after the start...
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    refuse_after: Option<Duration>,
+    /// ...for this long (default: until `accept` or `heal`).
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, requires = "refuse_after")]
+    refuse_for: Option<Duration>,
+}
+
+fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
+    s.parse::<Endpoint>().map_err(|e| e.to_string())
+}
+
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    s.to_addr("listen").map_err(|e| e.to_string())
+}
+
+fn parse_upstream(s: &str) -> Result<SocketAddr, String> {
+    let addr = s.to_addr("upstream").map_err(|e| e.to_string())?;
+    if addr.port() == 0 {
+        return Err(format!("upstream `{s}`: port 0 cannot be connected to"));
+    }
+    Ok(addr)
+}
+
+fn parse_direction(s: &str) -> Result<Direction, String> {
+    redial_cli::chaos::parse_direction(s).ok_or_else(|| format!("`{s}`: expected up, down or both"))
+}
+
+/// Endpoints from `--file`, one a line; errors name the file and line.
+fn read_endpoint_file(path: &PathBuf) -> Result<Vec<Endpoint>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read endpoint file {}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let ep = line
+            .parse::<Endpoint>()
+            .map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?;
+        out.push(ep);
+    }
+    if out.is_empty() {
+        return Err(format!("{} lists no endpoint", path.display()));
+    }
+    Ok(out)
+}
+
+fn usage_error(msg: String) -> ! {
+    Cli::command()
+        .error(clap::error::ErrorKind::ValueValidation, msg)
+        .exit()
+}
+
+fn reconnect_options(r: &Reconnect) -> redial_cli::connect::Reconnect {
+    redial_cli::connect::Reconnect {
+        backoff_initial: r.backoff.0,
+        backoff_max: r.backoff.1,
+        backoff_factor: r.backoff_factor,
+        connect_timeout: r.connect_timeout,
+        idle_timeout: r.idle_timeout,
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Demo(a) => {
+            let config = DemoConfig {
+                duration: Duration::from_secs(a.seconds),
+                connections: usize::from(a.connections),
+                seed: a.seed,
+                ..DemoConfig::default()
+            };
+            let report = redial_cli::demo::run(config, Paint::stderr()).await?;
+            print!("\n{}", report.render(Paint::stdout()));
+            Ok(if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_FAILURE)
+            })
+        }
+        Command::Connect(a) => {
+            let config = ConnectConfig {
+                endpoint: a.endpoint,
+                buffer: a.buffer,
+                max_attempts: a.max_attempts,
+                give_up_after: a.give_up_after,
+                reconnect: reconnect_options(&a.reconnect),
+            };
+            redial_cli::connect::run(config, Paint::stderr()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Watch(a) => {
+            let mut endpoints = a.endpoints;
+            if let Some(file) = &a.file {
+                match read_endpoint_file(file) {
+                    Ok(more) => endpoints.extend(more),
+                    Err(msg) => usage_error(msg),
+                }
+            }
+            let config = WatchConfig {
+                endpoints,
+                per_endpoint: usize::from(a.connections),
+                json: a.json,
+                reconnect: reconnect_options(&a.reconnect),
+                refresh: Duration::from_secs(1),
+            };
+            redial_cli::watch::run(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Chaos(a) => {
+            let config = ChaosConfig {
+                listen: a.listen,
+                upstream: a.upstream,
+                seed: a.seed,
+                schedule: ChaosSchedule {
+                    reset_every: a.reset_every,
+                    close_every: a.close_every,
+                    random_every: a.random_every,
+                    latency: a.latency,
+                    jitter: a.jitter,
+                    bandwidth: a.bandwidth,
+                    direction: a.direction,
+                    cut_after: a.cut_after,
+                    slow_close: a.slow_close,
+                    blackhole_after: a.blackhole_after,
+                    blackhole_for: a.blackhole_for,
+                    refuse_after: a.refuse_after,
+                    refuse_for: a.refuse_for,
+                },
+            };
+            redial_cli::chaos::run(config, Paint::stderr()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("redial: error: {e:#}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => {
+            // Connections and timers of the command may still hold tasks.
+            runtime.shutdown_timeout(Duration::from_millis(100));
+            code
+        }
+        Err(e) => {
+            eprintln!("redial: error: {e:#}");
+            runtime.shutdown_timeout(Duration::from_millis(100));
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}

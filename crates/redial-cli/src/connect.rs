@@ -1,0 +1,308 @@
+//! `redial connect`: a reconnecting netcat. Stdin goes to the socket, the
+//! socket goes to stdout, state changes go to stderr with timestamps.
+//!
+//! During an outage stdin data is rejected and reported, or with a buffer
+//! kept (`Outage::Buffer`) and sent after the reconnect, together with what
+//! the lost connection never handed to the kernel. On stdin EOF the queue
+//! is flushed, FIN is sent, and `run` returns.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use redial::{
+    Backoff, Close, CloseReason, Endpoint, Handler, Manager, Options, Outage, Reset, Resume,
+    SendError, Socket, State,
+};
+use tokio::io::AsyncReadExt;
+
+use crate::output::{stamped, Paint};
+use crate::units::{format_duration, format_size};
+
+/// Backoff and timeouts, shared with `watch`.
+#[derive(Debug, Clone)]
+pub struct Reconnect {
+    /// First delay after a failure.
+    pub backoff_initial: Duration,
+    /// Largest delay.
+    pub backoff_max: Duration,
+    /// Factor between two delays.
+    pub backoff_factor: f64,
+    /// Limit of one connect attempt.
+    pub connect_timeout: Duration,
+    /// Loss when nothing was read this long.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Reconnect {
+    /// These settings as connection [`Options`].
+    ///
+    /// # Errors
+    ///
+    /// When the backoff is invalid (a factor below 1, say); the message
+    /// names the option.
+    pub fn options(&self) -> anyhow::Result<Options> {
+        let backoff = Backoff::new(self.backoff_initial, self.backoff_factor, self.backoff_max)
+            .map_err(|e| {
+                anyhow!(
+                    "--backoff {}..{} with --backoff-factor {}: {e}",
+                    format_duration(self.backoff_initial),
+                    format_duration(self.backoff_max),
+                    self.backoff_factor
+                )
+            })?;
+        Ok(Options::new()
+            .backoff(backoff)
+            .connect_timeout(self.connect_timeout)
+            .idle_timeout(self.idle_timeout))
+    }
+}
+
+/// What `redial connect` does.
+#[derive(Debug, Clone)]
+pub struct ConnectConfig {
+    /// Where to connect.
+    pub endpoint: Endpoint,
+    /// Outage buffer size; `None` rejects input while down.
+    pub buffer: Option<usize>,
+    /// Give up after this many failed attempts in a row.
+    pub max_attempts: Option<u32>,
+    /// Give up after failing this long.
+    pub give_up_after: Option<Duration>,
+    /// Backoff and timeouts.
+    pub reconnect: Reconnect,
+}
+
+impl ConnectConfig {
+    /// The connection options these settings make.
+    ///
+    /// # Errors
+    ///
+    /// As [`Reconnect::options`].
+    pub fn options(&self) -> anyhow::Result<Options> {
+        let mut opts = self.reconnect.options()?;
+        if let Some(n) = self.max_attempts {
+            opts = opts.max_attempts(n);
+        }
+        if let Some(d) = self.give_up_after {
+            opts = opts.give_up_after(d);
+        }
+        if let Some(max_bytes) = self.buffer {
+            opts = opts.outage(Outage::Buffer { max_bytes });
+        }
+        Ok(opts)
+    }
+}
+
+/// The netcat's handler: data to stdout, state to stderr.
+struct Netcat {
+    endpoint: Endpoint,
+    paint: Paint,
+    resend: bool,
+    max_attempts: Option<u32>,
+    down_since: Option<Instant>,
+    /// Bytes handed back at close, never sent.
+    unsent_at_close: Arc<AtomicU64>,
+}
+
+impl Netcat {
+    fn say(&self, msg: &str) {
+        stamped(self.paint, msg);
+    }
+
+    fn connected(&mut self, sock: &Socket) {
+        let peer = sock
+            .peer_addr()
+            .map(|p| format!(" ({p})"))
+            .unwrap_or_default();
+        let after = self
+            .down_since
+            .take()
+            .map(|t| format!(" after {} down", format_duration(t.elapsed())))
+            .unwrap_or_default();
+        self.say(
+            &self
+                .paint
+                .green(&format!("connected to {}{peer}{after}", self.endpoint)),
+        );
+    }
+}
+
+impl Handler for Netcat {
+    fn on_connect(&mut self, sock: &Socket) {
+        self.connected(sock);
+    }
+
+    fn on_data(&mut self, _sock: &Socket, data: &[u8]) {
+        let mut out = std::io::stdout().lock();
+        // A closed stdout is the reader's business; keep the connection.
+        let _ = out.write_all(data).and_then(|()| out.flush());
+    }
+
+    fn on_reset(&mut self, reset: &Reset) -> Resume {
+        self.down_since = Some(Instant::now());
+        let unsent = reset.unsent();
+        let cut = unsent.partial();
+        let cut_len = cut.map_or(0, |p| p.data.len() - p.written);
+        let pending = unsent.len() + cut_len;
+        let what = if pending == 0 {
+            String::new()
+        } else if self.resend {
+            format!("; {pending} unsent bytes will go out after the reconnect")
+        } else {
+            format!("; {pending} unsent bytes dropped")
+        };
+        self.say(&self.paint.red(&format!(
+            "connection lost: {} after {} up{what}",
+            reset.reason(),
+            format_duration(reset.uptime())
+        )));
+        if !self.resend || pending == 0 {
+            return Resume::Reconnect;
+        }
+        // The cut chunk's written prefix may have arrived; send the rest.
+        let mut again = cut
+            .map(|p| p.data[p.written..].to_vec())
+            .unwrap_or_default();
+        again.extend_from_slice(unsent.bytes());
+        let paint = self.paint;
+        let endpoint = self.endpoint.clone();
+        let down = Instant::now();
+        Resume::with(move |sock: &Socket| {
+            let peer = sock
+                .peer_addr()
+                .map(|p| format!(" ({p})"))
+                .unwrap_or_default();
+            stamped(
+                paint,
+                &paint.green(&format!(
+                    "connected to {endpoint}{peer} after {} down; resending {} bytes",
+                    format_duration(down.elapsed()),
+                    again.len()
+                )),
+            );
+            if let Err(e) = sock.send(&again) {
+                stamped(paint, &paint.red(&format!("could not resend: {e}")));
+            }
+        })
+    }
+
+    fn on_connect_failed(&mut self, err: &std::io::Error, attempt: u32) {
+        self.down_since.get_or_insert_with(Instant::now);
+        let of = self
+            .max_attempts
+            .map(|n| format!(" of {n}"))
+            .unwrap_or_default();
+        self.say(&self.paint.yellow(&format!(
+            "attempt {attempt}{of} to connect to {} failed: {err}",
+            self.endpoint
+        )));
+    }
+
+    fn on_close(&mut self, close: &Close) {
+        let unsent = close.unsent();
+        let n = unsent.len() + unsent.partial().map_or(0, |p| p.data.len() - p.written);
+        self.unsent_at_close.store(n as u64, Ordering::Relaxed);
+        let lost = if n > 0 {
+            format!("; {n} bytes were never sent")
+        } else {
+            String::new()
+        };
+        let line = format!("closed: {}{lost}", close.reason());
+        if *close.reason() == CloseReason::Disconnected && n == 0 {
+            self.say(&line);
+        } else {
+            self.say(&self.paint.red(&line));
+        }
+    }
+}
+
+/// Runs the netcat until stdin ends (`Ok`) or the connection gives up
+/// (`Err` naming the reason).
+///
+/// # Errors
+///
+/// When the connection closes for good before stdin ends (gave up), when
+/// stdin cannot be read, or when bytes could not be delivered at the end.
+pub async fn run(config: ConnectConfig, paint: Paint) -> anyhow::Result<()> {
+    let opts = config.options()?;
+    let cm = Manager::new();
+    let unsent_at_close = Arc::new(AtomicU64::new(0));
+    let handler = Netcat {
+        endpoint: config.endpoint.clone(),
+        paint,
+        resend: config.buffer.is_some(),
+        max_attempts: config.max_attempts,
+        down_since: None,
+        unsent_at_close: unsent_at_close.clone(),
+    };
+    stamped(paint, &format!("connecting to {}", config.endpoint));
+    let conn = cm.connect_with(config.endpoint.clone(), handler, opts)?;
+    let gave_up = |reason: CloseReason| anyhow!("connection to {}: {reason}", config.endpoint);
+
+    if config.buffer.is_none() {
+        // Without a buffer, input typed before the first connect would be
+        // refused: wait for it.
+        if conn.wait_connected().await.is_err() {
+            return Err(gave_up(conn.closed().await));
+        }
+    }
+
+    let mut stdin = tokio::io::stdin();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = tokio::select! {
+            r = stdin.read(&mut buf) => r.map_err(|e| anyhow!("cannot read stdin: {e}"))?,
+            reason = conn.closed() => return Err(gave_up(reason)),
+        };
+        if n == 0 {
+            break;
+        }
+        let data = &buf[..n];
+        loop {
+            match conn.write(data).await {
+                Ok(()) => break,
+                Err(SendError::NotConnected { .. }) => {
+                    stamped(
+                        paint,
+                        &paint.yellow(&format!(
+                            "not connected: {} of input dropped (use --buffer to keep it)",
+                            format_size(data.len() as u64)
+                        )),
+                    );
+                    break;
+                }
+                Err(SendError::OutageBufferFull { .. }) => {
+                    // Stop reading stdin until the connection is back.
+                    if conn.wait_connected().await.is_err() {
+                        return Err(gave_up(conn.closed().await));
+                    }
+                }
+                Err(SendError::Closed { .. }) => return Err(gave_up(conn.closed().await)),
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
+
+    // Stdin ended. Buffered input needs a live connection to go out.
+    if config.buffer.is_some() && conn.state() != State::Connected {
+        stamped(
+            paint,
+            "stdin ended; waiting for the connection to send what is buffered",
+        );
+        if conn.wait_connected().await.is_err() {
+            return Err(gave_up(conn.closed().await));
+        }
+    }
+    conn.disconnect().await;
+    let never_sent = unsent_at_close.load(Ordering::Relaxed);
+    if never_sent > 0 {
+        bail!(
+            "{never_sent} bytes of input could not be sent to {}",
+            config.endpoint
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! Where text goes and how it looks: state lines on stderr (with a
+//! timestamp), colour only on a terminal and never with `NO_COLOR`.
+//!
+//! Data (what a server sent, tables, JSON) goes to stdout through the
+//! callers; this module is for the lines about what is happening.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Whether colour is wanted for a stream: it must be a terminal, and
+/// `NO_COLOR` must be unset or empty (<https://no-color.org>).
+///
+/// ```
+/// // Under `cargo test` stderr is captured, so no colour.
+/// let _ = redial_cli::output::colour_wanted(&std::io::stderr());
+/// ```
+pub fn colour_wanted(stream: &impl IsTerminal) -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && stream.is_terminal()
+}
+
+/// ANSI colours, or plain text when colour is off.
+///
+/// ```
+/// use redial_cli::output::Paint;
+///
+/// assert_eq!(Paint::plain().red("reset"), "reset");
+/// assert_eq!(Paint::new(true).green("back"), "\x1b[32mback\x1b[0m");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Paint {
+    on: bool,
+}
+
+impl Paint {
+    /// Colour on or off.
+    pub fn new(on: bool) -> Self {
+        Paint { on }
+    }
+
+    /// Never colours.
+    pub fn plain() -> Self {
+        Paint { on: false }
+    }
+
+    /// Colours when stderr is a terminal and `NO_COLOR` is not set.
+    pub fn stderr() -> Self {
+        Paint::new(colour_wanted(&std::io::stderr()))
+    }
+
+    /// Colours when stdout is a terminal and `NO_COLOR` is not set.
+    pub fn stdout() -> Self {
+        Paint::new(colour_wanted(&std::io::stdout()))
+    }
+
+    /// Whether this paints at all.
+    pub fn is_on(&self) -> bool {
+        self.on
+    }
+
+    fn wrap(&self, code: &str, s: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+
+    /// Red: something broke.
+    pub fn red(&self, s: &str) -> String {
+        self.wrap("31", s)
+    }
+    /// Green: something came back.
+    pub fn green(&self, s: &str) -> String {
+        self.wrap("32", s)
+    }
+    /// Yellow: a fault was switched, a warning.
+    pub fn yellow(&self, s: &str) -> String {
+        self.wrap("33", s)
+    }
+    /// Dim: timestamps and details.
+    pub fn dim(&self, s: &str) -> String {
+        self.wrap("2", s)
+    }
+    /// Bold: headings.
+    pub fn bold(&self, s: &str) -> String {
+        self.wrap("1", s)
+    }
+}
+
+/// Writes one line to stderr. Errors (a closed stderr) are ignored: a
+/// status line is never worth failing for.
+pub fn status(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+}
+
+/// Time since a start, as the demo prints it: `  2.01s`.
+///
+/// ```
+/// let clock = redial_cli::output::Elapsed::start();
+/// assert!(clock.stamp().trim_start().ends_with('s'));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Elapsed {
+    start: Instant,
+}
+
+impl Elapsed {
+    /// Starts counting now.
+    pub fn start() -> Self {
+        Elapsed {
+            start: Instant::now(),
+        }
+    }
+
+    /// Starts counting at `start`.
+    pub fn since(start: Instant) -> Self {
+        Elapsed { start }
+    }
+
+    /// Time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Time from the start to `at`.
+    pub fn at(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.start)
+    }
+
+    /// `elapsed()` as a fixed-width stamp, `  2.01s`.
+    pub fn stamp(&self) -> String {
+        Self::format(self.elapsed())
+    }
+
+    /// A duration as a fixed-width stamp.
+    pub fn format(d: Duration) -> String {
+        format!("{:>6.2}s", d.as_secs_f64())
+    }
+}
+
+/// The UTC time of day with milliseconds, `14:03:27.512`, for the state
+/// lines of long-running commands.
+///
+/// ```
+/// let t = redial_cli::output::wall_clock();
+/// assert_eq!(t.len(), 12);
+/// assert_eq!(&t[2..3], ":");
+/// ```
+pub fn wall_clock() -> String {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let ms = since.as_millis() % 86_400_000;
+    let (h, m, s, milli) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    format!("{h:02}:{m:02}:{s:02}.{milli:03}")
+}
+
+/// A state line with the wall-clock stamp, dimmed when painting.
+pub fn stamped(paint: Paint, msg: &str) {
+    status(&format!("{} {msg}", paint.dim(&wall_clock())));
+}
+
+/// A time as RFC 3339 in UTC with milliseconds, `2025-01-31T14:03:27.512Z`.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+/// assert_eq!(redial_cli::output::rfc3339(t), "2023-11-14T22:13:20.123Z");
+/// ```
+pub fn rfc3339(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// The wall-clock time of a monotonic `Instant` (as events carry).
+pub fn system_time_of(at: Instant) -> SystemTime {
+    let now = Instant::now();
+    let sys = SystemTime::now();
+    match now.checked_duration_since(at) {
+        Some(ago) => sys.checked_sub(ago).unwrap_or(sys),
+        None => sys + at.duration_since(now),
+    }
+}

@@ -1,0 +1,402 @@
+//! Durations and sizes as people write them: `250ms`, `5s`, `1m30s`,
+//! `64KiB`, `1MiB`, `1000`; and the short forms the tool prints back.
+//!
+//! Parsing never panics, whatever the input (a fuzz target relies on it),
+//! and every error quotes the input.
+//!
+//! ```
+//! use redial_cli::units::{parse_duration, parse_size};
+//! use std::time::Duration;
+//!
+//! assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+//! assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+//! assert_eq!(parse_size("64KiB").unwrap(), 64 * 1024);
+//! assert_eq!(parse_size("1000").unwrap(), 1000);
+//! assert!(parse_duration("5 parsecs").unwrap_err().to_string().contains("5 parsecs"));
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+/// A duration or size that could not be read. The message quotes the input
+/// and says what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitError {
+    input: String,
+    problem: String,
+}
+
+impl UnitError {
+    fn new(input: &str, problem: impl Into<String>) -> Self {
+        UnitError {
+            input: input.to_string(),
+            problem: problem.into(),
+        }
+    }
+
+    /// The text that was rejected.
+    pub fn input(&self) -> &str {
+        &self.input
+    }
+}
+
+impl fmt::Display for UnitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`: {}", self.input, self.problem)
+    }
+}
+
+impl std::error::Error for UnitError {}
+
+const DURATION_HELP: &str = "expected a number with a unit, as in 250ms, 5s, 1m, 1h or 1m30s";
+const SIZE_HELP: &str = "expected a byte count, as in 1000, 64KiB, 1MiB or 1.5MB";
+
+/// Splits `12.5ms` into (`12.5`, `ms`), starting at `s`; returns the rest.
+fn number_then_unit(s: &str) -> (&str, &str, &str) {
+    let num_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, rest) = s.split_at(num_end);
+    let unit_end = rest
+        .find(|c: char| c.is_ascii_digit() || c == '.')
+        .unwrap_or(rest.len());
+    let (unit, rest) = rest.split_at(unit_end);
+    (num, unit.trim(), rest)
+}
+
+/// Parses a decimal like `12`, `1.5` or `.5` into an exact fraction
+/// (numerator, power of ten). `None` for anything else or too many digits.
+fn decimal(num: &str) -> Option<(u128, u32)> {
+    if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+        return None;
+    }
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if int.len() + frac.len() > 30 {
+        return None;
+    }
+    let digits = format!("{int}{frac}");
+    let n: u128 = digits.parse().ok()?;
+    Some((n, frac.len() as u32))
+}
+
+/// Reads a duration: one or more `<number><unit>` parts, with units `ns`,
+/// `us` (or `µs`), `ms`, `s`, `m`, `h`, `d`; fractions allowed (`1.5s`).
+/// A bare `0` is zero; any other bare number is refused, since `250` could
+/// mean milliseconds or seconds.
+///
+/// # Errors
+///
+/// A [`UnitError`] quoting the input: empty, no unit, unknown unit, or too
+/// large for a [`Duration`].
+///
+/// ```
+/// use redial_cli::units::parse_duration;
+/// use std::time::Duration;
+///
+/// assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+/// assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+/// assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+/// assert!(parse_duration("250").is_err());
+/// ```
+pub fn parse_duration(input: &str) -> Result<Duration, UnitError> {
+    let s = input.trim();
+    if s.is_empty() {
+        return Err(UnitError::new(input, DURATION_HELP));
+    }
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total_ns: u128 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let (num, unit, after) = number_then_unit(rest);
+        let Some((n, scale)) = decimal(num) else {
+            return Err(UnitError::new(input, DURATION_HELP));
+        };
+        let unit_ns: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" => 1_000,
+            "ms" => 1_000_000,
+            "s" | "sec" | "secs" => 1_000_000_000,
+            "m" | "min" | "mins" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "d" => 86_400_000_000_000,
+            "" => {
+                return Err(UnitError::new(
+                    input,
+                    format!("no unit: write {num}ms or {num}s"),
+                ))
+            }
+            other => {
+                return Err(UnitError::new(
+                    input,
+                    format!("unknown unit `{other}`; use ns, us, ms, s, m, h or d"),
+                ))
+            }
+        };
+        let part = n
+            .checked_mul(unit_ns)
+            .map(|v| v / 10u128.pow(scale))
+            .ok_or_else(|| UnitError::new(input, "too large"))?;
+        total_ns = total_ns
+            .checked_add(part)
+            .ok_or_else(|| UnitError::new(input, "too large"))?;
+        rest = after;
+    }
+    let secs =
+        u64::try_from(total_ns / 1_000_000_000).map_err(|_| UnitError::new(input, "too large"))?;
+    Ok(Duration::new(secs, (total_ns % 1_000_000_000) as u32))
+}
+
+/// Reads a byte count: a bare number (bytes), or a number with `B`, `KB`,
+/// `MB`, `GB` (powers of 1000) or `KiB`, `MiB`, `GiB` (powers of 1024);
+/// `K`, `M` and `G` alone mean 1024-based, as in most tools. Units are not
+/// case sensitive and may follow a space; fractions round down to a byte.
+///
+/// # Errors
+///
+/// A [`UnitError`] quoting the input: empty, unknown unit, or above
+/// `u64::MAX`.
+///
+/// ```
+/// use redial_cli::units::parse_size;
+///
+/// assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
+/// assert_eq!(parse_size("1MB").unwrap(), 1_000_000);
+/// assert_eq!(parse_size("1.5 KiB").unwrap(), 1536);
+/// assert!(parse_size("12 parsecs").is_err());
+/// ```
+pub fn parse_size(input: &str) -> Result<u64, UnitError> {
+    let s = input.trim();
+    let (num, unit, rest) = number_then_unit(s);
+    if !rest.is_empty() {
+        return Err(UnitError::new(input, SIZE_HELP));
+    }
+    let Some((n, scale)) = decimal(num) else {
+        return Err(UnitError::new(input, SIZE_HELP));
+    };
+    let mult: u128 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        _ => {
+            return Err(UnitError::new(
+                input,
+                format!("unknown unit `{unit}`; use B, KB, KiB, MB, MiB, GB or GiB"),
+            ))
+        }
+    };
+    let bytes = n
+        .checked_mul(mult)
+        .map(|v| v / 10u128.pow(scale))
+        .ok_or_else(|| UnitError::new(input, "too large"))?;
+    u64::try_from(bytes).map_err(|_| UnitError::new(input, "too large"))
+}
+
+/// [`parse_size`] for something that must fit in memory (a buffer).
+///
+/// # Errors
+///
+/// As [`parse_size`], or when the count does not fit a `usize`.
+///
+/// ```
+/// assert_eq!(redial_cli::units::parse_size_usize("4KiB").unwrap(), 4096);
+/// ```
+pub fn parse_size_usize(input: &str) -> Result<usize, UnitError> {
+    let n = parse_size(input)?;
+    usize::try_from(n).map_err(|_| UnitError::new(input, "too large for this machine"))
+}
+
+/// Reads a backoff range `INITIAL..MAX`, as in `100ms..30s`. A single
+/// duration means the same delay every time (`1s` = `1s..1s`).
+///
+/// # Errors
+///
+/// A [`UnitError`] quoting the input when either side is not a duration,
+/// the initial delay is zero, or it is above the maximum.
+///
+/// ```
+/// use redial_cli::units::parse_backoff;
+/// use std::time::Duration;
+///
+/// let (lo, hi) = parse_backoff("50ms..2s").unwrap();
+/// assert_eq!((lo, hi), (Duration::from_millis(50), Duration::from_secs(2)));
+/// assert!(parse_backoff("2s..50ms").is_err());
+/// ```
+pub fn parse_backoff(input: &str) -> Result<(Duration, Duration), UnitError> {
+    let (a, b) = input.split_once("..").unwrap_or((input, input));
+    let side = |s: &str| {
+        parse_duration(s).map_err(|e| {
+            UnitError::new(
+                input,
+                format!(
+                    "expected INITIAL..MAX as in 100ms..30s; {} is not a duration",
+                    e.input().trim()
+                ),
+            )
+        })
+    };
+    let (lo, hi) = (side(a)?, side(b)?);
+    if lo.is_zero() {
+        return Err(UnitError::new(
+            input,
+            "the initial delay must be above zero",
+        ));
+    }
+    if lo > hi {
+        return Err(UnitError::new(
+            input,
+            "the initial delay is above the maximum",
+        ));
+    }
+    Ok((lo, hi))
+}
+
+/// A duration the way a person reads it: `850us`, `48ms`, `1.99s`, `2m03s`,
+/// `1h05m`.
+///
+/// ```
+/// use redial_cli::units::format_duration;
+/// use std::time::Duration;
+///
+/// assert_eq!(format_duration(Duration::from_millis(48)), "48ms");
+/// assert_eq!(format_duration(Duration::from_millis(1990)), "1.99s");
+/// assert_eq!(format_duration(Duration::from_secs(123)), "2m03s");
+/// ```
+pub fn format_duration(d: Duration) -> String {
+    let us = d.as_micros();
+    if us < 1_000 {
+        format!("{us}us")
+    } else if us < 1_000_000 {
+        format!("{}ms", us / 1_000)
+    } else if us < 60_000_000 {
+        format!("{:.2}s", d.as_secs_f64())
+    } else if us < 3_600_000_000 {
+        let s = d.as_secs();
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        let m = d.as_secs() / 60;
+        format!("{}h{:02}m", m / 60, m % 60)
+    }
+}
+
+/// A byte count with a binary unit: `512 B`, `1.5 KiB`, `3.2 MiB`.
+///
+/// ```
+/// use redial_cli::units::format_size;
+///
+/// assert_eq!(format_size(512), "512 B");
+/// assert_eq!(format_size(1536), "1.5 KiB");
+/// ```
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.1} {}", UNITS[i])
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn durations_people_write() {
+        let ms = Duration::from_millis;
+        for (s, d) in [
+            ("250ms", ms(250)),
+            ("5s", ms(5000)),
+            ("1m", ms(60_000)),
+            ("1h", ms(3_600_000)),
+            ("1m30s", ms(90_000)),
+            ("1.5s", ms(1500)),
+            (".5s", ms(500)),
+            ("100us", Duration::from_micros(100)),
+            ("10ns", Duration::from_nanos(10)),
+            (" 20ms ", ms(20)),
+            ("0", Duration::ZERO),
+            ("0s", Duration::ZERO),
+        ] {
+            assert_eq!(parse_duration(s).unwrap(), d, "{s}");
+        }
+    }
+
+    #[test]
+    fn bad_durations_name_the_input() {
+        for s in [
+            "",
+            "250",
+            "5 parsecs",
+            "ms",
+            "1.2.3s",
+            "s5",
+            "-1s",
+            "1e3s",
+            "5x",
+        ] {
+            let e = parse_duration(s).unwrap_err();
+            assert!(e.to_string().contains(&format!("`{s}`")), "{s}: {e}");
+        }
+        assert!(parse_duration("99999999999999999999999h")
+            .unwrap_err()
+            .to_string()
+            .contains("too large"));
+    }
+
+    #[test]
+    fn sizes_people_write() {
+        for (s, n) in [
+            ("1000", 1000),
+            ("64KiB", 65536),
+            ("64kib", 65536),
+            ("1MiB", 1 << 20),
+            ("1MB", 1_000_000),
+            ("2K", 2048),
+            ("1.5KiB", 1536),
+            ("10 B", 10),
+            ("1GiB", 1 << 30),
+        ] {
+            assert_eq!(parse_size(s).unwrap(), n, "{s}");
+        }
+    }
+
+    #[test]
+    fn bad_sizes_name_the_input() {
+        for s in ["", "KiB", "12 parsecs", "1KiB2", "-5", "1..2"] {
+            let e = parse_size(s).unwrap_err();
+            assert!(e.to_string().contains(&format!("`{s}`")), "{s}: {e}");
+        }
+        assert!(parse_size("99999999999TiB").is_err());
+    }
+
+    #[test]
+    fn backoff_ranges() {
+        assert_eq!(
+            parse_backoff("1s").unwrap(),
+            (Duration::from_secs(1), Duration::from_secs(1))
+        );
+        assert!(parse_backoff("0s..1s").is_err());
+        let e = parse_backoff("5..10s").unwrap_err().to_string();
+        assert!(e.contains("`5..10s`"), "{e}");
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(format_duration(Duration::from_micros(850)), "850us");
+        assert_eq!(format_duration(Duration::from_secs(3900)), "1h05m");
+        assert_eq!(format_size(3 * 1024 * 1024 + 200 * 1024), "3.2 MiB");
+    }
+}
