@@ -1,0 +1,243 @@
+//! The clients under test ("peers"), one child process per run, and what
+//! they have in common: the list of peers with their configurations, the
+//! stamp lines they print, and the control of the scale clients.
+//!
+//! Every Rust client runs on a tokio `current_thread` runtime (one event
+//! loop thread, like node), so client and server each get one core.
+
+pub mod node;
+pub mod redial_peer;
+pub mod stubborn;
+pub mod tokio_plain;
+
+use std::io::BufRead;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+use tokio::sync::Notify;
+
+use crate::clock::now_ns;
+use crate::kv::Kv;
+
+/// A client under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// Plain tokio `TcpStream`, one `write_all` per message.
+    Tokio,
+    /// tokio `TcpStream` behind an 8 KiB `BufWriter`: the well-written app.
+    TokioBuf,
+    /// stubborn-io 0.3 with `ReconnectOptions::new()`.
+    Stubborn,
+    /// stubborn-io with a 10 ms x2 backoff.
+    Stubborn10,
+    /// node, connman 1.0.0.
+    Connman,
+    /// node, plain `net.Socket`.
+    NodeNet,
+    /// redial with its defaults.
+    Redial,
+    /// redial with its defaults, connection held past `stable_after`
+    /// before the close (recovery only).
+    RedialStable,
+}
+
+impl Peer {
+    pub const ALL: [Peer; 8] = [
+        Peer::Redial,
+        Peer::RedialStable,
+        Peer::Tokio,
+        Peer::TokioBuf,
+        Peer::Stubborn,
+        Peer::Stubborn10,
+        Peer::Connman,
+        Peer::NodeNet,
+    ];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            Peer::Tokio => "tokio",
+            Peer::TokioBuf => "tokio-buf",
+            Peer::Stubborn => "stubborn",
+            Peer::Stubborn10 => "stubborn-10ms",
+            Peer::Connman => "connman",
+            Peer::NodeNet => "node-net",
+            Peer::Redial => "redial",
+            Peer::RedialStable => "redial-stable",
+        }
+    }
+
+    pub fn from_id(s: &str) -> Result<Peer> {
+        match Peer::ALL.iter().find(|p| p.id() == s) {
+            Some(p) => Ok(*p),
+            None => bail!("unknown peer {s}"),
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Peer::Tokio => "tokio TcpStream (plain)",
+            Peer::TokioBuf => "tokio + BufWriter 8 KiB",
+            Peer::Stubborn => "stubborn-io 0.3 (defaults)",
+            Peer::Stubborn10 => "stubborn-io 0.3 (10 ms x2)",
+            Peer::Connman => "node connman 1.0.0",
+            Peer::NodeNet => "node net (plain)",
+            Peer::Redial => "**redial (defaults)**",
+            Peer::RedialStable => "**redial (defaults), conn. up > stable_after**",
+        }
+    }
+
+    /// The reconnect schedule, shown beside the recovery figures.
+    pub fn schedule(self) -> &'static str {
+        match self {
+            Peer::Tokio | Peer::TokioBuf | Peer::NodeNet => {
+                "none (hand-rolled: at once after a loss, every 10 ms after a failure)"
+            }
+            Peer::Stubborn => "4 s x2, ±5 %, cap 30 min",
+            Peer::Stubborn10 => "10 ms x2, ±5 %, cap 128 s",
+            Peer::Connman => "100 ms x2 after a loss (20 ms if never connected), no jitter, cap ~205 s",
+            Peer::Redial => {
+                "100 ms x2, ±20 %, cap 30 s; a loss within stable_after (5 s) continues the schedule"
+            }
+            Peer::RedialStable => "same; a loss after >= 5 s up is retried at once",
+        }
+    }
+
+    pub fn is_node(self) -> bool {
+        matches!(self, Peer::Connman | Peer::NodeNet)
+    }
+}
+
+/// Prints one stamp line: `word <now ns>`.
+pub fn stamp(word: &str) {
+    println!("{word} {}", now_ns());
+}
+
+/// A single-threaded runtime, as every client uses.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Prints the latency percentiles of one ping-pong run (ns).
+pub fn print_latencies(lat: &mut [u64]) {
+    lat.sort_unstable();
+    let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    println!("lat {} {} {} {}", p(0.5), p(0.99), p(0.999), lat[lat.len() - 1]);
+}
+
+/// Blocks until stdin closes: the parent's cue to exit.
+pub fn wait_stdin_eof() {
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        if line.is_err() {
+            break;
+        }
+    }
+}
+
+/// Counters of a scale client, updated from the peer's callbacks.
+pub struct Counters {
+    pub n: i64,
+    pub connects: AtomicU64,
+    pub resets: AtomicU64,
+    pub fails: AtomicU64,
+    pub live: AtomicI64,
+    pub inflight: AtomicI64,
+    pub inflight_max: AtomicI64,
+}
+
+impl Counters {
+    pub fn new(n: u64) -> Arc<Counters> {
+        Arc::new(Counters {
+            n: n as i64,
+            connects: AtomicU64::new(0),
+            resets: AtomicU64::new(0),
+            fails: AtomicU64::new(0),
+            live: AtomicI64::new(0),
+            inflight: AtomicI64::new(0),
+            inflight_max: AtomicI64::new(0),
+        })
+    }
+
+    /// A connect callback ran: prints `all <t> <resets>` when it was the
+    /// one that made every connection live.
+    pub fn connected(&self) {
+        self.connects.fetch_add(1, Ordering::Relaxed);
+        if self.live.fetch_add(1, Ordering::AcqRel) + 1 == self.n {
+            println!("all {} {}", now_ns(), self.resets.load(Ordering::Relaxed));
+        }
+    }
+
+    pub fn lost(&self) {
+        self.resets.fetch_add(1, Ordering::Relaxed);
+        self.live.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    pub fn failed(&self) {
+        self.fails.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connect attempt entered the kernel.
+    pub fn attempt_started(&self) {
+        let now = self.inflight.fetch_add(1, Ordering::AcqRel) + 1;
+        self.inflight_max.fetch_max(now, Ordering::AcqRel);
+    }
+
+    pub fn attempt_ended(&self) {
+        self.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn print(&self) {
+        println!(
+            "stats {} {} {} {} {}",
+            self.connects.load(Ordering::Relaxed),
+            self.resets.load(Ordering::Relaxed),
+            self.fails.load(Ordering::Relaxed),
+            self.live.load(Ordering::Relaxed),
+            self.inflight_max.load(Ordering::Relaxed),
+        );
+    }
+}
+
+/// Reads the scale commands from stdin on a thread of its own: `go`
+/// (start connecting), `stats`, `reset-max` (in-flight maximum back to 0);
+/// exits the process when stdin closes.
+pub fn control(c: Arc<Counters>) -> Arc<Notify> {
+    let go = Arc::new(Notify::new());
+    let go2 = go.clone();
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        for line in stdin.lock().lines() {
+            let Ok(line) = line else { break };
+            match line.trim() {
+                "go" => go2.notify_one(),
+                "stats" => c.print(),
+                "reset-max" => c.inflight_max.store(0, Ordering::Relaxed),
+                _ => {}
+            }
+        }
+        std::process::exit(0);
+    });
+    go
+}
+
+/// The scale client's addresses: connection `i` goes to `addrs[i % len]`.
+pub fn addrs(kv: &Kv) -> Result<Vec<std::net::SocketAddr>> {
+    kv.list("addrs")?
+        .iter()
+        .map(|a| Ok(a.parse()?))
+        .collect()
+}
+
+/// Runs the client role: `client <peer> <scenario> k=v...`.
+pub fn run(peer: &str, scenario: &str, kv: &Kv) -> Result<()> {
+    let peer = Peer::from_id(peer)?;
+    match peer {
+        Peer::Tokio | Peer::TokioBuf => tokio_plain::run(peer, scenario, kv),
+        Peer::Stubborn | Peer::Stubborn10 => stubborn::run(peer, scenario, kv),
+        Peer::Redial | Peer::RedialStable => redial_peer::run(scenario, kv),
+        Peer::Connman | Peer::NodeNet => bail!("node peers run under node"),
+    }
+}

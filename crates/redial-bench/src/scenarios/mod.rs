@@ -1,0 +1,89 @@
+//! The scenarios and what they share: the run context (mode, counts,
+//! which peers can run), starting servers and clients, and the record of
+//! count checks that decide the exit code.
+
+pub mod pingpong;
+pub mod recovery;
+pub mod scale;
+pub mod throughput;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::peers::{node, Peer};
+use crate::proc::{self_cmd, Proc};
+
+/// One scenario's part of the report.
+pub struct Section {
+    pub body: String,
+    /// Target lines: (target, figure, met).
+    pub targets: Vec<(String, String, bool)>,
+}
+
+/// What every scenario needs to know and record.
+pub struct Ctx {
+    pub quick: bool,
+    pub runs: usize,
+    /// Node's version, or why the node rows are skipped.
+    pub node: Result<String, String>,
+    /// Count checks that failed (bytes missing, connections not back, ...).
+    pub failures: Vec<String>,
+    /// Peers left out, and why (printed once per scenario).
+    pub notes: Vec<String>,
+}
+
+impl Ctx {
+    /// Whether `peer` can run here; a skipped node peer says why once.
+    pub fn usable(&mut self, peer: Peer) -> bool {
+        if !peer.is_node() {
+            return true;
+        }
+        match &self.node {
+            Ok(_) => true,
+            Err(why) => {
+                let line = format!("skipped: node peers ({why})");
+                if !self.notes.contains(&line) {
+                    eprintln!("{line}");
+                    self.notes.push(line);
+                }
+                false
+            }
+        }
+    }
+
+    /// Records a failed count check (it makes the exit code non-zero).
+    pub fn fail(&mut self, what: String) {
+        eprintln!("CHECK FAILED: {what}");
+        self.failures.push(what);
+    }
+
+    /// Starts a client of `peer` for `scenario`.
+    pub fn client(&self, peer: Peer, scenario: &str, args: &[String]) -> Result<Proc> {
+        let name = format!("{} {scenario} client", peer.id());
+        if peer.is_node() {
+            Proc::spawn(&name, node::command(peer, scenario, args))
+        } else {
+            let mut a = vec!["client".to_string(), peer.id().into(), scenario.into()];
+            a.extend_from_slice(args);
+            Proc::spawn(&name, self_cmd(&a)?)
+        }
+    }
+}
+
+/// Starts a server of `kind` and waits until it listens; returns it with
+/// its port and listen stamp.
+pub fn server(kind: &str, args: &[String]) -> Result<(Proc, u16, u64)> {
+    let mut a = vec!["server".to_string(), kind.into()];
+    a.extend_from_slice(args);
+    let mut p = Proc::spawn_self(&format!("{kind} server"), &a)?;
+    let f = p.wait_for("listening", Duration::from_secs(10))?;
+    let port = f.first().and_then(|v| v.parse().ok()).context("port")?;
+    let t = f.get(1).and_then(|v| v.parse().ok()).context("stamp")?;
+    Ok((p, port, t))
+}
+
+/// Nanoseconds to milliseconds.
+pub fn ms(ns: f64) -> f64 {
+    ns / 1e6
+}
