@@ -202,6 +202,9 @@ async fn refuse_fails_attempts_with_backoff_then_accept_reconnects() {
         .await
         .unwrap();
     let r = recorded(&proxy, fast_options()).await;
+    // A round trip first: the proxy only resets links whose task has
+    // started, and data through it proves that.
+    echo_round_trip(&r, b"before-refuse").await;
 
     // Refusing only stops new connections; drop the live one too.
     proxy.refuse();
