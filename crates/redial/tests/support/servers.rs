@@ -289,24 +289,6 @@ pub async fn redis_info(addr: SocketAddr, section: &str, field: &str) -> io::Res
     stat(&text, field, ':')
 }
 
-/// Polls `check` until it returns `Some`, for at most `within`.
-pub async fn eventually<T, F, Fut>(within: Duration, mut check: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(v) = check().await {
-            return Some(v);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Waits until the server counts exactly `want` client connections
 /// (including the probe's own); returns the last count seen.
 pub async fn wait_client_count(server: &Server, want: u64, within: Duration) -> u64 {
