@@ -468,7 +468,14 @@ impl<H: Handler> Driver<H> {
                         .bytes_out
                         .fetch_add(n as u64, Ordering::Relaxed);
                     if batch.done() {
-                        self.shared.queue().inflight = 0;
+                        // The batch is out: its room is free again.
+                        let mut q = self.shared.queue();
+                        q.inflight = 0;
+                        if q.room_waiters {
+                            q.room_waiters = false;
+                            drop(q);
+                            self.shared.room.notify_waiters();
+                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
