@@ -3,6 +3,8 @@
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::Thread;
 
 use crate::shared::{Shared, State};
 
@@ -47,6 +49,18 @@ impl Disconnecting {
         self.targets.len()
     }
 
+    /// Blocks the calling thread until every connection it covers has
+    /// closed: for synchronous programs. In async code, `.await` it instead
+    /// (blocking a runtime thread stalls the tasks that run on it).
+    ///
+    /// ```
+    /// let cm = redial::Manager::new(); // outside tokio: owns its runtime
+    /// cm.disconnect_all().wait_blocking();
+    /// ```
+    pub fn wait_blocking(self) {
+        block_on(self.into_future());
+    }
+
     /// Whether it covers no connection.
     ///
     /// ```
@@ -69,5 +83,28 @@ impl IntoFuture for Disconnecting {
                 t.wait_state(State::Closed).await;
             }
         })
+    }
+}
+
+/// Wakes a parked thread.
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs a future to completion on the calling thread. The futures given
+/// here only wait on `Notify`, which needs no runtime.
+fn block_on<F: Future>(fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
     }
 }
