@@ -362,6 +362,9 @@ impl<H: Handler> Driver<H> {
                 let mut unsent = Unsent::default();
                 batch.take_unsent(&mut unsent);
                 self.end_socket(&sock, &mut unsent, false);
+                // Down from this moment: pools must not pick it while
+                // on_reset runs.
+                self.shared.set_state(State::BackingOff);
                 let _ = sock.sock_ref().shutdown(std::net::Shutdown::Both);
                 drop(sock);
                 self.shared.counters.resets.fetch_add(1, Ordering::Relaxed);
