@@ -92,3 +92,11 @@ pub use pool::Pool;
 pub use reset::{Close, CloseReason, Partial, Reset, ResetReason, Unsent};
 pub use shared::State;
 pub use socket::Socket;
+
+/// The life-cycle state machine, reachable only in fuzzing builds
+/// (`cargo fuzz` sets `--cfg fuzzing`).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::lifecycle::{Lifecycle, Phase};
+}

@@ -21,7 +21,7 @@ use crate::reset::CloseReason;
 
 /// Where a managed connection is in its life cycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Phase {
+pub enum Phase {
     /// Built, not started.
     Idle,
     /// Attempt number `attempt` (1-based within the failure streak) is under way.
@@ -36,7 +36,7 @@ pub(crate) enum Phase {
 
 /// The life-cycle state machine of one managed connection.
 #[derive(Debug)]
-pub(crate) struct Lifecycle {
+pub struct Lifecycle {
     phase: Phase,
     delays: Delays,
     stable_after: Duration,
@@ -52,7 +52,7 @@ pub(crate) struct Lifecycle {
 }
 
 impl Lifecycle {
-    pub(crate) fn new(opts: &Options, seed: u64) -> Self {
+    pub fn new(opts: &Options, seed: u64) -> Self {
         Lifecycle {
             phase: Phase::Idle,
             delays: opts.backoff.delays(seed),
@@ -66,12 +66,12 @@ impl Lifecycle {
         }
     }
 
-    pub(crate) fn phase(&self) -> &Phase {
+    pub fn phase(&self) -> &Phase {
         &self.phase
     }
 
     /// The one deadline the driver must wake up for, if any.
-    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+    pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
             Phase::BackingOff { until, .. } => Some(until),
             _ => None,
@@ -79,7 +79,7 @@ impl Lifecycle {
     }
 
     /// Starts the first attempt.
-    pub(crate) fn start(&mut self, now: Instant) {
+    pub fn start(&mut self, now: Instant) {
         if self.phase == Phase::Idle {
             self.streak_start = Some(now);
             self.phase = Phase::Connecting { attempt: 1 };
@@ -87,7 +87,7 @@ impl Lifecycle {
     }
 
     /// The attempt under way succeeded.
-    pub(crate) fn connected(&mut self, now: Instant) {
+    pub fn connected(&mut self, now: Instant) {
         if let Phase::Connecting { .. } = self.phase {
             self.failed = 0;
             self.streak_start = None;
@@ -97,7 +97,7 @@ impl Lifecycle {
 
     /// The attempt under way failed. Returns the delay before the next one,
     /// or `None` when the give-up policy closed the connection.
-    pub(crate) fn connect_failed(&mut self, now: Instant) -> Option<Duration> {
+    pub fn connect_failed(&mut self, now: Instant) -> Option<Duration> {
         let Phase::Connecting { attempt } = self.phase else {
             return None;
         };
@@ -131,7 +131,7 @@ impl Lifecycle {
     /// The live connection was lost. `resume` is false when the application
     /// asked to stop. Returns the delay before the next attempt (zero: at
     /// once), or `None` when the connection closed.
-    pub(crate) fn reset(&mut self, now: Instant, resume: bool) -> Option<Duration> {
+    pub fn reset(&mut self, now: Instant, resume: bool) -> Option<Duration> {
         let Phase::Connected { since } = self.phase else {
             return None;
         };
@@ -173,7 +173,7 @@ impl Lifecycle {
     }
 
     /// Time passed; starts the next attempt when the backoff deadline is due.
-    pub(crate) fn timeout(&mut self, now: Instant) {
+    pub fn timeout(&mut self, now: Instant) {
         if let Phase::BackingOff { until, attempt } = self.phase {
             if now >= until {
                 self.phase = Phase::Connecting { attempt };
@@ -182,7 +182,7 @@ impl Lifecycle {
     }
 
     /// Ends the connection for good. Final: later inputs change nothing.
-    pub(crate) fn close(&mut self, reason: CloseReason) {
+    pub fn close(&mut self, reason: CloseReason) {
         if !matches!(self.phase, Phase::Closed(_)) {
             self.phase = Phase::Closed(reason);
         }
