@@ -63,6 +63,8 @@ mod events;
 mod global;
 mod handler;
 mod lifecycle;
+#[cfg(test)]
+mod lifecycle_props;
 mod manager;
 mod options;
 mod pool;

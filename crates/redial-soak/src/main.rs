@@ -1,0 +1,3 @@
+//! A bounded soak run of redial through the fault proxy.
+
+fn main() {}
