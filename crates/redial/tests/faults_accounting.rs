@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use common::{wait_until, TestServer};
 use redial::{Backoff, Manager, Options, Partial, Resume, SendError, State};
-use redial_chaos::{Proxy, SplitMix64};
+use redial_chaos::{Direction, Proxy, SplitMix64};
 
 const FRAMES: u32 = 100_000;
 const SEED: u64 = 0x5EED_2024;
@@ -51,8 +51,15 @@ fn fnv1a(bytes: &[u8]) -> u32 {
     })
 }
 
+/// Mostly small frames, every 8th one larger (up to 2 KiB), so that a
+/// connection's data can outgrow the kernel buffers between two resets.
 fn payload_len(seq: u32) -> usize {
-    8 + (SplitMix64::new(u64::from(seq)).next_u64() % 120) as usize
+    let r = SplitMix64::new(u64::from(seq)).next_u64();
+    if seq % 8 == 7 {
+        500 + (r % 1500) as usize
+    } else {
+        8 + (r % 120) as usize
+    }
 }
 
 fn payload_byte(seq: u32, j: usize) -> u8 {
@@ -204,7 +211,10 @@ async fn every_frame_is_received_handed_back_or_lost_in_flight_exactly_once() {
     // a few seconds instead of climbing the backoff schedule.
     let opts = Options::new()
         .backoff(Backoff::new(Duration::from_millis(20), 2.0, Duration::from_millis(500)).unwrap())
-        .stable_after(Duration::from_millis(1));
+        .stable_after(Duration::from_millis(1))
+        // A small send buffer makes the kernel take frames in pieces now
+        // and then, so resets also cut chunks (Reset::unsent().partial()).
+        .configure_socket(|s| s.set_send_buffer_size(4096));
     let cm = Manager::new();
     let conn = cm.connect_with(proxy.local_addr(), handler, opts).unwrap();
     tokio::time::timeout(LONG, conn.wait_connected())
@@ -212,8 +222,10 @@ async fn every_frame_is_received_handed_back_or_lost_in_flight_exactly_once() {
         .unwrap()
         .unwrap();
 
-    // Producer: one send per frame, paced (1 ms pause every 50 frames) so
-    // the stream spans many resets. Refused frames are handed back.
+    // Producer: one send per frame, in bursts of 1..=150 frames (seeded)
+    // with a 1 ms pause between, so the stream spans many resets and the
+    // resets land at varied points of a burst. Refused frames are handed
+    // back.
     let progress = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let producer = {
@@ -222,6 +234,8 @@ async fn every_frame_is_received_handed_back_or_lost_in_flight_exactly_once() {
         tokio::spawn(async move {
             let mut accepted = Vec::with_capacity(FRAMES as usize);
             let mut refused: BTreeMap<&'static str, Vec<u32>> = BTreeMap::new();
+            let mut rng = SplitMix64::new(SEED ^ 0xB0B);
+            let mut burst = rng.between(1, 150);
             for seq in 0..FRAMES {
                 let f = frame(seq);
                 match conn.send(&f) {
@@ -242,8 +256,10 @@ async fn every_frame_is_received_handed_back_or_lost_in_flight_exactly_once() {
                     }
                 }
                 progress.store(u64::from(seq) + 1, Ordering::Relaxed);
-                if seq % 50 == 49 {
+                burst -= 1;
+                if burst == 0 {
                     tokio::time::sleep(Duration::from_millis(1)).await;
+                    burst = rng.between(1, 150);
                 }
             }
             done.store(true, Ordering::SeqCst);
@@ -281,7 +297,25 @@ async fn every_frame_is_received_handed_back_or_lost_in_flight_exactly_once() {
                 }
                 injected += 1;
                 next = progress.load(Ordering::Relaxed) + rng.between(600, 1800);
+                // Shape the next connection so that resets also land inside
+                // frames: slicing splits frames across the proxy's writes
+                // (the server sees truncated frames), a bandwidth limit or a
+                // blackhole fills the kernel buffers (redial cuts chunks).
+                proxy.heal().unwrap();
+                match rng.below(4) {
+                    0 => {}
+                    // Nothing moves: redial's batch stops in mid-frame once
+                    // the kernel buffers are full.
+                    3 => proxy.blackhole(),
+                    1 => proxy.slice(
+                        Direction::Upstream,
+                        rng.between(20, 200) as usize,
+                        Duration::ZERO,
+                    ),
+                    _ => proxy.bandwidth(Direction::Upstream, 2 << 20),
+                }
             }
+            proxy.heal().unwrap();
             injected
         })
     };
