@@ -559,3 +559,70 @@ async fn latency_delays_round_trips_but_data_arrives_intact_without_reset() {
     assert_eq!(r.conn.stats().connects, 1);
     r.cm.disconnect_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuse_with_outage_buffer_holds_sends_then_delivers_them_in_order_after_accept() {
+    let server = TestServer::sink().await;
+    let proxy = Proxy::builder()
+        .seed(9)
+        .start("127.0.0.1:0", server.addr)
+        .await
+        .unwrap();
+    let opts = fast_options().outage(redial::Outage::Buffer { max_bytes: 1000 });
+    let rec = Recorder::new();
+    // The first bytes of every connection: which generation it is.
+    let h = rec.handler().on_connect(|sock| {
+        let _ = sock.send(format!("hello-{};", sock.generation()));
+    });
+    let r = rig(&proxy, opts, rec, h).await;
+    wait_until("hello 1", LONG, || {
+        server
+            .conns()
+            .first()
+            .is_some_and(|c| c.data == b"hello-1;")
+    })
+    .await;
+
+    proxy.refuse();
+    proxy.reset_all();
+    wait_until("the reset", LONG, || r.rec.reset_count() >= 1).await;
+    // Buffered while down, up to the limit; the rest handed back.
+    let mut buffered = Vec::new();
+    let mut refused = 0;
+    for i in 0..200 {
+        let msg = format!("buffered-{i:03};");
+        match r.conn.send(&msg) {
+            Ok(()) => buffered.extend_from_slice(msg.as_bytes()),
+            Err(SendError::OutageBufferFull { data, limit, .. }) => {
+                assert_eq!(data, msg.as_bytes());
+                assert_eq!(limit, 1000);
+                refused += 1;
+            }
+            Err(e) => panic!("send during the outage: {e}"),
+        }
+    }
+    assert_eq!(buffered.len(), 13 * (1000 / 13));
+    assert_eq!(refused, 200 - 1000 / 13);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        server.conns().len(),
+        1,
+        "nothing gets through while refused"
+    );
+
+    proxy.accept().unwrap();
+    // The next connection carries on_connect's bytes first, then the
+    // buffered ones, in order, each exactly once.
+    let mut expected = b"hello-2;".to_vec();
+    expected.extend_from_slice(&buffered);
+    wait_until("the buffered bytes", LONG, || {
+        server
+            .conns()
+            .get(1)
+            .is_some_and(|c| c.data.len() >= expected.len())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.conns()[1].data, expected);
+    r.cm.disconnect_all().await;
+}
