@@ -258,9 +258,7 @@ impl<H: Handler> Driver<H> {
             let endpoint = &self.shared.endpoint;
             let opts = &self.opts;
             let dialing = async move {
-                // The manager-wide cap on attempts in flight; a closed
-                // semaphore (never closed today) would just lift the cap.
-                let _permit = attempts.acquire_owned().await.ok();
+                let _attempt = attempts.enter().await;
                 dial(endpoint, opts, rotate).await
             };
             tokio::pin!(dialing);
@@ -372,6 +370,9 @@ impl<H: Handler> Driver<H> {
                     self.shared.info().last_error = Some(e);
                 }
                 let uptime = now.saturating_duration_since(since);
+                if uptime < self.opts.stable_after {
+                    self.shared.flapping.store(true, Ordering::Release);
+                }
                 let unsent_bytes =
                     unsent.len() + unsent.partial.as_ref().map_or(0, |p| p.data.len());
                 debug!(%reason, ?uptime, unsent_bytes, "connection lost");

@@ -60,6 +60,7 @@ mod driver;
 mod endpoint;
 mod error;
 mod events;
+mod gate;
 mod global;
 mod handler;
 mod lifecycle;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::runtime::{Handle, Runtime};
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::broadcast;
 
 use crate::connection::Connection;
 use crate::disconnect::Disconnecting;
@@ -19,6 +19,7 @@ use crate::driver::Driver;
 use crate::endpoint::{Endpoint, ToEndpoint};
 use crate::error::{ConnectError, PoolError};
 use crate::events::{Event, Events, EVENTS_CAPACITY};
+use crate::gate::AttemptGate;
 use crate::handler::Handler;
 use crate::options::Options;
 use crate::pool::Pool;
@@ -32,7 +33,7 @@ pub const DEFAULT_MAX_CONNECTING: usize = 64;
 /// What a connection's driver keeps of its manager.
 pub(crate) struct Link {
     pub(crate) events: broadcast::Sender<Event>,
-    pub(crate) attempts: Arc<Semaphore>,
+    pub(crate) attempts: Arc<AttemptGate>,
     manager: Weak<ManagerInner>,
 }
 
@@ -56,7 +57,7 @@ pub(crate) struct ManagerInner {
     runtime: Mutex<Option<Runtime>>,
     registry: Mutex<Registry>,
     events: broadcast::Sender<Event>,
-    attempts: Arc<Semaphore>,
+    attempts: Arc<AttemptGate>,
     next_id: AtomicU64,
     seed: u64,
 }
@@ -84,6 +85,7 @@ impl ManagerInner {
             pool,
             opts.send_queue_limit,
             opts.outage,
+            opts.stable_after,
         ));
         let conn = Connection {
             shared: shared.clone(),
@@ -178,7 +180,7 @@ impl ManagerBuilder {
                 runtime: Mutex::new(runtime),
                 registry: Mutex::new(Registry::default()),
                 events,
-                attempts: Arc::new(Semaphore::new(self.max_connecting)),
+                attempts: Arc::new(AttemptGate::new(self.max_connecting)),
                 next_id: AtomicU64::new(1),
                 seed,
             }),
@@ -420,6 +422,31 @@ impl Manager {
     /// ```
     pub fn events(&self) -> Events {
         Events::new(self.inner.events.subscribe())
+    }
+
+    /// Connect attempts in flight right now (never above the cap set by
+    /// [`ManagerBuilder::max_connecting`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// assert_eq!(redial::Manager::new().attempts_in_flight(), 0);
+    /// # }
+    /// ```
+    pub fn attempts_in_flight(&self) -> usize {
+        self.inner.attempts.in_flight()
+    }
+
+    /// The most connect attempts that were in flight at once since the
+    /// manager was made or since the last call of this method, which starts
+    /// a new measurement.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// assert_eq!(redial::Manager::new().take_peak_attempts_in_flight(), 0);
+    /// # }
+    /// ```
+    pub fn take_peak_attempts_in_flight(&self) -> usize {
+        self.inner.attempts.reset_peak()
     }
 
     /// The runtime the manager's connections run on.

@@ -152,6 +152,9 @@ impl Pool {
     }
 
     /// A live member, round-robin over the live ones; `None` when none is up.
+    /// A member whose last connection was lost before
+    /// [`Options::stable_after`] (it flaps) is skipped until its current
+    /// connection has stayed up that long.
     ///
     /// ```no_run
     /// # fn f(pool: redial::Pool) {
@@ -169,7 +172,7 @@ impl Pool {
         let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
         (0..n)
             .map(|i| &m[(start + i) % n])
-            .find(|c| c.is_live())
+            .find(|c| c.shared.is_dependable())
             .cloned()
     }
 
@@ -224,6 +227,83 @@ impl Pool {
             None => Err(SendError::NotConnected {
                 data: data.to_vec(),
             }),
+        }
+    }
+
+    /// Sends to a live member, waiting up to `timeout` for one to be up
+    /// (and for room in its queue) instead of failing at once.
+    ///
+    /// ```no_run
+    /// # async fn f(pool: redial::Pool) -> Result<(), redial::SendError> {
+    /// pool.send_wait("ping\r\n", std::time::Duration::from_secs(2)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_wait(
+        &self,
+        data: impl AsRef<[u8]>,
+        timeout: std::time::Duration,
+    ) -> Result<(), SendError> {
+        let data = data.as_ref();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.inner.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(c) = self.pick() {
+                match tokio::time::timeout_at(deadline, c.write(data)).await {
+                    Ok(Ok(())) => return Ok(()),
+                    // Lost between the pick and the write: pick again.
+                    Ok(Err(SendError::NotConnected { .. } | SendError::Closed { .. })) => continue,
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => {
+                        return Err(SendError::NotConnected {
+                            data: data.to_vec(),
+                        })
+                    }
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(SendError::NotConnected {
+                    data: data.to_vec(),
+                });
+            }
+        }
+    }
+
+    /// Whether the pool is ready: at least one member is live.
+    ///
+    /// ```no_run
+    /// # fn f(pool: redial::Pool) {
+    /// if !pool.is_ready() { eprintln!("{} is down", pool.name()); }
+    /// # }
+    /// ```
+    pub fn is_ready(&self) -> bool {
+        self.members().iter().any(|c| c.is_live())
+    }
+
+    /// Waits until the pool's readiness differs from `ready` and returns the
+    /// new value: `wait_ready_change(true).await` returns when the last live
+    /// member is lost, `wait_ready_change(false).await` when one is up.
+    ///
+    /// ```no_run
+    /// # async fn f(pool: redial::Pool) {
+    /// let mut ready = pool.is_ready();
+    /// loop {
+    ///     ready = pool.wait_ready_change(ready).await;
+    ///     println!("pool {} ready: {ready}", pool.name());
+    /// }
+    /// # }
+    /// ```
+    pub async fn wait_ready_change(&self, ready: bool) -> bool {
+        loop {
+            let notified = self.inner.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let now = self.is_ready();
+            if now != ready {
+                return now;
+            }
+            notified.await;
         }
     }
 

@@ -8,9 +8,9 @@
 //! `send` per message as cheap as a hand-tuned `BufWriter`. The offsets
 //! cost 8 bytes a message and let a reset hand back whole chunks.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -102,6 +102,10 @@ pub(crate) struct Shared {
     pub(crate) changed: Notify,
     state: AtomicU8,
     command: AtomicU8,
+    /// The last connection was lost before `stable_after`: pools skip this
+    /// member until the current one has stayed up that long.
+    pub(crate) flapping: AtomicBool,
+    pub(crate) stable_after: Duration,
     pub(crate) counters: Counters,
     pub(crate) info: Mutex<Info>,
 }
@@ -258,6 +262,7 @@ impl Shared {
         pool: Option<PoolTag>,
         limit: usize,
         outage: Outage,
+        stable_after: Duration,
     ) -> Self {
         Shared {
             id,
@@ -282,6 +287,8 @@ impl Shared {
             changed: Notify::new(),
             state: AtomicU8::new(State::Connecting.to_u8()),
             command: AtomicU8::new(CMD_NONE),
+            flapping: AtomicBool::new(false),
+            stable_after,
             counters: Counters::default(),
             info: Mutex::new(Info::default()),
         }
@@ -307,6 +314,24 @@ impl Shared {
         if let Some(p) = &self.pool {
             p.changed.notify_waiters();
         }
+    }
+
+    /// Up, and not a flapping member that has yet to prove itself stable.
+    pub(crate) fn is_dependable(&self) -> bool {
+        if self.state() != State::Connected {
+            return false;
+        }
+        if !self.flapping.load(Ordering::Acquire) {
+            return true;
+        }
+        let stable = self
+            .info()
+            .connected_since
+            .is_some_and(|t| t.elapsed() >= self.stable_after);
+        if stable {
+            self.flapping.store(false, Ordering::Release);
+        }
+        stable
     }
 
     pub(crate) fn command(&self) -> Option<Command> {

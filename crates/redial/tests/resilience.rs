@@ -1,0 +1,274 @@
+//! Resilience beyond reconnect: dead-peer detection (idle timeout,
+//! heartbeat), lists of addresses that fail over, restart intensity, and
+//! pools that pick well (flapping members, waiting sends, readiness).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use harness::{fast_options, read_to_end, recording, Calls, Server};
+use redial::{CloseReason, Endpoint, EventKind, Manager, ResetReason, SendError, State};
+use tokio::io::AsyncReadExt;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peer_is_reset_by_the_idle_timeout_within_its_bound() {
+    let mut server = Server::start().await;
+    let calls = Calls::default();
+    let cm = Manager::new();
+    let mut events = cm.events();
+    let idle = Duration::from_secs(1);
+    let conn = cm
+        .connect_with(
+            server.addr,
+            recording(&calls),
+            fast_options(10, 100).idle_timeout(Some(idle)),
+        )
+        .unwrap();
+    let _silent = server.next(5).await;
+    conn.wait_connected().await.unwrap();
+    let up = Instant::now();
+    calls.wait("reset IdleTimeout", 1, 10).await;
+    let took = up.elapsed();
+    assert!(
+        took >= idle,
+        "reset after {took:?}, before the idle timeout"
+    );
+    assert!(
+        took <= idle + idle / 5,
+        "reset after {took:?}: more than the idle timeout plus 20%"
+    );
+    let mut saw = false;
+    while let Some(e) = events.try_recv() {
+        if let EventKind::Reset { reason, .. } = e.kind {
+            assert_eq!(reason, ResetReason::IdleTimeout);
+            saw = true;
+        }
+    }
+    assert!(saw);
+    conn.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_calls_on_idle_so_the_application_can_ping() {
+    let mut server = Server::start().await;
+    let beats = Arc::new(AtomicUsize::new(0));
+    let b = beats.clone();
+    let h = redial::handler().on_data(|_, _| {}).on_idle(move |sock| {
+        b.fetch_add(1, Ordering::SeqCst);
+        let _ = sock.send("PING\n");
+    });
+    let cm = Manager::new();
+    let conn = cm
+        .connect_with(
+            server.addr,
+            h,
+            fast_options(10, 100).heartbeat(Some(Duration::from_millis(100))),
+        )
+        .unwrap();
+    let mut peer = server.next(5).await;
+    let mut buf = [0u8; 10];
+    tokio::time::timeout(Duration::from_secs(5), peer.stream.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"PING\nPING\n");
+    assert!(beats.load(Ordering::SeqCst) >= 2);
+    assert_eq!(conn.state(), State::Connected, "a heartbeat is not a reset");
+    conn.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_list_skips_a_dead_address() {
+    let mut dead = Server::start().await;
+    dead.stop_listening().await;
+    let mut live = Server::start().await;
+    let cm = Manager::new();
+    let calls = Calls::default();
+    let ep = Endpoint::any([dead.addr, live.addr]).unwrap();
+    let conn = cm
+        .connect_with(ep, recording(&calls), fast_options(10, 100))
+        .unwrap();
+    live.next(5).await;
+    conn.wait_connected().await.unwrap();
+    assert_eq!(
+        calls.count("failed"),
+        0,
+        "the list as a whole connected: {:?}",
+        calls.all()
+    );
+    conn.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_list_races_past_a_blackholed_address() {
+    // A listener with a full accept queue drops SYNs: the address never answers.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    sock.listen(0).unwrap();
+    let hole = sock.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(hole),
+        )
+        .await
+        {
+            fillers.push(s);
+        }
+    }
+    let mut live = Server::start().await;
+    let cm = Manager::new();
+    let ep = Endpoint::any([hole, live.addr]).unwrap();
+    let start = Instant::now();
+    let conn = cm
+        .connect_with(
+            ep,
+            redial::handler(),
+            fast_options(10, 100).connect_timeout(Duration::from_secs(30)),
+        )
+        .unwrap();
+    live.next(5).await;
+    conn.wait_connected().await.unwrap();
+    // Not the 30 s connect timeout: the second address starts 250 ms later.
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    conn.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_list_fails_over_on_reset() {
+    let mut a = Server::start().await;
+    let mut b = Server::start().await;
+    let cm = Manager::new();
+    let conn = cm
+        .connect_with(
+            Endpoint::any([a.addr, b.addr]).unwrap(),
+            redial::handler(),
+            fast_options(10, 100),
+        )
+        .unwrap();
+    let first = a.next(5).await;
+    conn.wait_connected().await.unwrap();
+    a.stop_listening().await;
+    drop(first.stream);
+    b.next(5).await;
+    conn.wait_connected().await.unwrap();
+    conn.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_intensity_trips_after_too_many_resets() {
+    let mut server = Server::start().await;
+    let addr = server.addr;
+    tokio::spawn(async move {
+        loop {
+            drop(server.next(30).await.stream);
+        }
+    });
+    let cm = Manager::new();
+    let calls = Calls::default();
+    let opts = fast_options(5, 20).restart_intensity(3, Duration::from_secs(30));
+    let conn = cm.connect_with(addr, recording(&calls), opts).unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(10), conn.closed())
+        .await
+        .unwrap();
+    assert!(
+        matches!(reason, CloseReason::RestartIntensity { resets: 4, .. }),
+        "{reason:?}"
+    );
+    assert_eq!(calls.count("reset"), 4);
+    assert_eq!(calls.count("close"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_member_is_not_picked_until_it_stayed_up() {
+    let mut steady = Server::start().await;
+    let mut flappy = Server::start().await;
+    let cm = Manager::new();
+    let pool = cm.create_pool("flap").unwrap();
+    let stable = Duration::from_millis(800);
+    let a = pool
+        .add_connection_with(
+            steady.addr,
+            redial::handler(),
+            fast_options(10, 50).stable_after(stable),
+        )
+        .unwrap();
+    let b = pool
+        .add_connection_with(
+            flappy.addr,
+            redial::handler(),
+            fast_options(10, 50).stable_after(stable),
+        )
+        .unwrap();
+    let _held = steady.next(5).await;
+    // B flaps twice, then stays up.
+    drop(flappy.next(5).await.stream);
+    drop(flappy.next(5).await.stream);
+    let _b_up = flappy.next(5).await;
+    b.wait_connected().await.unwrap();
+    a.wait_connected().await.unwrap();
+    let up_at = Instant::now();
+    while up_at.elapsed() < stable / 2 {
+        let picked = pool.pick().unwrap();
+        assert_eq!(picked.id(), a.id(), "picked the flapping member");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(stable).await;
+    let ids: std::collections::HashSet<u64> = (0..10).map(|_| pool.pick().unwrap().id()).collect();
+    assert!(ids.contains(&b.id()), "B stayed up and is still skipped");
+    pool.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_send_wait_waits_for_a_member_or_times_out_with_the_bytes() {
+    let mut server = Server::start().await;
+    server.stop_listening().await;
+    let cm = Manager::new();
+    let pool = cm.create_pool("wait").unwrap();
+    pool.add_connection_with(server.addr, redial::handler(), fast_options(10, 50))
+        .unwrap();
+    assert!(!pool.is_ready());
+    let err = pool
+        .send_wait("early", Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        SendError::NotConnected {
+            data: b"early".to_vec()
+        }
+    );
+
+    let p = pool.clone();
+    let waiter = tokio::spawn(async move { p.send_wait("late", Duration::from_secs(10)).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.relisten().await;
+    let peer = server.next(5).await;
+    waiter.await.unwrap().unwrap();
+    assert!(pool.is_ready());
+    let flip = tokio::spawn({
+        let p = pool.clone();
+        async move { p.wait_ready_change(true).await }
+    });
+    pool.disconnect();
+    assert_eq!(read_to_end(peer.stream, 5).await, b"late");
+    assert!(!tokio::time::timeout(Duration::from_secs(5), flip)
+        .await
+        .unwrap()
+        .unwrap());
+}
