@@ -41,7 +41,10 @@ async fn wait_all(cm: &Manager, n: usize, limit: Duration) -> Duration {
         if up == n {
             return start.elapsed();
         }
-        assert!(start.elapsed() < limit, "only {up} of {n} connected after {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "only {up} of {n} connected after {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -70,15 +73,25 @@ async fn five_thousand_connections_recover_from_a_server_restart_within_the_atte
     let server = serve(l, held.clone());
     let back = wait_all(&cm, CONNECTIONS, Duration::from_secs(60)).await;
     let peak_restart = cm.take_peak_attempts_in_flight();
-    let total_failed: u64 = cm.connections().iter().map(|c| c.stats().failed_attempts).sum();
+    let total_failed: u64 = cm
+        .connections()
+        .iter()
+        .map(|c| c.stats().failed_attempts)
+        .sum();
     println!(
         "{CONNECTIONS} connections: all connected in {first:?} (peak {peak_first} in flight); \
          after the restart all back in {:?} (peak {peak_restart} in flight, cap {CAP}, \
          {total_failed} failed attempts during the 1 s outage)",
         restarted.elapsed().min(back)
     );
-    assert!(peak_first <= CAP, "{peak_first} attempts in flight, cap {CAP}");
-    assert!(peak_restart <= CAP, "{peak_restart} attempts in flight, cap {CAP}");
+    assert!(
+        peak_first <= CAP,
+        "{peak_first} attempts in flight, cap {CAP}"
+    );
+    assert!(
+        peak_restart <= CAP,
+        "{peak_restart} attempts in flight, cap {CAP}"
+    );
     assert!(peak_restart > 0);
     cm.disconnect_all().await;
     server.abort();
