@@ -1,0 +1,98 @@
+//! Unix domain sockets: `unix:/path` endpoints for connections and pools; the
+//! socket file going away and coming back behaves like a server restart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use harness::{fast_options, recording, Calls};
+use redial::Manager;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixListener;
+
+fn socket_path(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("redial-{name}-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+/// Echoes every connection until the listener is dropped.
+fn echo(l: UnixListener) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        // A JoinSet, so aborting the server also closes its connections.
+        let mut conns = tokio::task::JoinSet::new();
+        while let Ok((mut s, _)) = l.accept().await {
+            conns.spawn(async move {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unix_socket_that_disappears_and_comes_back_is_reconnected() {
+    let path = socket_path("restart");
+    let server = echo(UnixListener::bind(&path).unwrap());
+    let calls = Calls::default();
+    let cm = Manager::new();
+    let endpoint = format!("unix:{}", path.display());
+    let conn = cm
+        .connect_with(
+            endpoint.as_str(),
+            recording(&calls).on_connect(|s| {
+                assert!(s.unix().is_some() && s.tcp().is_none());
+                s.send(format!("hello {}", s.generation())).unwrap();
+            }),
+            fast_options(20, 100),
+        )
+        .unwrap();
+    calls.wait("data hello 1", 1, 5).await;
+
+    // The server goes away with its socket file.
+    server.abort();
+    let _ = server.await;
+    std::fs::remove_file(&path).unwrap();
+    calls.wait("failed", 2, 5).await;
+    assert_eq!(calls.count("reset"), 1);
+
+    // ... and comes back.
+    let server = echo(UnixListener::bind(&path).unwrap());
+    calls.wait("data hello 2", 1, 5).await;
+    assert_eq!(conn.stats().connects, 2);
+    conn.disconnect().await;
+    server.abort();
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_of_unix_connections_sends_to_live_members() {
+    let path = socket_path("pool");
+    let server = echo(UnixListener::bind(&path).unwrap());
+    let cm = Manager::new();
+    let pool = cm.create_pool("unix").unwrap();
+    let calls = Calls::default();
+    for _ in 0..3 {
+        pool.add_connection(format!("unix:{}", path.display()), recording(&calls))
+            .unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(5), pool.wait_live(3))
+        .await
+        .unwrap();
+    for i in 0..3 {
+        pool.send(format!("m{i}")).unwrap();
+    }
+    for i in 0..3 {
+        calls.wait(&format!("data m{i}"), 1, 5).await;
+    }
+    pool.disconnect().await;
+    server.abort();
+    let _ = std::fs::remove_file(&path);
+}
