@@ -529,7 +529,7 @@ impl<H: Handler> Driver<H> {
                 }
                 Step::Panicked(_) => return Some(Outcome::Command(Command::Abort)),
             }
-            if self.shared.command().is_some() {
+            if self.shared.command().is_some() || self.shared.reads_paused() {
                 return None;
             }
         }
@@ -565,7 +565,7 @@ impl<H: Handler> Driver<H> {
             };
             tokio::select! {
                 biased;
-                r = sock.io().readable() => {
+                r = sock.io().readable(), if !self.shared.reads_paused() => {
                     if let Err(e) = r {
                         return Outcome::Lost(ResetReason::from_io(&e), Some(e.to_string()));
                     }

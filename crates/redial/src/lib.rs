@@ -73,6 +73,7 @@ mod reset;
 mod scratch;
 mod shared;
 mod socket;
+mod stream;
 
 pub use backoff::{
     Backoff, Delays, Jitter, DEFAULT_INITIAL, DEFAULT_JITTER, DEFAULT_MAX, DEFAULT_MULTIPLIER,
@@ -95,6 +96,7 @@ pub use pool::Pool;
 pub use reset::{Close, CloseReason, Partial, Reset, ResetReason, Unsent};
 pub use shared::State;
 pub use socket::Socket;
+pub use stream::{Stream, STREAM_READ_LIMIT};
 
 /// The life-cycle state machine, reachable only in fuzzing builds
 /// (`cargo fuzz` sets `--cfg fuzzing`).

@@ -105,6 +105,9 @@ pub(crate) struct Shared {
     /// The last connection was lost before `stable_after`: pools skip this
     /// member until the current one has stayed up that long.
     pub(crate) flapping: AtomicBool,
+    /// The application's reader is full: the driver stops reading (and the
+    /// peer is slowed by TCP flow control) until it is cleared.
+    read_paused: AtomicBool,
     pub(crate) stable_after: Duration,
     pub(crate) counters: Counters,
     pub(crate) info: Mutex<Info>,
@@ -178,7 +181,17 @@ impl Refused {
 }
 
 impl Queue {
-    fn queued(&self) -> usize {
+    /// The live socket takes more bytes now.
+    pub(crate) fn has_room(&self) -> bool {
+        self.accepting && self.queued() < self.limit
+    }
+
+    /// Nothing waits to be handed to the kernel.
+    pub(crate) fn is_drained(&self) -> bool {
+        self.buf.is_empty() && self.inflight == 0
+    }
+
+    pub(crate) fn queued(&self) -> usize {
         self.buf.len() + self.inflight
     }
 
@@ -288,6 +301,7 @@ impl Shared {
             state: AtomicU8::new(State::Connecting.to_u8()),
             command: AtomicU8::new(CMD_NONE),
             flapping: AtomicBool::new(false),
+            read_paused: AtomicBool::new(false),
             stable_after,
             counters: Counters::default(),
             info: Mutex::new(Info::default()),
@@ -332,6 +346,18 @@ impl Shared {
             self.flapping.store(false, Ordering::Release);
         }
         stable
+    }
+
+    pub(crate) fn reads_paused(&self) -> bool {
+        self.read_paused.load(Ordering::Acquire)
+    }
+
+    /// Pauses or resumes reading; resuming wakes the driver.
+    pub(crate) fn pause_reads(&self, paused: bool) {
+        let was = self.read_paused.swap(paused, Ordering::AcqRel);
+        if was && !paused {
+            self.wake.notify_one();
+        }
     }
 
     pub(crate) fn command(&self) -> Option<Command> {
