@@ -103,6 +103,8 @@ struct Netcat {
     resend: bool,
     max_attempts: Option<u32>,
     down_since: Option<Instant>,
+    /// The error of the last failed attempt, to tell a new one.
+    last_failure: Option<String>,
     /// Bytes handed back at close, never sent.
     unsent_at_close: Arc<AtomicU64>,
 }
@@ -113,6 +115,7 @@ impl Netcat {
     }
 
     fn connected(&mut self, sock: &Socket) {
+        self.last_failure = None;
         let peer = sock
             .peer_addr()
             .map(|p| format!(" ({p})"))
@@ -191,6 +194,15 @@ impl Handler for Netcat {
 
     fn on_connect_failed(&mut self, err: &std::io::Error, attempt: u32) {
         self.down_since.get_or_insert_with(Instant::now);
+        let error = err.to_string();
+        let changed = self.last_failure.as_deref() != Some(error.as_str());
+        self.last_failure = Some(error);
+        // Attempts 1, 2, 4, 8, ... (and the last allowed one, and any new
+        // error): a long outage says so without flooding the terminal.
+        let last = self.max_attempts == Some(attempt);
+        if !(changed || attempt.is_power_of_two() || last) {
+            return;
+        }
         let of = self
             .max_attempts
             .map(|n| format!(" of {n}"))
@@ -236,6 +248,7 @@ pub async fn run(config: ConnectConfig, paint: Paint) -> anyhow::Result<()> {
         resend: config.buffer.is_some(),
         max_attempts: config.max_attempts,
         down_since: None,
+        last_failure: None,
         unsent_at_close: unsent_at_close.clone(),
     };
     stamped(paint, &format!("connecting to {}", config.endpoint));
@@ -252,10 +265,17 @@ pub async fn run(config: ConnectConfig, paint: Paint) -> anyhow::Result<()> {
 
     let mut stdin = tokio::io::stdin();
     let mut buf = vec![0u8; 16 * 1024];
+    let stop = crate::stop::requested();
+    tokio::pin!(stop);
+    let mut interrupted = false;
     loop {
         let n = tokio::select! {
             r = stdin.read(&mut buf) => r.map_err(|e| anyhow!("cannot read stdin: {e}"))?,
             reason = conn.closed() => return Err(gave_up(reason)),
+            _ = &mut stop => {
+                interrupted = true;
+                break;
+            }
         };
         if n == 0 {
             break;
@@ -287,13 +307,18 @@ pub async fn run(config: ConnectConfig, paint: Paint) -> anyhow::Result<()> {
     }
 
     // Stdin ended. Buffered input needs a live connection to go out.
-    if config.buffer.is_some() && conn.state() != State::Connected {
+    if !interrupted && config.buffer.is_some() && conn.state() != State::Connected {
         stamped(
             paint,
-            "stdin ended; waiting for the connection to send what is buffered",
+            "stdin ended; waiting for the connection to send what is buffered (Ctrl-C to stop)",
         );
-        if conn.wait_connected().await.is_err() {
-            return Err(gave_up(conn.closed().await));
+        tokio::select! {
+            r = conn.wait_connected() => {
+                if r.is_err() {
+                    return Err(gave_up(conn.closed().await));
+                }
+            }
+            _ = &mut stop => {}
         }
     }
     conn.disconnect().await;

@@ -99,8 +99,10 @@ struct Reconnect {
 ///
 /// State changes (connected, lost, retrying) go to stderr with timestamps.
 /// While the connection is down, stdin data is rejected and reported,
-/// unless --buffer keeps it for the next connection. On stdin EOF the
-/// queued bytes are flushed, FIN is sent and the command exits 0.
+/// unless --buffer keeps it (and what the lost connection never sent) for
+/// the next connection. On stdin EOF, or Ctrl-C, the queued bytes are
+/// flushed, FIN is sent and the command exits 0; with --buffer it first
+/// waits for the connection to come back if input is still buffered.
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n",
@@ -108,13 +110,13 @@ struct Reconnect {
     "  printf 'PING\\r\\n' | redial connect cache.local:6379 --max-attempts 5\n",
     "  redial connect [::1]:7000 --buffer 64KiB --backoff 50ms..2s --idle-timeout 30s\n\n",
     "Exit codes:\n",
-    "  0  stdin ended and everything was flushed\n",
+    "  0  stdin ended (or Ctrl-C) and everything was flushed\n",
     "  1  gave up reconnecting (--max-attempts, --give-up-after) or another runtime failure\n",
     "  2  usage error",
 ))]
 struct ConnectArgs {
-    /// Where to connect: HOST:PORT, [V6ADDR]:PORT or unix:/path.
-    #[arg(value_name = "HOST:PORT", value_parser = parse_endpoint)]
+    #[arg(value_name = "HOST:PORT", value_parser = parse_endpoint,
+          help = "Where to connect: HOST:PORT, [V6ADDR]:PORT or unix:/path")]
     endpoint: Endpoint,
     /// Keep up to this much stdin data during an outage and send it after
     /// the reconnect (default: reject it and say so on stderr).
@@ -147,8 +149,8 @@ struct ConnectArgs {
     "  2  usage error (a bad endpoint, on the command line or in --file)",
 ))]
 struct WatchArgs {
-    /// Endpoints to watch: HOST:PORT, [V6ADDR]:PORT or unix:/path.
-    #[arg(value_name = "ENDPOINT", value_parser = parse_endpoint, required_unless_present = "file")]
+    #[arg(value_name = "ENDPOINT", value_parser = parse_endpoint, required_unless_present = "file",
+          help = "Endpoints to watch: HOST:PORT, [V6ADDR]:PORT or unix:/path")]
     endpoints: Vec<Endpoint>,
     /// Read endpoints from a file, one a line (# starts a comment).
     #[arg(long, value_name = "PATH")]
@@ -167,9 +169,10 @@ struct WatchArgs {
 ///
 /// Listens on --listen and forwards every connection to --upstream. Faults
 /// come from flags, on a schedule, or from commands typed on stdin, one a
-/// line: reset, close, refuse, accept, blackhole, heal, latency 50ms [JITTER],
-/// bandwidth 64KiB, slice 16 [DELAY], cut-after 1KiB, slow-close 500ms,
-/// random, stats, help, quit. Runs until `quit` or Ctrl-C.
+/// line: reset, close, refuse, accept, blackhole, heal, latency 50ms (or
+/// latency 50ms 10ms with jitter), bandwidth 64KiB, slice 16 (or slice 16
+/// 1ms), cut-after 1KiB, slow-close 500ms, random, stats (to stdout), help,
+/// quit. Runs until `quit`, Ctrl-C or SIGTERM; stdin ending does not stop it.
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n",

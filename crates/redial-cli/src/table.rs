@@ -177,7 +177,7 @@ mod tests {
         t.row(vec!["xyz".into(), "1".into()]);
         t.rule();
         t.row(vec!["t".into()]);
-        assert_eq!(t.render(), "a     bb\nxyz    1\n---  --\nt\n");
+        assert_eq!(t.render(), "a    bb\nxyz   1\n---  --\nt\n");
     }
 
     #[test]

@@ -1,0 +1,118 @@
+//! Help, version, and bad arguments rejected before anything starts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = assert_cmd::Command::new(support::BIN)
+        .args(args)
+        .timeout(Duration::from_secs(10))
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_command_has_help_with_an_example_and_exit_codes() {
+    for cmd in [&[][..], &["demo"], &["connect"], &["watch"], &["chaos"]] {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let (code, out, _) = run(&args);
+        assert_eq!(code, Some(0), "{args:?}");
+        assert!(out.contains("Examples:"), "{args:?}:\n{out}");
+        assert!(out.contains("Exit codes:"), "{args:?}:\n{out}");
+        assert!(out.contains("  2  usage error"), "{args:?}:\n{out}");
+    }
+}
+
+#[test]
+fn version() {
+    let (code, out, _) = run(&["--version"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.trim(), format!("redial {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn bad_values_are_named_and_exit_2() {
+    for (args, needle) in [
+        (&["connect", "localhost"][..], "localhost"),
+        (&["connect", "127.0.0.1:99999"], "127.0.0.1:99999"),
+        (
+            &["connect", "127.0.0.1:80", "--idle-timeout", "5parsecs"],
+            "5parsecs",
+        ),
+        (
+            &["connect", "127.0.0.1:80", "--connect-timeout", "250"],
+            "250ms",
+        ),
+        (&["connect", "127.0.0.1:80", "--buffer", "12XB"], "12XB"),
+        (
+            &["connect", "127.0.0.1:80", "--backoff", "2s..1s"],
+            "2s..1s",
+        ),
+        (&["watch", "db:5432", "nohost"], "nohost"),
+        (
+            &["chaos", "--listen", "nope", "--upstream", "127.0.0.1:9"],
+            "nope",
+        ),
+        (
+            &[
+                "chaos",
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                "127.0.0.1:0",
+            ],
+            "port 0",
+        ),
+        (
+            &[
+                "chaos",
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                "127.0.0.1:9",
+                "--latency",
+                "fast",
+            ],
+            "fast",
+        ),
+        (
+            &[
+                "chaos",
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                "127.0.0.1:9",
+                "--bandwidth",
+                "1 parsec",
+            ],
+            "1 parsec",
+        ),
+        (&["demo", "--seconds", "1"], "1"),
+    ] {
+        let (code, _, err) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn runtime_failure_exits_1() {
+    // Take a port, then ask chaos to listen on it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, _, err) = run(&["chaos", "--listen", &addr, "--upstream", "127.0.0.1:9"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("could not listen on {addr}")),
+        "{err}"
+    );
+}

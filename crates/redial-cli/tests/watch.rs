@@ -1,0 +1,88 @@
+//! `redial watch --json` reports the state changes of an endpoint the test
+//! stops and starts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::Redial;
+
+const T: Duration = Duration::from_secs(10);
+
+fn event(line: &str) -> Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"))
+}
+
+fn is(kind: &'static str) -> impl Fn(&str) -> bool {
+    move |line| event(line)["event"] == kind
+}
+
+#[test]
+fn json_events_follow_a_server_that_stops_and_starts() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut redial = Redial::spawn(&["watch", &addr, "--json", "--backoff", "20ms..100ms"]);
+
+    let (conn, _) = listener.accept().unwrap();
+    let up = event(&redial.stdout.wait_for("connected", T, is("connected")));
+    assert_eq!(up["endpoint"], addr.as_str());
+    assert_eq!(up["pool"], addr.as_str());
+    assert_eq!(up["generation"], 1);
+    assert!(up["time"].as_str().unwrap().ends_with('Z'));
+
+    drop(conn);
+    drop(listener);
+    let reset = event(&redial.stdout.wait_for("reset", T, is("reset")));
+    assert_eq!(reset["reason"], "peer closed the connection");
+    assert!(reset["uptime_ms"].is_u64());
+    let failed = event(
+        &redial
+            .stdout
+            .wait_for("connect_failed", T, is("connect_failed")),
+    );
+    assert!(
+        failed["error"].as_str().unwrap().contains("refused"),
+        "{failed}"
+    );
+    assert!(failed["retry_in_ms"].is_u64());
+
+    let listener = TcpListener::bind(&addr).unwrap();
+    let (_conn, _) = listener.accept().unwrap();
+    let back = event(
+        &redial
+            .stdout
+            .wait_for("connected again", T, is("connected")),
+    );
+    assert_eq!(back["generation"], 2);
+    assert_eq!(back["connection"], up["connection"]);
+
+    redial.signal("-INT");
+    let closed = event(&redial.stdout.wait_for("closed", T, is("closed")));
+    assert_eq!(closed["reason"], "disconnected by the application");
+    let status = redial.wait(T);
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn bad_line_in_the_endpoint_file_is_a_usage_error() {
+    let dir = std::env::temp_dir().join(format!("redial-watch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("endpoints.txt");
+    std::fs::write(&file, "# cache\n127.0.0.1:11211\nlocalhost:http\n").unwrap();
+    let out = assert_cmd::Command::new(support::BIN)
+        .args(["watch", "--file", file.to_str().unwrap()])
+        .timeout(T)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("endpoints.txt:3") && err.contains("localhost:http"),
+        "{err}"
+    );
+}
