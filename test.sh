@@ -3,4 +3,4 @@
 # benchmark harness in quick mode (counts only, no timing assertions).
 set -euo pipefail
 cd "$(dirname "$0")"
-cargo test --workspace --locked -- --test-threads=2
+cargo test --workspace --all-features --locked -- --test-threads=2

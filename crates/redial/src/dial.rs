@@ -24,21 +24,23 @@ pub const HAPPY_EYEBALLS_DELAY: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone)]
 enum Target {
-    Tcp(SocketAddr),
+    /// An address, and the host name it was resolved from (for TLS).
+    Tcp(SocketAddr, Option<std::sync::Arc<str>>),
     Unix(PathBuf),
 }
 
 /// Resolves `endpoint` into the addresses to try, in order.
 async fn resolve(endpoint: &Endpoint, out: &mut Vec<Target>) -> io::Result<()> {
     match endpoint.kind() {
-        Kind::Addr(a) => out.push(Target::Tcp(*a)),
+        Kind::Addr(a) => out.push(Target::Tcp(*a, Some(a.ip().to_string().into()))),
         Kind::Unix(p) => out.push(Target::Unix(p.clone())),
         Kind::Host { host, port } => {
             let addrs = tokio::net::lookup_host((host.as_str(), *port))
                 .await
                 .map_err(|e| io::Error::new(e.kind(), format!("resolve {host}: {e}")))?;
             let before = out.len();
-            out.extend(addrs.map(Target::Tcp));
+            let name: std::sync::Arc<str> = host.as_str().into();
+            out.extend(addrs.map(|a| Target::Tcp(a, Some(name.clone()))));
             if out.len() == before {
                 return Err(io::Error::new(
                     io::ErrorKind::NotFound,
@@ -65,7 +67,13 @@ fn with_context(e: io::Error, what: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
-async fn connect_tcp(addr: SocketAddr, opts: &Options) -> io::Result<Transport> {
+async fn connect_tcp(
+    addr: SocketAddr,
+    host: Option<&str>,
+    opts: &Options,
+) -> io::Result<Transport> {
+    #[cfg(not(feature = "tls"))]
+    let _ = host;
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -93,7 +101,25 @@ async fn connect_tcp(addr: SocketAddr, opts: &Options) -> io::Result<Transport> 
             hook(&s).map_err(|e| with_context(e, "socket option hook"))?;
         }
     }
+    #[cfg(feature = "tls")]
+    let started = Instant::now();
     match timeout(opts.connect_timeout, socket.connect(addr)).await {
+        #[cfg(feature = "tls")]
+        Ok(Ok(stream)) if opts.tls.is_some() => {
+            let Some(tls) = &opts.tls else {
+                return Ok(Transport::Tcp(stream));
+            };
+            // The handshake shares the attempt's connect timeout.
+            let left = opts.connect_timeout.saturating_sub(started.elapsed());
+            match timeout(left, crate::tls::handshake(stream, tls, host)).await {
+                Ok(Ok(t)) => Ok(Transport::Tls(Box::new(t))),
+                Ok(Err(e)) => Err(with_context(e, &format!("connect {addr}"))),
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connect {addr}: TLS handshake timed out"),
+                )),
+            }
+        }
         Ok(Ok(stream)) => Ok(Transport::Tcp(stream)),
         Ok(Err(e)) => Err(with_context(e, &format!("connect {addr}"))),
         Err(_) => Err(io::Error::new(
@@ -116,7 +142,7 @@ async fn connect_unix(path: PathBuf, opts: &Options) -> io::Result<Transport> {
 
 async fn connect_target(t: Target, opts: &Options) -> io::Result<Transport> {
     match t {
-        Target::Tcp(a) => connect_tcp(a, opts).await,
+        Target::Tcp(a, host) => connect_tcp(a, host.as_deref(), opts).await,
         Target::Unix(p) => connect_unix(p, opts).await,
     }
 }

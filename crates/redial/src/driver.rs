@@ -461,7 +461,7 @@ impl<H: Handler> Driver<H> {
     fn flush_now(&self, sock: &Socket, batch: &mut Batch) -> Result<bool, io::Error> {
         loop {
             if batch.done() && !batch.refill(&self.shared) {
-                return Ok(true);
+                return sock.io().flush_pending();
             }
             match sock.io().try_write(&batch.data[batch.pos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -635,6 +635,7 @@ impl<H: Handler> Driver<H> {
         self.end_socket(sock, &mut unsent, true);
         self.leftover = unsent;
         if flushed {
+            sock.io().close_notify();
             let _ = sock.sock_ref().shutdown(std::net::Shutdown::Write);
             let linger = (Instant::now() + CLOSE_LINGER).min(deadline.max(Instant::now()));
             let this = &mut *self;

@@ -74,6 +74,8 @@ mod scratch;
 mod shared;
 mod socket;
 mod stream;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use backoff::{
     Backoff, Delays, Jitter, DEFAULT_INITIAL, DEFAULT_JITTER, DEFAULT_MAX, DEFAULT_MULTIPLIER,
@@ -97,6 +99,8 @@ pub use reset::{Close, CloseReason, Partial, Reset, ResetReason, Unsent};
 pub use shared::State;
 pub use socket::Socket;
 pub use stream::{Stream, STREAM_READ_LIMIT};
+#[cfg(feature = "tls")]
+pub use tls::{TlsConfig, TlsError};
 
 /// The life-cycle state machine, reachable only in fuzzing builds
 /// (`cargo fuzz` sets `--cfg fuzzing`).

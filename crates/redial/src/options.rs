@@ -136,6 +136,8 @@ pub struct Options {
     pub(crate) heartbeat: Option<Duration>,
     pub(crate) close_grace: Duration,
     pub(crate) seed: Option<u64>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for Options {
@@ -158,6 +160,8 @@ impl Default for Options {
             heartbeat: None,
             close_grace: DEFAULT_CLOSE_GRACE,
             seed: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -400,6 +404,21 @@ impl Options {
     /// ```
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
+        self
+    }
+
+    /// Connect with TLS (feature `tls`): the handshake is part of each
+    /// attempt, the endpoint's host is the server name unless
+    /// [`TlsConfig::server_name`](crate::TlsConfig::server_name) says
+    /// otherwise, and certificates are always verified.
+    ///
+    /// ```
+    /// let o = redial::Options::new().tls(redial::TlsConfig::webpki());
+    /// # let _ = o;
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::TlsConfig) -> Self {
+        self.tls = Some(tls);
         self
     }
 

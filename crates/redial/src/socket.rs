@@ -21,6 +21,8 @@ use crate::shared::{Command, Shared};
 pub(crate) enum Transport {
     Tcp(TcpStream),
     Unix(UnixStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<crate::tls::TlsTransport>),
 }
 
 impl Transport {
@@ -28,30 +30,58 @@ impl Transport {
         match self {
             Transport::Tcp(s) => s.readable().await,
             Transport::Unix(s) => s.readable().await,
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => t.tcp.readable().await,
         }
     }
     pub(crate) async fn writable(&self) -> io::Result<()> {
         match self {
             Transport::Tcp(s) => s.writable().await,
             Transport::Unix(s) => s.writable().await,
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => t.tcp.writable().await,
         }
     }
     pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Transport::Tcp(s) => s.try_read(buf),
             Transport::Unix(s) => s.try_read(buf),
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => t.try_read(buf),
         }
     }
     pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Transport::Tcp(s) => s.try_write(buf),
             Transport::Unix(s) => s.try_write(buf),
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => t.try_write(buf),
         }
     }
     pub(crate) fn sock_ref(&self) -> SockRef<'_> {
         match self {
             Transport::Tcp(s) => SockRef::from(s),
             Transport::Unix(s) => SockRef::from(s),
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => SockRef::from(&t.tcp),
+        }
+    }
+
+    /// Writes what the transport itself still holds (TLS records);
+    /// `Ok(true)` when nothing is left.
+    pub(crate) fn flush_pending(&self) -> io::Result<bool> {
+        match self {
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => t.flush_pending(),
+            _ => Ok(true),
+        }
+    }
+
+    /// Ends the session politely before the FIN (TLS close_notify).
+    pub(crate) fn close_notify(&self) {
+        #[cfg(feature = "tls")]
+        if let Transport::Tls(t) = self {
+            t.close_notify();
         }
     }
 }
@@ -136,7 +166,8 @@ impl Socket {
     }
 
     /// The TCP stream, for options, addresses and direct I/O (`try_write`
-    /// bypasses the queue: do not mix the two for one message stream).
+    /// bypasses the queue: do not mix the two for one message stream; under
+    /// TLS it would bypass the encryption, so use it for options only).
     /// `None` for a Unix socket.
     ///
     /// ```no_run
@@ -150,6 +181,8 @@ impl Socket {
         match &self.inner.io {
             Transport::Tcp(s) => Some(s),
             Transport::Unix(_) => None,
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => Some(&t.tcp),
         }
     }
 
@@ -163,8 +196,8 @@ impl Socket {
     /// ```
     pub fn unix(&self) -> Option<&UnixStream> {
         match &self.inner.io {
-            Transport::Tcp(_) => None,
             Transport::Unix(s) => Some(s),
+            _ => None,
         }
     }
 

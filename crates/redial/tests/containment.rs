@@ -105,7 +105,8 @@ async fn a_panic_in_on_connect_is_contained_too() {
 #[test]
 fn bad_endpoints_are_errors_naming_the_input() {
     let cm = Manager::new();
-    let cases: &[(&str, fn(&EndpointError) -> bool)] = &[
+    type Check = fn(&EndpointError) -> bool;
+    let cases: &[(&str, Check)] = &[
         ("", |e| matches!(e, EndpointError::Empty)),
         ("localhost", |e| {
             matches!(e, EndpointError::MissingPort { .. })

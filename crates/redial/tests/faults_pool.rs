@@ -19,6 +19,7 @@ use redial_chaos::Proxy;
 
 const LONG: Duration = Duration::from_secs(10);
 const HALF: usize = 10;
+const STABLE: Duration = Duration::from_millis(200);
 
 struct PoolRig {
     _server: TestServer,
@@ -72,7 +73,11 @@ async fn pool_rig(seed: u64) -> PoolRig {
         } else {
             b.local_addr()
         };
-        members.push(pool.add_connection_with(via, h, fast_options()).unwrap());
+        // stable_after 200 ms: pools skip a member that flapped (was lost
+        // sooner than stable_after) until its new connection has lasted
+        // that long; the default 5 s would idle the test.
+        let opts = fast_options().stable_after(STABLE);
+        members.push(pool.add_connection_with(via, h, opts).unwrap());
         echoed.push(count);
     }
     tokio::time::timeout(LONG, pool.wait_live(2 * HALF))
@@ -155,7 +160,11 @@ async fn pool_uses_only_live_members_while_a_proxy_is_down_then_all_recover_afte
     for m in &r.members {
         assert_eq!(m.state(), State::Connected);
     }
-    // All live: round robin visits every member, twice in 40 sends.
+    // B's members were lost young, so they count as flapping: pick() skips
+    // them until their new connections have lasted `stable_after`.
+    tokio::time::sleep(2 * STABLE).await;
+    // All live and stable: round robin visits every member, twice in 40
+    // sends.
     let before: Vec<usize> = (0..2 * HALF).map(|i| r.echoed(i)).collect();
     for _ in 0..40 {
         r.pool.send(msg).unwrap();
@@ -239,17 +248,14 @@ async fn pool_keeps_sending_through_live_members_while_resets_hit_a_subset() {
     r.cm.disconnect_all().await;
 }
 
-// CORE BUG: crates/redial/src/driver.rs, `Driver::connected` (the
-// `Outcome::Lost` branch). After a connection is lost the driver calls
-// `on_reset` and only then moves the public state away from Connected
-// (`set_state(BackingOff)` after `lifecycle.reset`, or `set_state(Connecting)`
-// in the next `attempt`). While `on_reset` runs — and between the `Reset`
-// event and the next attempt — `Connection::state()` still says Connected
-// although the socket is gone (`socket()` is None, sends are refused). So
-// `Pool::pick`/`Pool::send` keep choosing the dead member and fail with
-// `NotConnected` although other members are live.
+// Regression test (found here as a core bug, fixed in f0feeef): in
+// crates/redial/src/driver.rs, `Driver::connected` (the `Outcome::Lost`
+// branch), the driver used to call `on_reset` before moving the public
+// state away from Connected. While `on_reset` ran, `Connection::state()`
+// still said Connected although the socket was gone (`socket()` None,
+// sends refused), so `Pool::pick`/`Pool::send` kept choosing the dead
+// member and failed with `NotConnected` although another member was live.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "core bug: a lost member stays State::Connected while on_reset runs, so Pool::send picks it and fails; run with --ignored"]
 async fn pool_send_skips_a_member_whose_on_reset_is_still_running() {
     let server = TestServer::echo().await;
     let proxy = Proxy::builder()
@@ -300,11 +306,11 @@ async fn pool_send_skips_a_member_whose_on_reset_is_still_running() {
     cm.disconnect_all().await;
 }
 
-// CORE BUG: same cause as above, seen on a single connection: inside
-// `on_reset`, and right after the `Reset` event, `Connection::state()` is
-// still `Connected` while `Connection::socket()` is already `None`.
+// Regression test (same bug as above, fixed in f0feeef), seen on a single
+// connection: inside `on_reset`, and right after the `Reset` event,
+// `Connection::state()` was still `Connected` while `Connection::socket()`
+// was already `None`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "core bug: Connection::state() says Connected inside on_reset; run with --ignored"]
 async fn state_is_not_connected_inside_on_reset() {
     let server = TestServer::echo().await;
     let proxy = Proxy::builder()
