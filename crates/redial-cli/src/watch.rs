@@ -161,13 +161,27 @@ impl Screen {
             text.push_str(&format!("... {} more\n", conns.len() - shown.len()));
         }
         text.push_str(footer);
-        let mut out = std::io::stdout().lock();
+        // Up over the last drawing, then overwrite line by line, erasing
+        // each line's rest and any lines left over. No clear-screen: it
+        // would push the old drawing into a terminal's scrollback.
+        let mut frame = String::new();
         if self.lines > 0 {
-            let _ = write!(out, "\x1b[{}A\x1b[J", self.lines);
+            frame.push_str(&format!("\x1b[{}A\r", self.lines));
         }
-        let _ = out.write_all(text.as_bytes());
+        let count = text.lines().count();
+        for line in text.lines() {
+            frame.push_str(line);
+            frame.push_str("\x1b[K\n");
+        }
+        let extra = self.lines.saturating_sub(count);
+        if extra > 0 {
+            frame.push_str(&"\x1b[K\n".repeat(extra));
+            frame.push_str(&format!("\x1b[{extra}A"));
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(frame.as_bytes());
         let _ = out.flush();
-        self.lines = text.lines().count();
+        self.lines = count;
     }
 }
 
