@@ -370,9 +370,7 @@ impl<H: Handler> Driver<H> {
                     self.shared.info().last_error = Some(e);
                 }
                 let uptime = now.saturating_duration_since(since);
-                if uptime < self.opts.stable_after {
-                    self.shared.flapping.store(true, Ordering::Release);
-                }
+                self.shared.record_uptime(uptime);
                 let unsent_bytes =
                     unsent.len() + unsent.partial.as_ref().map_or(0, |p| p.data.len());
                 debug!(%reason, ?uptime, unsent_bytes, "connection lost");

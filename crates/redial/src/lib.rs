@@ -96,7 +96,7 @@ pub use options::{
 };
 pub use pool::Pool;
 pub use reset::{Close, CloseReason, Partial, Reset, ResetReason, Unsent};
-pub use shared::State;
+pub use shared::{State, FLAPPING_AFTER};
 pub use socket::Socket;
 pub use stream::{Stream, STREAM_READ_LIMIT};
 #[cfg(feature = "tls")]

@@ -152,9 +152,9 @@ impl Pool {
     }
 
     /// A live member, round-robin over the live ones; `None` when none is up.
-    /// A member whose last connection was lost before
-    /// [`Options::stable_after`] (it flaps) is skipped until its current
-    /// connection has stayed up that long.
+    /// A member that flaps (its last [`FLAPPING_AFTER`](crate::FLAPPING_AFTER)
+    /// connections were each lost before [`Options::stable_after`]) is
+    /// skipped until its current connection has stayed up that long.
     ///
     /// ```no_run
     /// # fn f(pool: redial::Pool) {

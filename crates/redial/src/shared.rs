@@ -8,7 +8,7 @@
 //! `send` per message as cheap as a hand-tuned `BufWriter`. The offsets
 //! cost 8 bytes a message and let a reset hand back whole chunks.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,12 @@ impl std::fmt::Display for State {
     }
 }
 
+/// A pool member whose connections were lost this many times in a row
+/// before [`Options::stable_after`](crate::Options::stable_after) flaps: a
+/// server that accepts and closes at once. Fewer is an ordinary restart or
+/// two, which must not take a member out of rotation.
+pub const FLAPPING_AFTER: u32 = 3;
+
 /// What the application asked the driver to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Command {
@@ -102,9 +108,10 @@ pub(crate) struct Shared {
     pub(crate) changed: Notify,
     state: AtomicU8,
     command: AtomicU8,
-    /// The last connection was lost before `stable_after`: pools skip this
-    /// member until the current one has stayed up that long.
-    pub(crate) flapping: AtomicBool,
+    /// Connections lost in a row before `stable_after`; from
+    /// [`FLAPPING_AFTER`] on, pools skip this member until its current
+    /// connection has stayed up that long.
+    pub(crate) short_lived: AtomicU32,
     /// The application's reader is full: the driver stops reading (and the
     /// peer is slowed by TCP flow control) until it is cleared.
     read_paused: AtomicBool,
@@ -300,7 +307,7 @@ impl Shared {
             changed: Notify::new(),
             state: AtomicU8::new(State::Connecting.to_u8()),
             command: AtomicU8::new(CMD_NONE),
-            flapping: AtomicBool::new(false),
+            short_lived: AtomicU32::new(0),
             read_paused: AtomicBool::new(false),
             stable_after,
             counters: Counters::default(),
@@ -335,7 +342,7 @@ impl Shared {
         if self.state() != State::Connected {
             return false;
         }
-        if !self.flapping.load(Ordering::Acquire) {
+        if self.short_lived.load(Ordering::Acquire) < FLAPPING_AFTER {
             return true;
         }
         let stable = self
@@ -343,9 +350,18 @@ impl Shared {
             .connected_since
             .is_some_and(|t| t.elapsed() >= self.stable_after);
         if stable {
-            self.flapping.store(false, Ordering::Release);
+            self.short_lived.store(0, Ordering::Release);
         }
         stable
+    }
+
+    /// Counts a lost connection that was up for `uptime`.
+    pub(crate) fn record_uptime(&self, uptime: Duration) {
+        if uptime < self.stable_after {
+            self.short_lived.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.short_lived.store(0, Ordering::Release);
+        }
     }
 
     pub(crate) fn reads_paused(&self) -> bool {

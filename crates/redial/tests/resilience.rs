@@ -216,9 +216,10 @@ async fn a_flapping_member_is_not_picked_until_it_stayed_up() {
         )
         .unwrap();
     let _held = steady.next(5).await;
-    // B flaps twice, then stays up.
-    drop(flappy.next(5).await.stream);
-    drop(flappy.next(5).await.stream);
+    // B flaps (accepts and closes at once) three times, then stays up.
+    for _ in 0..redial::FLAPPING_AFTER {
+        drop(flappy.next(5).await.stream);
+    }
     let _b_up = flappy.next(5).await;
     b.wait_connected().await.unwrap();
     a.wait_connected().await.unwrap();
