@@ -24,9 +24,7 @@ impl Kv {
     }
 
     pub fn num(&self, k: &str) -> Result<u64> {
-        self.str(k)?
-            .parse()
-            .map_err(|e| anyhow!("{k}=: {e}"))
+        self.str(k)?.parse().map_err(|e| anyhow!("{k}=: {e}"))
     }
 
     /// A comma-separated list.

@@ -139,16 +139,24 @@ fn reexec_in_netns(args: &[String], node_err: Option<&str>) -> Option<ExitCode> 
     }
     let exe = std::env::current_exe().ok()?;
     let mut c = Command::new("unshare");
-    c.arg("-n").arg("--").arg(exe).args(args).env(NETNS_ENV, "1");
+    c.arg("-n")
+        .arg("--")
+        .arg(exe)
+        .args(args)
+        .env(NETNS_ENV, "1");
     if let Some(e) = node_err {
         c.env(NODE_ERR_ENV, e);
     }
     let status = c.status().ok()?;
-    Some(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
+    Some(ExitCode::from(
+        status.code().unwrap_or(1).clamp(0, 255) as u8
+    ))
 }
 
 fn setup_netns() -> Result<()> {
-    let s = Command::new("ip").args(["link", "set", "lo", "up"]).status()?;
+    let s = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()?;
     if !s.success() {
         bail!("ip link set lo up failed");
     }
@@ -163,7 +171,14 @@ fn cmd_version(cmd: &str, arg: &str) -> String {
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").trim().to_string())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -203,6 +218,7 @@ fn orchestrate(argv: &[String]) -> Result<ExitCode> {
         peers::node::ready()
     };
     let started = Instant::now();
+    let load_before = procfs::first_line("/proc/loadavg");
     let date = report::utc_now();
     let mut ctx = Ctx {
         quick: args.quick,
@@ -228,14 +244,28 @@ fn orchestrate(argv: &[String]) -> Result<ExitCode> {
             }
         }
     }
-    let md = render(&args, &ctx, &sections, &date, in_netns, nofile, started);
+    let load = format!(
+        "{load_before} at the start, {} at the end",
+        procfs::first_line("/proc/loadavg")
+    );
+    let facts = Facts {
+        date: &date,
+        netns: in_netns,
+        nofile,
+        started,
+        load: &load,
+    };
+    let md = render(&args, &ctx, &sections, &facts);
     println!("{md}");
     if args.write && args.only.is_none() {
         write_benchmarks(&md)?;
         eprintln!("wrote BENCHMARKS.md");
     }
     if ctx.failures.is_empty() {
-        eprintln!("all counts checked: ok ({:.1} s)", started.elapsed().as_secs_f64());
+        eprintln!(
+            "all counts checked: ok ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("{} count check(s) failed:", ctx.failures.len());
@@ -246,36 +276,40 @@ fn orchestrate(argv: &[String]) -> Result<ExitCode> {
     }
 }
 
-fn render(
-    args: &Args,
-    ctx: &Ctx,
-    sections: &[Section],
-    date: &str,
+/// Facts about this run for the report's header.
+struct Facts<'a> {
+    date: &'a str,
     netns: bool,
     nofile: u64,
     started: Instant,
-) -> String {
+    load: &'a str,
+}
+
+fn render(args: &Args, ctx: &Ctx, sections: &[Section], f: &Facts<'_>) -> String {
     let (cpu, mem) = procfs::machine();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mut s = String::new();
     s.push_str(&format!(
-        "## Results {}\n\n- date: {date}; wall time {:.0} s; {} run(s) per figure{}\n- command: `cargo run --release -p redial-bench{}`\n- machine: {cores} cores ({cpu}), {mem} memory, kernel {}, open files per process {nofile}\n- versions: {}, redial {}, tokio {}, stubborn-io {}, node {}, connman 1.0.0\n- network: {}\n",
+        "## Results {}\n\n- date: {}; wall time {:.0} s; {} run(s) per figure{}\n- command: `cargo run --release -p redial-bench{}`\n- machine: {cores} cores ({cpu}), {mem} memory, kernel {}, open files per process {}\n- versions: {}, redial {}, tokio {}, stubborn-io {}, node {}, connman 1.0.0\n- network: {}\n- /proc/loadavg: {} (the machine is shared; other processes' CPU shows here)\n",
         if args.quick { "(--quick: small counts, 1 run; not the published figures)" } else { "" },
-        started.elapsed().as_secs_f64(),
+        f.date,
+        f.started.elapsed().as_secs_f64(),
         ctx.runs,
         if ctx.runs > 1 { ", runs interleaved across peers" } else { "" },
         if args.quick { " -- --quick" } else { "" },
         procfs::first_line("/proc/sys/kernel/osrelease"),
+        f.nofile,
         cmd_version("rustc", "--version"),
         env!("CARGO_PKG_VERSION"),
         lock_version("tokio"),
         lock_version("stubborn-io"),
         ctx.node.as_deref().unwrap_or("absent"),
-        if netns {
+        if f.netns {
             "private namespace (unshare -n, loopback only): kernel counters see only this run"
         } else {
             "shared namespace: the kernel's connect counter may include other processes"
         },
+        f.load,
     ));
     for n in &ctx.notes {
         s.push_str(&format!("- {n}\n"));
@@ -289,7 +323,11 @@ fn render(
     if !targets.is_empty() {
         let mut t = report::Table::new(&["target (redial)", "figure", "met"]);
         for (what, fig, ok) in targets {
-            t.row(vec![what, fig, if ok { "yes" } else { "**MISSED**" }.into()]);
+            t.row(vec![
+                what,
+                fig,
+                if ok { "yes" } else { "**MISSED**" }.into(),
+            ]);
         }
         s.push_str("### Targets\n\n");
         s.push_str(&t.render());

@@ -89,7 +89,11 @@ pub fn machine() -> (String, String) {
         .unwrap_or_else(|| "unknown".into());
     let mem = fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| s.lines().next().map(|l| l.trim_start_matches("MemTotal:").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .map(|l| l.trim_start_matches("MemTotal:").trim().to_string())
+        })
         .unwrap_or_default();
     (cpu, mem)
 }

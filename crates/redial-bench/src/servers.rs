@@ -24,7 +24,8 @@ use crate::kv::Kv;
 pub fn listen(addr: SocketAddr, backlog: i32) -> Result<TcpListener> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     s.set_reuse_address(true)?;
-    s.bind(&addr.into()).with_context(|| format!("bind {addr}"))?;
+    s.bind(&addr.into())
+        .with_context(|| format!("bind {addr}"))?;
     s.listen(backlog)?;
     Ok(s.into())
 }

@@ -124,7 +124,13 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 pub fn print_latencies(lat: &mut [u64]) {
     lat.sort_unstable();
     let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
-    println!("lat {} {} {} {}", p(0.5), p(0.99), p(0.999), lat[lat.len() - 1]);
+    println!(
+        "lat {} {} {} {}",
+        p(0.5),
+        p(0.99),
+        p(0.999),
+        lat[lat.len() - 1]
+    );
 }
 
 /// Blocks until stdin closes: the parent's cue to exit.
@@ -225,10 +231,7 @@ pub fn control(c: Arc<Counters>) -> Arc<Notify> {
 
 /// The scale client's addresses: connection `i` goes to `addrs[i % len]`.
 pub fn addrs(kv: &Kv) -> Result<Vec<std::net::SocketAddr>> {
-    kv.list("addrs")?
-        .iter()
-        .map(|a| Ok(a.parse()?))
-        .collect()
+    kv.list("addrs")?.iter().map(|a| Ok(a.parse()?)).collect()
 }
 
 /// Runs the client role: `client <peer> <scenario> k=v...`.

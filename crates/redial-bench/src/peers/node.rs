@@ -38,7 +38,14 @@ pub fn install() -> Result<(), String> {
     version("npm").ok_or("npm not found")?;
     std::fs::create_dir_all(DIR).map_err(|e| format!("mkdir {DIR}: {e}"))?;
     let out = Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--prefix", DIR, "connman@1.0.0"])
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--prefix",
+            DIR,
+            "connman@1.0.0",
+        ])
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("npm: {e}"))?;
@@ -55,7 +62,9 @@ pub fn install() -> Result<(), String> {
 pub fn ready() -> Result<String, String> {
     let v = version("node").ok_or("node not found")?;
     if !connman_installed() {
-        return Err(format!("connman 1.0.0 not installed in {DIR} (npm missing or install failed)"));
+        return Err(format!(
+            "connman 1.0.0 not installed in {DIR} (npm missing or install failed)"
+        ));
     }
     std::fs::write(Path::new(DIR).join("client.js"), SCRIPT)
         .map_err(|e| format!("write client.js: {e}"))?;

@@ -44,8 +44,14 @@ async fn throughput(addr: SocketAddr, n: u64) -> Result<()> {
     conn.wait_connected().await?;
     let before = procfs::rss_bytes(std::process::id());
     stamp("start");
-    for _ in 0..n {
-        conn.write(MSG).await?;
+    for i in 0..n {
+        if let Err(e) = conn.write(MSG).await {
+            bail!(
+                "write {i} of {n}: {e}; state {:?}; {:?}",
+                conn.state(),
+                conn.stats()
+            );
+        }
     }
     ack.notified().await;
     // The idle second runs off the runtime thread, so redial's task keeps
@@ -112,7 +118,11 @@ struct Stamper {
 
 impl Handler for Stamper {
     fn on_connect(&mut self, sock: &Socket) {
-        stamp(if sock.generation() > 1 { "connected" } else { "up" });
+        stamp(if sock.generation() > 1 {
+            "connected"
+        } else {
+            "up"
+        });
     }
     fn on_data(&mut self, sock: &Socket, _: &[u8]) {
         if sock.generation() > 1 {
@@ -150,7 +160,12 @@ async fn recovery(addr: SocketAddr, reps: u64) -> Result<()> {
     });
     for _ in 0..reps {
         let (tx, rx) = oneshot::channel();
-        let conn = cm.connect(addr, Stamper { data_seen: Some(tx) })?;
+        let conn = cm.connect(
+            addr,
+            Stamper {
+                data_seen: Some(tx),
+            },
+        )?;
         rx.await?;
         conn.disconnect().await;
         tokio::time::sleep(Duration::from_millis(50)).await;

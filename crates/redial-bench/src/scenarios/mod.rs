@@ -39,6 +39,25 @@ impl Ctx {
         if !peer.is_node() {
             return true;
         }
+        self.node_usable()
+    }
+
+    /// Like `usable`, and in --quick mode also leaves out the rows whose
+    /// client code another row already runs (stubborn-io defaults: same
+    /// code as the 10 ms row; redial's stable row: same client as redial),
+    /// so the quick check stays under a minute.
+    pub fn usable_slow(&mut self, peer: Peer) -> bool {
+        if self.quick && matches!(peer, Peer::Stubborn | Peer::RedialStable) {
+            let line = "--quick: stubborn-io (defaults) and redial's stable row skipped in recovery and scale (same client code as other rows)".to_string();
+            if !self.notes.contains(&line) {
+                self.notes.push(line);
+            }
+            return false;
+        }
+        self.usable(peer)
+    }
+
+    fn node_usable(&mut self) -> bool {
         match &self.node {
             Ok(_) => true,
             Err(why) => {

@@ -50,7 +50,11 @@ fn first_at_or_after(v: &[u64], t: u64) -> Option<u64> {
 }
 
 fn one(ctx: &mut Ctx, peer: Peer, mode: &str, reps: u64, outage_ms: u64) -> Result<Vec<Rep>> {
-    let hold = if peer == Peer::RedialStable { 5200 } else { 200 };
+    let hold = if peer == Peer::RedialStable {
+        5200
+    } else {
+        200
+    };
     let (mut srv, port, _) = server(
         "recovery",
         &[
@@ -135,7 +139,7 @@ fn one(ctx: &mut Ctx, peer: Peer, mode: &str, reps: u64, outage_ms: u64) -> Resu
 pub fn run(ctx: &mut Ctx) -> Result<Section> {
     let q = ctx.quick;
     let outage_ms = if q { 500 } else { 2000 };
-    let peers: Vec<Peer> = PEERS.into_iter().filter(|p| ctx.usable(*p)).collect();
+    let peers: Vec<Peer> = PEERS.into_iter().filter(|p| ctx.usable_slow(*p)).collect();
     let reps = |p: Peer, mode: &str| -> u64 {
         match (p, mode, q) {
             (Peer::RedialStable, "relisten", _) => 0,
@@ -163,7 +167,9 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
                 eprintln!("recovery: run {} {} {mode} x{n}", run + 1, p.id());
                 match one(ctx, p, mode, n, outage_ms) {
                     Ok(v) => all.entry((p.id(), mode)).or_default().extend(v),
-                    Err(e) => ctx.fail(format!("recovery {} {mode} run {}: {e:#}", p.id(), run + 1)),
+                    Err(e) => {
+                        ctx.fail(format!("recovery {} {mode} run {}: {e:#}", p.id(), run + 1))
+                    }
                 }
             }
         }
@@ -187,9 +193,12 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
         ">b2 FIN: close -> connected",
         ">b1 RST: close -> reset cb",
         ">b2 RST: close -> connected",
-        &format!(">b3: re-listen after {} s -> connected", outage_ms as f64 / 1000.0),
+        &format!(
+            ">b3: re-listen after {} s -> connected",
+            outage_ms as f64 / 1000.0
+        ),
         ">attempts per b3 outage",
-        ">redial: attempt -> connected (FIN / RST / b3)",
+        ">redial: attempt -> connected, medians (FIN / RST / b3)",
         ">redial: unscheduled attempts, latest attempt vs schedule",
         ">samples (fin/rst/b3)",
     ]);
@@ -201,7 +210,7 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
                 "{} / {} / {}",
                 dec(median(&get(p, "fin", |r| r.sched)), 2),
                 dec(median(&get(p, "rst", |r| r.sched)), 2),
-                mm(get(p, "relisten", |r| r.sched))
+                dec(median(&get(p, "relisten", |r| r.sched)), 2)
             )
         } else {
             "-".into()

@@ -103,7 +103,9 @@ fn wait_all(clients: &mut [Proc], resets: u64, limit: Duration) -> Result<u64> {
 
 fn one(ctx: &Ctx, peer: Peer, cfg: Cfg) -> Result<Sample> {
     let per = cfg.n / cfg.procs;
-    let wanted: Vec<String> = (0..cfg.procs).map(|i| format!("127.0.0.{}:0", 10 + i)).collect();
+    let wanted: Vec<String> = (0..cfg.procs)
+        .map(|i| format!("127.0.0.{}:0", 10 + i))
+        .collect();
     let (mut servers, addrs, _) = start_servers(&wanted)?;
     let mut clients = Vec::new();
     for a in &addrs {
@@ -140,7 +142,8 @@ fn one(ctx: &Ctx, peer: Peer, cfg: Cfg) -> Result<Sample> {
         let (srv, _, listen) = start_servers(&addrs)?;
         servers = srv;
         rounds += 1;
-        let back = wait_all(&mut clients, rounds * per, limit).context("not all back after the restart")?;
+        let back = wait_all(&mut clients, rounds * per, limit)
+            .context("not all back after the restart")?;
         s.restart_ms = ms(back.saturating_sub(listen) as f64);
         if peer == Peer::Redial {
             let mut m = 0.0f64;
@@ -178,8 +181,12 @@ fn one(ctx: &Ctx, peer: Peer, cfg: Cfg) -> Result<Sample> {
             let (srv, _, listen) = start_servers(&addrs)?;
             servers = srv;
             rounds += 1;
-            let back = wait_all(&mut clients, rounds * per, limit.max(Duration::from_secs(240)))
-                .context("not all back after the outage")?;
+            let back = wait_all(
+                &mut clients,
+                rounds * per,
+                limit.max(Duration::from_secs(240)),
+            )
+            .context("not all back after the outage")?;
             s.out_back_ms = ms(back.saturating_sub(listen) as f64);
         }
     }
@@ -199,10 +206,21 @@ fn measure(ctx: &mut Ctx, peers: &[Peer], cfg: Cfg) -> BTreeMap<&'static str, Ve
     let mut out: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
     for run in 0..ctx.runs {
         for &p in peers {
-            eprintln!("scale: run {} {} n={} procs={}", run + 1, p.id(), cfg.n, cfg.procs);
+            eprintln!(
+                "scale: run {} {} n={} procs={}",
+                run + 1,
+                p.id(),
+                cfg.n,
+                cfg.procs
+            );
             match one(ctx, p, cfg) {
                 Ok(s) => out.entry(p.id()).or_default().push(s),
-                Err(e) => ctx.fail(format!("scale {} n={} run {}: {e:#}", p.id(), cfg.n, run + 1)),
+                Err(e) => ctx.fail(format!(
+                    "scale {} n={} run {}: {e:#}",
+                    p.id(),
+                    cfg.n,
+                    run + 1
+                )),
             }
         }
     }
@@ -225,8 +243,14 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
         outage: None,
         settle,
     };
-    let p10: Vec<Peer> = PEERS_10K.into_iter().filter(|p| ctx.usable(*p)).collect();
-    let p100: Vec<Peer> = PEERS_100K.into_iter().filter(|p| ctx.usable(*p)).collect();
+    let p10: Vec<Peer> = PEERS_10K
+        .into_iter()
+        .filter(|p| ctx.usable_slow(*p))
+        .collect();
+    let p100: Vec<Peer> = PEERS_100K
+        .into_iter()
+        .filter(|p| ctx.usable_slow(*p))
+        .collect();
     let r10 = measure(ctx, &p10, small);
     let r100 = measure(ctx, &p100, big);
 
@@ -288,8 +312,16 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
         let each: Vec<String> = v.iter().map(|s| int(s.out_back_ms)).collect();
         t5.row(vec![
             p.label().into(),
-            format!("{} / {}", dec(col(v, |s| s.out_cpu_ms), 1), int(col(v, |s| s.out_stat_ms))),
-            format!("{} / {}", int(col(v, |s| s.out_syns)), int(col(v, |s| s.out_fails))),
+            format!(
+                "{} / {}",
+                dec(col(v, |s| s.out_cpu_ms), 1),
+                int(col(v, |s| s.out_stat_ms))
+            ),
+            format!(
+                "{} / {}",
+                int(col(v, |s| s.out_syns)),
+                int(col(v, |s| s.out_fails))
+            ),
             if reconnects(p) {
                 format!("{} ({})", int(col(v, |s| s.out_back_ms)), each.join(" / "))
             } else {
@@ -311,21 +343,34 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
     let rss10 = col(&red10, |s| s.rss_per_conn);
     let rss100 = col(&red100, |s| s.rss_per_conn);
     let back = col(&red10, |s| s.restart_ms);
-    let infl = max(&red10.iter().chain(red100.iter()).map(|s| s.inflight).collect::<Vec<_>>());
+    let infl = max(&red10
+        .iter()
+        .chain(red100.iter())
+        .map(|s| s.inflight)
+        .collect::<Vec<_>>());
     let cpu = col(&red10, |s| s.out_cpu_ms);
     let targets = vec![
         (
-            format!("client RSS <= 2 KiB per idle connection at {}", int(small.n as f64)),
+            format!(
+                "client RSS <= 2 KiB per idle connection at {}",
+                int(small.n as f64)
+            ),
             format!("{} B", int(rss10)),
             rss10 <= 2048.0,
         ),
         (
-            format!("client RSS <= 2 KiB per idle connection across {}", int(big.n as f64)),
+            format!(
+                "client RSS <= 2 KiB per idle connection across {}",
+                int(big.n as f64)
+            ),
             format!("{} B", int(rss100)),
             rss100 <= 2048.0,
         ),
         (
-            format!("{} connections all back <= 1 s after the server's restart", int(small.n as f64)),
+            format!(
+                "{} connections all back <= 1 s after the server's restart",
+                int(small.n as f64)
+            ),
             format!("{} ms", int(back)),
             back <= 1000.0,
         ),

@@ -33,7 +33,11 @@ fn one(ctx: &Ctx, peer: Peer, n: u64) -> Result<Sample> {
     let bytes = n * 64;
     let (mut srv, port, _) = server("sink", &[format!("bytes={bytes}")])?;
     let addr = format!("127.0.0.1:{port}");
-    let mut c = ctx.client(peer, "throughput", &[format!("addr={addr}"), format!("n={n}")])?;
+    let mut c = ctx.client(
+        peer,
+        "throughput",
+        &[format!("addr={addr}"), format!("n={n}")],
+    )?;
     let start = c.wait_num("start", Duration::from_secs(20))?;
     let done = srv.wait_for("done", Duration::from_secs(120))?;
     let t_done: u64 = done.first().and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -44,7 +48,10 @@ fn one(ctx: &Ctx, peer: Peer, n: u64) -> Result<Sample> {
     let idle = c.wait_for("idle", Duration::from_secs(30))?;
     let cpu_ms = procfs::cpu_ns(c.pid) as f64 / 1e6;
     let hwm = procfs::hwm_bytes(c.pid) as f64;
-    let before: f64 = idle.first().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+    let before: f64 = idle
+        .first()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
     let after: f64 = idle.get(1).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
     c.finish(Duration::from_secs(3));
     srv.finish(Duration::from_secs(3));
@@ -103,10 +110,17 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
         t.row(vec![
             p.label().into(),
             int(m),
-            format!("{} - {}", int(crate::report::min(&rates)), int(crate::report::max(&rates))),
+            format!(
+                "{} - {}",
+                int(crate::report::min(&rates)),
+                int(crate::report::max(&rates))
+            ),
             dec(m * 64.0 / 1e6, 1),
             int(median(&v.iter().map(|s| s.cpu_ms).collect::<Vec<_>>())),
-            dec(median(&v.iter().map(|s| s.hwm).collect::<Vec<_>>()) / 1048576.0, 1),
+            dec(
+                median(&v.iter().map(|s| s.hwm).collect::<Vec<_>>()) / 1048576.0,
+                1,
+            ),
             int(median(&v.iter().map(|s| s.residue).collect::<Vec<_>>()) / 1024.0),
         ]);
     }
