@@ -95,6 +95,15 @@ impl Events {
     }
 
     /// The next event; `None` once the manager is gone.
+    ///
+    /// ```no_run
+    /// # async fn f(cm: redial::Manager) {
+    /// let mut events = cm.events();
+    /// if let Some(e) = events.recv().await {
+    ///     println!("{:?}", e.kind);
+    /// }
+    /// # }
+    /// ```
     pub async fn recv(&mut self) -> Option<Event> {
         loop {
             match self.rx.recv().await {
@@ -106,6 +115,14 @@ impl Events {
     }
 
     /// The next event if one is waiting.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cm = redial::Manager::new();
+    /// let mut events = cm.events();
+    /// assert!(events.try_recv().is_none()); // nothing has happened yet
+    /// # }
+    /// ```
     pub fn try_recv(&mut self) -> Option<Event> {
         loop {
             match self.rx.try_recv() {
@@ -118,6 +135,14 @@ impl Events {
 
     /// Events this subscriber missed because it fell more than
     /// [`EVENTS_CAPACITY`] behind.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cm = redial::Manager::new();
+    /// let mut events = cm.events();
+    /// assert_eq!(events.missed(), 0);
+    /// # }
+    /// ```
     pub fn missed(&self) -> u64 {
         self.missed
     }

@@ -160,31 +160,61 @@ pub fn handler() -> FnHandler {
 
 impl FnHandler {
     /// Sets `on_connect`.
+    ///
+    /// ```
+    /// let h = redial::handler().on_connect(|sock| { let _ = sock.send("hello"); });
+    /// # let _ = h;
+    /// ```
     pub fn on_connect(mut self, f: impl FnMut(&Socket) + Send + 'static) -> Self {
         self.connect = Some(Box::new(f));
         self
     }
     /// Sets `on_data`.
+    ///
+    /// ```
+    /// let h = redial::handler().on_data(|_sock, data| println!("{} bytes", data.len()));
+    /// # let _ = h;
+    /// ```
     pub fn on_data(mut self, f: impl FnMut(&Socket, &[u8]) + Send + 'static) -> Self {
         self.data = Some(Box::new(f));
         self
     }
     /// Sets `on_reset`.
+    ///
+    /// ```
+    /// let h = redial::handler().on_reset(|_reset| redial::Resume::Stop);
+    /// # let _ = h;
+    /// ```
     pub fn on_reset(mut self, f: impl FnMut(&Reset) -> Resume + Send + 'static) -> Self {
         self.reset = Some(Box::new(f));
         self
     }
     /// Sets `on_connect_failed`.
+    ///
+    /// ```
+    /// let h = redial::handler().on_connect_failed(|err, attempt| eprintln!("attempt {attempt}: {err}"));
+    /// # let _ = h;
+    /// ```
     pub fn on_connect_failed(mut self, f: impl FnMut(&io::Error, u32) + Send + 'static) -> Self {
         self.failed = Some(Box::new(f));
         self
     }
     /// Sets `on_idle`.
+    ///
+    /// ```
+    /// let h = redial::handler().on_idle(|sock| { let _ = sock.send("PING\r\n"); });
+    /// # let _ = h;
+    /// ```
     pub fn on_idle(mut self, f: impl FnMut(&Socket) + Send + 'static) -> Self {
         self.idle = Some(Box::new(f));
         self
     }
     /// Sets `on_close`.
+    ///
+    /// ```
+    /// let h = redial::handler().on_close(|close| eprintln!("closed: {}", close.reason()));
+    /// # let _ = h;
+    /// ```
     pub fn on_close(mut self, f: impl FnMut(&Close) + Send + 'static) -> Self {
         self.close = Some(Box::new(f));
         self

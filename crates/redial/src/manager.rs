@@ -136,6 +136,13 @@ pub struct ManagerBuilder {
 impl ManagerBuilder {
     /// At most this many connect attempts in flight across the manager
     /// (default [`DEFAULT_MAX_CONNECTING`]); at least 1.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cm = redial::Manager::builder().max_connecting(128).build();
+    /// assert_eq!(cm.attempts_in_flight(), 0);
+    /// # }
+    /// ```
     pub fn max_connecting(mut self, n: usize) -> Self {
         self.max_connecting = n.max(1);
         self
@@ -143,6 +150,11 @@ impl ManagerBuilder {
 
     /// Always start a runtime of the manager's own, even inside tokio (the
     /// connections then outlive the caller's runtime).
+    ///
+    /// ```
+    /// let cm = redial::Manager::builder().own_runtime(true).build();
+    /// # let _ = cm;
+    /// ```
     pub fn own_runtime(mut self, yes: bool) -> Self {
         self.own_runtime = yes;
         self
@@ -151,12 +163,22 @@ impl ManagerBuilder {
     /// Builds the manager. Panics only if the operating system refuses to
     /// start the manager's own runtime thread; [`ManagerBuilder::try_build`]
     /// returns that error instead.
+    ///
+    /// ```
+    /// let cm = redial::Manager::builder().build();
+    /// # let _ = cm;
+    /// ```
     pub fn build(self) -> Manager {
         self.try_build()
             .unwrap_or_else(|e| panic!("redial: cannot start the manager's runtime: {e}"))
     }
 
     /// Builds the manager, or says why its runtime could not start.
+    ///
+    /// ```
+    /// let cm = redial::Manager::builder().try_build()?;
+    /// # let _ = cm; Ok::<(), std::io::Error>(())
+    /// ```
     pub fn try_build(self) -> io::Result<Manager> {
         let (handle, runtime) = match Handle::try_current() {
             Ok(h) if !self.own_runtime => (h, None),

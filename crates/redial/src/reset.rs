@@ -170,22 +170,53 @@ pub struct Reset {
 
 impl Reset {
     /// Why the connection was lost.
+    ///
+    /// ```no_run
+    /// # fn f(reset: &redial::Reset) {
+    /// if *reset.reason() == redial::ResetReason::IdleTimeout { /* the peer went silent */ }
+    /// # }
+    /// ```
     pub fn reason(&self) -> &ResetReason {
         &self.reason
     }
     /// How long the connection had been up.
+    ///
+    /// ```no_run
+    /// # fn f(reset: &redial::Reset) {
+    /// println!("it was up for {:?}", reset.uptime());
+    /// # }
+    /// ```
     pub fn uptime(&self) -> Duration {
         self.uptime
     }
     /// Bytes queued and never handed to the kernel, handed back.
+    ///
+    /// ```no_run
+    /// # fn f(reset: &redial::Reset) {
+    /// for chunk in reset.unsent().chunks() { println!("{} bytes never sent", chunk.len()); }
+    /// # }
+    /// ```
     pub fn unsent(&self) -> &Unsent {
         &self.unsent
     }
     /// Takes the unsent bytes (for a resend after reconnecting).
+    ///
+    /// ```no_run
+    /// # fn f(mut reset: redial::Reset) {
+    /// let unsent = reset.take_unsent();
+    /// # let _ = unsent;
+    /// # }
+    /// ```
     pub fn take_unsent(&mut self) -> Unsent {
         std::mem::take(&mut self.unsent)
     }
     /// Which connection of this managed connection was lost (1 for the first).
+    ///
+    /// ```no_run
+    /// # fn f(reset: &redial::Reset) {
+    /// println!("connection #{} was lost", reset.generation());
+    /// # }
+    /// ```
     pub fn generation(&self) -> u64 {
         self.generation
     }
@@ -195,6 +226,12 @@ impl Reset {
     /// is lost with it, and only the peer (an application-level
     /// acknowledgement) can say how much arrived. Compare with what the peer
     /// confirmed to find the frames that need a resend.
+    ///
+    /// ```no_run
+    /// # fn f(reset: &redial::Reset) {
+    /// println!("{} bytes reached the kernel", reset.written());
+    /// # }
+    /// ```
     pub fn written(&self) -> u64 {
         self.written
     }
@@ -283,16 +320,35 @@ pub struct Close {
 
 impl Close {
     /// Why it ended.
+    ///
+    /// ```no_run
+    /// # fn f(close: &redial::Close) {
+    /// println!("closed: {}", close.reason());
+    /// # }
+    /// ```
     pub fn reason(&self) -> &CloseReason {
         &self.reason
     }
     /// Bytes accepted and never handed to the kernel (the disconnect's
     /// grace period ran out, the connection was aborted, or bytes were
     /// buffered during an outage that never ended).
+    ///
+    /// ```no_run
+    /// # fn f(close: &redial::Close) {
+    /// println!("{} bytes were never sent", close.unsent().len());
+    /// # }
+    /// ```
     pub fn unsent(&self) -> &Unsent {
         &self.unsent
     }
     /// Takes the unsent bytes.
+    ///
+    /// ```no_run
+    /// # fn f(mut close: redial::Close) {
+    /// let unsent = close.take_unsent();
+    /// # let _ = unsent;
+    /// # }
+    /// ```
     pub fn take_unsent(&mut self) -> Unsent {
         std::mem::take(&mut self.unsent)
     }
