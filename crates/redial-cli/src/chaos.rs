@@ -102,12 +102,7 @@ impl ChaosSchedule {
                 self.jitter.unwrap_or_default(),
             );
             proxy.latency(self.direction, d, j);
-            said.push(format!(
-                "latency {} (jitter {}) {}",
-                format_duration(d),
-                format_duration(j),
-                way(self.direction)
-            ));
+            said.push(format!("{} {}", latency_text(d, j), way(self.direction)));
         }
         if let Some(b) = self.bandwidth {
             proxy.bandwidth(self.direction, b);
@@ -126,6 +121,18 @@ impl ChaosSchedule {
             said.push(format!("hold closes for {}", format_duration(d)));
         }
         said
+    }
+}
+
+fn latency_text(delay: Duration, jitter: Duration) -> String {
+    if jitter.is_zero() {
+        format!("latency {}", format_duration(delay))
+    } else {
+        format!(
+            "latency {} + up to {} jitter",
+            format_duration(delay),
+            format_duration(jitter)
+        )
     }
 }
 
@@ -323,11 +330,7 @@ pub fn execute(proxy: &Proxy, cmd: &ChaosCommand, paint: Paint) -> anyhow::Resul
         }
         ChaosCommand::Latency(d, j) => {
             proxy.latency(Direction::Both, *d, *j);
-            say(format!(
-                "latency {} (jitter {}) both ways",
-                format_duration(*d),
-                format_duration(*j)
-            ));
+            say(format!("{} both ways", latency_text(*d, *j)));
         }
         ChaosCommand::Bandwidth(b) => {
             proxy.bandwidth(Direction::Both, *b);

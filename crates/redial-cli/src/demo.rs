@@ -132,7 +132,9 @@ pub fn schedule(total: Duration) -> Vec<Step> {
             12.0,
             Action::Slow {
                 latency: Duration::from_millis(100),
-                bandwidth: 256,
+                // Above the ~450 B/s offered per connection: the link is
+                // slow, not saturated, so no backlog outlives the phase.
+                bandwidth: 1024,
                 lasting: t(2.0),
             },
         ),
@@ -161,7 +163,7 @@ impl Action {
                 bandwidth,
                 lasting,
             } => format!(
-                "slow link for {}: +{} latency, {} B/s each way",
+                "slow link for {}: +{} latency, {} B/s each way (slow is not broken: no reset expected)",
                 format_duration(*lasting),
                 format_duration(*latency),
                 bandwidth
@@ -444,7 +446,9 @@ pub async fn run(config: DemoConfig, paint: Paint) -> anyhow::Result<Report> {
 
     let cm = Manager::new();
     let labels = Arc::new(Mutex::new(HashMap::new()));
-    let narrator = tokio::spawn(narrate(cm.events(), labels.clone(), clock, paint));
+    // Subscribed now, narrated once every label is known: the events wait
+    // in the channel meanwhile.
+    let events = cm.events();
 
     let backoff = Backoff::new(Duration::from_millis(50), 2.0, Duration::from_secs(1))?
         .with_jitter(Jitter::Proportional(0.2));
@@ -473,6 +477,7 @@ pub async fn run(config: DemoConfig, paint: Paint) -> anyhow::Result<Report> {
         lock(&labels).insert(conn.id(), label.clone());
         members.push(Member { label, conn, tally });
     }
+    let narrator = tokio::spawn(narrate(events, labels.clone(), clock, paint));
     let single = members.last().map(|m| m.conn.clone());
     let all_up = async {
         pool.wait_live(config.connections).await;

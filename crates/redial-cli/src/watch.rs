@@ -31,8 +31,10 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// One event as a JSON object: `time`, `event`, `connection`, `endpoint`,
-/// `pool`, and the fields of its kind.
+/// One event as a JSON object, keys in this order: `time`, `event`,
+/// `connection`, `endpoint`, `pool`, then the fields of its kind
+/// (`attempt`; `generation`, `peer`; `error`, `retry_in_ms`; `reason`,
+/// `uptime_ms`, `unsent_bytes`).
 ///
 /// ```no_run
 /// # fn f(ev: &redial::Event) {
@@ -40,12 +42,7 @@ fn ms(d: Duration) -> u64 {
 /// # }
 /// ```
 pub fn event_json(ev: &Event) -> Value {
-    let mut v = json!({
-        "time": rfc3339(system_time_of(ev.at)),
-        "connection": ev.connection,
-        "endpoint": ev.endpoint.to_string(),
-        "pool": ev.pool.as_deref(),
-    });
+    let mut v = json!({ "time": rfc3339(system_time_of(ev.at)) });
     let (name, extra) = match &ev.kind {
         EventKind::Connecting { attempt } => ("connecting", json!({ "attempt": attempt })),
         EventKind::Connected { generation, peer } => (
@@ -83,6 +80,9 @@ pub fn event_json(ev: &Event) -> Value {
     };
     if let (Value::Object(map), Value::Object(more)) = (&mut v, extra) {
         map.insert("event".into(), Value::String(name.into()));
+        map.insert("connection".into(), ev.connection.into());
+        map.insert("endpoint".into(), ev.endpoint.to_string().into());
+        map.insert("pool".into(), ev.pool.as_deref().into());
         map.extend(more);
     }
     v
