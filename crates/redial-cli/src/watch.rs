@@ -141,14 +141,14 @@ struct Screen {
 }
 
 impl Screen {
-    fn draw(&mut self, conns: &[Connection], footer: &str) {
+    fn draw(&mut self, conns: &[Connection], footer: &str, hint: &str) {
         let (width, height) = terminal_size();
         let up = conns
             .iter()
             .filter(|c| c.state() == State::Connected)
             .count();
         let mut text = format!(
-            "{}  {}  {} connections, {} up  (Ctrl-C to stop)\n",
+            "{}  {}  {} connections, {} up  {hint}\n",
             self.paint.bold("redial watch"),
             wall_clock(),
             conns.len(),
@@ -256,13 +256,13 @@ pub async fn run(config: WatchConfig) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(config.refresh);
     loop {
         tokio::select! {
-            _ = tick.tick() => screen.draw(&conns, ""),
+            _ = tick.tick() => screen.draw(&conns, "", "(Ctrl-C to stop)"),
             _ = &mut stop => break,
         }
     }
-    screen.draw(&conns, "disconnecting...\n");
+    screen.draw(&conns, "disconnecting...\n", "(stopping)");
     let _ = tokio::time::timeout(Duration::from_secs(3), cm.disconnect_all()).await;
-    screen.draw(&conns, "disconnected.\n");
+    screen.draw(&conns, "disconnected.\n", "(stopped)");
     let mut out = std::io::stdout().lock();
     let _ = write!(out, "\x1b[?25h");
     let _ = out.flush();
