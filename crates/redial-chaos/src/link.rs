@@ -34,6 +34,9 @@ pub(crate) struct Link {
     pub(crate) counters: Arc<Counters>,
     pub(crate) rng: SplitMix64,
     pub(crate) live: LiveGuard,
+    /// The fault state when the proxy accepted the connection: a reset or
+    /// close issued after that reaches it even before its task first runs.
+    pub(crate) born: FaultState,
 }
 
 /// How the proxy ends a connection.
@@ -75,8 +78,8 @@ impl Link {
             counters,
             mut rng,
             live: _live,
+            born,
         } = self;
-        let born = *faults.borrow_and_update();
         let killed = |state: &FaultState| {
             if state.reset_epoch != born.reset_epoch {
                 Some(Ending::Reset)

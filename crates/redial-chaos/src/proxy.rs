@@ -675,6 +675,7 @@ async fn accept_loop(
                         live: counters.accept(),
                         counters: Arc::clone(&counters),
                         rng: rng.fork(),
+                        born: *faults.borrow(),
                     };
                     tasks.spawn(link.run());
                 }

@@ -189,7 +189,7 @@ impl Pool {
         let live: Vec<Connection> = self
             .members()
             .iter()
-            .filter(|c| c.is_live())
+            .filter(|c| c.shared.is_dependable())
             .cloned()
             .collect();
         match live.len() {
