@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
 use redial::{
-    Backoff, Close, CloseReason, Endpoint, Handler, Manager, Options, Outage, Reset, Resume,
-    SendError, Socket, State,
+    Backoff, Close, CloseReason, Connection, Endpoint, Handler, Manager, Options, Outage, Reset,
+    Resume, SendError, Socket, State,
 };
 use tokio::io::AsyncReadExt;
 
@@ -231,6 +231,25 @@ impl Handler for Netcat {
     }
 }
 
+/// Waits until the connection has connected more than `seen` times in
+/// all. Unlike `wait_connected` alone, a connection that came and went
+/// before this task looked still counts.
+async fn connect_after(conn: &Connection, seen: u64) -> Result<(), CloseReason> {
+    loop {
+        if conn.stats().connects > seen {
+            return Ok(());
+        }
+        tokio::select! {
+            r = conn.wait_connected() => {
+                if r.is_err() {
+                    return Err(conn.closed().await);
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+}
+
 /// Runs the netcat until stdin ends (`Ok`) or the connection gives up
 /// (`Err` naming the reason).
 ///
@@ -255,18 +274,19 @@ pub async fn run(config: ConnectConfig, paint: Paint) -> anyhow::Result<()> {
     let conn = cm.connect_with(config.endpoint.clone(), handler, opts)?;
     let gave_up = |reason: CloseReason| anyhow!("connection to {}: {reason}", config.endpoint);
 
+    let stop = crate::stop::requested();
+    tokio::pin!(stop);
     if config.buffer.is_none() {
         // Without a buffer, input typed before the first connect would be
         // refused: wait for it.
-        if conn.wait_connected().await.is_err() {
-            return Err(gave_up(conn.closed().await));
+        tokio::select! {
+            r = connect_after(&conn, 0) => r.map_err(gave_up)?,
+            _ = &mut stop => return Ok(()),
         }
     }
 
     let mut stdin = tokio::io::stdin();
     let mut buf = vec![0u8; 16 * 1024];
-    let stop = crate::stop::requested();
-    tokio::pin!(stop);
     let mut interrupted = false;
     loop {
         let n = tokio::select! {
@@ -296,9 +316,8 @@ pub async fn run(config: ConnectConfig, paint: Paint) -> anyhow::Result<()> {
                 }
                 Err(SendError::OutageBufferFull { .. }) => {
                     // Stop reading stdin until the connection is back.
-                    if conn.wait_connected().await.is_err() {
-                        return Err(gave_up(conn.closed().await));
-                    }
+                    let seen = conn.stats().connects;
+                    connect_after(&conn, seen).await.map_err(gave_up)?;
                 }
                 Err(SendError::Closed { .. }) => return Err(gave_up(conn.closed().await)),
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -312,12 +331,9 @@ pub async fn run(config: ConnectConfig, paint: Paint) -> anyhow::Result<()> {
             paint,
             "stdin ended; waiting for the connection to send what is buffered (Ctrl-C to stop)",
         );
+        let seen = conn.stats().connects;
         tokio::select! {
-            r = conn.wait_connected() => {
-                if r.is_err() {
-                    return Err(gave_up(conn.closed().await));
-                }
-            }
+            r = connect_after(&conn, seen) => r.map_err(gave_up)?,
             _ = &mut stop => {}
         }
     }

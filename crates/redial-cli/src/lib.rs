@@ -4,8 +4,9 @@
 //! - [`units`] — durations and sizes as people write them (`250ms`, `64KiB`).
 //! - [`output`] — stderr state lines, timestamps, colour rules.
 //! - [`table`] — plain-text tables.
-//! - [`demo`] — the `demo` scenario; [`tally`] counts its messages and
-//!   [`echo`] is its echo server.
+//! - [`demo`] — the `demo` scenario: [`schedule`] says what breaks when,
+//!   [`tally`] counts the messages, [`report`] sums them up, [`narrate`]
+//!   prints resets and recoveries, [`echo`] is the echo server.
 //! - [`connect`] — the reconnecting netcat.
 //! - [`watch`] — live table and JSON events for a set of endpoints.
 //! - [`chaos`] — the fault proxy as a tool, with its stdin commands.
@@ -18,7 +19,10 @@ pub mod chaos;
 pub mod connect;
 pub mod demo;
 pub mod echo;
+pub mod narrate;
 pub mod output;
+pub mod report;
+pub mod schedule;
 pub mod stop;
 pub mod table;
 pub mod tally;
