@@ -212,7 +212,13 @@ impl<'a> Pump<'a> {
         };
         match event {
             Event::Changed(false) => return Err(PumpEnd::Stopped),
-            Event::Changed(true) | Event::Due => {}
+            // `changed()` marked the new state as seen: apply it here, or
+            // the next refresh() would not notice it.
+            Event::Changed(true) => {
+                let state = *self.faults.borrow_and_update();
+                self.set_state(state);
+            }
+            Event::Due => {}
             Event::Read(Ok(0)) => *eof = true,
             Event::Read(Ok(n)) => self.forward(n).await?,
             Event::Read(Err(_)) => return Err(self.peer_failed().await),

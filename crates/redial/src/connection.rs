@@ -153,7 +153,9 @@ impl Connection {
     }
 
     /// Waits until connected (and `on_connect` has run); fails when the
-    /// connection closes for good first.
+    /// connection closes for good first. A connection that is lost again
+    /// before the waiter runs is not reported: the wait goes on for the
+    /// next one (count connects with [`Connection::stats`] to see those).
     ///
     /// ```no_run
     /// # async fn f(conn: redial::Connection) -> Result<(), redial::ClosedError> {

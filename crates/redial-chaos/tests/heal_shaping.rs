@@ -1,0 +1,39 @@
+//! Regression: `heal()` lifts latency from a live connection (a fault change
+//! seen while the pump was waiting used to be marked read and dropped).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use redial_chaos::{Direction, Proxy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[tokio::test]
+async fn heal_lifts_latency_from_a_live_connection() {
+    let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = Proxy::start("127.0.0.1:0", server.local_addr().unwrap())
+        .await
+        .unwrap();
+    let mut client = TcpStream::connect(proxy.local_addr()).await.unwrap();
+    let (mut conn, _) = server.accept().await.unwrap();
+    proxy.latency(
+        Direction::Upstream,
+        Duration::from_millis(300),
+        Duration::ZERO,
+    );
+    client.write_all(b"a").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    proxy.heal().unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut b = [0u8; 1];
+    conn.read_exact(&mut b).await.unwrap();
+    let t = Instant::now();
+    client.write_all(b"b").await.unwrap();
+    conn.read_exact(&mut b).await.unwrap();
+    assert!(
+        t.elapsed() < Duration::from_millis(250),
+        "latency still applied: {:?}",
+        t.elapsed()
+    );
+}
