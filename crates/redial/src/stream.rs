@@ -27,7 +27,7 @@ use crate::handler::{Handler, Resume};
 use crate::manager::Manager;
 use crate::options::Options;
 use crate::reset::{Close, Reset, Unsent};
-use crate::shared::{Refused, Shared};
+use crate::shared::{Queue, Refused, Shared};
 use crate::socket::Socket;
 
 /// Bytes a [`Stream`] holds for its reader before it stops reading from
@@ -133,30 +133,11 @@ impl Handler for StreamHandler {
 
 type Wait = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 
-/// Waits until the queue takes bytes, the connection changes state, or it
-/// closes. The wake-ups are armed before the check, so none is missed.
-async fn wait_room(shared: Arc<Shared>) {
-    let room = shared.room.notified();
-    let changed = shared.changed.notified();
-    tokio::pin!(room, changed);
-    room.as_mut().enable();
-    changed.as_mut().enable();
-    {
-        let mut q = shared.queue();
-        if q.closed || q.has_room() {
-            return;
-        }
-        q.room_waiters = true;
-    }
-    tokio::select! {
-        _ = room => {}
-        _ = changed => {}
-    }
-}
-
-/// Waits until everything queued was handed to the kernel, or the
-/// connection went down or closed.
-async fn wait_drained(shared: Arc<Shared>) {
+/// Waits until `done` holds for the send queue, waking on every batch the
+/// driver takes or finishes and on every state change. The wake-ups are
+/// armed before the check, so none is missed. `once` returns after the
+/// first wake-up (the caller checks again itself).
+async fn wait_queue(shared: Arc<Shared>, done: fn(&Queue) -> bool, once: bool) {
     loop {
         let room = shared.room.notified();
         let changed = shared.changed.notified();
@@ -165,7 +146,7 @@ async fn wait_drained(shared: Arc<Shared>) {
         changed.as_mut().enable();
         {
             let mut q = shared.queue();
-            if q.closed || !q.accepting || q.is_drained() {
+            if q.closed || done(&q) {
                 return;
             }
             q.room_waiters = true;
@@ -174,7 +155,20 @@ async fn wait_drained(shared: Arc<Shared>) {
             _ = room => {}
             _ = changed => {}
         }
+        if once {
+            return;
+        }
     }
+}
+
+/// The queue takes bytes now.
+async fn wait_room(shared: Arc<Shared>) {
+    wait_queue(shared, Queue::has_room, true).await
+}
+
+/// Everything queued was handed to the kernel, or the connection is down.
+async fn wait_drained(shared: Arc<Shared>) {
+    wait_queue(shared, |q| !q.accepting || q.is_drained(), false).await
 }
 
 /// A managed connection as `AsyncRead + AsyncWrite`.

@@ -50,27 +50,7 @@ async fn disconnect_while_connected_flushes_queued_bytes_then_fin_and_never_reco
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnect_while_connecting_never_reconnects() {
     // A listener whose accept queue is full drops SYNs, so connect hangs.
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.bind(
-        &"127.0.0.1:0"
-            .parse::<std::net::SocketAddr>()
-            .unwrap()
-            .into(),
-    )
-    .unwrap();
-    sock.listen(0).unwrap();
-    let addr = sock.local_addr().unwrap().as_socket().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..4 {
-        if let Ok(Ok(s)) = tokio::time::timeout(
-            Duration::from_millis(200),
-            tokio::net::TcpStream::connect(addr),
-        )
-        .await
-        {
-            fillers.push(s);
-        }
-    }
+    let (addr, _listener, _fillers) = harness::unanswering().await;
     let calls = Calls::default();
     let cm = Manager::new();
     let mut events = cm.events();
@@ -98,7 +78,6 @@ async fn disconnect_while_connecting_never_reconnects() {
         after_close = matches!(e.kind, EventKind::Closed { .. });
     }
     assert!(after_close);
-    drop(sock);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -106,27 +106,7 @@ async fn an_endpoint_list_skips_a_dead_address() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_list_races_past_a_blackholed_address() {
     // A listener with a full accept queue drops SYNs: the address never answers.
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.bind(
-        &"127.0.0.1:0"
-            .parse::<std::net::SocketAddr>()
-            .unwrap()
-            .into(),
-    )
-    .unwrap();
-    sock.listen(0).unwrap();
-    let hole = sock.local_addr().unwrap().as_socket().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..4 {
-        if let Ok(Ok(s)) = tokio::time::timeout(
-            Duration::from_millis(200),
-            tokio::net::TcpStream::connect(hole),
-        )
-        .await
-        {
-            fillers.push(s);
-        }
-    }
+    let (hole, _listener, _fillers) = harness::unanswering().await;
     let mut live = Server::start().await;
     let cm = Manager::new();
     let ep = Endpoint::any([hole, live.addr]).unwrap();

@@ -152,7 +152,7 @@ async fn redial_reports_every_loss_that_stubborn_io_hides() {
     let (proxy, seen) = setup(7).await;
     let opts = ReconnectOptions::new()
         .with_exit_if_first_connect_fails(false)
-        .with_retries_generator(|| std::iter::repeat(Duration::from_millis(5)).take(1000));
+        .with_retries_generator(|| std::iter::repeat_n(Duration::from_millis(5), 1000));
     let stubborn = StubbornTcpStream::connect_with_options(proxy.local_addr(), opts)
         .await
         .unwrap();

@@ -184,3 +184,22 @@ pub fn recording(calls: &Calls) -> redial::FnHandler {
         .on_connect_failed(move |err, attempt| d.push(format!("failed {attempt} {err}")))
         .on_close(move |cl| e.push(format!("close {:?}", cl.reason())))
 }
+
+/// An address that never answers: a listener whose accept queue is full
+/// drops SYNs, so a connect to it hangs. Keep the returned values alive.
+pub async fn unanswering() -> (SocketAddr, socket2::Socket, Vec<TcpStream>) {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    sock.listen(0).unwrap();
+    let addr = sock.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) =
+            tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await
+        {
+            fillers.push(s);
+        }
+    }
+    (addr, sock, fillers)
+}
