@@ -579,6 +579,11 @@ impl<H: Handler> Driver<H> {
                 _ = self.shared.wake.notified() => {}
                 _ = wait_timer(&mut timer) => {
                     let now = Instant::now();
+                    if self.shared.reads_paused() {
+                        // Not reading is the application's choice, not the
+                        // peer's silence.
+                        last_read = now;
+                    }
                     if idle.is_some_and(|d| now >= last_read + d) {
                         return Outcome::Lost(ResetReason::IdleTimeout, None);
                     }
