@@ -38,6 +38,18 @@ pub(crate) struct Link {
 }
 
 impl Link {
+    pub(crate) fn new(
+        events: broadcast::Sender<Event>,
+        attempts: Arc<AttemptGate>,
+        manager: Weak<ManagerInner>,
+    ) -> Self {
+        Link {
+            events,
+            attempts,
+            manager,
+        }
+    }
+
     pub(crate) fn deregister(&self, shared: &Arc<Shared>) {
         if let Some(m) = self.manager.upgrade() {
             m.registry().conns.remove(&shared.id);
@@ -94,11 +106,11 @@ impl ManagerInner {
         let seed = opts
             .seed
             .unwrap_or_else(|| self.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let link = Link {
-            events: self.events.clone(),
-            attempts: self.attempts.clone(),
-            manager: Arc::downgrade(self),
-        };
+        let link = Link::new(
+            self.events.clone(),
+            self.attempts.clone(),
+            Arc::downgrade(self),
+        );
         let driver = Driver::new(handler, shared, opts, link, seed);
         self.handle.spawn(driver.run());
         conn

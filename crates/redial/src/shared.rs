@@ -415,6 +415,13 @@ impl Shared {
         socket_gen: Option<u64>,
         data: &[u8],
     ) -> Result<(), SendError> {
+        // Fast path: room in the queue, no waiter to set up. This is the
+        // per-message cost of a producer that writes in a loop.
+        match self.push(socket_gen, data) {
+            Ok(()) => return Ok(()),
+            Err(Refused::Full { .. }) => {}
+            Err(other) => return Err(other.into_error(data)),
+        }
         loop {
             let notified = self.room.notified();
             tokio::pin!(notified);

@@ -34,6 +34,17 @@ impl Transport {
             Transport::Tls(t) => t.tcp.readable().await,
         }
     }
+    pub(crate) async fn ready(
+        &self,
+        interest: tokio::io::Interest,
+    ) -> io::Result<tokio::io::Ready> {
+        match self {
+            Transport::Tcp(s) => s.ready(interest).await,
+            Transport::Unix(s) => s.ready(interest).await,
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => t.tcp.ready(interest).await,
+        }
+    }
     pub(crate) async fn writable(&self) -> io::Result<()> {
         match self {
             Transport::Tcp(s) => s.writable().await,
