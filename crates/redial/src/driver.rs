@@ -65,13 +65,21 @@ impl Batch {
         self.data.clear();
         self.ends.clear();
         self.pos = 0;
-        if self.data.capacity() > KEEP_BATCH_CAPACITY {
-            self.data = Vec::new();
-            self.ends = Vec::new();
-        }
         let mut q = shared.queue();
         if q.buf.is_empty() {
             q.inflight = 0;
+            // Idle: release what a burst grew, on both sides of the swap.
+            // While busy the capacity is kept, so a stream of sends does not
+            // regrow its buffers batch after batch.
+            if q.buf.capacity() > KEEP_BATCH_CAPACITY {
+                q.buf = Vec::new();
+                q.ends = Vec::new();
+            }
+            drop(q);
+            if self.data.capacity() > KEEP_BATCH_CAPACITY {
+                self.data = Vec::new();
+                self.ends = Vec::new();
+            }
             return false;
         }
         std::mem::swap(&mut q.buf, &mut self.data);
@@ -475,15 +483,15 @@ impl<H: Handler> Driver<H> {
                         .counters
                         .bytes_out
                         .fetch_add(n as u64, Ordering::Relaxed);
-                    if batch.done() {
-                        // The batch is out: its room is free again.
-                        let mut q = self.shared.queue();
-                        q.inflight = 0;
-                        if q.room_waiters {
-                            q.room_waiters = false;
-                            drop(q);
-                            self.shared.room.notify_waiters();
-                        }
+                    // What the kernel took is room again: a waiting producer
+                    // refills the queue while this batch's tail drains,
+                    // instead of taking turns with it.
+                    let mut q = self.shared.queue();
+                    q.inflight = batch.data.len() - batch.pos;
+                    if q.room_waiters {
+                        q.room_waiters = false;
+                        drop(q);
+                        self.shared.room.notify_waiters();
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
