@@ -96,3 +96,35 @@ async fn a_pool_of_unix_connections_sends_to_live_members() {
     server.abort();
     let _ = std::fs::remove_file(&path);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_over_a_unix_socket_survives_a_restart() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let path = socket_path("stream");
+    let server = echo(UnixListener::bind(&path).unwrap());
+    let cm = Manager::new();
+    let mut stream = cm
+        .stream(format!("unix:{}", path.display()), fast_options(20, 100))
+        .unwrap();
+    stream.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    stream.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping");
+
+    server.abort();
+    let _ = server.await;
+    std::fs::remove_file(&path).unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
+    let server = echo(UnixListener::bind(&path).unwrap());
+    stream.write_all(b"pong").await.unwrap();
+    stream.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"pong");
+    assert_eq!(stream.generation(), 2);
+    stream.shutdown().await.unwrap();
+    server.abort();
+    let _ = std::fs::remove_file(&path);
+}
