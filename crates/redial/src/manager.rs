@@ -30,6 +30,13 @@ use crate::shared::{Command, PoolTag, Shared};
 /// enough that a recovering server is not hit by a wall of SYNs.
 pub const DEFAULT_MAX_CONNECTING: usize = 64;
 
+/// The default options, shared by every connection made without options of
+/// its own, so each of them does not carry its own copy.
+pub(crate) fn default_options() -> Arc<Options> {
+    static DEFAULT: std::sync::OnceLock<Arc<Options>> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(|| Arc::new(Options::default())).clone()
+}
+
 /// What a connection's driver keeps of its manager.
 pub(crate) struct Link {
     pub(crate) events: broadcast::Sender<Event>,
@@ -87,7 +94,7 @@ impl ManagerInner {
         self: &Arc<Self>,
         endpoint: Endpoint,
         handler: H,
-        opts: Options,
+        opts: Arc<Options>,
         pool: Option<PoolTag>,
     ) -> Connection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -327,7 +334,7 @@ impl Manager {
     ) -> Result<Connection, ConnectError> {
         let endpoint = endpoint.to_endpoint()?;
         opts.validate()?;
-        Ok(self.inner.spawn(endpoint, handler, opts, None))
+        Ok(self.inner.spawn(endpoint, handler, Arc::new(opts), None))
     }
 
     /// The oldest open connection to `endpoint` (as written: `localhost:80`

@@ -97,7 +97,11 @@ impl Pool {
         endpoint: impl ToEndpoint,
         handler: H,
     ) -> Result<Connection, ConnectError> {
-        self.add_connection_with(endpoint, handler, Options::default())
+        self.add(
+            endpoint.to_endpoint()?,
+            handler,
+            crate::manager::default_options(),
+        )
     }
 
     /// Adds a managed connection with the given [`Options`].
@@ -115,6 +119,15 @@ impl Pool {
     ) -> Result<Connection, ConnectError> {
         let endpoint = endpoint.to_endpoint()?;
         opts.validate()?;
+        self.add(endpoint, handler, std::sync::Arc::new(opts))
+    }
+
+    fn add<H: Handler>(
+        &self,
+        endpoint: crate::endpoint::Endpoint,
+        handler: H,
+        opts: std::sync::Arc<Options>,
+    ) -> Result<Connection, ConnectError> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(ConnectError::PoolClosed {
                 pool: self.inner.name.to_string(),
