@@ -61,6 +61,11 @@ impl fmt::Debug for Resume {
 
 /// The application's side of a managed connection.
 ///
+/// Callbacks run on the runtime's worker threads and must not block: a
+/// blocked worker stalls the I/O and timers of other connections (and of
+/// the application) until it returns. Hand slow work to a task or a
+/// channel.
+///
 /// Only `on_data` must be written; the others default to doing nothing
 /// (and `on_reset` to [`Resume::Reconnect`]). A panic in any method closes
 /// this connection with
