@@ -231,21 +231,22 @@ impl Iterator for Delays {
 
     fn next(&mut self) -> Option<Duration> {
         let b = self.backoff;
-        let base = self.base();
-        let d = match b.jitter {
+        let base = self.base().as_secs_f64();
+        // Computed in seconds and capped before it becomes a Duration, so a
+        // cap near Duration::MAX ("no cap") cannot overflow.
+        let secs = match b.jitter {
             Jitter::None => base,
-            Jitter::Proportional(f) => {
-                let factor = 1.0 - f + 2.0 * f * self.rng.unit();
-                base.mul_f64(factor.max(0.0))
-            }
-            Jitter::Full => base.mul_f64(self.rng.unit()),
+            Jitter::Proportional(f) => base * (1.0 - f + 2.0 * f * self.rng.unit()).max(0.0),
+            Jitter::Full => base * self.rng.unit(),
             Jitter::Decorrelated => {
                 let lo = b.initial.as_secs_f64();
                 let hi = (self.prev.as_secs_f64() * 3.0).max(lo);
-                Duration::from_secs_f64(lo + (hi - lo) * self.rng.unit())
+                lo + (hi - lo) * self.rng.unit()
             }
         };
-        let d = d.min(b.max);
+        let d = Duration::try_from_secs_f64(secs)
+            .unwrap_or(b.max)
+            .min(b.max);
         self.prev = d;
         self.level = self.level.saturating_add(1);
         Some(d)

@@ -184,7 +184,12 @@ impl Endpoint {
         if input.is_empty() {
             return Err(EndpointError::Empty);
         }
-        if let Some(path) = input.strip_prefix("unix:") {
+        if let Some(path) = input
+            .strip_prefix("unix:")
+            // "unix:80" is the host named `unix`, port 80; a socket whose
+            // path is all digits is written "unix:./80".
+            .filter(|rest| rest.is_empty() || !rest.bytes().all(|b| b.is_ascii_digit()))
+        {
             if path.is_empty() {
                 return Err(EndpointError::EmptyUnixPath {
                     input: input.into(),
@@ -386,6 +391,9 @@ impl ToEndpoint for (&str, u16) {
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
+        if host.is_empty() {
+            return Err(EndpointError::MissingHost { input });
+        }
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(Endpoint::from_kind(Kind::Addr(SocketAddr::new(ip, port))));
         }

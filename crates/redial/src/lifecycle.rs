@@ -19,6 +19,15 @@ use crate::backoff::Delays;
 use crate::options::Options;
 use crate::reset::CloseReason;
 
+/// The farthest a backoff deadline is set: a century is "never" for a
+/// connection, and stays far inside what an `Instant` can hold.
+const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `now + delay`, without overflowing for a delay near `Duration::MAX`.
+fn deadline(now: Instant, delay: Duration) -> Instant {
+    now.checked_add(delay.min(FAR)).unwrap_or(now)
+}
+
 /// Where a managed connection is in its life cycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
@@ -113,7 +122,7 @@ impl Lifecycle {
         }
         let delay = self.delays.next().unwrap_or(Duration::ZERO);
         if let Some(budget) = self.give_up_after {
-            if elapsed + delay > budget {
+            if elapsed.saturating_add(delay) > budget {
                 self.phase = Phase::Closed(CloseReason::GaveUp {
                     attempts: self.failed,
                     elapsed,
@@ -122,7 +131,7 @@ impl Lifecycle {
             }
         }
         self.phase = Phase::BackingOff {
-            until: now + delay,
+            until: deadline(now, delay),
             attempt: attempt.saturating_add(1),
         };
         Some(delay)
@@ -165,7 +174,7 @@ impl Lifecycle {
         } else {
             let delay = self.delays.next().unwrap_or(Duration::ZERO);
             self.phase = Phase::BackingOff {
-                until: now + delay,
+                until: deadline(now, delay),
                 attempt: 1,
             };
             Some(delay)

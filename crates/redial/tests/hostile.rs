@@ -498,25 +498,25 @@ fn a_peer_resetting_the_tls_handshake_is_a_failed_attempt_on_the_schedule() {
 
 // Inputs found by fuzzing (fuzz/fuzz_targets/endpoint.rs).
 
-// CORE BUG: `<(&str, u16) as ToEndpoint>::to_endpoint` (endpoint.rs)
+// Regression (fixed): `<(&str, u16) as ToEndpoint>::to_endpoint` (endpoint.rs)
 // accepts the host "unix" and builds a host endpoint that prints as
 // "unix:80", and that text parses as the Unix socket path "80": the
 // written form of an endpoint no longer names it (a log line or config
 // written from it connects somewhere else).
 #[test]
-#[ignore = "core bug: (\"unix\", port).to_endpoint() prints as unix:PORT, which parses as a Unix socket path; run with --ignored"]
+
 fn an_endpoint_built_from_host_and_port_prints_as_text_naming_it() {
     let e = ("unix", 80).to_endpoint().unwrap();
     let again: Endpoint = e.to_string().parse().unwrap();
     assert_eq!(again, e, "{e} parses back as {again}");
 }
 
-// CORE BUG: `<(&str, u16) as ToEndpoint>::to_endpoint` (endpoint.rs)
+// Regression (fixed): `<(&str, u16) as ToEndpoint>::to_endpoint` (endpoint.rs)
 // checks for an empty host before stripping IPv6 brackets, so ("[]", 2)
 // builds an endpoint with an empty host that prints as ":2", which does
 // not parse ("has no host").
 #[test]
-#[ignore = "core bug: (\"[]\", port).to_endpoint() builds an endpoint with an empty host; run with --ignored"]
+
 fn an_empty_bracketed_host_is_refused() {
     assert!(("[]", 2).to_endpoint().is_err());
 }
