@@ -28,10 +28,17 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let sock = conn.wait_connected().await?;
     let tcp = sock.tcp().ok_or("not a TCP socket")?;
     println!("connection #{} to {}", conn.id(), conn.endpoint());
-    println!("  local {:?} -> peer {:?}", tcp.local_addr()?, tcp.peer_addr()?);
+    println!(
+        "  local {:?} -> peer {:?}",
+        tcp.local_addr()?,
+        tcp.peer_addr()?
+    );
     println!("  nodelay {}", tcp.nodelay()?);
     println!("  keepalive {}", sock.sock_ref().keepalive()?);
-    println!("all connections to {addr}: {}", cm.connections_to(addr).len());
+    println!(
+        "all connections to {addr}: {}",
+        cm.connections_to(addr).len()
+    );
 
     cm.disconnect_all().await;
     Ok(())

@@ -282,7 +282,10 @@ impl fmt::Display for CloseReason {
             CloseReason::Aborted => f.write_str("aborted by the application"),
             CloseReason::Stopped => f.write_str("on_reset returned Stop"),
             CloseReason::GaveUp { attempts, elapsed } => {
-                write!(f, "gave up after {attempts} failed attempts in {elapsed:.2?}")
+                write!(
+                    f,
+                    "gave up after {attempts} failed attempts in {elapsed:.2?}"
+                )
             }
             CloseReason::RestartIntensity { resets, within } => {
                 write!(
