@@ -157,7 +157,17 @@ impl Endpoint {
                 input: "unix:".into(),
             });
         }
-        Ok(Self::from_kind(Kind::Unix(path.to_path_buf())))
+        // A path of digits alone would print as "unix:80", the host `unix`;
+        // "./80" names the same file and prints unambiguously.
+        let digits = path
+            .to_str()
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()));
+        let path = if digits {
+            Path::new(".").join(path)
+        } else {
+            path.to_path_buf()
+        };
+        Ok(Self::from_kind(Kind::Unix(path)))
     }
 
     /// The host name or address, for TLS server names and logs; `None` for
@@ -466,6 +476,15 @@ mod tests {
         ));
         let msg = err("localhost:http").to_string();
         assert!(msg.contains("localhost:http"), "{msg}");
+    }
+
+    #[test]
+    fn the_host_unix_and_a_digit_socket_path_print_apart() {
+        let host = ("unix", 80).to_endpoint().unwrap();
+        assert_eq!(host.to_string().parse::<Endpoint>().unwrap(), host);
+        let path = Endpoint::unix("80").unwrap();
+        assert_eq!(path.to_string(), "unix:./80");
+        assert_eq!(path.to_string().parse::<Endpoint>().unwrap(), path);
     }
 
     #[test]
