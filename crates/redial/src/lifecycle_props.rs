@@ -700,7 +700,6 @@ fn fail_repeatedly(lc: &mut Lifecycle, n: usize) -> usize {
 // after about 64 failed attempts at 1 s × 2. In the driver that panic
 // kills the connection's task.
 #[test]
-
 fn a_huge_backoff_cap_never_panics_the_machine() {
     let b = Backoff::new(Duration::from_secs(1), 2.0, Duration::MAX)
         .unwrap()
@@ -714,7 +713,6 @@ fn a_huge_backoff_cap_never_panics_the_machine() {
 // as soon as the base delay times the jitter factor passes the range of a
 // Duration, before the cap is applied.
 #[test]
-
 fn a_huge_backoff_cap_never_panics_the_schedule() {
     let b = Backoff::new(Duration::from_secs(1), 2.0, Duration::MAX).unwrap();
     assert!(b.delays(1).take(200).all(|d| d <= Duration::MAX));

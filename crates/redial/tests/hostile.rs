@@ -504,7 +504,6 @@ fn a_peer_resetting_the_tls_handshake_is_a_failed_attempt_on_the_schedule() {
 // written form of an endpoint no longer names it (a log line or config
 // written from it connects somewhere else).
 #[test]
-
 fn an_endpoint_built_from_host_and_port_prints_as_text_naming_it() {
     let e = ("unix", 80).to_endpoint().unwrap();
     let again: Endpoint = e.to_string().parse().unwrap();
@@ -516,7 +515,6 @@ fn an_endpoint_built_from_host_and_port_prints_as_text_naming_it() {
 // builds an endpoint with an empty host that prints as ":2", which does
 // not parse ("has no host").
 #[test]
-
 fn an_empty_bracketed_host_is_refused() {
     assert!(("[]", 2).to_endpoint().is_err());
 }
