@@ -152,6 +152,9 @@ pub(crate) struct Driver<H: Handler> {
     entry: Option<Entry>,
     generation: u64,
     rotate: usize,
+    /// Shared with the other connections to the endpoint that never give
+    /// up: one probes while it is down (see `probe.rs`).
+    health: Option<Arc<crate::probe::EndpointHealth>>,
     /// Bytes handed back at close (grace ran out, abort).
     /// Boxed: rare, and an idle connection should not pay for its size.
     leftover: Option<Box<Unsent>>,
@@ -176,9 +179,16 @@ impl<H: Handler> Driver<H> {
             entry: None,
             generation: 0,
             rotate: 0,
+            health: None,
             leftover: None,
             finished: false,
         }
+    }
+
+    /// Shares the endpoint's probe with the other connections to it.
+    pub(crate) fn with_health(mut self, health: Option<Arc<crate::probe::EndpointHealth>>) -> Self {
+        self.health = health;
+        self
     }
 
     fn emit(&self, kind: EventKind) {
@@ -255,27 +265,61 @@ impl<H: Handler> Driver<H> {
         }
     }
 
-    async fn attempt(&mut self, attempt: u32) {
-        if self.check_command() {
-            return;
+    /// Waits while another connection probes this endpoint. False when a
+    /// command closed the connection meanwhile.
+    async fn wait_for_probe(&mut self) -> bool {
+        let Some(health) = self.health.clone() else {
+            return true;
+        };
+        let mut announced = false;
+        loop {
+            let changed = health.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if health.may_attempt(self.shared.id) {
+                return true;
+            }
+            if !announced {
+                self.shared.set_state(State::BackingOff);
+                debug!("endpoint down: waiting for the connection that probes it");
+                announced = true;
+            }
+            tokio::select! {
+                _ = changed => {}
+                _ = self.shared.wake.notified() => {
+                    if self.check_command() {
+                        return false;
+                    }
+                }
+            }
         }
-        self.shared.set_state(State::Connecting);
-        self.emit(EventKind::Connecting { attempt });
-        debug!(attempt, "connecting");
-        let rotate = self.rotate;
-        self.rotate = self.rotate.wrapping_add(1);
-        let result = {
+    }
+
+    async fn attempt(&mut self, attempt: u32) {
+        let result = loop {
+            if self.check_command() || !self.wait_for_probe().await {
+                return;
+            }
+            self.shared.set_state(State::Connecting);
+            let rotate = self.rotate;
             let attempts = self.link.attempts.clone();
             let endpoint = &self.shared.endpoint;
             let opts = &self.opts;
+            let health = self.health.clone();
+            let id = self.shared.id;
             // Boxed: an attempt's state (resolver, connect, TLS handshake)
             // is large and short-lived; inline, every idle connection's task
             // would carry its size for good.
             let mut dialing = Box::pin(async move {
                 let _attempt = attempts.enter().await;
-                dial(endpoint, opts, rotate).await
+                // Checked again with the permit in hand: while this one
+                // queued, another may have found the endpoint down.
+                if health.is_some_and(|h| !h.may_attempt(id)) {
+                    return None;
+                }
+                Some(dial(endpoint, opts, rotate).await)
             });
-            loop {
+            let r = loop {
                 tokio::select! {
                     r = &mut dialing => break Some(r),
                     _ = self.shared.wake.notified() => {
@@ -284,8 +328,24 @@ impl<H: Handler> Driver<H> {
                         }
                     }
                 }
+            };
+            match r {
+                None => break None,
+                Some(None) => continue, // parked: wait for the probe
+                Some(Some(r)) => {
+                    self.rotate = self.rotate.wrapping_add(1);
+                    self.emit(EventKind::Connecting { attempt });
+                    debug!(attempt, "connect attempt made");
+                    break Some(r);
+                }
             }
         };
+        if let (Some(h), Some(r)) = (&self.health, &result) {
+            match r {
+                Ok(_) => h.succeeded(),
+                Err(_) => h.failed(self.shared.id),
+            }
+        }
         let now = Instant::now().into_std();
         match result {
             None => {
@@ -714,6 +774,9 @@ impl<H: Handler> Driver<H> {
         };
         // A panic here has nothing left to close; it is contained all the same.
         let _ = guarded("on_close", || self.handler.on_close(&close));
+        if let Some(h) = self.health.take() {
+            h.leave(self.shared.id);
+        }
         self.link.deregister(&self.shared);
         self.emit(EventKind::Closed {
             reason,

@@ -69,6 +69,7 @@ mod lifecycle_props;
 mod manager;
 mod options;
 mod pool;
+mod probe;
 mod reset;
 mod scratch;
 mod shared;

@@ -60,6 +60,9 @@ impl Link {
     pub(crate) fn deregister(&self, shared: &Arc<Shared>) {
         if let Some(m) = self.manager.upgrade() {
             m.registry().conns.remove(&shared.id);
+            if let Some(p) = &m.probes {
+                p.release(&shared.endpoint);
+            }
         }
     }
 }
@@ -77,6 +80,7 @@ pub(crate) struct ManagerInner {
     registry: Mutex<Registry>,
     events: broadcast::Sender<Event>,
     attempts: Arc<AttemptGate>,
+    probes: Option<crate::probe::Probes>,
     next_id: AtomicU64,
     seed: u64,
 }
@@ -118,7 +122,14 @@ impl ManagerInner {
             self.attempts.clone(),
             Arc::downgrade(self),
         );
-        let driver = Driver::new(handler, shared, opts, link, seed);
+        // Connections that never give up share one probe per endpoint.
+        let health = match &self.probes {
+            Some(p) if opts.max_attempts.is_none() && opts.give_up_after.is_none() => {
+                Some(p.join(&conn.shared.endpoint))
+            }
+            _ => None,
+        };
+        let driver = Driver::new(handler, shared, opts, link, seed).with_health(health);
         self.handle.spawn(driver.run());
         conn
     }
@@ -150,6 +161,7 @@ impl Drop for ManagerInner {
 pub struct ManagerBuilder {
     max_connecting: usize,
     own_runtime: bool,
+    probe_per_endpoint: bool,
 }
 
 impl ManagerBuilder {
@@ -164,6 +176,23 @@ impl ManagerBuilder {
     /// ```
     pub fn max_connecting(mut self, n: usize) -> Self {
         self.max_connecting = n.max(1);
+        self
+    }
+
+    /// While an endpoint is down, let one of its connections probe it and
+    /// the others wait for that probe instead of making attempts of their
+    /// own (default on). Only connections that never give up take part
+    /// (no `max_attempts`, no `give_up_after`): the others count their own
+    /// attempts. Waiting connections report no failed attempts and are
+    /// released, under the cap of attempts in flight, when the probe
+    /// connects.
+    ///
+    /// ```
+    /// let cm = redial::Manager::builder().probe_per_endpoint(false).own_runtime(true).build();
+    /// # let _ = cm;
+    /// ```
+    pub fn probe_per_endpoint(mut self, on: bool) -> Self {
+        self.probe_per_endpoint = on;
         self
     }
 
@@ -222,6 +251,7 @@ impl ManagerBuilder {
                 registry: Mutex::new(Registry::default()),
                 events,
                 attempts: Arc::new(AttemptGate::new(self.max_connecting)),
+                probes: self.probe_per_endpoint.then(crate::probe::Probes::default),
                 next_id: AtomicU64::new(1),
                 seed,
             }),
@@ -297,6 +327,7 @@ impl Manager {
         ManagerBuilder {
             max_connecting: DEFAULT_MAX_CONNECTING,
             own_runtime: false,
+            probe_per_endpoint: true,
         }
     }
 

@@ -253,3 +253,57 @@ async fn pool_send_wait_waits_for_a_member_or_times_out_with_the_bytes() {
         .unwrap()
         .unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_to_a_down_endpoint_share_one_probe() {
+    let mut server = Server::start().await;
+    server.stop_listening().await;
+    let cm = Manager::new();
+    let conns: Vec<_> = (0..50)
+        .map(|_| {
+            cm.connect_with(server.addr, redial::handler(), fast_options(10, 100))
+                .unwrap()
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let failed: u64 = conns.iter().map(|c| c.stats().failed_attempts).sum();
+    // Alone, each would have failed ~12 times in that second (600 in all);
+    // sharing, the first wave fails once each and then one probes.
+    println!("50 connections, 1 s of outage: {failed} failed attempts");
+    assert!(failed <= 50 + 20, "{failed} failed attempts");
+    server.relisten().await;
+    for c in &conns {
+        tokio::time::timeout(Duration::from_secs(5), c.wait_connected())
+            .await
+            .expect("released when the probe connected")
+            .unwrap();
+    }
+    cm.disconnect_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_counts_its_attempts_makes_its_own() {
+    let mut server = Server::start().await;
+    server.stop_listening().await;
+    let cm = Manager::new();
+    let conns: Vec<_> = (0..5)
+        .map(|_| {
+            cm.connect_with(
+                server.addr,
+                redial::handler(),
+                fast_options(10, 20).max_attempts(4),
+            )
+            .unwrap()
+        })
+        .collect();
+    for c in &conns {
+        let reason = tokio::time::timeout(Duration::from_secs(5), c.closed())
+            .await
+            .unwrap();
+        assert!(
+            matches!(reason, CloseReason::GaveUp { attempts: 4, .. }),
+            "{reason:?}"
+        );
+        assert_eq!(c.stats().failed_attempts, 4);
+    }
+}
