@@ -175,27 +175,28 @@ pub fn parse_size(input: &str) -> Result<u64, UnitError> {
     let Some((n, scale)) = decimal(num) else {
         return Err(UnitError::new(input, SIZE_HELP));
     };
-    let mult: u128 =
-        match unit.to_ascii_lowercase().as_str() {
-            "" | "b" => 1,
-            "kb" => 1_000,
-            "mb" => 1_000_000,
-            "gb" => 1_000_000_000,
-            "tb" => 1_000_000_000_000,
-            "pb" => 1_000_000_000_000_000,
-            "k" | "kib" => 1 << 10,
-            "m" | "mib" => 1 << 20,
-            "g" | "gib" => 1 << 30,
-            "t" | "tib" => 1 << 40,
-            // format_size prints PiB for huge values: read them back too.
-            "p" | "pib" => 1 << 50,
-            _ => return Err(UnitError::new(
+    let mult: u128 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "pb" => 1_000_000_000_000_000,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        // format_size prints PiB for huge values: read them back too.
+        "p" | "pib" => 1 << 50,
+        _ => {
+            return Err(UnitError::new(
                 input,
                 format!(
                     "unknown unit `{unit}`; use B, KB, KiB, MB, MiB, GB, GiB, TB, TiB, PB or PiB"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     let bytes = n
         .checked_mul(mult)
         .map(|v| v / 10u128.pow(scale))
