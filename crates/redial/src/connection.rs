@@ -135,10 +135,7 @@ impl Connection {
     /// ```
     pub fn stats(&self) -> Stats {
         let c = &self.shared.counters;
-        let queued = {
-            let q = self.shared.queue();
-            q.buf.len() + q.inflight
-        };
+        let queued = self.queued();
         let info = self.shared.info();
         Stats {
             connects: c.connects.load(Ordering::Relaxed),
@@ -270,8 +267,7 @@ impl Connection {
     }
 
     pub(crate) fn queued(&self) -> usize {
-        let q = self.shared.queue();
-        q.buf.len() + q.inflight
+        self.shared.queue().queued()
     }
 }
 

@@ -85,11 +85,7 @@ impl Batch {
         std::mem::swap(&mut q.buf, &mut self.data);
         std::mem::swap(&mut q.ends, &mut self.ends);
         q.inflight = self.data.len();
-        if q.room_waiters {
-            q.room_waiters = false;
-            drop(q);
-            shared.room.notify_waiters();
-        }
+        shared.wake_writers(q);
         true
     }
 
@@ -548,11 +544,7 @@ impl<H: Handler> Driver<H> {
                     // instead of taking turns with it.
                     let mut q = self.shared.queue();
                     q.inflight = batch.data.len() - batch.pos;
-                    if q.room_waiters {
-                        q.room_waiters = false;
-                        drop(q);
-                        self.shared.room.notify_waiters();
-                    }
+                    self.shared.wake_writers(q);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -364,6 +364,15 @@ impl Shared {
         }
     }
 
+    /// Releases the queue lock and wakes the writers waiting for room, if any.
+    pub(crate) fn wake_writers(&self, mut q: MutexGuard<'_, Queue>) {
+        if q.room_waiters {
+            q.room_waiters = false;
+            drop(q);
+            self.room.notify_waiters();
+        }
+    }
+
     pub(crate) fn reads_paused(&self) -> bool {
         self.read_paused.load(Ordering::Acquire)
     }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use memcache::{McError, Memcache};
-use redial::{Backoff, Manager, Options};
+use redial::{Manager, Options};
 use support::servers::{wait_client_count, Kind, Server};
 
 /// Set/get pairs in the traffic test.
@@ -38,9 +38,7 @@ const RECOVERY_BOUND: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn options() -> Options {
-    Options::new()
-        .backoff(Backoff::new(Duration::from_millis(50), 2.0, Duration::from_secs(1)).unwrap())
-        .connect_timeout(Duration::from_secs(2))
+    support::servers::restart_options()
 }
 
 /// What happened to the requests of one worker.

@@ -15,7 +15,7 @@ mod redis_subscriber;
 
 use std::time::{Duration, Instant};
 
-use redial::{Backoff, Manager, Options, State};
+use redial::{Manager, Options, State};
 use redis_subscriber::{Publisher, RedisError, SubEvent, Subscriber};
 use support::servers::{redis_info, wait_client_count, Kind, Server};
 
@@ -33,9 +33,7 @@ const RECOVERY_BOUND: Duration = Duration::from_secs(5);
 const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn options() -> Options {
-    Options::new()
-        .backoff(Backoff::new(Duration::from_millis(50), 2.0, Duration::from_secs(1)).unwrap())
-        .connect_timeout(Duration::from_secs(2))
+    support::servers::restart_options()
 }
 
 async fn next_event(sub: &mut Subscriber) -> SubEvent {

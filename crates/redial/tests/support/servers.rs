@@ -311,3 +311,18 @@ pub async fn wait_client_count(server: &Server, want: u64, within: Duration) -> 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Options for the restart tests: 50 ms x2 backoff capped at 1 s, so a
+/// restarted server is found again well within the tests' recovery bound.
+pub fn restart_options() -> redial::Options {
+    redial::Options::new()
+        .backoff(
+            redial::Backoff::new(
+                std::time::Duration::from_millis(50),
+                2.0,
+                std::time::Duration::from_secs(1),
+            )
+            .unwrap(),
+        )
+        .connect_timeout(std::time::Duration::from_secs(2))
+}
