@@ -86,7 +86,10 @@ impl Connection {
     /// ```
     pub fn send(&self, data: impl AsRef<[u8]>) -> Result<(), SendError> {
         let data = data.as_ref();
-        self.shared.push(None, data).map_err(|r| r.into_error(data))
+        self.shared
+            .push(None, data)
+            .map(drop)
+            .map_err(|r| r.into_error(data))
     }
 
     /// Queues bytes, waiting while the queue is full.

@@ -32,9 +32,13 @@ use crate::socket::Socket;
 /// Reads per readiness wake-up before the driver turns to its writes, so a
 /// peer that floods us cannot starve our own sending.
 const MAX_READS_PER_WAKE: usize = 16;
-/// A write batch buffer that grew past this is released after use, so a
-/// burst does not pin memory on a connection that goes idle again.
+/// Send buffers that grew past this are released once the connection has
+/// been idle for [`TRIM_AFTER`], so a burst does not pin memory on a
+/// connection that goes quiet again.
 const KEEP_BATCH_CAPACITY: usize = 64 * 1024;
+/// How long the send queue must stay empty before a burst's buffers are
+/// released: long enough that a steady stream of sends keeps them.
+const TRIM_AFTER: Duration = Duration::from_millis(250);
 /// After its FIN, a disconnecting connection waits at most this long for
 /// the peer's FIN (reading what still arrives), so closing does not turn
 /// into an RST that could destroy the peer's unread data.
@@ -53,6 +57,8 @@ struct Batch {
     data: Vec<u8>,
     ends: Vec<usize>,
     pos: usize,
+    /// Batches taken so far (tells a burst from an idle spell).
+    taken: u64,
 }
 
 impl Batch {
@@ -61,6 +67,9 @@ impl Batch {
     }
 
     /// Swaps in everything queued. Returns false when the queue was empty.
+    /// Capacity is kept on both sides of the swap, so a stream of sends
+    /// does not regrow its buffers batch after batch; [`Batch::trim`]
+    /// releases it once the connection has gone idle.
     fn refill(&mut self, shared: &Shared) -> bool {
         self.data.clear();
         self.ends.clear();
@@ -68,25 +77,39 @@ impl Batch {
         let mut q = shared.queue();
         if q.buf.is_empty() {
             q.inflight = 0;
-            // Idle: release what a burst grew, on both sides of the swap.
-            // While busy the capacity is kept, so a stream of sends does not
-            // regrow its buffers batch after batch.
-            if q.buf.capacity() > KEEP_BATCH_CAPACITY {
-                q.buf = Vec::new();
-                q.ends = Vec::new();
-            }
-            drop(q);
-            if self.data.capacity() > KEEP_BATCH_CAPACITY {
-                self.data = Vec::new();
-                self.ends = Vec::new();
-            }
             return false;
         }
         std::mem::swap(&mut q.buf, &mut self.data);
         std::mem::swap(&mut q.ends, &mut self.ends);
         q.inflight = self.data.len();
         shared.wake_writers(q);
+        self.taken = self.taken.wrapping_add(1);
         true
+    }
+
+    /// Whether a burst left more capacity behind than an idle connection
+    /// should keep.
+    fn oversized(&self) -> bool {
+        self.data.capacity() > KEEP_BATCH_CAPACITY
+    }
+
+    /// Releases what a burst grew, on both sides of the swap, if nothing
+    /// is queued.
+    fn trim(&mut self, shared: &Shared) {
+        if !self.done() {
+            return;
+        }
+        {
+            let mut q = shared.queue();
+            if !q.buf.is_empty() {
+                return;
+            }
+            q.buf = Vec::new();
+            q.ends = Vec::new();
+        }
+        self.data = Vec::new();
+        self.ends = Vec::new();
+        self.pos = 0;
     }
 
     /// Everything not yet written: the cut chunk and the untouched ones.
@@ -608,15 +631,16 @@ impl<H: Handler> Driver<H> {
         let mut last_read = Instant::now();
         let mut last_beat = last_read;
         let mut timer: Option<std::pin::Pin<Box<Sleep>>> = None;
-        let next_deadline = |last_read: Instant, last_beat: Instant| {
-            let a = idle.map(|d| last_read + d);
-            let b = heartbeat.map(|d| last_read.max(last_beat) + d);
-            match (a, b) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
-        };
-        if let Some(d) = next_deadline(last_read, last_beat) {
+        // When to release a burst's buffers, and the batch count then: a
+        // batch taken since means the connection was not idle after all.
+        let mut trim: Option<(Instant, u64)> = None;
+        let next_deadline =
+            |last_read: Instant, last_beat: Instant, trim: Option<(Instant, u64)>| {
+                let a = idle.map(|d| last_read + d);
+                let b = heartbeat.map(|d| last_read.max(last_beat) + d);
+                [a, b, trim.map(|t| t.0)].into_iter().flatten().min()
+            };
+        if let Some(d) = next_deadline(last_read, last_beat, trim) {
             timer = Some(Box::pin(sleep_until(d)));
         }
         loop {
@@ -627,6 +651,15 @@ impl<H: Handler> Driver<H> {
                 Ok(f) => f,
                 Err(e) => return Outcome::Lost(ResetReason::from_io(&e), Some(e.to_string())),
             };
+            if flushed && trim.is_none() && batch.oversized() {
+                let at = Instant::now() + TRIM_AFTER;
+                trim = Some((at, batch.taken));
+                match timer.as_mut() {
+                    Some(t) if t.deadline() <= at => {}
+                    Some(t) => t.as_mut().reset(at),
+                    None => timer = Some(Box::pin(sleep_until(at))),
+                }
+            }
             let interest = match (!self.shared.reads_paused(), !flushed) {
                 (true, true) => Some(Interest::READABLE.add(Interest::WRITABLE)),
                 (true, false) => Some(Interest::READABLE),
@@ -671,8 +704,18 @@ impl<H: Handler> Driver<H> {
                             }
                         }
                     }
-                    if let (Some(t), Some(d)) = (timer.as_mut(), next_deadline(last_read, last_beat)) {
-                        t.as_mut().reset(d);
+                    if let Some((at, taken)) = trim {
+                        if now >= at {
+                            trim = None;
+                            // Still busy: checked again when it next drains.
+                            if taken == batch.taken {
+                                batch.trim(&self.shared);
+                            }
+                        }
+                    }
+                    match (timer.as_mut(), next_deadline(last_read, last_beat, trim)) {
+                        (Some(t), Some(d)) => t.as_mut().reset(d),
+                        _ => timer = None,
                     }
                 }
             }

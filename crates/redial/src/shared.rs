@@ -10,6 +10,9 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use spin::mutex::{SpinMutex, SpinMutexGuard};
+use spin::relax::Yield;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -95,11 +98,18 @@ pub(crate) struct PoolTag {
     pub(crate) changed: Arc<Notify>,
 }
 
+/// The locked send queue.
+pub(crate) type QueueGuard<'a> = SpinMutexGuard<'a, Queue>;
+
 pub(crate) struct Shared {
     pub(crate) id: u64,
     pub(crate) endpoint: Endpoint,
     pub(crate) pool: Option<PoolTag>,
-    queue: Mutex<Queue>,
+    /// A spin lock: every `send` takes it, and unlocking it is a plain
+    /// store where a `Mutex` needs a second atomic read-modify-write, which
+    /// is most of a send's cost. Every critical section is a few field
+    /// updates or one copy; a waiter yields its thread.
+    queue: SpinMutex<Queue, Yield>,
     /// Wakes the driver: bytes queued on an empty queue, or a command.
     pub(crate) wake: Notify,
     /// Wakes writers waiting for room in the queue.
@@ -158,6 +168,23 @@ pub(crate) struct Queue {
     outage: Outage,
 }
 
+/// Every this many bytes queued and not yet taken by the driver, an
+/// awaiting writer ([`Connection::write`](crate::Connection::write),
+/// [`Socket::write`](crate::Socket::write)) yields once. A producer that
+/// never has to wait for room would otherwise fill the whole queue before
+/// the driver, on the same thread, writes its first byte: the peer would
+/// sit idle meanwhile, and the queue would grow to its limit.
+const HAND_OVER_EVERY: usize = 256 * 1024;
+
+/// What a push did.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Pushed {
+    /// The queue was empty: the driver needs a wake-up.
+    pub(crate) was_empty: bool,
+    /// The untaken bytes crossed a multiple of [`HAND_OVER_EVERY`].
+    pub(crate) hand_over: bool,
+}
+
 /// Why a push was refused, before the bytes are copied into a [`SendError`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Refused {
@@ -204,8 +231,8 @@ impl Queue {
 
     /// Appends to the live socket's queue. A single chunk larger than the
     /// limit is taken only into an empty queue, so it can never wait forever.
-    /// Returns whether the queue was empty (the driver needs a wake-up).
-    fn push_live(&mut self, data: &[u8]) -> Result<bool, Refused> {
+    #[inline]
+    fn push_live(&mut self, data: &[u8]) -> Result<Pushed, Refused> {
         let queued = self.queued();
         if queued > 0 && queued + data.len() > self.limit {
             return Err(Refused::Full {
@@ -213,20 +240,25 @@ impl Queue {
                 limit: self.limit,
             });
         }
-        let was_empty = self.buf.is_empty();
+        let before = self.buf.len();
         self.buf.extend_from_slice(data);
         self.ends.push(self.buf.len());
-        Ok(was_empty)
+        Ok(Pushed {
+            was_empty: before == 0,
+            hand_over: before / HAND_OVER_EVERY != self.buf.len() / HAND_OVER_EVERY,
+        })
     }
 
-    pub(crate) fn push_socket(&mut self, generation: u64, data: &[u8]) -> Result<bool, Refused> {
+    #[inline]
+    pub(crate) fn push_socket(&mut self, generation: u64, data: &[u8]) -> Result<Pushed, Refused> {
         if self.closed || !self.socket_open || self.generation != generation {
             return Err(Refused::Closed);
         }
         self.push_live(data)
     }
 
-    pub(crate) fn push_connection(&mut self, data: &[u8]) -> Result<bool, Refused> {
+    #[inline]
+    pub(crate) fn push_connection(&mut self, data: &[u8]) -> Result<Pushed, Refused> {
         if self.closed {
             return Err(Refused::Closed);
         }
@@ -245,7 +277,7 @@ impl Queue {
                 }
                 self.outage_buf.extend_from_slice(data);
                 self.outage_ends.push(self.outage_buf.len());
-                Ok(false)
+                Ok(Pushed::default())
             }
         }
     }
@@ -288,7 +320,7 @@ impl Shared {
             id,
             endpoint,
             pool,
-            queue: Mutex::new(Queue {
+            queue: SpinMutex::new(Queue {
                 buf: Vec::new(),
                 ends: Vec::new(),
                 inflight: 0,
@@ -315,10 +347,9 @@ impl Shared {
         }
     }
 
-    /// Locks the queue. A panic while it was held (only possible in this
-    /// crate's own code) leaves plain data behind, so the poison is ignored.
-    pub(crate) fn queue(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    /// Locks the queue.
+    pub(crate) fn queue(&self) -> QueueGuard<'_> {
+        self.queue.lock()
     }
 
     pub(crate) fn info(&self) -> MutexGuard<'_, Info> {
@@ -365,7 +396,7 @@ impl Shared {
     }
 
     /// Releases the queue lock and wakes the writers waiting for room, if any.
-    pub(crate) fn wake_writers(&self, mut q: MutexGuard<'_, Queue>) {
+    pub(crate) fn wake_writers(&self, mut q: QueueGuard<'_>) {
         if q.room_waiters {
             q.room_waiters = false;
             drop(q);
@@ -404,18 +435,19 @@ impl Shared {
     }
 
     /// Pushes bytes, waking the driver when the queue was empty.
-    pub(crate) fn push(&self, socket_gen: Option<u64>, data: &[u8]) -> Result<(), Refused> {
-        let was_empty = {
+    #[inline]
+    pub(crate) fn push(&self, socket_gen: Option<u64>, data: &[u8]) -> Result<Pushed, Refused> {
+        let pushed = {
             let mut q = self.queue();
             match socket_gen {
                 Some(g) => q.push_socket(g, data)?,
                 None => q.push_connection(data)?,
             }
         };
-        if was_empty {
+        if pushed.was_empty {
             self.wake.notify_one();
         }
-        Ok(())
+        Ok(pushed)
     }
 
     /// Pushes bytes, waiting while the queue is full.
@@ -427,7 +459,12 @@ impl Shared {
         // Fast path: room in the queue, no waiter to set up. This is the
         // per-message cost of a producer that writes in a loop.
         match self.push(socket_gen, data) {
-            Ok(()) => return Ok(()),
+            Ok(p) => {
+                if p.hand_over {
+                    tokio::task::yield_now().await;
+                }
+                return Ok(());
+            }
             Err(Refused::Full { .. }) => {}
             Err(other) => return Err(other.into_error(data)),
         }
@@ -441,9 +478,9 @@ impl Shared {
                     None => q.push_connection(data),
                 };
                 match r {
-                    Ok(was_empty) => {
+                    Ok(p) => {
                         drop(q);
-                        if was_empty {
+                        if p.was_empty {
                             self.wake.notify_one();
                         }
                         return Ok(());

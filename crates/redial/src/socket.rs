@@ -159,6 +159,7 @@ impl Socket {
         self.inner
             .shared
             .push(Some(self.inner.generation), data)
+            .map(drop)
             .map_err(|r| r.into_error(data))
     }
 

@@ -416,7 +416,7 @@ impl AsyncWrite for Stream {
                 inbox.writer = Some(cx.waker().clone());
             }
             match this.conn.shared.push(None, buf) {
-                Ok(()) => return Poll::Ready(Ok(buf.len())),
+                Ok(_) => return Poll::Ready(Ok(buf.len())),
                 Err(Refused::Closed) => {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::BrokenPipe,

@@ -45,7 +45,7 @@ async fn throughput(addr: SocketAddr, n: u64) -> Result<()> {
     let before = procfs::rss_bytes(std::process::id());
     stamp("start");
     for i in 0..n {
-        if let Err(e) = conn.write(MSG).await {
+        if let Err(e) = conn.write(&MSG).await {
             bail!(
                 "write {i} of {n}: {e}; state {:?}; {:?}",
                 conn.state(),
