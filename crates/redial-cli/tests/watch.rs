@@ -34,8 +34,10 @@ fn json_events_follow_a_server_that_stops_and_starts() {
     assert_eq!(up["generation"], 1);
     assert!(up["time"].as_str().unwrap().ends_with('Z'));
 
-    drop(conn);
+    // The listener goes first: a lost connection is retried at once, and
+    // must find nobody listening.
     drop(listener);
+    drop(conn);
     let reset = event(&redial.stdout.wait_for("reset", T, is("reset")));
     assert_eq!(reset["reason"], "peer closed the connection");
     assert!(reset["uptime_ms"].is_u64());

@@ -92,7 +92,10 @@ impl Connection {
             .map_err(|r| r.into_error(data))
     }
 
-    /// Queues bytes, waiting while the queue is full.
+    /// Queues bytes, waiting while the queue is full. Every 256 KiB queued
+    /// that the connection has not yet taken, it also yields once, so a
+    /// producer that runs on the connection's thread lets it write early
+    /// instead of filling the whole queue first.
     ///
     /// ```no_run
     /// # async fn f(conn: redial::Connection) -> Result<(), redial::SendError> {

@@ -8,7 +8,12 @@
 //! Rules it enforces:
 //! - a failed attempt is followed by the next delay of the backoff schedule;
 //! - a connection that stayed up for `stable_after` starts the schedule over
-//!   and is retried at once when lost; one lost sooner continues the schedule;
+//!   and is retried at once when lost;
+//! - one lost sooner is retried at once too, unless the connection before it
+//!   was also short-lived: then it continues the schedule. A server that
+//!   closes one connection is reconnected without delay; one that accepts
+//!   and closes every connection gets one immediate retry, then the
+//!   schedule;
 //! - give-up by attempts, by time budget, and by restart intensity;
 //! - [`Lifecycle::close`] is final: no input after it starts an attempt.
 
@@ -58,6 +63,8 @@ pub struct Lifecycle {
     failed: u32,
     /// Times of recent resets, only kept when restart intensity is on.
     resets: VecDeque<Instant>,
+    /// The last connected period ended before `stable_after`.
+    short_lived: bool,
 }
 
 impl Lifecycle {
@@ -72,6 +79,7 @@ impl Lifecycle {
             streak_start: None,
             failed: 0,
             resets: VecDeque::new(),
+            short_lived: false,
         }
     }
 
@@ -167,8 +175,12 @@ impl Lifecycle {
         }
         self.streak_start = Some(now);
         self.failed = 0;
-        if now.saturating_duration_since(since) >= self.stable_after {
-            self.delays.reset();
+        let stable = now.saturating_duration_since(since) >= self.stable_after;
+        let was_short_lived = std::mem::replace(&mut self.short_lived, !stable);
+        if stable || !was_short_lived {
+            if stable {
+                self.delays.reset();
+            }
             self.phase = Phase::Connecting { attempt: 1 };
             Some(Duration::ZERO)
         } else {
@@ -270,12 +282,12 @@ mod tests {
     }
 
     #[test]
-    fn flapping_connection_continues_the_schedule() {
+    fn flapping_connection_gets_one_immediate_retry_then_the_schedule() {
         let mut now = Instant::now();
         let mut lc = Lifecycle::new(&opts(), 1);
         lc.start(now);
         let mut delays = Vec::new();
-        for _ in 0..5 {
+        for _ in 0..6 {
             lc.connected(now);
             now += ms(10);
             let d = lc.reset(now, true).unwrap();
@@ -283,7 +295,35 @@ mod tests {
             now += d;
             lc.timeout(now);
         }
-        assert_eq!(delays, [ms(100), ms(200), ms(400), ms(800), ms(1000)]);
+        assert_eq!(
+            delays,
+            [ms(0), ms(100), ms(200), ms(400), ms(800), ms(1000)]
+        );
+    }
+
+    #[test]
+    fn a_short_loss_after_a_stable_one_is_retried_at_once() {
+        let mut now = Instant::now();
+        let mut lc = Lifecycle::new(&opts(), 1);
+        lc.start(now);
+        lc.connected(now);
+        now += ms(10);
+        assert_eq!(lc.reset(now, true), Some(Duration::ZERO), "first loss");
+        lc.connected(now);
+        now += ms(10);
+        assert_eq!(lc.reset(now, true), Some(ms(100)), "second short loss");
+        now += ms(100);
+        lc.timeout(now);
+        lc.connected(now);
+        now += ms(5000);
+        assert_eq!(lc.reset(now, true), Some(Duration::ZERO), "stable");
+        lc.connected(now);
+        now += ms(10);
+        assert_eq!(
+            lc.reset(now, true),
+            Some(Duration::ZERO),
+            "short after stable"
+        );
     }
 
     #[test]

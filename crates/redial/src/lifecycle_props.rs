@@ -357,6 +357,7 @@ struct Model {
     failed: u32,
     streak_start: Instant,
     resets: VecDeque<Instant>,
+    short_lived: bool,
 }
 
 impl Model {
@@ -368,6 +369,7 @@ impl Model {
             failed: 0,
             streak_start: Instant::now(),
             resets: VecDeque::new(),
+            short_lived: false,
         }
     }
 
@@ -437,8 +439,14 @@ impl Model {
                 }
                 self.streak_start = now;
                 self.failed = 0;
-                if now.duration_since(since) >= ms(self.cfg.stable_after_ms) {
+                let stable = now.duration_since(since) >= ms(self.cfg.stable_after_ms);
+                let after_short = self.short_lived;
+                self.short_lived = !stable;
+                if stable {
                     self.delays.reset();
+                    self.phase = Phase::Connecting { attempt: 1 };
+                    Some(Duration::ZERO)
+                } else if !after_short {
                     self.phase = Phase::Connecting { attempt: 1 };
                     Some(Duration::ZERO)
                 } else {
@@ -552,25 +560,33 @@ proptest! {
 
     /// Every delay the machine returns is within the bounds of its jitter
     /// kind at its place in the schedule, never above the cap; a loss after
-    /// `stable_after` is retried at once and restarts the schedule.
+    /// `stable_after` is retried at once and restarts the schedule; a short
+    /// loss after a stable one is retried at once and keeps its place.
     #[test]
     fn delays_stay_within_the_backoff_bounds(cfg in cfg([true; 3]), evs in events()) {
         // Place in the schedule, tracked from the rules alone.
         let mut level = 0u32;
         let mut prev = cfg.initial();
+        let mut short_lived = false;
         for s in run(&cfg, &evs) {
             let draw = match (&s.ev, &s.before) {
                 (Ev::ConnectFailed, Phase::Connecting { .. }) => {
                     !matches!(s.after, Phase::Closed(CloseReason::GaveUp { .. }))
                 }
                 (Ev::Reset { resume: true }, Phase::Connected { since }) => {
+                    let stable = s.at.duration_since(*since) >= ms(cfg.stable_after_ms);
+                    let after_short = std::mem::replace(&mut short_lived, !stable);
                     if is_closed(&s.after) {
                         false
-                    } else if s.at.duration_since(*since) >= ms(cfg.stable_after_ms) {
+                    } else if stable {
                         prop_assert_eq!(s.out, Some(Duration::ZERO));
                         prop_assert_eq!(&s.after, &Phase::Connecting { attempt: 1 });
                         level = 0;
                         prev = cfg.initial();
+                        false
+                    } else if !after_short {
+                        prop_assert_eq!(s.out, Some(Duration::ZERO));
+                        prop_assert_eq!(&s.after, &Phase::Connecting { attempt: 1 });
                         false
                     } else {
                         true

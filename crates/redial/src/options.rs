@@ -212,9 +212,10 @@ impl Options {
     }
 
     /// How long a connection must stay up before the backoff schedule starts
-    /// over and the next loss is retried at once (default 5 s). A connection
-    /// lost sooner is retried on the running schedule, so a server that
-    /// accepts and closes at once is not hammered.
+    /// over (default 5 s). A lost connection is retried at once, unless it
+    /// and the connection before it were both lost sooner than this: then
+    /// the retry waits for the running schedule, so a server that accepts
+    /// and closes every connection is not hammered.
     ///
     /// ```
     /// let o = redial::Options::new().stable_after(std::time::Duration::from_secs(1));

@@ -163,7 +163,10 @@ impl Socket {
             .map_err(|r| r.into_error(data))
     }
 
-    /// Queues bytes, waiting while the queue is full.
+    /// Queues bytes, waiting while the queue is full. Every 256 KiB queued
+    /// that the connection has not yet taken, it also yields once, so a
+    /// producer that runs on the connection's thread lets it write early
+    /// instead of filling the whole queue first.
     ///
     /// ```no_run
     /// # async fn f(sock: redial::Socket) -> Result<(), redial::SendError> {

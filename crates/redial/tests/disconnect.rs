@@ -147,8 +147,12 @@ async fn disconnect_all_reaches_every_connection_including_two_to_one_endpoint()
         .unwrap();
     cm.connect_with(down.addr, recording(&calls), fast_options(10, 100))
         .unwrap();
+    // Held open: a dropped stream would make its connection reconnect,
+    // and an attempt in flight when disconnect_all runs may still reach
+    // the server's accept queue.
+    let mut held = Vec::new();
     for _ in 0..3 {
-        server.next(5).await;
+        held.push(server.next(5).await);
     }
     // Both connections to one endpoint are kept; get_connection returns the oldest.
     assert_eq!(cm.connections_to(server.addr).len(), 3);

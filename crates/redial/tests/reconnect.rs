@@ -159,14 +159,16 @@ async fn a_flapping_server_is_retried_on_the_schedule_not_at_once() {
         .connect_with(server.addr, recording(&calls), fast_options(50, 1000))
         .unwrap();
     let mut at = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..5 {
         let a = server.next(10).await;
         at.push(a.at);
         drop(a.stream); // accept and close at once
     }
+    // The first loss is retried at once; from the second short-lived
+    // connection in a row on, the schedule: 50, 100, 200 ms.
     let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
-    for (i, g) in gaps.iter().enumerate() {
-        assert!(*g >= Duration::from_millis(50 << i), "gap {i}: {g:?}");
+    for (i, g) in gaps.iter().skip(1).enumerate() {
+        assert!(*g >= Duration::from_millis(50 << i), "gap {}: {g:?}", i + 1);
     }
     conn.disconnect().await;
 }
@@ -190,6 +192,36 @@ async fn a_stable_connection_is_retried_at_once() {
         b.at - closed < Duration::from_millis(1500),
         "{:?}",
         b.at - closed
+    );
+    conn.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_short_loss_is_retried_at_once_two_in_a_row_wait_for_the_schedule() {
+    let mut server = Server::start().await;
+    let calls = Calls::default();
+    let cm = Manager::new();
+    // stable_after stays at its 5 s default: both connections are short-lived.
+    let conn = cm
+        .connect_with(server.addr, recording(&calls), fast_options(2000, 4000))
+        .unwrap();
+    let a = server.next(5).await;
+    let closed = Instant::now();
+    drop(a.stream);
+    let b = server.next(5).await;
+    assert!(
+        b.at - closed < Duration::from_millis(1500),
+        "first short loss waited {:?}",
+        b.at - closed
+    );
+    let closed = Instant::now();
+    drop(b.stream);
+    let c = server.next(10).await;
+    // The schedule's first delay is 2 s (no jitter).
+    assert!(
+        c.at - closed >= Duration::from_millis(1900),
+        "second short loss in a row retried after only {:?}",
+        c.at - closed
     );
     conn.disconnect().await;
 }
