@@ -83,11 +83,29 @@ pub(crate) struct ManagerInner {
     probes: Option<crate::probe::Probes>,
     next_id: AtomicU64,
     seed: u64,
+    /// The options of the last connection made with options of its own:
+    /// connections made with equal options share this one copy.
+    last_options: Mutex<Option<Arc<Options>>>,
 }
 
 impl ManagerInner {
     pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `opts` behind an `Arc`, shared with earlier connections whose
+    /// options are the same: thousands of connections made with one
+    /// `Options` value then cost one copy, not one each.
+    pub(crate) fn share_options(&self, opts: Options) -> Arc<Options> {
+        let mut last = self.last_options.lock().unwrap_or_else(|p| p.into_inner());
+        match &*last {
+            Some(a) if a.same_as(&opts) => a.clone(),
+            _ => {
+                let a = Arc::new(opts);
+                *last = Some(a.clone());
+                a
+            }
+        }
     }
 
     pub(crate) fn remove_pool(&self, name: &str) {
@@ -254,6 +272,7 @@ impl ManagerBuilder {
                 probes: self.probe_per_endpoint.then(crate::probe::Probes::default),
                 next_id: AtomicU64::new(1),
                 seed,
+                last_options: Mutex::new(None),
             }),
         })
     }
@@ -346,7 +365,8 @@ impl Manager {
         endpoint: impl ToEndpoint,
         handler: H,
     ) -> Result<Connection, ConnectError> {
-        self.connect_with(endpoint, handler, Options::default())
+        let endpoint = endpoint.to_endpoint()?;
+        Ok(self.inner.spawn(endpoint, handler, default_options(), None))
     }
 
     /// Starts a managed connection with the given [`Options`].
@@ -365,7 +385,8 @@ impl Manager {
     ) -> Result<Connection, ConnectError> {
         let endpoint = endpoint.to_endpoint()?;
         opts.validate()?;
-        Ok(self.inner.spawn(endpoint, handler, Arc::new(opts), None))
+        let opts = self.inner.share_options(opts);
+        Ok(self.inner.spawn(endpoint, handler, opts, None))
     }
 
     /// The oldest open connection to `endpoint` (as written: `localhost:80`

@@ -140,6 +140,66 @@ pub struct Options {
     pub(crate) tls: Option<crate::tls::TlsConfig>,
 }
 
+impl Options {
+    /// Equal in every setting; hooks and TLS configurations count as equal
+    /// when they are the same value (one `Arc`), not merely alike.
+    pub(crate) fn same_as(&self, other: &Options) -> bool {
+        // Destructured, so a new setting cannot be forgotten here.
+        let Options {
+            backoff,
+            stable_after,
+            connect_timeout,
+            max_attempts,
+            give_up_after,
+            restart_intensity,
+            nodelay,
+            send_queue_limit,
+            outage,
+            bind,
+            socket_hook,
+            keepalive,
+            user_timeout,
+            idle_timeout,
+            heartbeat,
+            close_grace,
+            seed,
+            #[cfg(feature = "tls")]
+            tls,
+        } = self;
+        let hooks = match (socket_hook, &other.socket_hook) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        #[cfg(feature = "tls")]
+        let hooks = hooks
+            && match (tls, &other.tls) {
+                (None, None) => true,
+                (Some(a), Some(b)) => {
+                    Arc::ptr_eq(&a.config, &b.config) && a.server_name == b.server_name
+                }
+                _ => false,
+            };
+        hooks
+            && *backoff == other.backoff
+            && *stable_after == other.stable_after
+            && *connect_timeout == other.connect_timeout
+            && *max_attempts == other.max_attempts
+            && *give_up_after == other.give_up_after
+            && *restart_intensity == other.restart_intensity
+            && *nodelay == other.nodelay
+            && *send_queue_limit == other.send_queue_limit
+            && *outage == other.outage
+            && *bind == other.bind
+            && *keepalive == other.keepalive
+            && *user_timeout == other.user_timeout
+            && *idle_timeout == other.idle_timeout
+            && *heartbeat == other.heartbeat
+            && *close_grace == other.close_grace
+            && *seed == other.seed
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -469,5 +529,22 @@ impl Options {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_the_same_when_every_setting_is() {
+        let a = Options::new().max_attempts(3);
+        assert!(a.same_as(&a.clone()));
+        assert!(!a.same_as(&Options::new()));
+        assert!(!a.same_as(&a.clone().stable_after(Duration::from_secs(1))));
+        // Hooks: the same hook value, not a look-alike.
+        let hooked = a.clone().configure_socket(|_| Ok(()));
+        assert!(hooked.same_as(&hooked.clone()));
+        assert!(!hooked.same_as(&a.clone().configure_socket(|_| Ok(()))));
     }
 }

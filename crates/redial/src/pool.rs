@@ -97,11 +97,7 @@ impl Pool {
         endpoint: impl ToEndpoint,
         handler: H,
     ) -> Result<Connection, ConnectError> {
-        self.add(
-            endpoint.to_endpoint()?,
-            handler,
-            crate::manager::default_options(),
-        )
+        self.add(endpoint.to_endpoint()?, handler, None)
     }
 
     /// Adds a managed connection with the given [`Options`].
@@ -119,14 +115,14 @@ impl Pool {
     ) -> Result<Connection, ConnectError> {
         let endpoint = endpoint.to_endpoint()?;
         opts.validate()?;
-        self.add(endpoint, handler, std::sync::Arc::new(opts))
+        self.add(endpoint, handler, Some(opts))
     }
 
     fn add<H: Handler>(
         &self,
         endpoint: crate::endpoint::Endpoint,
         handler: H,
-        opts: std::sync::Arc<Options>,
+        opts: Option<Options>,
     ) -> Result<Connection, ConnectError> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(ConnectError::PoolClosed {
@@ -141,6 +137,10 @@ impl Pool {
         let tag = PoolTag {
             name: self.inner.name.clone(),
             changed: self.inner.changed.clone(),
+        };
+        let opts = match opts {
+            Some(o) => manager.share_options(o),
+            None => crate::manager::default_options(),
         };
         let conn = manager.spawn(endpoint, handler, opts, Some(tag));
         let mut m = self.members();
