@@ -71,7 +71,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let seed = u64::from(b.u16());
 
-    let mut lc = Lifecycle::new(&opts, seed);
+    let mut lc = Lifecycle::new(std::sync::Arc::new(opts), seed);
     let mut now = Instant::now();
     let mut closed: Option<CloseReason> = None;
     let mut disconnected = false;

@@ -151,7 +151,7 @@ impl Connection {
             bytes_out: c.bytes_out.load(Ordering::Relaxed),
             queued,
             uptime: info.connected_since.map(|t| t.elapsed()),
-            last_error: info.last_error.clone(),
+            last_error: info.last_error.as_deref().map(str::to_string),
         }
     }
 
@@ -201,7 +201,8 @@ impl Connection {
                 .shared
                 .info()
                 .close_reason
-                .clone()
+                .as_deref()
+                .cloned()
                 .unwrap_or(CloseReason::Shutdown),
         }
     }

@@ -18,6 +18,7 @@
 //! - [`Lifecycle::close`] is final: no input after it starts an attempt.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backoff::Delays;
@@ -53,34 +54,38 @@ pub enum Phase {
 pub struct Lifecycle {
     phase: Phase,
     delays: Delays,
-    stable_after: Duration,
-    max_attempts: Option<u32>,
-    give_up_after: Option<Duration>,
-    intensity: Option<(u32, Duration)>,
+    /// The policy, shared with the other connections made with the same
+    /// options rather than copied into each.
+    opts: Arc<Options>,
     /// When the current failure streak began (None while connected).
     streak_start: Option<Instant>,
     /// Failed attempts in the current streak.
     failed: u32,
-    /// Times of recent resets, only kept when restart intensity is on.
-    resets: VecDeque<Instant>,
+    /// Times of recent resets, only kept when restart intensity is on
+    /// (boxed: most connections never use it, and an empty `VecDeque`
+    /// still takes 32 bytes in every connection's task).
+    #[allow(clippy::box_collection)]
+    resets: Option<Box<VecDeque<Instant>>>,
     /// The last connected period ended before `stable_after`.
     short_lived: bool,
 }
 
 impl Lifecycle {
-    pub fn new(opts: &Options, seed: u64) -> Self {
+    pub fn new(opts: Arc<Options>, seed: u64) -> Self {
         Lifecycle {
             phase: Phase::Idle,
             delays: opts.backoff.delays(seed),
-            stable_after: opts.stable_after,
-            max_attempts: opts.max_attempts,
-            give_up_after: opts.give_up_after,
-            intensity: opts.restart_intensity,
+            opts,
             streak_start: None,
             failed: 0,
-            resets: VecDeque::new(),
+            resets: None,
             short_lived: false,
         }
+    }
+
+    /// The options the machine follows.
+    pub fn options(&self) -> &Arc<Options> {
+        &self.opts
     }
 
     pub fn phase(&self) -> &Phase {
@@ -121,7 +126,7 @@ impl Lifecycle {
         self.failed = self.failed.saturating_add(1);
         let start = *self.streak_start.get_or_insert(now);
         let elapsed = now.saturating_duration_since(start);
-        if self.max_attempts.is_some_and(|max| self.failed >= max) {
+        if self.opts.max_attempts.is_some_and(|max| self.failed >= max) {
             self.phase = Phase::Closed(CloseReason::GaveUp {
                 attempts: self.failed,
                 elapsed,
@@ -129,7 +134,7 @@ impl Lifecycle {
             return None;
         }
         let delay = self.delays.next().unwrap_or(Duration::ZERO);
-        if let Some(budget) = self.give_up_after {
+        if let Some(budget) = self.opts.give_up_after {
             if elapsed.saturating_add(delay) > budget {
                 self.phase = Phase::Closed(CloseReason::GaveUp {
                     attempts: self.failed,
@@ -156,18 +161,18 @@ impl Lifecycle {
             self.phase = Phase::Closed(CloseReason::Stopped);
             return None;
         }
-        if let Some((max, within)) = self.intensity {
-            self.resets.push_back(now);
-            while self
-                .resets
+        if let Some((max, within)) = self.opts.restart_intensity {
+            let resets = self.resets.get_or_insert_with(Box::default);
+            resets.push_back(now);
+            while resets
                 .front()
                 .is_some_and(|&t| now.saturating_duration_since(t) > within)
             {
-                self.resets.pop_front();
+                resets.pop_front();
             }
-            if self.resets.len() > max as usize {
+            if resets.len() > max as usize {
                 self.phase = Phase::Closed(CloseReason::RestartIntensity {
-                    resets: self.resets.len() as u32,
+                    resets: resets.len() as u32,
                     within,
                 });
                 return None;
@@ -175,7 +180,7 @@ impl Lifecycle {
         }
         self.streak_start = Some(now);
         self.failed = 0;
-        let stable = now.saturating_duration_since(since) >= self.stable_after;
+        let stable = now.saturating_duration_since(since) >= self.opts.stable_after;
         let was_short_lived = std::mem::replace(&mut self.short_lived, !stable);
         if stable || !was_short_lived {
             if stable {
@@ -248,7 +253,7 @@ mod tests {
     #[test]
     fn failed_attempts_follow_the_schedule_up_to_the_cap() {
         let mut now = Instant::now();
-        let mut lc = Lifecycle::new(&opts(), 1);
+        let mut lc = Lifecycle::new(Arc::new(opts()), 1);
         lc.start(now);
         let d = fail_n(&mut lc, &mut now, 6);
         assert_eq!(d, [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]);
@@ -258,7 +263,7 @@ mod tests {
     #[test]
     fn backing_off_waits_for_its_deadline() {
         let now = Instant::now();
-        let mut lc = Lifecycle::new(&opts(), 1);
+        let mut lc = Lifecycle::new(Arc::new(opts()), 1);
         lc.start(now);
         lc.connect_failed(now);
         assert_eq!(lc.poll_timeout(), Some(now + ms(100)));
@@ -271,7 +276,7 @@ mod tests {
     #[test]
     fn stable_connection_is_retried_at_once_and_schedule_restarts() {
         let mut now = Instant::now();
-        let mut lc = Lifecycle::new(&opts(), 1);
+        let mut lc = Lifecycle::new(Arc::new(opts()), 1);
         lc.start(now);
         fail_n(&mut lc, &mut now, 3);
         lc.connected(now);
@@ -284,7 +289,7 @@ mod tests {
     #[test]
     fn flapping_connection_gets_one_immediate_retry_then_the_schedule() {
         let mut now = Instant::now();
-        let mut lc = Lifecycle::new(&opts(), 1);
+        let mut lc = Lifecycle::new(Arc::new(opts()), 1);
         lc.start(now);
         let mut delays = Vec::new();
         for _ in 0..6 {
@@ -304,7 +309,7 @@ mod tests {
     #[test]
     fn a_short_loss_after_a_stable_one_is_retried_at_once() {
         let mut now = Instant::now();
-        let mut lc = Lifecycle::new(&opts(), 1);
+        let mut lc = Lifecycle::new(Arc::new(opts()), 1);
         lc.start(now);
         lc.connected(now);
         now += ms(10);
@@ -329,7 +334,7 @@ mod tests {
     #[test]
     fn gives_up_after_max_attempts() {
         let mut now = Instant::now();
-        let mut lc = Lifecycle::new(&opts().max_attempts(3), 1);
+        let mut lc = Lifecycle::new(Arc::new(opts().max_attempts(3)), 1);
         lc.start(now);
         assert_eq!(fail_n(&mut lc, &mut now, 10).len(), 2);
         assert!(matches!(
@@ -341,7 +346,7 @@ mod tests {
     #[test]
     fn gives_up_when_the_time_budget_is_spent() {
         let mut now = Instant::now();
-        let mut lc = Lifecycle::new(&opts().give_up_after(ms(1000)), 1);
+        let mut lc = Lifecycle::new(Arc::new(opts().give_up_after(ms(1000))), 1);
         lc.start(now);
         // 100 + 200 + 400 = 700 elapsed; the next delay (800) would pass 1000.
         assert_eq!(fail_n(&mut lc, &mut now, 10), [ms(100), ms(200), ms(400)]);
@@ -355,7 +360,7 @@ mod tests {
     fn restart_intensity_trips_on_the_resets_beyond_the_limit() {
         let mut now = Instant::now();
         let mut lc = Lifecycle::new(
-            &opts().restart_intensity(2, ms(10_000)).stable_after(ms(1)),
+            Arc::new(opts().restart_intensity(2, ms(10_000)).stable_after(ms(1))),
             1,
         );
         lc.start(now);
@@ -375,7 +380,7 @@ mod tests {
     #[test]
     fn stop_from_on_reset_closes() {
         let now = Instant::now();
-        let mut lc = Lifecycle::new(&opts(), 1);
+        let mut lc = Lifecycle::new(Arc::new(opts()), 1);
         lc.start(now);
         lc.connected(now);
         assert_eq!(lc.reset(now, false), None);
@@ -386,7 +391,7 @@ mod tests {
     fn close_is_final_in_every_phase() {
         let now = Instant::now();
         for setup in 0..4 {
-            let mut lc = Lifecycle::new(&opts(), 1);
+            let mut lc = Lifecycle::new(Arc::new(opts()), 1);
             match setup {
                 0 => {}
                 1 => lc.start(now),

@@ -97,7 +97,7 @@ impl Cfg {
     }
 
     fn machine(&self) -> Lifecycle {
-        Lifecycle::new(&self.options(), self.seed)
+        Lifecycle::new(std::sync::Arc::new(self.options()), self.seed)
     }
 }
 
@@ -720,7 +720,7 @@ fn a_huge_backoff_cap_never_panics_the_machine() {
     let b = Backoff::new(Duration::from_secs(1), 2.0, Duration::MAX)
         .unwrap()
         .with_jitter(Jitter::None);
-    let mut lc = Lifecycle::new(&Options::new().backoff(b), 1);
+    let mut lc = Lifecycle::new(std::sync::Arc::new(Options::new().backoff(b)), 1);
     assert_eq!(fail_repeatedly(&mut lc, 100), 100);
 }
 

@@ -120,6 +120,14 @@ impl ManagerInner {
         pool: Option<PoolTag>,
     ) -> Connection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // Connections that never give up share one probe per endpoint.
+        let (health, endpoint) = match &self.probes {
+            Some(p) if opts.max_attempts.is_none() && opts.give_up_after.is_none() => {
+                let (health, shared_endpoint) = p.join(endpoint);
+                (Some(health), shared_endpoint)
+            }
+            _ => (None, endpoint),
+        };
         let shared = Arc::new(Shared::new(
             id,
             endpoint,
@@ -140,13 +148,6 @@ impl ManagerInner {
             self.attempts.clone(),
             Arc::downgrade(self),
         );
-        // Connections that never give up share one probe per endpoint.
-        let health = match &self.probes {
-            Some(p) if opts.max_attempts.is_none() && opts.give_up_after.is_none() => {
-                Some(p.join(&conn.shared.endpoint))
-            }
-            _ => None,
-        };
         let driver = Driver::new(handler, shared, opts, link, seed).with_health(health);
         self.handle.spawn(driver.run());
         conn

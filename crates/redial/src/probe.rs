@@ -10,6 +10,7 @@
 //! Only connections that never give up take part: one with `max_attempts`
 //! or `give_up_after` counts its own attempts, so it always makes them.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -99,9 +100,18 @@ pub(crate) struct Probes {
 }
 
 impl Probes {
-    pub(crate) fn join(&self, endpoint: &Endpoint) -> Arc<EndpointHealth> {
+    /// Joins the endpoint's probe. Also returns the table's copy of the
+    /// endpoint, which the connection keeps instead of its own, so the
+    /// connections to one endpoint share one.
+    pub(crate) fn join(&self, endpoint: Endpoint) -> (Arc<EndpointHealth>, Endpoint) {
         let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        t.entry(endpoint.clone()).or_default().clone()
+        match t.entry(endpoint) {
+            Entry::Occupied(e) => (e.get().clone(), e.key().clone()),
+            Entry::Vacant(e) => {
+                let key = e.key().clone();
+                (e.insert(Arc::default()).clone(), key)
+            }
+        }
     }
 
     /// Forgets an endpoint no connection uses any more.

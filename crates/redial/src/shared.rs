@@ -112,9 +112,9 @@ pub(crate) struct Shared {
     queue: SpinMutex<Queue, Yield>,
     /// Wakes the driver: bytes queued on an empty queue, or a command.
     pub(crate) wake: Notify,
-    /// Wakes writers waiting for room in the queue.
-    pub(crate) room: Notify,
-    /// Wakes whoever waits for a state change.
+    /// Wakes whoever waits for a state change, and writers waiting for room
+    /// in the queue (one notifier for both keeps every connection smaller;
+    /// a woken waiter checks again what it waits for).
     pub(crate) changed: Notify,
     state: AtomicU8,
     command: AtomicU8,
@@ -143,8 +143,9 @@ pub(crate) struct Counters {
 #[derive(Default)]
 pub(crate) struct Info {
     pub(crate) connected_since: Option<Instant>,
-    pub(crate) last_error: Option<String>,
-    pub(crate) close_reason: Option<CloseReason>,
+    // Boxed: rarely set, and every connection carries the field.
+    pub(crate) last_error: Option<Box<str>>,
+    pub(crate) close_reason: Option<Box<CloseReason>>,
     pub(crate) socket: Option<crate::socket::Socket>,
 }
 
@@ -161,11 +162,19 @@ pub(crate) struct Queue {
     pub(crate) accepting: bool,
     /// Ended for good (or disconnecting): every send is refused.
     pub(crate) closed: bool,
-    pub(crate) outage_buf: Vec<u8>,
-    pub(crate) outage_ends: Vec<usize>,
+    /// Bytes buffered while down ([`Outage::Buffer`]); boxed, as most
+    /// connections never buffer.
+    pub(crate) outage: Option<Box<OutageBuf>>,
     pub(crate) room_waiters: bool,
     limit: usize,
-    outage: Outage,
+    policy: Outage,
+}
+
+/// What an [`Outage::Buffer`] connection holds for its next connection.
+#[derive(Default)]
+pub(crate) struct OutageBuf {
+    pub(crate) buf: Vec<u8>,
+    pub(crate) ends: Vec<usize>,
 }
 
 /// Every this many bytes queued and not yet taken by the driver, an
@@ -265,18 +274,19 @@ impl Queue {
         if self.accepting {
             return self.push_live(data);
         }
-        match self.outage {
+        match self.policy {
             Outage::Reject => Err(Refused::NotConnected),
             Outage::Buffer { max_bytes } => {
-                let buffered = self.outage_buf.len();
+                let held = self.outage.get_or_insert_with(Box::default);
+                let buffered = held.buf.len();
                 if buffered + data.len() > max_bytes {
                     return Err(Refused::OutageFull {
                         buffered,
                         limit: max_bytes,
                     });
                 }
-                self.outage_buf.extend_from_slice(data);
-                self.outage_ends.push(self.outage_buf.len());
+                held.buf.extend_from_slice(data);
+                held.ends.push(held.buf.len());
                 Ok(Pushed::default())
             }
         }
@@ -284,14 +294,12 @@ impl Queue {
 
     /// Moves bytes buffered during the outage behind what is queued.
     pub(crate) fn release_outage(&mut self) {
-        if self.outage_buf.is_empty() {
+        let Some(held) = self.outage.take() else {
             return;
-        }
+        };
         let base = self.buf.len();
-        self.buf.extend_from_slice(&self.outage_buf);
-        self.ends.extend(self.outage_ends.iter().map(|e| e + base));
-        self.outage_buf = Vec::new();
-        self.outage_ends = Vec::new();
+        self.buf.extend_from_slice(&held.buf);
+        self.ends.extend(held.ends.iter().map(|e| e + base));
     }
 
     /// Takes every queued byte (not the driver's batch) into `unsent`.
@@ -300,9 +308,9 @@ impl Queue {
         self.buf = Vec::new();
         self.ends = Vec::new();
         if with_outage {
-            unsent.append(&self.outage_buf, &self.outage_ends);
-            self.outage_buf = Vec::new();
-            self.outage_ends = Vec::new();
+            if let Some(held) = self.outage.take() {
+                unsent.append(&held.buf, &held.ends);
+            }
         }
     }
 }
@@ -328,14 +336,12 @@ impl Shared {
                 socket_open: false,
                 accepting: false,
                 closed: false,
-                outage_buf: Vec::new(),
-                outage_ends: Vec::new(),
+                outage: None,
                 room_waiters: false,
                 limit,
-                outage,
+                policy: outage,
             }),
             wake: Notify::new(),
-            room: Notify::new(),
             changed: Notify::new(),
             state: AtomicU8::new(State::Connecting.to_u8()),
             command: AtomicU8::new(CMD_NONE),
@@ -400,7 +406,7 @@ impl Shared {
         if q.room_waiters {
             q.room_waiters = false;
             drop(q);
-            self.room.notify_waiters();
+            self.changed.notify_waiters();
         }
     }
 
@@ -469,7 +475,7 @@ impl Shared {
             Err(other) => return Err(other.into_error(data)),
         }
         loop {
-            let notified = self.room.notified();
+            let notified = self.changed.notified();
             tokio::pin!(notified);
             {
                 let mut q = self.queue();

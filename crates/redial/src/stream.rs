@@ -139,10 +139,9 @@ type Wait = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 /// first wake-up (the caller checks again itself).
 async fn wait_queue(shared: Arc<Shared>, done: fn(&Queue) -> bool, once: bool) {
     loop {
-        let room = shared.room.notified();
+        // One notifier tells of room in the queue and of state changes.
         let changed = shared.changed.notified();
-        tokio::pin!(room, changed);
-        room.as_mut().enable();
+        tokio::pin!(changed);
         changed.as_mut().enable();
         {
             let mut q = shared.queue();
@@ -151,10 +150,7 @@ async fn wait_queue(shared: Arc<Shared>, done: fn(&Queue) -> bool, once: bool) {
             }
             q.room_waiters = true;
         }
-        tokio::select! {
-            _ = room => {}
-            _ = changed => {}
-        }
+        changed.await;
         if once {
             return;
         }
