@@ -175,9 +175,7 @@ impl Backoff {
     pub fn delays(&self, seed: u64) -> Delays {
         Delays {
             backoff: *self,
-            level: 0,
-            prev: self.initial,
-            rng: Rng::new(seed),
+            place: Place::new(self, seed),
         }
     }
 }
@@ -192,30 +190,36 @@ impl Backoff {
 #[derive(Debug, Clone)]
 pub struct Delays {
     backoff: Backoff,
+    place: Place,
+}
+
+/// Where a schedule is: its level, the previous delay and the jitter's
+/// random state. Kept apart from the [`Backoff`] so a connection can hold
+/// its place while the policy stays in the shared options.
+#[derive(Debug, Clone)]
+pub(crate) struct Place {
     level: u32,
     prev: Duration,
     rng: Rng,
 }
 
-impl Delays {
+impl Place {
+    pub(crate) fn new(backoff: &Backoff, seed: u64) -> Self {
+        Place {
+            level: 0,
+            prev: backoff.initial,
+            rng: Rng::new(seed),
+        }
+    }
+
     /// Starts the schedule over from the initial delay.
-    ///
-    /// ```
-    /// let b = redial::Backoff::default().with_jitter(redial::Jitter::None);
-    /// let mut d = b.delays(0);
-    /// d.next();
-    /// d.next();
-    /// d.reset();
-    /// assert_eq!(d.next().unwrap().as_millis(), 100);
-    /// ```
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self, b: &Backoff) {
         self.level = 0;
-        self.prev = self.backoff.initial;
+        self.prev = b.initial;
     }
 
     /// The un-jittered delay at the current level, capped.
-    fn base(&self) -> Duration {
-        let b = &self.backoff;
+    fn base(&self, b: &Backoff) -> Duration {
         let factor = b.multiplier.powi(self.level.min(1024) as i32);
         let secs = b.initial.as_secs_f64() * factor;
         if !secs.is_finite() || secs >= b.max.as_secs_f64() {
@@ -224,14 +228,10 @@ impl Delays {
             Duration::from_secs_f64(secs)
         }
     }
-}
 
-impl Iterator for Delays {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        let b = self.backoff;
-        let base = self.base().as_secs_f64();
+    /// The next delay of schedule `b`.
+    pub(crate) fn next(&mut self, b: &Backoff) -> Duration {
+        let base = self.base(b).as_secs_f64();
         // Computed in seconds and capped before it becomes a Duration, so a
         // cap near Duration::MAX ("no cap") cannot overflow.
         let secs = match b.jitter {
@@ -249,7 +249,31 @@ impl Iterator for Delays {
             .min(b.max);
         self.prev = d;
         self.level = self.level.saturating_add(1);
-        Some(d)
+        d
+    }
+}
+
+impl Delays {
+    /// Starts the schedule over from the initial delay.
+    ///
+    /// ```
+    /// let b = redial::Backoff::default().with_jitter(redial::Jitter::None);
+    /// let mut d = b.delays(0);
+    /// d.next();
+    /// d.next();
+    /// d.reset();
+    /// assert_eq!(d.next().unwrap().as_millis(), 100);
+    /// ```
+    pub fn reset(&mut self) {
+        self.place.reset(&self.backoff);
+    }
+}
+
+impl Iterator for Delays {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(self.place.next(&self.backoff))
     }
 }
 

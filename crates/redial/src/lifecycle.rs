@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backoff::Delays;
+use crate::backoff::Place;
 use crate::options::Options;
 use crate::reset::CloseReason;
 
@@ -53,7 +53,8 @@ pub enum Phase {
 #[derive(Debug)]
 pub struct Lifecycle {
     phase: Phase,
-    delays: Delays,
+    /// Where the connection is in the backoff schedule.
+    place: Place,
     /// The policy, shared with the other connections made with the same
     /// options rather than copied into each.
     opts: Arc<Options>,
@@ -74,7 +75,7 @@ impl Lifecycle {
     pub fn new(opts: Arc<Options>, seed: u64) -> Self {
         Lifecycle {
             phase: Phase::Idle,
-            delays: opts.backoff.delays(seed),
+            place: Place::new(&opts.backoff, seed),
             opts,
             streak_start: None,
             failed: 0,
@@ -133,7 +134,7 @@ impl Lifecycle {
             });
             return None;
         }
-        let delay = self.delays.next().unwrap_or(Duration::ZERO);
+        let delay = self.place.next(&self.opts.backoff);
         if let Some(budget) = self.opts.give_up_after {
             if elapsed.saturating_add(delay) > budget {
                 self.phase = Phase::Closed(CloseReason::GaveUp {
@@ -184,12 +185,12 @@ impl Lifecycle {
         let was_short_lived = std::mem::replace(&mut self.short_lived, !stable);
         if stable || !was_short_lived {
             if stable {
-                self.delays.reset();
+                self.place.reset(&self.opts.backoff);
             }
             self.phase = Phase::Connecting { attempt: 1 };
             Some(Duration::ZERO)
         } else {
-            let delay = self.delays.next().unwrap_or(Duration::ZERO);
+            let delay = self.place.next(&self.opts.backoff);
             self.phase = Phase::BackingOff {
                 until: deadline(now, delay),
                 attempt: 1,

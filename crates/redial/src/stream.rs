@@ -198,6 +198,10 @@ pub struct Stream {
     write_wait: Option<Wait>,
     flush_wait: Option<Wait>,
     close_wait: Option<Wait>,
+    /// The last write crossed a hand-over mark of the send queue: the next
+    /// one yields once, so the connection task can start writing (as
+    /// `Connection::write` does).
+    yield_next: bool,
 }
 
 impl std::fmt::Debug for Stream {
@@ -269,6 +273,7 @@ impl Manager {
             write_wait: None,
             flush_wait: None,
             close_wait: None,
+            yield_next: false,
         })
     }
 }
@@ -397,6 +402,10 @@ impl AsyncWrite for Stream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if std::mem::take(&mut this.yield_next) {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         loop {
             {
                 let mut inbox = this.shared.inbox();
@@ -412,7 +421,10 @@ impl AsyncWrite for Stream {
                 inbox.writer = Some(cx.waker().clone());
             }
             match this.conn.shared.push(None, buf) {
-                Ok(_) => return Poll::Ready(Ok(buf.len())),
+                Ok(p) => {
+                    this.yield_next = p.hand_over;
+                    return Poll::Ready(Ok(buf.len()));
+                }
                 Err(Refused::Closed) => {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::BrokenPipe,
