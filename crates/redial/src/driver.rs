@@ -863,7 +863,6 @@ impl<H: Handler> Drop for Driver<H> {
 mod tests {
     use super::*;
     use crate::gate::AttemptGate;
-    use crate::options::Outage;
     use std::sync::Weak;
 
     /// An idle connection's cost is mostly its task: keep the driver's
@@ -874,9 +873,7 @@ mod tests {
             1,
             "127.0.0.1:1".parse().unwrap(),
             None,
-            1024,
-            Outage::Reject,
-            Duration::from_secs(5),
+            Arc::new(Options::new()),
         ));
         let (events, _) = tokio::sync::broadcast::channel(1);
         let link = Link::new(events, Arc::new(AttemptGate::new(1)), Weak::new());

@@ -117,7 +117,7 @@ impl ManagerInner {
         endpoint: Endpoint,
         handler: H,
         opts: Arc<Options>,
-        pool: Option<PoolTag>,
+        pool: Option<Arc<PoolTag>>,
     ) -> Connection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         // Connections that never give up share one probe per endpoint.
@@ -128,14 +128,7 @@ impl ManagerInner {
             }
             _ => (None, endpoint),
         };
-        let shared = Arc::new(Shared::new(
-            id,
-            endpoint,
-            pool,
-            opts.send_queue_limit,
-            opts.outage,
-            opts.stable_after,
-        ));
+        let shared = Arc::new(Shared::new(id, endpoint, pool, opts.clone()));
         let conn = Connection {
             shared: shared.clone(),
         };

@@ -22,6 +22,8 @@ pub(crate) struct PoolInner {
     next: AtomicUsize,
     closed: AtomicBool,
     changed: Arc<Notify>,
+    /// What each member keeps of its pool, shared by all of them.
+    tag: Arc<PoolTag>,
 }
 
 /// A named set of managed connections. Cheap to clone.
@@ -54,14 +56,20 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     pub(crate) fn new(name: &str, manager: Weak<ManagerInner>) -> Self {
+        let name: Arc<str> = name.into();
+        let changed = Arc::new(Notify::new());
         Pool {
             inner: Arc::new(PoolInner {
-                name: name.into(),
+                tag: Arc::new(PoolTag {
+                    name: name.clone(),
+                    changed: changed.clone(),
+                }),
+                name,
                 manager,
                 members: Mutex::new(Vec::new()),
                 next: AtomicUsize::new(0),
                 closed: AtomicBool::new(false),
-                changed: Arc::new(Notify::new()),
+                changed,
             }),
         }
     }
@@ -134,15 +142,11 @@ impl Pool {
             .manager
             .upgrade()
             .ok_or(ConnectError::ManagerClosed)?;
-        let tag = PoolTag {
-            name: self.inner.name.clone(),
-            changed: self.inner.changed.clone(),
-        };
         let opts = match opts {
             Some(o) => manager.share_options(o),
             None => crate::manager::default_options(),
         };
-        let conn = manager.spawn(endpoint, handler, opts, Some(tag));
+        let conn = manager.spawn(endpoint, handler, opts, Some(self.inner.tag.clone()));
         let mut m = self.members();
         m.retain(|c| c.state() != State::Closed);
         m.push(conn.clone());

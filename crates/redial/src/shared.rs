@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 use crate::endpoint::Endpoint;
 use crate::error::SendError;
-use crate::options::Outage;
+use crate::options::{Options, Outage};
 use crate::reset::{CloseReason, Unsent};
 
 /// Where a managed connection is, as the application sees it.
@@ -104,7 +104,7 @@ pub(crate) type QueueGuard<'a> = SpinMutexGuard<'a, Queue>;
 pub(crate) struct Shared {
     pub(crate) id: u64,
     pub(crate) endpoint: Endpoint,
-    pub(crate) pool: Option<PoolTag>,
+    pub(crate) pool: Option<Arc<PoolTag>>,
     /// A spin lock: every `send` takes it, and unlocking it is a plain
     /// store where a `Mutex` needs a second atomic read-modify-write, which
     /// is most of a send's cost. Every critical section is a few field
@@ -125,7 +125,8 @@ pub(crate) struct Shared {
     /// The application's reader is full: the driver stops reading (and the
     /// peer is slowed by TCP flow control) until it is cleared.
     read_paused: AtomicBool,
-    pub(crate) stable_after: Duration,
+    /// The connection's options (shared, not copied).
+    pub(crate) opts: Arc<Options>,
     pub(crate) counters: Counters,
     pub(crate) info: Mutex<Info>,
 }
@@ -167,7 +168,6 @@ pub(crate) struct Queue {
     pub(crate) outage: Option<Box<OutageBuf>>,
     pub(crate) room_waiters: bool,
     limit: usize,
-    policy: Outage,
 }
 
 /// What an [`Outage::Buffer`] connection holds for its next connection.
@@ -267,14 +267,18 @@ impl Queue {
     }
 
     #[inline]
-    pub(crate) fn push_connection(&mut self, data: &[u8]) -> Result<Pushed, Refused> {
+    pub(crate) fn push_connection(
+        &mut self,
+        data: &[u8],
+        policy: Outage,
+    ) -> Result<Pushed, Refused> {
         if self.closed {
             return Err(Refused::Closed);
         }
         if self.accepting {
             return self.push_live(data);
         }
-        match self.policy {
+        match policy {
             Outage::Reject => Err(Refused::NotConnected),
             Outage::Buffer { max_bytes } => {
                 let held = self.outage.get_or_insert_with(Box::default);
@@ -319,10 +323,8 @@ impl Shared {
     pub(crate) fn new(
         id: u64,
         endpoint: Endpoint,
-        pool: Option<PoolTag>,
-        limit: usize,
-        outage: Outage,
-        stable_after: Duration,
+        pool: Option<Arc<PoolTag>>,
+        opts: Arc<Options>,
     ) -> Self {
         Shared {
             id,
@@ -338,8 +340,7 @@ impl Shared {
                 closed: false,
                 outage: None,
                 room_waiters: false,
-                limit,
-                policy: outage,
+                limit: opts.send_queue_limit,
             }),
             wake: Notify::new(),
             changed: Notify::new(),
@@ -347,7 +348,7 @@ impl Shared {
             command: AtomicU8::new(CMD_NONE),
             short_lived: AtomicU32::new(0),
             read_paused: AtomicBool::new(false),
-            stable_after,
+            opts,
             counters: Counters::default(),
             info: Mutex::new(Info::default()),
         }
@@ -385,7 +386,7 @@ impl Shared {
         let stable = self
             .info()
             .connected_since
-            .is_some_and(|t| t.elapsed() >= self.stable_after);
+            .is_some_and(|t| t.elapsed() >= self.opts.stable_after);
         if stable {
             self.short_lived.store(0, Ordering::Release);
         }
@@ -394,7 +395,7 @@ impl Shared {
 
     /// Counts a lost connection that was up for `uptime`.
     pub(crate) fn record_uptime(&self, uptime: Duration) {
-        if uptime < self.stable_after {
+        if uptime < self.opts.stable_after {
             self.short_lived.fetch_add(1, Ordering::AcqRel);
         } else {
             self.short_lived.store(0, Ordering::Release);
@@ -447,7 +448,7 @@ impl Shared {
             let mut q = self.queue();
             match socket_gen {
                 Some(g) => q.push_socket(g, data)?,
-                None => q.push_connection(data)?,
+                None => q.push_connection(data, self.opts.outage)?,
             }
         };
         if pushed.was_empty {
@@ -481,7 +482,7 @@ impl Shared {
                 let mut q = self.queue();
                 let r = match socket_gen {
                     Some(g) => q.push_socket(g, data),
-                    None => q.push_connection(data),
+                    None => q.push_connection(data, self.opts.outage),
                 };
                 match r {
                     Ok(p) => {

@@ -78,7 +78,7 @@ async fn resume_with_runs_the_entry_instead_of_on_connect() {
         .connect_with(server.addr, h, fast_options(10, 100))
         .unwrap();
     drop(server.next(5).await);
-    server.next(5).await; // second connection
+    let _second = server.next(5).await;
     calls.wait("entry 2", 1, 5).await;
     assert_eq!(
         calls.all()[..2],
@@ -135,7 +135,7 @@ async fn server_down_reports_each_failed_attempt_with_growing_delays_then_connec
         .unwrap();
     calls.wait("failed", 5, 10).await;
     server.relisten().await;
-    server.next(10).await;
+    let _held = server.next(10).await;
     calls.wait("connect 1", 1, 10).await;
     let t = times.lock().unwrap().clone();
     let gaps: Vec<Duration> = t.windows(2).map(|w| w[1] - w[0]).collect();

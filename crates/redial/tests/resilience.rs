@@ -92,7 +92,7 @@ async fn an_endpoint_list_skips_a_dead_address() {
     let conn = cm
         .connect_with(ep, recording(&calls), fast_options(10, 100))
         .unwrap();
-    live.next(5).await;
+    let _held = live.next(5).await;
     conn.wait_connected().await.unwrap();
     assert_eq!(
         calls.count("failed"),
@@ -118,7 +118,7 @@ async fn an_endpoint_list_races_past_a_blackholed_address() {
             fast_options(10, 100).connect_timeout(Duration::from_secs(30)),
         )
         .unwrap();
-    live.next(5).await;
+    let _held = live.next(5).await;
     conn.wait_connected().await.unwrap();
     // Not the 30 s connect timeout: the second address starts 250 ms later.
     assert!(
@@ -145,7 +145,7 @@ async fn an_endpoint_list_fails_over_on_reset() {
     conn.wait_connected().await.unwrap();
     a.stop_listening().await;
     drop(first.stream);
-    b.next(5).await;
+    let _held = b.next(5).await;
     conn.wait_connected().await.unwrap();
     conn.disconnect().await;
 }
