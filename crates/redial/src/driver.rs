@@ -455,7 +455,7 @@ impl<H: Handler> Driver<H> {
                 // Down from this moment: pools must not pick it while
                 // on_reset runs.
                 self.shared.set_state(State::BackingOff);
-                let _ = sock.sock_ref().shutdown(std::net::Shutdown::Both);
+                sock.close_shared();
                 drop(sock);
                 self.shared.counters.resets.fetch_add(1, Ordering::Relaxed);
                 if let Some(e) = err {
