@@ -269,6 +269,9 @@ impl<H: Handler> Driver<H> {
         let Some(until) = self.lifecycle.poll_timeout() else {
             return;
         };
+        if !self.wait_for_scout(until).await {
+            return;
+        }
         let deadline = Instant::from_std(until);
         loop {
             if self.check_command() {
@@ -279,6 +282,30 @@ impl<H: Handler> Driver<H> {
                     self.lifecycle.timeout(Instant::now().into_std());
                     return;
                 }
+                _ = self.shared.wake.notified() => {}
+            }
+        }
+    }
+
+    /// Waits, without a timer, while another connection's attempt to this
+    /// endpoint is due first (see `probe.rs`). False when a command closed
+    /// the connection meanwhile.
+    async fn wait_for_scout(&mut self, until: std::time::Instant) -> bool {
+        let Some(health) = self.health.clone() else {
+            return true;
+        };
+        let changed = health.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if !health.wait_for_scout(self.shared.id, until) {
+            return true;
+        }
+        loop {
+            if self.check_command() {
+                return false;
+            }
+            tokio::select! {
+                _ = &mut changed => return true,
                 _ = self.shared.wake.notified() => {}
             }
         }
