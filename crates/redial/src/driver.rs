@@ -493,11 +493,6 @@ impl<H: Handler> Driver<H> {
                 let unsent_bytes =
                     unsent.len() + unsent.partial.as_ref().map_or(0, |p| p.data.len());
                 debug!(%reason, ?uptime, unsent_bytes, "connection lost");
-                self.emit(EventKind::Reset {
-                    reason: reason.clone(),
-                    uptime,
-                    unsent_bytes,
-                });
                 let reset = Reset {
                     reason,
                     uptime,
@@ -511,6 +506,13 @@ impl<H: Handler> Driver<H> {
                         .saturating_sub(out_at_connect),
                 };
                 let resume = guarded("on_reset", || self.handler.on_reset(&reset));
+                // After the callback, so that the application hears of the
+                // loss first; still before the next attempt's events.
+                self.emit(EventKind::Reset {
+                    reason: reset.reason,
+                    uptime,
+                    unsent_bytes,
+                });
                 match resume {
                     Ok(Resume::Reconnect) => {
                         self.lifecycle.reset(now, true);
