@@ -483,7 +483,6 @@ impl<H: Handler> Driver<H> {
                 // on_reset runs.
                 self.shared.set_state(State::BackingOff);
                 sock.close_shared();
-                drop(sock);
                 self.shared.counters.resets.fetch_add(1, Ordering::Relaxed);
                 if let Some(e) = err {
                     self.shared.info().last_error = Some(e);
@@ -506,6 +505,10 @@ impl<H: Handler> Driver<H> {
                         .saturating_sub(out_at_connect),
                 };
                 let resume = guarded("on_reset", || self.handler.on_reset(&reset));
+                // Closed after the callback: the descriptor's close does the
+                // TCP work (FIN, state changes) that the application need not
+                // wait for to hear of the loss; writes were refused already.
+                drop(sock);
                 // After the callback, so that the application hears of the
                 // loss first; still before the next attempt's events.
                 self.emit(EventKind::Reset {
