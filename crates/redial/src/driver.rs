@@ -275,6 +275,9 @@ impl<H: Handler> Driver<H> {
         let Some(until) = self.lifecycle.poll_timeout() else {
             return;
         };
+        if !self.wait_for_scout(until).await {
+            return;
+        }
         let deadline = Instant::from_std(until);
         loop {
             if self.check_command() {
@@ -285,6 +288,30 @@ impl<H: Handler> Driver<H> {
                     self.lifecycle.timeout(Instant::now().into_std());
                     return;
                 }
+                _ = self.shared.wake.notified() => {}
+            }
+        }
+    }
+
+    /// Waits, without a timer, while another connection's attempt to this
+    /// endpoint is due first (see `probe.rs`). False when a command closed
+    /// the connection meanwhile.
+    async fn wait_for_scout(&mut self, until: std::time::Instant) -> bool {
+        let Some(health) = self.health.clone() else {
+            return true;
+        };
+        let changed = health.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if !health.wait_for_scout(self.shared.id, until) {
+            return true;
+        }
+        loop {
+            if self.check_command() {
+                return false;
+            }
+            tokio::select! {
+                _ = &mut changed => return true,
                 _ = self.shared.wake.notified() => {}
             }
         }
@@ -475,8 +502,7 @@ impl<H: Handler> Driver<H> {
                 // Down from this moment: pools must not pick it while
                 // on_reset runs.
                 self.shared.set_state(State::BackingOff);
-                let _ = sock.sock_ref().shutdown(std::net::Shutdown::Both);
-                drop(sock);
+                sock.close_shared();
                 self.shared.counters.resets.fetch_add(1, Ordering::Relaxed);
                 if let Some(e) = err {
                     self.shared.info().last_error = Some(e.into());
@@ -486,11 +512,6 @@ impl<H: Handler> Driver<H> {
                 let unsent_bytes =
                     unsent.len() + unsent.partial.as_ref().map_or(0, |p| p.data.len());
                 debug!(%reason, ?uptime, unsent_bytes, "connection lost");
-                self.emit(EventKind::Reset {
-                    reason: reason.clone(),
-                    uptime,
-                    unsent_bytes,
-                });
                 let reset = Reset {
                     reason,
                     uptime,
@@ -504,6 +525,17 @@ impl<H: Handler> Driver<H> {
                         .saturating_sub(out_at_connect),
                 };
                 let resume = guarded("on_reset", || self.handler.on_reset(&reset));
+                // Closed after the callback: the descriptor's close does the
+                // TCP work (FIN, state changes) that the application need not
+                // wait for to hear of the loss; writes were refused already.
+                drop(sock);
+                // After the callback, so that the application hears of the
+                // loss first; still before the next attempt's events.
+                self.emit(EventKind::Reset {
+                    reason: reset.reason,
+                    uptime,
+                    unsent_bytes,
+                });
                 match resume {
                     Ok(Resume::Reconnect) => {
                         self.lifecycle.reset(now, true);

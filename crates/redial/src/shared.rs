@@ -367,8 +367,13 @@ impl Shared {
         State::from_u8(self.state.load(Ordering::Acquire))
     }
 
+    /// Sets the state; waiters are woken only when it changed, as the loss
+    /// path passes through `BackingOff` more than once.
     pub(crate) fn set_state(&self, s: State) {
-        self.state.store(s.to_u8(), Ordering::Release);
+        let v = s.to_u8();
+        if self.state.swap(v, Ordering::AcqRel) == v {
+            return;
+        }
         self.changed.notify_waiters();
         if let Some(p) = &self.pool {
             p.changed.notify_waiters();

@@ -261,6 +261,17 @@ impl Socket {
         q.socket_open && !q.closed && q.generation == self.inner.generation
     }
 
+    /// Ends the connection for every clone the application still holds.
+    /// Without one, dropping the driver's handle closes the descriptor,
+    /// which ends the connection just the same: the `shutdown` call would
+    /// only add a system call and a second round of TCP state changes, seen
+    /// by the descriptor's epoll registration, on every loss.
+    pub(crate) fn close_shared(&self) {
+        if Arc::strong_count(&self.inner) > 1 {
+            let _ = self.sock_ref().shutdown(std::net::Shutdown::Both);
+        }
+    }
+
     /// Disconnects the managed connection for good (not only this socket):
     /// flushes what is queued, sends FIN, never reconnects. Await the result
     /// to wait until it has closed, or drop it.
