@@ -97,7 +97,7 @@ impl Peer {
             Peer::Stubborn10 => "10 ms x2, ±5 %, cap 128 s",
             Peer::Connman => "100 ms x2 after a loss (20 ms if never connected), no jitter, cap ~205 s",
             Peer::Redial => {
-                "100 ms x2, ±20 %, cap 30 s; a loss within stable_after (5 s) continues the schedule"
+                "100 ms x2, ±20 %, cap 30 s; a loss is retried at once, the second of two losses in a row within stable_after (5 s) waits for the schedule"
             }
             Peer::RedialStable => "same; a loss after >= 5 s up is retried at once",
         }

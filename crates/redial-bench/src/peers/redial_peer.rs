@@ -143,7 +143,7 @@ impl Handler for Stamper {
 
 /// One fresh managed connection per repetition, so every repetition
 /// starts from the beginning of the schedule (a connection lost within
-/// `stable_after` continues its schedule, by design).
+/// `stable_after` twice in a row waits for its schedule, by design).
 async fn recovery(addr: SocketAddr, reps: u64) -> Result<()> {
     let cm = Manager::new();
     let mut events = cm.events();
