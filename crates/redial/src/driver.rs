@@ -14,7 +14,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::Interest;
 use tokio::time::{sleep_until, Instant, Sleep};
 use tracing::{debug, info_span, Instrument};
 
@@ -744,26 +743,23 @@ impl<H: Handler> Driver<H> {
                 }
             }
             let reading = !self.shared.reads_paused();
-            let interest = match (reading, !flushed) {
-                (true, true) => Interest::READABLE.add(Interest::WRITABLE),
-                (true, false) => Interest::READABLE,
-                (_, _) => Interest::WRITABLE,
-            };
+            let writing = !flushed;
             tokio::select! {
                 biased;
-                // One readiness future for both directions keeps the idle
-                // task small.
-                r = sock.io().ready(interest), if reading || !flushed => {
+                // Polled rather than awaited as a future: the wakers wait
+                // in the socket's registration, not in this (every idle
+                // connection's) task.
+                r = std::future::poll_fn(|cx| sock.io().poll_ready(cx, reading, writing)), if reading || writing => {
                     match r {
                         Err(e) => {
                             return Outcome::Lost(ResetReason::from_io(&e), Some(e.to_string()));
                         }
-                        Ok(ready) if ready.is_readable() && reading => {
+                        Ok(true) => {
                             if let Some(end) = self.read_ready(sock, &mut last_read) {
                                 return end;
                             }
                         }
-                        Ok(_) => {} // writable: the loop flushes
+                        Ok(false) => {} // writable: the loop flushes
                     }
                 }
                 _ = self.shared.wake.notified() => {}

@@ -34,15 +34,36 @@ impl Transport {
             Transport::Tls(t) => t.tcp.readable().await,
         }
     }
-    pub(crate) async fn ready(
+    /// Polls for the directions asked for: `Ok(true)` when readable,
+    /// `Ok(false)` when only writable. The wakers wait in the socket's own
+    /// registration, so the connection's task carries no waiter for them.
+    pub(crate) fn poll_ready(
         &self,
-        interest: tokio::io::Interest,
-    ) -> io::Result<tokio::io::Ready> {
-        match self {
-            Transport::Tcp(s) => s.ready(interest).await,
-            Transport::Unix(s) => s.ready(interest).await,
+        cx: &mut std::task::Context<'_>,
+        read: bool,
+        write: bool,
+    ) -> std::task::Poll<io::Result<bool>> {
+        use std::task::Poll;
+        let (r, w) = match self {
+            Transport::Tcp(s) => (
+                read.then(|| s.poll_read_ready(cx)),
+                write.then(|| s.poll_write_ready(cx)),
+            ),
+            Transport::Unix(s) => (
+                read.then(|| s.poll_read_ready(cx)),
+                write.then(|| s.poll_write_ready(cx)),
+            ),
             #[cfg(feature = "tls")]
-            Transport::Tls(t) => t.tcp.ready(interest).await,
+            Transport::Tls(t) => (
+                read.then(|| t.tcp.poll_read_ready(cx)),
+                write.then(|| t.tcp.poll_write_ready(cx)),
+            ),
+        };
+        match (r, w) {
+            (Some(Poll::Ready(Err(e))), _) | (_, Some(Poll::Ready(Err(e)))) => Poll::Ready(Err(e)),
+            (Some(Poll::Ready(Ok(()))), _) => Poll::Ready(Ok(true)),
+            (_, Some(Poll::Ready(Ok(())))) => Poll::Ready(Ok(false)),
+            _ => Poll::Pending,
         }
     }
     pub(crate) async fn writable(&self) -> io::Result<()> {
