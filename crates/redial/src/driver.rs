@@ -513,7 +513,7 @@ impl<H: Handler> Driver<H> {
                 if let Some(mut b) = self.batch.take() {
                     b.take_unsent(&mut unsent);
                 }
-                self.end_socket(&sock, &mut unsent, false);
+                self.end_socket(&mut unsent, false);
                 // Down from this moment: pools must not pick it while
                 // on_reset runs.
                 self.shared.set_state(State::BackingOff);
@@ -579,7 +579,7 @@ impl<H: Handler> Driver<H> {
                 if let Some(mut b) = self.batch.take() {
                     b.take_unsent(&mut unsent);
                 }
-                self.end_socket(&sock, &mut unsent, false);
+                self.end_socket(&mut unsent, false);
                 self.leftover = Some(Box::new(unsent));
                 let _ = sock.sock_ref().shutdown(std::net::Shutdown::Both);
                 self.lifecycle.close(CloseReason::Aborted);
@@ -589,7 +589,7 @@ impl<H: Handler> Driver<H> {
                 if let Some(mut b) = self.batch.take() {
                     b.take_unsent(&mut unsent);
                 }
-                self.end_socket(&sock, &mut unsent, false);
+                self.end_socket(&mut unsent, false);
                 self.leftover = Some(Box::new(unsent));
                 let _ = sock.sock_ref().set_linger(Some(Duration::ZERO));
                 let _ = sock.sock_ref().shutdown(std::net::Shutdown::Both);
@@ -600,19 +600,16 @@ impl<H: Handler> Driver<H> {
     }
 
     /// Marks the socket dead for senders and takes what is still queued.
-    fn end_socket(&self, _sock: &Socket, unsent: &mut Unsent, closing: bool) {
-        {
-            let mut q = self.shared.queue();
-            q.socket_open = false;
-            q.accepting = false;
-            q.inflight = 0;
-            if closing {
-                q.closed = true;
-            }
-            q.drain_into(unsent, closing);
-            q.room_waiters = false;
+    fn end_socket(&self, unsent: &mut Unsent, closing: bool) {
+        let mut q = self.shared.queue();
+        q.socket_open = false;
+        q.accepting = false;
+        q.inflight = 0;
+        if closing {
+            q.closed = true;
         }
-        self.shared.changed.notify_waiters();
+        q.drain_into(unsent, closing);
+        self.shared.wake_writers(q);
         let mut info = self.shared.info();
         info.connected_since = None;
         info.socket = None;
@@ -833,7 +830,7 @@ impl<H: Handler> Driver<H> {
         if let Some(mut b) = self.batch.take() {
             b.take_unsent(&mut unsent);
         }
-        self.end_socket(sock, &mut unsent, true);
+        self.end_socket(&mut unsent, true);
         self.leftover = Some(Box::new(unsent));
         if flushed {
             sock.io().close_notify();
@@ -874,8 +871,8 @@ impl<H: Handler> Driver<H> {
             q.socket_open = false;
             q.accepting = false;
             q.drain_into(&mut unsent, true);
+            self.shared.wake_writers(q);
         }
-        self.shared.changed.notify_waiters();
         {
             let mut info = self.shared.info();
             info.close_reason = Some(Box::new(reason.clone()));

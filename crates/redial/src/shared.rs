@@ -10,11 +10,10 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use spin::mutex::{SpinMutex, SpinMutexGuard};
 use spin::relax::Yield;
-use std::time::{Duration, Instant};
-
 use tokio::sync::Notify;
 
 use crate::endpoint::Endpoint;
@@ -259,7 +258,7 @@ impl Queue {
     }
 
     #[inline]
-    pub(crate) fn push_socket(&mut self, generation: u64, data: &[u8]) -> Result<Pushed, Refused> {
+    fn push_socket(&mut self, generation: u64, data: &[u8]) -> Result<Pushed, Refused> {
         if self.closed || !self.socket_open || self.generation != generation {
             return Err(Refused::Closed);
         }
@@ -293,6 +292,20 @@ impl Queue {
                 held.ends.push(held.buf.len());
                 Ok(Pushed::default())
             }
+        }
+    }
+
+    /// Appends to a live socket's queue (`socket_gen`) or the connection's.
+    #[inline]
+    fn push(
+        &mut self,
+        socket_gen: Option<u64>,
+        data: &[u8],
+        policy: Outage,
+    ) -> Result<Pushed, Refused> {
+        match socket_gen {
+            Some(g) => self.push_socket(g, data),
+            None => self.push_connection(data, policy),
         }
     }
 
@@ -449,13 +462,7 @@ impl Shared {
     /// Pushes bytes, waking the driver when the queue was empty.
     #[inline]
     pub(crate) fn push(&self, socket_gen: Option<u64>, data: &[u8]) -> Result<Pushed, Refused> {
-        let pushed = {
-            let mut q = self.queue();
-            match socket_gen {
-                Some(g) => q.push_socket(g, data)?,
-                None => q.push_connection(data, self.opts.outage)?,
-            }
-        };
+        let pushed = self.queue().push(socket_gen, data, self.opts.outage)?;
         if pushed.was_empty {
             self.wake.notify_one();
         }
@@ -485,11 +492,7 @@ impl Shared {
             tokio::pin!(notified);
             {
                 let mut q = self.queue();
-                let r = match socket_gen {
-                    Some(g) => q.push_socket(g, data),
-                    None => q.push_connection(data, self.opts.outage),
-                };
-                match r {
+                match q.push(socket_gen, data, self.opts.outage) {
                     Ok(p) => {
                         drop(q);
                         if p.was_empty {
