@@ -17,22 +17,9 @@ use libfuzzer_sys::fuzz_target;
 use redial::fuzzing::{Lifecycle, Phase};
 use redial::{Backoff, CloseReason, Jitter, Options};
 
-struct Bytes<'a>(&'a [u8]);
-
-impl Bytes<'_> {
-    fn u8(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((&b, rest)) => {
-                self.0 = rest;
-                b
-            }
-            None => 0,
-        }
-    }
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.u8(), self.u8()])
-    }
-}
+#[path = "../common/bytes.rs"]
+mod bytes;
+use bytes::Bytes;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

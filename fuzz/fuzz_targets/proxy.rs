@@ -66,25 +66,9 @@ fn proxy() -> &'static Proxy {
     })
 }
 
-struct Bytes<'a>(&'a [u8]);
-
-impl Bytes<'_> {
-    fn u8(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((&b, rest)) => {
-                self.0 = rest;
-                b
-            }
-            None => 0,
-        }
-    }
-    fn take(&mut self, n: usize) -> &[u8] {
-        let n = n.min(self.0.len());
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        head
-    }
-}
+#[path = "../common/bytes.rs"]
+mod bytes;
+use bytes::Bytes;
 
 fn direction(b: u8) -> Direction {
     match b % 3 {
