@@ -15,7 +15,7 @@ use harness::{fast_options, recording, Calls};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use redial::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use redial::tls::rustls::{self, RootCertStore};
-use redial::{Manager, State, TlsConfig};
+use redial::{Connection, Manager, State, TlsConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -90,6 +90,15 @@ async fn tls_server(pki: &Pki, addr: SocketAddr) -> (SocketAddr, tokio::task::Jo
         }
     });
     (local, task)
+}
+
+/// A manager and one connection to `localhost:port`, recording its calls.
+fn connect_localhost(port: u16, calls: &Calls, opts: redial::Options) -> (Manager, Connection) {
+    let cm = Manager::new();
+    let conn = cm
+        .connect_with(("localhost", port), recording(calls), opts)
+        .unwrap();
+    (cm, conn)
 }
 
 fn opts(tls: TlsConfig) -> redial::Options {
@@ -169,14 +178,11 @@ async fn an_untrusted_ca_is_refused() {
     let other = pki_other_ca();
     let (addr, _server) = tls_server(&pki, "127.0.0.1:0".parse().unwrap()).await;
     let calls = Calls::default();
-    let cm = Manager::new();
-    let conn = cm
-        .connect_with(
-            ("localhost", addr.port()),
-            recording(&calls),
-            opts(TlsConfig::with_roots(roots(&other))).max_attempts(2),
-        )
-        .unwrap();
+    let (_cm, conn) = connect_localhost(
+        addr.port(),
+        &calls,
+        opts(TlsConfig::with_roots(roots(&other))).max_attempts(2),
+    );
     conn.closed().await;
     let failed = calls
         .all()
@@ -204,14 +210,11 @@ async fn a_plaintext_server_is_never_connected_to() {
         }
     });
     let calls = Calls::default();
-    let cm = Manager::new();
-    let conn = cm
-        .connect_with(
-            ("localhost", addr.port()),
-            recording(&calls),
-            opts(TlsConfig::webpki()).max_attempts(2),
-        )
-        .unwrap();
+    let (_cm, conn) = connect_localhost(
+        addr.port(),
+        &calls,
+        opts(TlsConfig::webpki()).max_attempts(2),
+    );
     conn.closed().await;
     assert_eq!(calls.count("failed"), 2);
     assert_eq!(calls.count("connect"), 0);
@@ -258,14 +261,11 @@ async fn a_peer_that_resets_during_the_handshake_is_a_failed_attempt() {
         }
     });
     let calls = Calls::default();
-    let cm = Manager::new();
-    let conn = cm
-        .connect_with(
-            ("localhost", addr.port()),
-            recording(&calls),
-            opts(TlsConfig::webpki()).max_attempts(3),
-        )
-        .unwrap();
+    let (_cm, conn) = connect_localhost(
+        addr.port(),
+        &calls,
+        opts(TlsConfig::webpki()).max_attempts(3),
+    );
     let reason = tokio::time::timeout(Duration::from_secs(10), conn.closed())
         .await
         .unwrap();
