@@ -106,6 +106,17 @@ impl Verdict {
             self.failed.push(what);
         }
     }
+
+    /// Checks that `count` settles back to at most `start`.
+    async fn back_to_start(&mut self, what: &str, start: usize, count: impl Fn() -> usize) {
+        let mut end = 0;
+        let back = settle(SETTLE_LIMIT, || {
+            end = count();
+            end <= start
+        })
+        .await;
+        self.check(back, format!("{what}: {start} -> {end}"));
+    }
 }
 
 /// Polls `f` every 50 ms until it returns true or `limit` passes.
@@ -529,26 +540,18 @@ async fn run(args: Args) -> Verdict {
     drop(conns);
     drop(index);
     drop(cm);
-    let mut fds_end = 0;
-    let fds_back = settle(SETTLE_LIMIT, || {
-        fds_end = open_fds();
-        fds_end <= fds_start
-    })
+    v.back_to_start(
+        "open fds back to the start after disconnect_all",
+        fds_start,
+        open_fds,
+    )
     .await;
-    v.check(
-        fds_back,
-        format!("open fds back to the start after disconnect_all: {fds_start} -> {fds_end}"),
-    );
-    let mut tasks_end = 0;
-    let tasks_back = settle(SETTLE_LIMIT, || {
-        tasks_end = alive_tasks();
-        tasks_end <= tasks_start
-    })
+    v.back_to_start(
+        "live tokio tasks back to the start",
+        tasks_start,
+        alive_tasks,
+    )
     .await;
-    v.check(
-        tasks_back,
-        format!("live tokio tasks back to the start: {tasks_start} -> {tasks_end}"),
-    );
     let growth = rss_end as f64 / rss_warm.max(1) as f64 - 1.0;
     v.check(
         growth <= 0.10,
