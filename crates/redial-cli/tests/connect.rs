@@ -60,8 +60,10 @@ fn buffered_input_survives_a_server_restart() {
     redial.stdout.wait_contains("from server 1", T);
 
     // The server goes away; what is typed meanwhile is kept.
-    drop(conn);
+    // The listener goes first: a lost connection is retried at once, and
+    // must find nobody listening.
     drop(listener);
+    drop(conn);
     redial.stderr.wait_contains("connection lost", T);
     redial.stderr.wait_contains("failed", T);
     let stdin = redial.stdin.as_mut().unwrap();
@@ -96,8 +98,10 @@ fn without_buffer_input_during_an_outage_is_reported() {
     let mut redial = Redial::spawn(&["connect", &addr, "--backoff", "50ms..200ms"]);
     let (conn, _) = listener.accept().unwrap();
     redial.stderr.wait_contains("connected to", T);
-    drop(conn);
+    // The listener goes first: a lost connection is retried at once, and
+    // must find nobody listening.
     drop(listener);
+    drop(conn);
     redial.stderr.wait_contains("connection lost", T);
     let stdin = redial.stdin.as_mut().unwrap();
     stdin.write_all(b"lost words\n").unwrap();
