@@ -10,6 +10,7 @@ use crate::disconnect::Disconnecting;
 use crate::endpoint::Endpoint;
 use crate::error::SendError;
 use crate::reset::CloseReason;
+use crate::sender::Sender;
 use crate::shared::{Command, Shared, State};
 use crate::socket::Socket;
 
@@ -40,6 +41,9 @@ pub struct Stats {
     pub uptime: Option<Duration>,
     /// The last connect or I/O error, as text.
     pub last_error: Option<String>,
+    /// Bytes that [`Sender`]s held when they were dropped and that the
+    /// connection refused (it was closed, or down and rejecting sends).
+    pub sender_dropped: u64,
 }
 
 /// The managed connection ended for good; says why.
@@ -108,6 +112,23 @@ impl Connection {
         self.shared.push_wait(None, data.as_ref()).await
     }
 
+    /// A sending handle for one producer: it gathers sends in a buffer of
+    /// its own and hands them over in batches, which makes many small
+    /// sends cheaper than through this shared handle. See [`Sender`].
+    ///
+    /// ```no_run
+    /// # async fn f(conn: redial::Connection) -> Result<(), redial::SendError> {
+    /// let mut tx = conn.sender();
+    /// for i in 0..1_000_000u32 {
+    ///     tx.write(i.to_be_bytes()).await?;
+    /// }
+    /// tx.flush().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn sender(&self) -> Sender {
+        Sender::new(self.shared.clone())
+    }
+
     /// The live socket, when connected.
     ///
     /// ```no_run
@@ -152,6 +173,7 @@ impl Connection {
             queued,
             uptime: info.connected_since.map(|t| t.elapsed()),
             last_error: info.last_error.as_deref().map(str::to_string),
+            sender_dropped: c.sender_dropped.load(Ordering::Relaxed),
         }
     }
 

@@ -72,6 +72,7 @@ mod pool;
 mod probe;
 mod reset;
 mod scratch;
+mod sender;
 mod shared;
 mod socket;
 mod stream;
@@ -97,6 +98,7 @@ pub use options::{
 };
 pub use pool::Pool;
 pub use reset::{Close, CloseReason, Partial, Reset, ResetReason, Unsent};
+pub use sender::{Sender, SENDER_BATCH};
 pub use shared::{State, FLAPPING_AFTER};
 pub use socket::Socket;
 pub use stream::{Stream, STREAM_READ_LIMIT};

@@ -137,6 +137,7 @@ pub(crate) struct Counters {
     pub(crate) failed_attempts: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
+    pub(crate) sender_dropped: AtomicU64,
 }
 
 /// Slow-changing facts, read by `stats()` and `socket()`.
@@ -164,16 +165,39 @@ pub(crate) struct Queue {
     pub(crate) closed: bool,
     /// Bytes buffered while down ([`Outage::Buffer`]); boxed, as most
     /// connections never buffer.
-    pub(crate) outage: Option<Box<OutageBuf>>,
+    pub(crate) outage: Option<Box<Chunks>>,
     pub(crate) room_waiters: bool,
     limit: usize,
 }
 
-/// What an [`Outage::Buffer`] connection holds for its next connection.
-#[derive(Default)]
-pub(crate) struct OutageBuf {
+/// Bytes and the end offset of every chunk in them: what an
+/// [`Outage::Buffer`] connection holds for its next connection, and what a
+/// [`Sender`](crate::Sender) holds before it hands over.
+#[derive(Default, Debug)]
+pub(crate) struct Chunks {
     pub(crate) buf: Vec<u8>,
     pub(crate) ends: Vec<usize>,
+}
+
+impl Chunks {
+    #[inline]
+    pub(crate) fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+        self.ends.push(self.buf.len());
+    }
+
+    /// Appends `other`'s chunks, which stay whole.
+    fn append(&mut self, other: &Chunks) {
+        let base = self.buf.len();
+        self.buf.extend_from_slice(&other.buf);
+        self.ends.extend(other.ends.iter().map(|e| e + base));
+    }
+
+    /// Empties it, keeping the capacity.
+    pub(crate) fn clear(&mut self) {
+        self.buf.clear();
+        self.ends.clear();
+    }
 }
 
 /// Every this many bytes queued and not yet taken by the driver, an
@@ -204,7 +228,11 @@ pub(crate) enum Refused {
 
 impl Refused {
     pub(crate) fn into_error(self, data: &[u8]) -> SendError {
-        let data = data.to_vec();
+        self.with_data(data.to_vec())
+    }
+
+    /// The error, carrying `data` (bytes already owned: no copy).
+    pub(crate) fn with_data(self, data: Vec<u8>) -> SendError {
         match self {
             Refused::Full { queued, limit } => SendError::Full {
                 data,
@@ -288,8 +316,7 @@ impl Queue {
                         limit: max_bytes,
                     });
                 }
-                held.buf.extend_from_slice(data);
-                held.ends.push(held.buf.len());
+                held.push(data);
                 Ok(Pushed::default())
             }
         }
@@ -317,6 +344,54 @@ impl Queue {
         let base = self.buf.len();
         self.buf.extend_from_slice(&held.buf);
         self.ends.extend(held.ends.iter().map(|e| e + base));
+    }
+
+    /// Hands over a [`Sender`](crate::Sender)'s chunks, all or none, to
+    /// the live socket's queue or, while down, to the outage policy.
+    /// `force` takes them past the queue's (or outage buffer's) limit: a
+    /// dropped sender has nowhere else to put them.
+    pub(crate) fn push_chunks(
+        &mut self,
+        held: &Chunks,
+        policy: Outage,
+        force: bool,
+    ) -> Result<Pushed, Refused> {
+        if self.closed {
+            return Err(Refused::Closed);
+        }
+        let len = held.buf.len();
+        if self.accepting {
+            let queued = self.queued();
+            if !force && queued > 0 && queued + len > self.limit {
+                return Err(Refused::Full {
+                    queued,
+                    limit: self.limit,
+                });
+            }
+            let before = self.buf.len();
+            let base = before;
+            self.buf.extend_from_slice(&held.buf);
+            self.ends.extend(held.ends.iter().map(|e| e + base));
+            return Ok(Pushed {
+                was_empty: before == 0,
+                hand_over: before / HAND_OVER_EVERY != self.buf.len() / HAND_OVER_EVERY,
+            });
+        }
+        match policy {
+            Outage::Reject => Err(Refused::NotConnected),
+            Outage::Buffer { max_bytes } => {
+                let outage = self.outage.get_or_insert_with(Box::default);
+                let buffered = outage.buf.len();
+                if !force && buffered + len > max_bytes {
+                    return Err(Refused::OutageFull {
+                        buffered,
+                        limit: max_bytes,
+                    });
+                }
+                outage.append(held);
+                Ok(Pushed::default())
+            }
+        }
     }
 
     /// Takes every queued byte (not the driver's batch) into `unsent`.
@@ -487,24 +562,63 @@ impl Shared {
             Err(Refused::Full { .. }) => {}
             Err(other) => return Err(other.into_error(data)),
         }
+        self.push_when_room(|q| q.push(socket_gen, data, self.opts.outage))
+            .await
+            .map(drop)
+            .map_err(|r| r.into_error(data))
+    }
+
+    /// Hands over a sender's chunks (emptying `held`), waking the driver
+    /// when the queue was empty. Refused chunks stay in `held`.
+    pub(crate) fn push_chunks(&self, held: &mut Chunks, force: bool) -> Result<Pushed, Refused> {
+        let pushed = self.queue().push_chunks(held, self.opts.outage, force)?;
+        held.clear();
+        if pushed.was_empty {
+            self.wake.notify_one();
+        }
+        Ok(pushed)
+    }
+
+    /// Hands over a sender's chunks, waiting while the queue is full.
+    pub(crate) async fn push_chunks_wait(&self, held: &mut Chunks) -> Result<Pushed, Refused> {
+        let pushed = match self.push_chunks(held, false) {
+            Err(Refused::Full { .. }) => {
+                let held = &*held;
+                self.push_when_room(|q| q.push_chunks(held, self.opts.outage, false))
+                    .await
+            }
+            done => return done,
+        };
+        if pushed.is_ok() {
+            held.clear();
+        }
+        pushed
+    }
+
+    /// Retries `push` each time room may have been made, until it is not
+    /// refused for a full queue. Wakes the driver when the queue was empty.
+    async fn push_when_room(
+        &self,
+        mut push: impl FnMut(&mut Queue) -> Result<Pushed, Refused>,
+    ) -> Result<Pushed, Refused> {
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             {
                 let mut q = self.queue();
-                match q.push(socket_gen, data, self.opts.outage) {
+                match push(&mut q) {
                     Ok(p) => {
                         drop(q);
                         if p.was_empty {
                             self.wake.notify_one();
                         }
-                        return Ok(());
+                        return Ok(p);
                     }
                     Err(Refused::Full { .. }) => {
                         q.room_waiters = true;
                         notified.as_mut().enable();
                     }
-                    Err(other) => return Err(other.into_error(data)),
+                    Err(other) => return Err(other),
                 }
             }
             notified.await;
@@ -523,5 +637,94 @@ impl Shared {
             }
             notified.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(limit: usize) -> Queue {
+        Queue {
+            buf: Vec::new(),
+            ends: Vec::new(),
+            inflight: 0,
+            generation: 1,
+            socket_open: true,
+            accepting: true,
+            closed: false,
+            outage: None,
+            room_waiters: false,
+            limit,
+        }
+    }
+
+    fn chunks(parts: &[&str]) -> Chunks {
+        let mut c = Chunks::default();
+        for p in parts {
+            c.push(p.as_bytes());
+        }
+        c
+    }
+
+    #[test]
+    fn handed_over_chunks_stay_whole_behind_what_is_queued() {
+        let mut q = queue(100);
+        q.push_connection(b"abc", Outage::Reject).unwrap();
+        let p = q
+            .push_chunks(&chunks(&["de", "fgh"]), Outage::Reject, false)
+            .unwrap();
+        assert!(!p.was_empty);
+        assert_eq!(q.buf, b"abcdefgh");
+        assert_eq!(q.ends, [3, 5, 8]);
+        let mut unsent = Unsent::default();
+        q.drain_into(&mut unsent, false);
+        let got: Vec<&[u8]> = unsent.chunks().collect();
+        assert_eq!(got, [&b"abc"[..], b"de", b"fgh"]);
+    }
+
+    #[test]
+    fn a_hand_over_past_the_limit_is_refused_whole_unless_forced() {
+        let mut q = queue(10);
+        q.push_connection(b"12345678", Outage::Reject).unwrap();
+        let held = chunks(&["ab", "cd"]);
+        assert!(matches!(
+            q.push_chunks(&held, Outage::Reject, false),
+            Err(Refused::Full {
+                queued: 8,
+                limit: 10
+            })
+        ));
+        assert_eq!(q.buf, b"12345678", "nothing of a refused hand-over");
+        q.push_chunks(&held, Outage::Reject, true).unwrap();
+        assert_eq!(q.buf, b"12345678abcd");
+    }
+
+    #[test]
+    fn while_down_a_hand_over_follows_the_outage_policy() {
+        let mut q = queue(10);
+        q.accepting = false;
+        let held = chunks(&["ab", "cd"]);
+        assert!(matches!(
+            q.push_chunks(&held, Outage::Reject, true),
+            Err(Refused::NotConnected)
+        ));
+        let policy = Outage::Buffer { max_bytes: 6 };
+        q.push_chunks(&held, policy, false).unwrap();
+        assert!(matches!(
+            q.push_chunks(&held, policy, false),
+            Err(Refused::OutageFull {
+                buffered: 4,
+                limit: 6
+            })
+        ));
+        q.release_outage();
+        assert_eq!(q.buf, b"abcd");
+        assert_eq!(q.ends, [2, 4]);
+        q.closed = true;
+        assert!(matches!(
+            q.push_chunks(&held, policy, true),
+            Err(Refused::Closed)
+        ));
     }
 }

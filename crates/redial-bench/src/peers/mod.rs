@@ -37,14 +37,18 @@ pub enum Peer {
     NodeNet,
     /// redial with its defaults.
     Redial,
+    /// redial with its defaults, sending through one `Sender` (throughput
+    /// only).
+    RedialSender,
     /// redial with its defaults, connection held past `stable_after`
     /// before the close (recovery only).
     RedialStable,
 }
 
 impl Peer {
-    pub const ALL: [Peer; 8] = [
+    pub const ALL: [Peer; 9] = [
         Peer::Redial,
+        Peer::RedialSender,
         Peer::RedialStable,
         Peer::Tokio,
         Peer::TokioBuf,
@@ -63,6 +67,7 @@ impl Peer {
             Peer::Connman => "connman",
             Peer::NodeNet => "node-net",
             Peer::Redial => "redial",
+            Peer::RedialSender => "redial-sender",
             Peer::RedialStable => "redial-stable",
         }
     }
@@ -83,6 +88,7 @@ impl Peer {
             Peer::Connman => "node connman 1.0.0",
             Peer::NodeNet => "node net (plain)",
             Peer::Redial => "**redial (defaults)**",
+            Peer::RedialSender => "**redial (defaults), one `Sender`**",
             Peer::RedialStable => "**redial (defaults), conn. up > stable_after**",
         }
     }
@@ -100,6 +106,7 @@ impl Peer {
                 "100 ms x2, ±20 %, cap 30 s; a loss is retried at once, the second of two losses in a row within stable_after (5 s) waits for the schedule"
             }
             Peer::RedialStable => "same; a loss after >= 5 s up is retried at once",
+            Peer::RedialSender => "same as redial",
         }
     }
 
@@ -240,7 +247,9 @@ pub fn run(peer: &str, scenario: &str, kv: &Kv) -> Result<()> {
     match peer {
         Peer::Tokio | Peer::TokioBuf => tokio_plain::run(peer, scenario, kv),
         Peer::Stubborn | Peer::Stubborn10 => stubborn::run(peer, scenario, kv),
-        Peer::Redial | Peer::RedialStable => redial_peer::run(scenario, kv),
+        Peer::Redial | Peer::RedialStable | Peer::RedialSender => {
+            redial_peer::run(peer, scenario, kv)
+        }
         Peer::Connman | Peer::NodeNet => bail!("node peers run under node"),
     }
 }

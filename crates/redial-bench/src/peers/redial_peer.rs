@@ -3,9 +3,10 @@
 //! counts attempts in flight.
 //!
 //! Producers run as tasks on the same `current_thread` runtime as
-//! redial's connection tasks: `Connection::write(..).await` per message
-//! (it appends to the send queue without yielding and waits only while
-//! the 4 MiB queue is full).
+//! redial's connection tasks: `Connection::write(..).await` per message,
+//! or `Sender::write(..).await` per message and one `flush` at the end
+//! (peer `redial-sender`). Both yield once per 256 KiB queued, and wait
+//! only while the 4 MiB queue is full.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,17 +17,18 @@ use redial::{EventKind, Handler, Manager, Options, Reset, Resume, Socket};
 use tokio::sync::{oneshot, Notify};
 
 use super::tokio_plain::idle_report;
-use super::{control, print_latencies, runtime, stamp, Counters};
+use super::{control, print_latencies, runtime, stamp, Counters, Peer};
 use crate::clock::instant_ns;
 use crate::kv::Kv;
 use crate::procfs;
 
 const MSG: [u8; 64] = [0x5a; 64];
 
-pub fn run(scenario: &str, kv: &Kv) -> Result<()> {
+pub fn run(peer: Peer, scenario: &str, kv: &Kv) -> Result<()> {
     let rt = runtime()?;
+    let sender = peer == Peer::RedialSender;
     match scenario {
-        "throughput" => rt.block_on(throughput(kv.str("addr")?.parse()?, kv.num("n")?))?,
+        "throughput" => rt.block_on(throughput(kv.str("addr")?.parse()?, kv.num("n")?, sender))?,
         "pingpong" => rt.block_on(pingpong(kv.str("addr")?.parse()?, kv.num("n")?))?,
         "recovery" => rt.block_on(recovery(kv.str("addr")?.parse()?, kv.num("reps")?))?,
         "scale" => rt.block_on(scale(super::addrs(kv)?, kv.num("n")?))?,
@@ -36,7 +38,7 @@ pub fn run(scenario: &str, kv: &Kv) -> Result<()> {
     Ok(())
 }
 
-async fn throughput(addr: SocketAddr, n: u64) -> Result<()> {
+async fn throughput(addr: SocketAddr, n: u64, sender: bool) -> Result<()> {
     let cm = Manager::new();
     let ack = Arc::new(Notify::new());
     let a = ack.clone();
@@ -44,13 +46,22 @@ async fn throughput(addr: SocketAddr, n: u64) -> Result<()> {
     conn.wait_connected().await?;
     let before = procfs::rss_bytes(std::process::id());
     stamp("start");
-    for i in 0..n {
-        if let Err(e) = conn.write(&MSG).await {
-            bail!(
-                "write {i} of {n}: {e}; state {:?}; {:?}",
-                conn.state(),
-                conn.stats()
-            );
+    let failed = |i: u64, e: redial::SendError| {
+        anyhow::anyhow!(
+            "write {i} of {n}: {e}; state {:?}; {:?}",
+            conn.state(),
+            conn.stats()
+        )
+    };
+    if sender {
+        let mut tx = conn.sender();
+        for i in 0..n {
+            tx.write(&MSG).await.map_err(|e| failed(i, e))?;
+        }
+        tx.flush().await.map_err(|e| failed(n, e))?;
+    } else {
+        for i in 0..n {
+            conn.write(&MSG).await.map_err(|e| failed(i, e))?;
         }
     }
     ack.notified().await;

@@ -7,12 +7,13 @@ pub mod recovery;
 pub mod scale;
 pub mod throughput;
 
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
 use crate::peers::{node, Peer};
-use crate::proc::{self_cmd, Proc};
+use crate::proc::{on_cpu, self_cmd, Proc};
 
 /// One scenario's part of the report.
 pub struct Section {
@@ -80,22 +81,50 @@ impl Ctx {
     /// Starts a client of `peer` for `scenario`.
     pub fn client(&self, peer: Peer, scenario: &str, args: &[String]) -> Result<Proc> {
         let name = format!("{} {scenario} client", peer.id());
-        if peer.is_node() {
-            Proc::spawn(&name, node::command(peer, scenario, args))
-        } else {
-            let mut a = vec!["client".to_string(), peer.id().into(), scenario.into()];
-            a.extend_from_slice(args);
-            Proc::spawn(&name, self_cmd(&a)?)
-        }
+        Proc::spawn(&name, client_cmd(peer, scenario, args)?)
+    }
+
+    /// [`Ctx::client`], on CPU `cpu` alone (see [`on_cpu`]).
+    pub fn client_on_cpu(
+        &self,
+        peer: Peer,
+        scenario: &str,
+        args: &[String],
+        cpu: usize,
+    ) -> Result<Proc> {
+        let name = format!("{} {scenario} client", peer.id());
+        Proc::spawn(&name, on_cpu(client_cmd(peer, scenario, args)?, cpu))
     }
 }
 
 /// Starts a server of `kind` and waits until it listens; returns it with
 /// its port and listen stamp.
 pub fn server(kind: &str, args: &[String]) -> Result<(Proc, u16, u64)> {
+    server_with(kind, args, |c| c)
+}
+
+/// [`server`], on CPU `cpu` alone (see [`on_cpu`]).
+pub fn server_on_cpu(kind: &str, args: &[String], cpu: usize) -> Result<(Proc, u16, u64)> {
+    server_with(kind, args, |c| on_cpu(c, cpu))
+}
+
+fn client_cmd(peer: Peer, scenario: &str, args: &[String]) -> Result<Command> {
+    if peer.is_node() {
+        return Ok(node::command(peer, scenario, args));
+    }
+    let mut a = vec!["client".to_string(), peer.id().into(), scenario.into()];
+    a.extend_from_slice(args);
+    self_cmd(&a)
+}
+
+fn server_with(
+    kind: &str,
+    args: &[String],
+    wrap: impl FnOnce(Command) -> Command,
+) -> Result<(Proc, u16, u64)> {
     let mut a = vec!["server".to_string(), kind.into()];
     a.extend_from_slice(args);
-    let mut p = Proc::spawn_self(&format!("{kind} server"), &a)?;
+    let mut p = Proc::spawn(&format!("{kind} server"), wrap(self_cmd(&a)?))?;
     let f = p.wait_for("listening", Duration::from_secs(10))?;
     let port = f.first().and_then(|v| v.parse().ok()).context("port")?;
     let t = f.get(1).and_then(|v| v.parse().ok()).context("stamp")?;

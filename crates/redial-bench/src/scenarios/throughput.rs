@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use super::{server, Ctx, Section};
+use super::{server_on_cpu, Ctx, Section};
 use crate::peers::Peer;
 use crate::procfs;
 use crate::report::{dec, int, median, Table};
 
-const PEERS: [Peer; 6] = [
+const PEERS: [Peer; 7] = [
     Peer::Redial,
+    Peer::RedialSender,
     Peer::TokioBuf,
     Peer::Tokio,
     Peer::Stubborn,
@@ -31,12 +32,14 @@ struct Sample {
 
 fn one(ctx: &Ctx, peer: Peer, n: u64) -> Result<Sample> {
     let bytes = n * 64;
-    let (mut srv, port, _) = server("sink", &[format!("bytes={bytes}")])?;
+    // Sink and client on CPUs of their own (when there are two).
+    let (mut srv, port, _) = server_on_cpu("sink", &[format!("bytes={bytes}")], 0)?;
     let addr = format!("127.0.0.1:{port}");
-    let mut c = ctx.client(
+    let mut c = ctx.client_on_cpu(
         peer,
         "throughput",
         &[format!("addr={addr}"), format!("n={n}")],
+        1,
     )?;
     let start = c.wait_num("start", Duration::from_secs(20))?;
     let done = srv.wait_for("done", Duration::from_secs(120))?;
@@ -68,6 +71,7 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
     let peers: Vec<Peer> = PEERS.into_iter().filter(|p| ctx.usable(*p)).collect();
     let mut samples: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
     let mut ratio_buf = Vec::new();
+    let mut ratio_sender = Vec::new();
     let mut ratio_connman = Vec::new();
     for run in 0..ctx.runs {
         let mut this_run: BTreeMap<&str, f64> = BTreeMap::new();
@@ -83,8 +87,14 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
             }
         }
         let r = this_run.get("redial");
-        if let (Some(r), Some(b)) = (r, this_run.get("tokio-buf")) {
-            ratio_buf.push(r / b);
+        let rs = this_run.get("redial-sender");
+        if let Some(b) = this_run.get("tokio-buf") {
+            if let Some(r) = r {
+                ratio_buf.push(r / b);
+            }
+            if let Some(rs) = rs {
+                ratio_sender.push(rs / b);
+            }
         }
         if let (Some(r), Some(c)) = (r, this_run.get("connman")) {
             ratio_connman.push(r / c);
@@ -125,7 +135,14 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
         ]);
     }
     let rb = median(&ratio_buf);
+    let rs = median(&ratio_sender);
     let rc = median(&ratio_connman);
+    let runs = |v: &[f64], places| {
+        v.iter()
+            .map(|r| dec(*r, places))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut body = format!(
         "### 1. Throughput: {} x 64 B, one send call per message (median of {} runs)\n\n{}\n",
         int(n as f64),
@@ -133,16 +150,29 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
         t.render()
     );
     body.push_str(&format!(
-        "Ratios computed pair by pair within each run, then the median: redial / tokio+BufWriter = **{}x** (runs: {}), redial / connman = **{}x** (runs: {}).\n\n",
+        "Ratios computed pair by pair within each run, then the median: redial `Sender` / tokio+BufWriter = **{}x** (runs: {}); redial `Connection::write` / tokio+BufWriter = **{}x** (runs: {}); redial `Connection::write` / connman = **{}x** (runs: {}).\n\n",
+        dec(rs, 2),
+        runs(&ratio_sender, 2),
         dec(rb, 2),
-        ratio_buf.iter().map(|r| dec(*r, 2)).collect::<Vec<_>>().join(", "),
+        runs(&ratio_buf, 2),
         dec(rc, 1),
-        ratio_connman.iter().map(|r| dec(*r, 1)).collect::<Vec<_>>().join(", "),
+        runs(&ratio_connman, 1),
     ));
-    body.push_str("Producers: every Rust client is one `current_thread` tokio runtime; the producer loop is the main task on it (redial: `Connection::write(..).await` per message, its connection task runs on the same thread). Node: the producer is a synchronous loop of `socket.write` in the connect callback, on node's event loop. TCP_NODELAY is on for every peer. \"RSS kept\" = VmRSS one idle second after the burst minus VmRSS just before it.\n\n");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pinning = if cores >= 2 && crate::proc::has_taskset() {
+        "Every run pins the sink to CPU 0 and the client process (all its threads) to CPU 1 with `taskset`, so the two never share a core or migrate mid-run."
+    } else {
+        "Sink and client are not pinned to CPUs (one core, or no `taskset`)."
+    };
+    body.push_str(&format!("Producers: every Rust client is one `current_thread` tokio runtime; the producer loop is the main task on it, and redial's connection task runs on the same thread. redial (defaults): `Connection::write(..).await` per message, through the shared handle any task or thread may hold. redial, one `Sender`: `Sender::write(..).await` per message and one `flush().await` at the end; the sender is the producer's own buffer in front of the connection, as a `BufWriter` is in front of a socket, and hands over 64 KiB at a time. tokio + BufWriter: `write_all` per message and one `flush` at the end. Node: the producer is a synchronous loop of `socket.write` in the connect callback, on node's event loop. TCP_NODELAY is on for every peer. {pinning} \"RSS kept\" = VmRSS one idle second after the burst minus VmRSS just before it.\n\n"));
     let targets = vec![
         (
-            "throughput >= 1.0x tokio + BufWriter (same run)".into(),
+            "throughput >= 1.0x tokio + BufWriter (same run), redial `Sender`".into(),
+            format!("{}x", dec(rs, 2)),
+            rs >= 1.0,
+        ),
+        (
+            "throughput >= 1.0x tokio + BufWriter (same run), redial `Connection::write`".into(),
             format!("{}x", dec(rb, 2)),
             rb >= 1.0,
         ),
