@@ -101,6 +101,10 @@ impl Connection {
     /// producer that runs on the connection's thread lets it write early
     /// instead of filling the whole queue first.
     ///
+    /// Every call takes the queue's lock, as any task or thread may hold
+    /// this handle; a producer of many small messages goes faster through
+    /// its own [`Sender`](Connection::sender).
+    ///
     /// ```no_run
     /// # async fn f(conn: redial::Connection) -> Result<(), redial::SendError> {
     /// for i in 0..1_000_000u32 {

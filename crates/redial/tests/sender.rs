@@ -19,6 +19,12 @@ fn message(i: u32) -> Vec<u8> {
     m
 }
 
+#[test]
+fn a_sender_can_move_to_another_task() {
+    fn send<T: Send + 'static>() {}
+    send::<redial::Sender>();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sender_holds_until_flushed_and_delivers_everything_in_order() {
     let mut server = Server::start().await;
