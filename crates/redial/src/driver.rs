@@ -45,7 +45,8 @@ const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 /// How a connected period ended.
 enum Outcome {
-    Lost(ResetReason, Option<String>),
+    /// The I/O error, if any, is formatted only after `on_reset`.
+    Lost(ResetReason, Option<io::Error>),
     Command(Command),
     Panicked(&'static str, String),
 }
@@ -515,18 +516,15 @@ impl<H: Handler> Driver<H> {
                 }
                 self.end_socket(&mut unsent, false);
                 // Down from this moment: pools must not pick it while
-                // on_reset runs.
-                self.shared.set_state(State::BackingOff);
+                // on_reset runs. Waiters are woken after the callback: the
+                // application hears of the loss first, and the path to it
+                // stays short.
+                let changed = self.shared.mark_state(State::BackingOff);
                 sock.close_shared();
                 self.shared.counters.resets.fetch_add(1, Ordering::Relaxed);
-                if let Some(e) = err {
-                    self.shared.info().last_error = Some(e.into());
-                }
                 let uptime = now.saturating_duration_since(self.connected_since());
-                self.shared.record_uptime(uptime);
                 let unsent_bytes =
                     unsent.len() + unsent.partial.as_ref().map_or(0, |p| p.data.len());
-                debug!(%reason, ?uptime, unsent_bytes, "connection lost");
                 let reset = Reset {
                     reason,
                     uptime,
@@ -544,6 +542,14 @@ impl<H: Handler> Driver<H> {
                 // TCP work (FIN, state changes) that the application need not
                 // wait for to hear of the loss; writes were refused already.
                 drop(sock);
+                if changed {
+                    self.shared.state_changed();
+                }
+                self.shared.record_uptime(uptime);
+                if let Some(e) = err {
+                    self.shared.info().last_error = Some(e.to_string().into());
+                }
+                debug!(reason = %reset.reason, ?uptime, unsent_bytes, "connection lost");
                 // After the callback, so that the application hears of the
                 // loss first; still before the next attempt's events.
                 self.emit(EventKind::Reset {
@@ -683,9 +689,7 @@ impl<H: Handler> Driver<H> {
                 Step::Data => *last_read = Instant::now(),
                 Step::Failed(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
                 Step::Failed(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Step::Failed(e) => {
-                    return Some(Outcome::Lost(ResetReason::from_io(&e), Some(e.to_string())))
-                }
+                Step::Failed(e) => return Some(Outcome::Lost(ResetReason::from_io(&e), Some(e))),
                 Step::Eof => return Some(Outcome::Lost(ResetReason::PeerClosed, None)),
                 Step::Panicked(CloseReason::HandlerPanicked { callback, message }) => {
                     return Some(Outcome::Panicked(callback, message))
@@ -724,7 +728,7 @@ impl<H: Handler> Driver<H> {
             }
             let flushed = match Self::flush_now(&self.shared, sock, &mut self.batch) {
                 Ok(f) => f,
-                Err(e) => return Outcome::Lost(ResetReason::from_io(&e), Some(e.to_string())),
+                Err(e) => return Outcome::Lost(ResetReason::from_io(&e), Some(e)),
             };
             let drained = self
                 .batch
@@ -749,7 +753,7 @@ impl<H: Handler> Driver<H> {
                 r = std::future::poll_fn(|cx| sock.io().poll_ready(cx, reading, writing)), if reading || writing => {
                     match r {
                         Err(e) => {
-                            return Outcome::Lost(ResetReason::from_io(&e), Some(e.to_string()));
+                            return Outcome::Lost(ResetReason::from_io(&e), Some(e));
                         }
                         Ok(true) => {
                             if let Some(end) = self.read_ready(sock, &mut last_read) {

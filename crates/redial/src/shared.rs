@@ -458,10 +458,20 @@ impl Shared {
     /// Sets the state; waiters are woken only when it changed, as the loss
     /// path passes through `BackingOff` more than once.
     pub(crate) fn set_state(&self, s: State) {
-        let v = s.to_u8();
-        if self.state.swap(v, Ordering::AcqRel) == v {
-            return;
+        if self.mark_state(s) {
+            self.state_changed();
         }
+    }
+
+    /// Sets the state without waking anyone; true when it changed (the
+    /// caller then owes a [`Shared::state_changed`]).
+    pub(crate) fn mark_state(&self, s: State) -> bool {
+        let v = s.to_u8();
+        self.state.swap(v, Ordering::AcqRel) != v
+    }
+
+    /// Wakes whoever waits for a state change.
+    pub(crate) fn state_changed(&self) {
         self.changed.notify_waiters();
         if let Some(p) = &self.pool {
             p.changed.notify_waiters();
