@@ -29,8 +29,9 @@ pub const SENDER_BATCH: usize = 64 * 1024;
 /// Nothing is lost silently:
 /// - bytes the connection refuses at a hand-over come back in the
 ///   [`SendError`], every byte the sender held, in order;
-/// - a sender dropped while holding bytes hands them over, past the queue's
-///   limit if need be (by at most what it held). If the connection refuses
+/// - a sender dropped while holding bytes hands them over, past the send
+///   queue's or the outage buffer's limit if need be (by at most what it
+///   held, under [`SENDER_BATCH`] plus one message). If the connection refuses
 ///   them (it is closed, or down and rejecting sends), they are counted in
 ///   [`Stats::sender_dropped`](crate::Stats::sender_dropped) and logged as
 ///   a warning.
