@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::error::SendError;
-use crate::shared::{Chunks, Refused, Shared};
+use crate::shared::{Chunks, Refused, Shared, State};
 
 /// A [`Sender`] hands what it holds to the connection once it holds this
 /// many bytes (and on [`Sender::flush`]), so it never holds more than this
@@ -63,7 +63,8 @@ impl Sender {
     }
 
     /// Appends bytes; hands the batch over, without waiting, once it is
-    /// full. A refused hand-over returns every byte the sender held.
+    /// full (or at once, to be refused, when the connection has closed for
+    /// good). A refused hand-over returns every byte the sender held.
     ///
     /// ```no_run
     /// # fn f(conn: &redial::Connection) -> Result<(), redial::SendError> {
@@ -75,13 +76,14 @@ impl Sender {
     /// ```
     pub fn send(&mut self, data: impl AsRef<[u8]>) -> Result<(), SendError> {
         self.held.push(data.as_ref());
-        if self.held.buf.len() < SENDER_BATCH {
+        if self.held.buf.len() < SENDER_BATCH && !self.is_closed() {
             return Ok(());
         }
         self.try_flush()
     }
 
-    /// Appends bytes; hands the batch over once it is full, waiting while
+    /// Appends bytes; hands the batch over once it is full (or at once, to
+    /// be refused, when the connection has closed for good), waiting while
     /// the connection's queue is full. A refused hand-over returns every
     /// byte the sender held.
     ///
@@ -94,7 +96,7 @@ impl Sender {
     /// ```
     pub async fn write(&mut self, data: impl AsRef<[u8]>) -> Result<(), SendError> {
         self.held.push(data.as_ref());
-        if self.held.buf.len() < SENDER_BATCH {
+        if self.held.buf.len() < SENDER_BATCH && !self.is_closed() {
             return Ok(());
         }
         self.flush().await
@@ -159,6 +161,13 @@ impl Sender {
     /// ```
     pub fn held(&self) -> usize {
         self.held.buf.len()
+    }
+
+    /// The connection has ended for good: a hand-over now is refused, so
+    /// `send` says so at once instead of at the next full batch. (One
+    /// plain load; no lock.)
+    fn is_closed(&self) -> bool {
+        self.shared.state() == State::Closed
     }
 
     /// Empties the sender into the error for a refused hand-over.

@@ -190,6 +190,34 @@ async fn a_dropped_sender_whose_bytes_are_refused_counts_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_after_the_connection_closed_is_refused_at_once_with_what_was_held() {
+    let server = Server::start().await;
+    let cm = Manager::new();
+    let conn = cm
+        .connect_with(server.addr, redial::handler(), fast_options(10, 100))
+        .unwrap();
+    conn.wait_connected().await.unwrap();
+    let mut tx = conn.sender();
+    let mut late = conn.sender();
+    tx.send("held;").unwrap();
+    conn.disconnect().await;
+    assert_eq!(
+        tx.send("after").unwrap_err(),
+        SendError::Closed {
+            data: b"held;after".to_vec()
+        }
+    );
+    assert_eq!(
+        late.write("x").await.unwrap_err(),
+        SendError::Closed {
+            data: b"x".to_vec()
+        }
+    );
+    drop((tx, late));
+    assert_eq!(conn.stats().sender_dropped, 0, "nothing was left to drop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sender_during_an_outage_follows_the_buffer_policy() {
     let mut server = Server::start().await;
     let cm = Manager::new();
