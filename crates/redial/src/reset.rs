@@ -138,9 +138,7 @@ impl Unsent {
     }
 
     pub(crate) fn append(&mut self, data: &[u8], ends: &[usize]) {
-        let base = self.data.len();
-        self.data.extend_from_slice(data);
-        self.ends.extend(ends.iter().map(|e| e + base));
+        crate::shared::append_chunks(&mut self.data, &mut self.ends, data, ends);
     }
 }
 

@@ -75,11 +75,11 @@ impl Sender {
     /// # Ok(()) }
     /// ```
     pub fn send(&mut self, data: impl AsRef<[u8]>) -> Result<(), SendError> {
-        self.held.push(data.as_ref());
-        if self.held.buf.len() < SENDER_BATCH && !self.is_closed() {
-            return Ok(());
+        if self.hold(data.as_ref()) {
+            self.try_flush()
+        } else {
+            Ok(())
         }
-        self.try_flush()
     }
 
     /// Appends bytes; hands the batch over once it is full (or at once, to
@@ -95,11 +95,11 @@ impl Sender {
     /// # Ok(()) }
     /// ```
     pub async fn write(&mut self, data: impl AsRef<[u8]>) -> Result<(), SendError> {
-        self.held.push(data.as_ref());
-        if self.held.buf.len() < SENDER_BATCH && !self.is_closed() {
-            return Ok(());
+        if self.hold(data.as_ref()) {
+            self.flush().await
+        } else {
+            Ok(())
         }
-        self.flush().await
     }
 
     /// Hands over what the sender holds, waiting while the connection's
@@ -163,11 +163,13 @@ impl Sender {
         self.held.buf.len()
     }
 
-    /// The connection has ended for good: a hand-over now is refused, so
-    /// `send` says so at once instead of at the next full batch. (One
-    /// plain load; no lock.)
-    fn is_closed(&self) -> bool {
-        self.shared.state() == State::Closed
+    /// Holds `data`; true when the batch is due for a hand-over: it is
+    /// full, or the connection has ended for good, so that a send says so
+    /// at once instead of at the next full batch (one plain load; no lock).
+    #[inline]
+    fn hold(&mut self, data: &[u8]) -> bool {
+        self.held.push(data);
+        self.held.buf.len() >= SENDER_BATCH || self.shared.state() == State::Closed
     }
 
     /// Empties the sender into the error for a refused hand-over.

@@ -170,6 +170,19 @@ pub(crate) struct Queue {
     limit: usize,
 }
 
+/// Appends the chunks `data` (ending at `data_ends`) to `buf` and its
+/// chunk ends `ends`, shifting their offsets: the chunks stay whole.
+pub(crate) fn append_chunks(
+    buf: &mut Vec<u8>,
+    ends: &mut Vec<usize>,
+    data: &[u8],
+    data_ends: &[usize],
+) {
+    let base = buf.len();
+    buf.extend_from_slice(data);
+    ends.extend(data_ends.iter().map(|e| e + base));
+}
+
 /// Bytes and the end offset of every chunk in them: what an
 /// [`Outage::Buffer`] connection holds for its next connection, and what a
 /// [`Sender`](crate::Sender) holds before it hands over.
@@ -188,9 +201,7 @@ impl Chunks {
 
     /// Appends `other`'s chunks, which stay whole.
     fn append(&mut self, other: &Chunks) {
-        let base = self.buf.len();
-        self.buf.extend_from_slice(&other.buf);
-        self.ends.extend(other.ends.iter().map(|e| e + base));
+        append_chunks(&mut self.buf, &mut self.ends, &other.buf, &other.ends);
     }
 
     /// Empties it, keeping the capacity.
@@ -265,24 +276,62 @@ impl Queue {
         self.buf.len() + self.inflight
     }
 
-    /// Appends to the live socket's queue. A single chunk larger than the
-    /// limit is taken only into an empty queue, so it can never wait forever.
+    /// Refuses `len` more bytes that would take a non-empty queue past its
+    /// limit. A single chunk larger than the limit is taken only into an
+    /// empty queue, so it can never wait forever.
     #[inline]
-    fn push_live(&mut self, data: &[u8]) -> Result<Pushed, Refused> {
+    fn room_for(&self, len: usize) -> Result<(), Refused> {
         let queued = self.queued();
-        if queued > 0 && queued + data.len() > self.limit {
+        if queued > 0 && queued + len > self.limit {
             return Err(Refused::Full {
                 queued,
                 limit: self.limit,
             });
         }
+        Ok(())
+    }
+
+    /// What appending to the queue did, given its length before.
+    #[inline]
+    fn pushed_since(&self, before: usize) -> Pushed {
+        Pushed {
+            was_empty: before == 0,
+            hand_over: before / HAND_OVER_EVERY != self.buf.len() / HAND_OVER_EVERY,
+        }
+    }
+
+    /// Appends chunks behind what is queued; they stay whole.
+    fn append_chunks(&mut self, chunks: &Chunks) {
+        append_chunks(&mut self.buf, &mut self.ends, &chunks.buf, &chunks.ends);
+    }
+
+    /// The outage buffer, when `len` more bytes fit in `max_bytes` (or
+    /// `force` takes them regardless).
+    fn outage_room(
+        &mut self,
+        len: usize,
+        max_bytes: usize,
+        force: bool,
+    ) -> Result<&mut Chunks, Refused> {
+        let outage = self.outage.get_or_insert_with(Box::default);
+        let buffered = outage.buf.len();
+        if !force && buffered + len > max_bytes {
+            return Err(Refused::OutageFull {
+                buffered,
+                limit: max_bytes,
+            });
+        }
+        Ok(outage)
+    }
+
+    /// Appends to the live socket's queue.
+    #[inline]
+    fn push_live(&mut self, data: &[u8]) -> Result<Pushed, Refused> {
+        self.room_for(data.len())?;
         let before = self.buf.len();
         self.buf.extend_from_slice(data);
         self.ends.push(self.buf.len());
-        Ok(Pushed {
-            was_empty: before == 0,
-            hand_over: before / HAND_OVER_EVERY != self.buf.len() / HAND_OVER_EVERY,
-        })
+        Ok(self.pushed_since(before))
     }
 
     #[inline]
@@ -308,15 +357,7 @@ impl Queue {
         match policy {
             Outage::Reject => Err(Refused::NotConnected),
             Outage::Buffer { max_bytes } => {
-                let held = self.outage.get_or_insert_with(Box::default);
-                let buffered = held.buf.len();
-                if buffered + data.len() > max_bytes {
-                    return Err(Refused::OutageFull {
-                        buffered,
-                        limit: max_bytes,
-                    });
-                }
-                held.push(data);
+                self.outage_room(data.len(), max_bytes, false)?.push(data);
                 Ok(Pushed::default())
             }
         }
@@ -338,12 +379,9 @@ impl Queue {
 
     /// Moves bytes buffered during the outage behind what is queued.
     pub(crate) fn release_outage(&mut self) {
-        let Some(held) = self.outage.take() else {
-            return;
-        };
-        let base = self.buf.len();
-        self.buf.extend_from_slice(&held.buf);
-        self.ends.extend(held.ends.iter().map(|e| e + base));
+        if let Some(held) = self.outage.take() {
+            self.append_chunks(&held);
+        }
     }
 
     /// Hands over a [`Sender`](crate::Sender)'s chunks, all or none, to
@@ -361,34 +399,17 @@ impl Queue {
         }
         let len = held.buf.len();
         if self.accepting {
-            let queued = self.queued();
-            if !force && queued > 0 && queued + len > self.limit {
-                return Err(Refused::Full {
-                    queued,
-                    limit: self.limit,
-                });
+            if !force {
+                self.room_for(len)?;
             }
             let before = self.buf.len();
-            let base = before;
-            self.buf.extend_from_slice(&held.buf);
-            self.ends.extend(held.ends.iter().map(|e| e + base));
-            return Ok(Pushed {
-                was_empty: before == 0,
-                hand_over: before / HAND_OVER_EVERY != self.buf.len() / HAND_OVER_EVERY,
-            });
+            self.append_chunks(held);
+            return Ok(self.pushed_since(before));
         }
         match policy {
             Outage::Reject => Err(Refused::NotConnected),
             Outage::Buffer { max_bytes } => {
-                let outage = self.outage.get_or_insert_with(Box::default);
-                let buffered = outage.buf.len();
-                if !force && buffered + len > max_bytes {
-                    return Err(Refused::OutageFull {
-                        buffered,
-                        limit: max_bytes,
-                    });
-                }
-                outage.append(held);
+                self.outage_room(len, max_bytes, force)?.append(held);
                 Ok(Pushed::default())
             }
         }

@@ -9,8 +9,17 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::{fast_options, read_to_end, Server};
-use redial::{Manager, Outage, SendError, State, SENDER_BATCH};
+use harness::{fast_options, in_buffered_outage, read_to_end, Server};
+use redial::{Connection, Manager, SendError, State, SENDER_BATCH};
+
+/// A connection to `server` with the tests' fast schedule, once connected.
+async fn connected(cm: &Manager, server: &Server) -> Connection {
+    let conn = cm
+        .connect_with(server.addr, redial::handler(), fast_options(10, 100))
+        .unwrap();
+    conn.wait_connected().await.unwrap();
+    conn
+}
 
 /// `n` numbered messages of 64 bytes: the sink can check order and count.
 fn message(i: u32) -> Vec<u8> {
@@ -29,11 +38,8 @@ fn a_sender_can_move_to_another_task() {
 async fn a_sender_holds_until_flushed_and_delivers_everything_in_order() {
     let mut server = Server::start().await;
     let cm = Manager::new();
-    let conn = cm
-        .connect_with(server.addr, redial::handler(), fast_options(10, 100))
-        .unwrap();
+    let conn = connected(&cm, &server).await;
     let peer = server.next(5).await;
-    conn.wait_connected().await.unwrap();
     let mut tx = conn.sender();
     tx.send(message(0)).unwrap();
     tx.write(message(1)).await.unwrap();
@@ -62,11 +68,8 @@ async fn a_sender_holds_until_flushed_and_delivers_everything_in_order() {
 async fn a_full_batch_is_handed_over_without_a_flush() {
     let mut server = Server::start().await;
     let cm = Manager::new();
-    let conn = cm
-        .connect_with(server.addr, redial::handler(), fast_options(10, 100))
-        .unwrap();
+    let conn = connected(&cm, &server).await;
     let peer = server.next(5).await;
-    conn.wait_connected().await.unwrap();
     let mut tx = conn.sender();
     let n = (SENDER_BATCH / 64) as u32;
     for i in 0..n {
@@ -159,11 +162,8 @@ async fn a_full_queue_refuses_a_try_flush_and_write_waits_for_room() {
 async fn a_dropped_sender_hands_over_what_it_held() {
     let mut server = Server::start().await;
     let cm = Manager::new();
-    let conn = cm
-        .connect_with(server.addr, redial::handler(), fast_options(10, 100))
-        .unwrap();
+    let conn = connected(&cm, &server).await;
     let peer = server.next(5).await;
-    conn.wait_connected().await.unwrap();
     let mut tx = conn.sender();
     tx.send("held until the drop").unwrap();
     drop(tx);
@@ -177,10 +177,7 @@ async fn a_dropped_sender_hands_over_what_it_held() {
 async fn a_dropped_sender_whose_bytes_are_refused_counts_them() {
     let server = Server::start().await;
     let cm = Manager::new();
-    let conn = cm
-        .connect_with(server.addr, redial::handler(), fast_options(10, 100))
-        .unwrap();
-    conn.wait_connected().await.unwrap();
+    let conn = connected(&cm, &server).await;
     let mut tx = conn.sender();
     tx.send("12345").unwrap();
     conn.disconnect().await;
@@ -193,10 +190,7 @@ async fn a_dropped_sender_whose_bytes_are_refused_counts_them() {
 async fn a_send_after_the_connection_closed_is_refused_at_once_with_what_was_held() {
     let server = Server::start().await;
     let cm = Manager::new();
-    let conn = cm
-        .connect_with(server.addr, redial::handler(), fast_options(10, 100))
-        .unwrap();
-    conn.wait_connected().await.unwrap();
+    let conn = connected(&cm, &server).await;
     let mut tx = conn.sender();
     let mut late = conn.sender();
     tx.send("held;").unwrap();
@@ -221,20 +215,7 @@ async fn a_send_after_the_connection_closed_is_refused_at_once_with_what_was_hel
 async fn a_sender_during_an_outage_follows_the_buffer_policy() {
     let mut server = Server::start().await;
     let cm = Manager::new();
-    let h = redial::handler()
-        .on_connect(|s| {
-            let _ = s.send(format!("hello{};", s.generation()));
-        })
-        .on_data(|_, _| {});
-    let opts = fast_options(20, 50).outage(Outage::Buffer { max_bytes: 1000 });
-    let conn = cm.connect_with(server.addr, h, opts).unwrap();
-    let first = server.next(5).await;
-    conn.wait_connected().await.unwrap();
-    server.stop_listening().await;
-    drop(first.stream);
-    while conn.state() == State::Connected {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let conn = in_buffered_outage(&cm, &mut server, 1000).await;
     let mut tx = conn.sender();
     for i in 0..10 {
         tx.send(format!("m{i};")).unwrap();

@@ -9,8 +9,8 @@ mod harness;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use harness::{fast_options, read_to_end, rst, Server};
-use redial::{Manager, Outage, Resume, SendError, Socket};
+use harness::{fast_options, in_buffered_outage, read_to_end, rst, Server};
+use redial::{Manager, Resume, SendError, Socket};
 use tokio::io::AsyncReadExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,21 +152,7 @@ async fn reset_hands_back_what_was_queued_and_never_written() {
 async fn outage_buffer_delivers_after_on_connect_in_order() {
     let mut server = Server::start().await;
     let cm = Manager::new();
-    let h = redial::handler()
-        .on_connect(|s| {
-            let _ = s.send(format!("hello{};", s.generation()));
-        })
-        .on_data(|_, _| {});
-    let opts = fast_options(20, 50).outage(Outage::Buffer { max_bytes: 1000 });
-    let conn = cm.connect_with(server.addr, h, opts).unwrap();
-    let first = server.next(5).await;
-    conn.wait_connected().await.unwrap();
-    server.stop_listening().await;
-    drop(first.stream);
-    // Wait for the outage to be seen, then send into it.
-    while conn.state() == redial::State::Connected {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let conn = in_buffered_outage(&cm, &mut server, 1000).await;
     for i in 0..10 {
         conn.send(format!("m{i};")).unwrap();
     }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redial::{Backoff, Jitter, Options};
+use redial::{Backoff, Connection, Jitter, Manager, Options, Outage, State};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
@@ -25,6 +25,28 @@ pub fn fast_options(initial_ms: u64, max_ms: u64) -> Options {
         .unwrap()
         .with_jitter(Jitter::None),
     )
+}
+
+/// A connection that greets every connection with `hello<generation>;`
+/// and buffers up to `max_bytes` while down ([`Outage::Buffer`]), taken
+/// into an outage: once connected, `server` stops listening and drops it.
+/// Returns once the connection has seen the loss.
+pub async fn in_buffered_outage(cm: &Manager, server: &mut Server, max_bytes: usize) -> Connection {
+    let h = redial::handler()
+        .on_connect(|s| {
+            let _ = s.send(format!("hello{};", s.generation()));
+        })
+        .on_data(|_, _| {});
+    let opts = fast_options(20, 50).outage(Outage::Buffer { max_bytes });
+    let conn = cm.connect_with(server.addr, h, opts).unwrap();
+    let first = server.next(5).await;
+    conn.wait_connected().await.unwrap();
+    server.stop_listening().await;
+    drop(first.stream);
+    while conn.state() == State::Connected {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    conn
 }
 
 /// What the server saw on one accepted connection.
