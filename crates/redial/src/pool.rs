@@ -46,10 +46,16 @@ pub struct Pool {
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Each count takes the members lock and releases it before the
+        // next: holding it across both would deadlock (the lock is not
+        // reentrant).
+        let members = self.members().len();
+        let live = self.live();
         f.debug_struct("Pool")
             .field("name", &self.inner.name)
-            .field("members", &self.members().len())
-            .field("live", &self.live())
+            .field("members", &members)
+            .field("live", &live)
+            .field("closed", &self.inner.closed.load(Ordering::Acquire))
             .finish()
     }
 }
