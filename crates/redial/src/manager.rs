@@ -108,8 +108,13 @@ impl ManagerInner {
         }
     }
 
-    pub(crate) fn remove_pool(&self, name: &str) {
-        self.registry().pools.remove(name);
+    /// Unregisters `pool`, and only it: a newer pool that took the same
+    /// name stays.
+    pub(crate) fn remove_pool(&self, pool: &Pool) {
+        let mut r = self.registry();
+        if r.pools.get(pool.name()).is_some_and(|p| p.same_as(pool)) {
+            r.pools.remove(pool.name());
+        }
     }
 
     pub(crate) fn spawn<H: Handler>(
@@ -483,15 +488,25 @@ impl Manager {
     /// # }
     /// ```
     pub fn disconnect_all(&self) -> Disconnecting {
-        let (conns, pools) = {
-            let mut r = self.inner.registry();
-            let conns: Vec<_> = r.conns.values().map(|c| c.shared.clone()).collect();
-            let pools: Vec<_> = r.pools.drain().map(|(_, p)| p).collect();
-            (conns, pools)
-        };
+        let pools: Vec<_> = self
+            .inner
+            .registry()
+            .pools
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        // Pools close before the connections are listed: a member added
+        // meanwhile is either refused or registered, so listed below.
         for p in &pools {
-            p.mark_closed();
+            p.close();
         }
+        let conns: Vec<_> = self
+            .inner
+            .registry()
+            .conns
+            .values()
+            .map(|c| c.shared.clone())
+            .collect();
         for c in &conns {
             c.request(Command::Disconnect);
         }

@@ -84,8 +84,18 @@ impl Pool {
         self.inner.members.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn mark_closed(&self) {
+    /// Closes the pool to new members and returns the members it has.
+    /// Under the members lock, so no add can slip in between.
+    pub(crate) fn close(&self) -> Vec<Arc<crate::shared::Shared>> {
+        let m = self.members();
         self.inner.closed.store(true, Ordering::Release);
+        m.iter().map(|c| c.shared.clone()).collect()
+    }
+
+    /// Whether `other` is a handle on this very pool (not merely one of
+    /// the same name).
+    pub(crate) fn same_as(&self, other: &Pool) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// The pool's name.
@@ -138,6 +148,11 @@ impl Pool {
         handler: H,
         opts: Option<Options>,
     ) -> Result<Connection, ConnectError> {
+        // The closed flag is checked and the member pushed under the one
+        // lock that `close` takes too: an add either lands before the pool
+        // closes (and is disconnected with it) or is refused, never
+        // between the two.
+        let mut m = self.members();
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(ConnectError::PoolClosed {
                 pool: self.inner.name.to_string(),
@@ -153,7 +168,6 @@ impl Pool {
             None => crate::manager::default_options(),
         };
         let conn = manager.spawn(endpoint, handler, opts, Some(self.inner.tag.clone()));
-        let mut m = self.members();
         m.retain(|c| c.state() != State::Closed);
         m.push(conn.clone());
         Ok(conn)
@@ -363,20 +377,42 @@ impl Pool {
     /// Disconnects every member and removes the pool from its manager (the
     /// name can be used again). Await to wait until all have closed.
     ///
+    /// From this call on the pool takes no new members:
+    /// [`Pool::add_connection`] fails with
+    /// [`ConnectError::PoolClosed`]. A member added before it is
+    /// disconnected with the pool. Calling it again, or on an old handle
+    /// after a new pool took the name, touches only this pool's members:
+    /// the newer pool stays registered and open.
+    ///
     /// ```no_run
     /// # async fn f(pool: redial::Pool) {
     /// pool.disconnect().await;
     /// # }
     /// ```
     pub fn disconnect(&self) -> Disconnecting {
-        self.mark_closed();
+        let members = self.close();
         if let Some(m) = self.inner.manager.upgrade() {
-            m.remove_pool(&self.inner.name);
+            m.remove_pool(self);
         }
-        let members: Vec<_> = self.members().iter().map(|c| c.shared.clone()).collect();
         for c in &members {
             c.request(Command::Disconnect);
         }
         Disconnecting::new(members)
+    }
+
+    /// Whether [`Pool::disconnect`] (or [`Manager::disconnect_all`](crate::Manager::disconnect_all))
+    /// was called: the pool then takes no new members.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redial::PoolError> {
+    /// let pool = redial::Manager::new().create_pool("p")?;
+    /// assert!(!pool.is_closed());
+    /// pool.disconnect().await;
+    /// assert!(pool.is_closed());
+    /// assert!(pool.add_connection("127.0.0.1:9", redial::handler()).is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
     }
 }

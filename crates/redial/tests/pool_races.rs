@@ -56,3 +56,155 @@ fn debug_of_a_pool_returns_and_shows_its_counts() {
     assert!(text.1.contains("pools: 1"), "{}", text.1);
     assert!(text.2.contains("Connection"), "{}", text.2);
 }
+
+/// An address nothing listens on: members to it keep retrying, which is
+/// all these tests need of them (and costs no server).
+fn dead_addr() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    addr
+}
+
+// Regression test (issue 21, bug 2): the registry removed pools by name, so
+// disconnecting an old handle deleted the newer pool of the same name: it
+// was no longer found, the name could be taken a third time, and
+// `disconnect_all` left it open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_pool_handle_leaves_the_newer_pool_of_its_name_alone() {
+    let server = common::TestServer::echo().await;
+    let cm = Manager::new();
+    let a = cm.create_pool("p").unwrap();
+    a.disconnect().await;
+    assert!(
+        cm.get_pool("p").is_none(),
+        "a disconnected pool is unregistered"
+    );
+
+    let b = cm.create_pool("p").unwrap();
+    let member = b.add_connection(server.addr, redial::handler()).unwrap();
+    tokio::time::timeout(LONG, b.wait_live(1)).await.unwrap();
+
+    // The old handle, disconnected again: inert.
+    a.disconnect().await;
+    assert!(a.is_closed());
+    let found = cm
+        .get_pool("p")
+        .expect("the newer pool is still registered");
+    assert_eq!(
+        found.connections().len(),
+        1,
+        "found the newer pool: {found:?}"
+    );
+    assert!(!b.is_closed());
+    assert_eq!(member.state(), redial::State::Connected);
+    assert!(
+        matches!(
+            cm.create_pool("p"),
+            Err(redial::PoolError::NameTaken { .. })
+        ),
+        "two open pools must not share a name"
+    );
+    assert!(matches!(
+        a.add_connection(server.addr, redial::handler()),
+        Err(redial::ConnectError::PoolClosed { .. })
+    ));
+
+    tokio::time::timeout(LONG, cm.disconnect_all())
+        .await
+        .unwrap();
+    assert!(b.is_closed(), "disconnect_all closes the newer pool");
+    assert_eq!(member.state(), redial::State::Closed);
+}
+
+const LONG: Duration = Duration::from_secs(10);
+
+// Regression test (issue 21, bug 3): `add_connection` checked the closed
+// flag, then pushed the member after `Pool::disconnect` had taken the
+// member list: about one add in three trials returned `Ok` with a member
+// that was never disconnected. Now every member whose add succeeded
+// closes with the pool, and every later add is refused as "pool closed".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_added_while_the_pool_disconnects_is_closed_with_it_or_refused() {
+    const TRIALS: usize = 40;
+    let addr = dead_addr();
+    let cm = Manager::new();
+    let mut added_total = 0;
+    for trial in 0..TRIALS {
+        let pool = cm.create_pool(&format!("p{trial}")).unwrap();
+        let adder = {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                let mut added = Vec::new();
+                // Bounded, so a pool that never refuses cannot loop forever.
+                for _ in 0..10_000 {
+                    match pool.add_connection(addr, redial::handler()) {
+                        Ok(c) => added.push(c),
+                        Err(e) => return (added, Some(e)),
+                    }
+                    std::thread::yield_now();
+                }
+                (added, None)
+            })
+        };
+        // Disconnect while the adder is busy: after a few adds, at a
+        // different moment each trial.
+        let want = 1 + trial % 5;
+        common::wait_until("some adds", LONG, || pool.connections().len() >= want).await;
+        tokio::time::timeout(LONG, pool.disconnect())
+            .await
+            .expect("the pool's disconnect finished");
+        let (added, err) = tokio::task::spawn_blocking(move || adder.join().unwrap())
+            .await
+            .unwrap();
+        let err = err.expect("the adder was refused once the pool closed");
+        assert!(
+            matches!(&err, redial::ConnectError::PoolClosed { pool } if *pool == format!("p{trial}")),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("disconnected"), "{err}");
+        added_total += added.len();
+        for c in &added {
+            let closed = tokio::time::timeout(LONG, c.closed()).await;
+            assert!(
+                closed.is_ok(),
+                "trial {trial}: member #{} was added (Ok) but never closed: {:?}",
+                c.id(),
+                c.state()
+            );
+        }
+        assert!(
+            pool.connections().is_empty(),
+            "trial {trial}: {:?}",
+            pool.connections()
+        );
+    }
+    println!("{TRIALS} trials, {added_total} members added, every one closed with its pool");
+    assert!(cm.connections().is_empty(), "{:?}", cm.connections());
+}
+
+// A closing pool takes no member: after `Pool::disconnect` and after
+// `Manager::disconnect_all`, adds fail with an error naming the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_to_a_closed_pool_fails_with_pool_closed() {
+    let cm = Manager::new();
+    let a = cm.create_pool("a").unwrap();
+    let b = cm.create_pool("b").unwrap();
+    let _ = a.disconnect();
+    let e = a
+        .add_connection(dead_addr(), redial::handler())
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "pool \"a\" is disconnected and takes no new connections"
+    );
+    let _ = cm.disconnect_all();
+    let e = b
+        .add_connection_with(dead_addr(), redial::handler(), redial::Options::new())
+        .unwrap_err();
+    assert!(
+        matches!(e, redial::ConnectError::PoolClosed { ref pool } if pool == "b"),
+        "{e:?}"
+    );
+    assert!(cm.connections().is_empty());
+}
