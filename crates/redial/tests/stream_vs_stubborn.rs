@@ -136,7 +136,10 @@ async fn redial_reports_every_loss_that_stubborn_io_hides() {
     let (proxy, seen) = setup(7).await;
     let cm = Manager::new();
     let stream = cm.stream(proxy.local_addr(), fast_options(5, 50)).unwrap();
-    let r = run(stream, &proxy, seen, |s| s.take_unsent().chunks().count()).await;
+    let r = run(stream, &proxy, seen, |s| {
+        s.take_unsent().iter().map(|u| u.chunks().count()).sum()
+    })
+    .await;
     let r_lost = FRAMES as usize - r.seen.frames.len() - r.handed_back;
     println!(
         "redial Stream: {} writes ok, {} ConnectionReset errors, {} frames received, {} handed back \

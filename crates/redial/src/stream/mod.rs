@@ -2,134 +2,32 @@
 //! (`tokio_util::codec::Framed`), `tokio::io::copy` and client libraries
 //! that take a stream.
 //!
-//! It runs on the same driver as the callback API (its handler is internal),
-//! so it gets the same reconnects, backoff, bounds and accounting. A reset
-//! surfaces as exactly one `ConnectionReset` error on the next read or
-//! write: a codec drops its half frame, the caller resends what it knows
-//! was not acknowledged ([`Stream::take_unsent`] has what never left), and
-//! I/O continues on the next connection. A `tokio_util` `Framed` ends after
-//! an error: build a new one over `framed.into_inner()` to go on with a
-//! clean codec.
+//! It runs on the same driver as the callback API (its handler is internal,
+//! in `inbox`), so it gets the same reconnects, backoff, bounds and
+//! accounting. Each lost connection surfaces as one `ConnectionReset` error
+//! on the next read, write or flush; the rules it keeps (nothing lost,
+//! nothing mixed across connections) are on [`Stream`] itself.
 
-use std::collections::VecDeque;
+mod inbox;
+
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::connection::Connection;
 use crate::endpoint::ToEndpoint;
 use crate::error::ConnectError;
-use crate::handler::{Handler, Resume};
 use crate::manager::Manager;
 use crate::options::Options;
-use crate::reset::{Close, Reset, Unsent};
+use crate::reset::Unsent;
 use crate::shared::{Queue, Refused, Shared};
-use crate::socket::Socket;
 
-/// Bytes a [`Stream`] holds for its reader before it stops reading from
-/// the socket (TCP flow control then slows the peer).
-pub const STREAM_READ_LIMIT: usize = 256 * 1024;
-
-enum Piece {
-    Data(Vec<u8>, usize),
-    /// The connection with this reset number was lost here.
-    Reset(u64, String),
-}
-
-#[derive(Default)]
-struct Inbox {
-    pieces: VecDeque<Piece>,
-    buffered: usize,
-    resets: u64,
-    reported: u64,
-    last_reason: String,
-    generation: u64,
-    closed: bool,
-    unsent: Unsent,
-    resend: Option<Unsent>,
-    reader: Option<Waker>,
-    writer: Option<Waker>,
-}
-
-struct StreamShared {
-    inbox: Mutex<Inbox>,
-    transparent: bool,
-}
-
-impl StreamShared {
-    fn inbox(&self) -> MutexGuard<'_, Inbox> {
-        self.inbox.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-fn wake(w: &mut Option<Waker>) {
-    if let Some(w) = w.take() {
-        w.wake();
-    }
-}
-
-/// The stream's side of the driver.
-struct StreamHandler {
-    shared: Arc<StreamShared>,
-}
-
-impl Handler for StreamHandler {
-    fn on_connect(&mut self, sock: &Socket) {
-        let mut inbox = self.shared.inbox();
-        inbox.generation = sock.generation();
-        // Transparent mode re-queues what never left, before new writes.
-        if let Some(unsent) = inbox.resend.take() {
-            if let Some(p) = unsent.partial() {
-                let _ = sock.send(&p.data);
-            }
-            for chunk in unsent.chunks() {
-                let _ = sock.send(chunk);
-            }
-        }
-        wake(&mut inbox.writer);
-    }
-
-    fn on_data(&mut self, sock: &Socket, data: &[u8]) {
-        let mut inbox = self.shared.inbox();
-        inbox.buffered += data.len();
-        inbox.pieces.push_back(Piece::Data(data.to_vec(), 0));
-        if inbox.buffered >= STREAM_READ_LIMIT {
-            sock.inner.shared.pause_reads(true);
-        }
-        wake(&mut inbox.reader);
-    }
-
-    fn on_reset(&mut self, reset: &Reset) -> Resume {
-        let mut inbox = self.shared.inbox();
-        if self.shared.transparent {
-            inbox.resend = Some(reset.unsent().clone());
-        } else {
-            inbox.resets += 1;
-            let id = inbox.resets;
-            let reason = reset.reason().to_string();
-            inbox.pieces.push_back(Piece::Reset(id, reason.clone()));
-            inbox.last_reason = reason;
-            inbox.unsent = reset.unsent().clone();
-        }
-        wake(&mut inbox.reader);
-        wake(&mut inbox.writer);
-        Resume::Reconnect
-    }
-
-    fn on_close(&mut self, close: &Close) {
-        let mut inbox = self.shared.inbox();
-        inbox.closed = true;
-        if !close.unsent().is_empty() {
-            inbox.unsent = close.unsent().clone();
-        }
-        wake(&mut inbox.reader);
-        wake(&mut inbox.writer);
-    }
-}
+pub use inbox::STREAM_READ_LIMIT;
+use inbox::{Inbox, Lost, Piece, StreamHandler, StreamShared};
 
 type Wait = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 
@@ -168,6 +66,29 @@ async fn wait_drained(shared: Arc<Shared>) {
 }
 
 /// A managed connection as `AsyncRead + AsyncWrite`.
+///
+/// # Lost connections
+///
+/// Every lost connection is one `ConnectionReset` error, in order, on the
+/// first read, write or flush after it; two losses are two errors, never
+/// one. The error cuts the stream in both directions:
+///
+/// - **Reads**: bytes before the error came from the lost connection, bytes
+///   after it from the next. When a write or flush gets the error first,
+///   the bytes read from the lost connection and not yet taken by the
+///   reader are dropped (the error says how many): they are never handed
+///   out glued to the next connection's. A codec must drop its own half
+///   frame too: a `tokio_util` `Framed` ends after an error, so build a new
+///   one over `framed.into_inner()`.
+/// - **Writes**: bytes a write accepted either reached the kernel of the
+///   lost connection (what the peer got of them, only the peer can say),
+///   or are handed back by [`Stream::take_unsent`], which keeps them, loss
+///   after loss, until taken; or they are still queued. Nothing accepted is
+///   dropped. Writes after the error go to the next connection.
+///
+/// Split halves (`tokio::io::split`) share one stream and so one error per
+/// loss: the half that did not get it is not told. Give a split reader's
+/// codec its own way to learn of it (for example, from the writer).
 ///
 /// ```no_run
 /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -256,14 +177,12 @@ impl Manager {
         opts: Options,
         transparent: bool,
     ) -> Result<Stream, ConnectError> {
-        let shared = Arc::new(StreamShared {
-            inbox: Mutex::new(Inbox::default()),
-            transparent,
-        });
+        let shared = Arc::new(StreamShared::new(transparent));
         let conn = self.connect_with(
             endpoint,
             StreamHandler {
                 shared: shared.clone(),
+                resend: None,
             },
             opts,
         )?;
@@ -302,32 +221,33 @@ impl Stream {
         self.shared.inbox().generation
     }
 
-    /// The bytes written to the stream that never reached the kernel before
-    /// the last reset (or the close), handed back for a resend.
+    /// Takes the bytes written to the stream that never reached the
+    /// kernel: what every lost connection since the last call left unsent,
+    /// and what the close left, one [`Unsent`] per connection, oldest
+    /// first. Nothing is overwritten: bytes wait here until taken, however
+    /// many connections are lost meanwhile. A chunk (one `write` call) that
+    /// was cut by a loss is the entry's [`Unsent::partial`]: its first
+    /// `written` bytes reached the kernel, the rest did not.
     ///
     /// ```no_run
     /// # fn f(s: &redial::Stream) {
-    /// let lost = s.take_unsent();
-    /// println!("{} bytes to resend", lost.len());
+    /// for unsent in s.take_unsent() {
+    ///     println!("{} bytes to resend", unsent.len());
+    /// }
     /// # }
     /// ```
-    pub fn take_unsent(&self) -> Unsent {
-        std::mem::take(&mut self.shared.inbox().unsent)
+    pub fn take_unsent(&self) -> Vec<Unsent> {
+        std::mem::take(&mut self.shared.inbox().handed_back)
     }
 
-    /// A reset not yet reported: report it now.
+    /// The oldest loss not yet reported, reported now to a writer (its
+    /// connection's unread bytes are dropped and counted).
     fn take_reset(&self, inbox: &mut Inbox) -> Option<io::Error> {
-        if inbox.resets > inbox.reported {
-            inbox.reported = inbox.resets;
-            return Some(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                format!(
-                    "connection lost ({}); the next call uses a new connection",
-                    inbox.last_reason
-                ),
-            ));
+        let lost = inbox.report_to_writer()?;
+        if inbox.buffered < STREAM_READ_LIMIT / 2 {
+            self.conn.shared.pause_reads(false);
         }
-        None
+        Some(reset_error(lost))
     }
 
     fn poll_wait(
@@ -344,6 +264,24 @@ impl Stream {
             Poll::Pending => Poll::Pending,
         }
     }
+}
+
+/// The error a loss is reported with.
+fn reset_error(lost: Lost) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionReset,
+        format!(
+            "connection lost ({}): #{} after {:.2?}, {} bytes written to the kernel, {} never \
+             sent (take_unsent has them), {} unread bytes dropped; the next call uses a new \
+             connection",
+            lost.reason,
+            lost.generation,
+            lost.uptime,
+            lost.written,
+            lost.unsent_bytes,
+            lost.unread_dropped
+        ),
+    )
 }
 
 impl AsyncRead for Stream {
@@ -363,28 +301,21 @@ impl AsyncRead for Stream {
                     if *pos == data.len() {
                         inbox.pieces.pop_front();
                     }
-                    inbox.buffered -= n;
+                    inbox.buffered = inbox.buffered.saturating_sub(n);
                     if inbox.buffered < STREAM_READ_LIMIT / 2 {
                         this.conn.shared.pause_reads(false);
                     }
                     return Poll::Ready(Ok(()));
                 }
-                Some(Piece::Reset(id, reason)) => {
-                    let (id, reason) = (*id, reason.clone());
+                Some(Piece::Lost(generation)) => {
+                    let generation = *generation;
                     inbox.pieces.pop_front();
-                    if id > inbox.reported {
-                        inbox.reported = id;
-                        return Poll::Ready(Err(io::Error::new(
-                            io::ErrorKind::ConnectionReset,
-                            format!(
-                                "connection lost ({reason}); the next call uses a new connection"
-                            ),
-                        )));
+                    if let Some(lost) = inbox.report_to_reader(generation) {
+                        return Poll::Ready(Err(reset_error(lost)));
                     }
-                    // Already reported to a writer: skip the marker.
                 }
                 None => {
-                    if inbox.closed {
+                    if inbox.closed.is_some() {
                         return Poll::Ready(Ok(())); // end of stream
                     }
                     inbox.reader = Some(cx.waker().clone());
@@ -412,7 +343,7 @@ impl AsyncWrite for Stream {
                 if let Some(e) = this.take_reset(&mut inbox) {
                     return Poll::Ready(Err(e));
                 }
-                if inbox.closed {
+                if inbox.closed.is_some() {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::BrokenPipe,
                         "stream closed",

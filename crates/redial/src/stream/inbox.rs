@@ -1,0 +1,272 @@
+//! What a [`Stream`](super::Stream) holds between its driver and its
+//! reader and writer: the bytes read and not yet taken, one marker per lost
+//! connection, the resets not yet reported, and the bytes handed back.
+//!
+//! The driver's side ([`StreamHandler`]) only appends; the stream's side
+//! takes. Every lost connection is reported once, in order, to whichever of
+//! read, write or flush asks first; a report to the writer drops the unread
+//! bytes of the lost connection (they are counted in the report), so a
+//! reader never gets them glued to the next connection's.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+use std::time::Duration;
+
+use tracing::debug;
+
+use crate::handler::{Handler, Resume};
+use crate::reset::{Close, CloseReason, Reset, ResetReason, Unsent};
+use crate::socket::Socket;
+
+/// Bytes a [`Stream`](super::Stream) holds for its reader before it stops
+/// reading from the socket (TCP flow control then slows the peer).
+pub const STREAM_READ_LIMIT: usize = 256 * 1024;
+
+/// One lost connection, as the stream reports it.
+#[derive(Debug, Clone)]
+pub(crate) struct Lost {
+    pub(crate) reason: ResetReason,
+    pub(crate) generation: u64,
+    pub(crate) uptime: Duration,
+    pub(crate) written: u64,
+    /// Bytes of this connection that never reached the kernel, handed back
+    /// (the unwritten tail of a cut chunk included).
+    pub(crate) unsent_bytes: usize,
+    /// Bytes read from this connection and never delivered: the report
+    /// went to the writer first, and they were dropped.
+    pub(crate) unread_dropped: usize,
+}
+
+pub(crate) enum Piece {
+    /// Bytes read, and how many of them the reader has taken.
+    Data(Vec<u8>, usize),
+    /// The connection of this generation was lost here.
+    Lost(u64),
+}
+
+#[derive(Default)]
+pub(crate) struct Inbox {
+    pub(crate) pieces: VecDeque<Piece>,
+    /// Bytes in `pieces` not yet taken by the reader.
+    pub(crate) buffered: usize,
+    /// Lost connections not yet reported, oldest first.
+    unreported: VecDeque<Lost>,
+    pub(crate) generation: u64,
+    /// Ended for good, and why.
+    pub(crate) closed: Option<CloseReason>,
+    /// What resets and the close handed back, one entry per connection (each
+    /// may have its own cut chunk), oldest first.
+    pub(crate) handed_back: Vec<Unsent>,
+    pub(crate) reader: Option<Waker>,
+    pub(crate) writer: Option<Waker>,
+}
+
+/// Bytes of an unsent record that never reached the kernel.
+pub(crate) fn unsent_bytes(u: &Unsent) -> usize {
+    u.len()
+        + u.partial()
+            .map_or(0, |p| p.data.len().saturating_sub(p.written))
+}
+
+impl Inbox {
+    /// The oldest lost connection not yet reported, for a writer (or a
+    /// flush): the unread bytes read from it are dropped and counted, so
+    /// the reader goes on with the next connection's bytes only.
+    pub(crate) fn report_to_writer(&mut self) -> Option<Lost> {
+        let mut lost = self.unreported.pop_front()?;
+        while let Some(piece) = self.pieces.pop_front() {
+            match piece {
+                Piece::Data(data, pos) => {
+                    let n = data.len().saturating_sub(pos);
+                    lost.unread_dropped += n;
+                    self.buffered = self.buffered.saturating_sub(n);
+                }
+                Piece::Lost(g) if g == lost.generation => break,
+                // Reported already (to the reader): nothing to do.
+                Piece::Lost(_) => {}
+            }
+        }
+        if lost.unread_dropped > 0 {
+            debug!(
+                generation = lost.generation,
+                bytes = lost.unread_dropped,
+                "unread bytes of a lost connection dropped"
+            );
+        }
+        Some(lost)
+    }
+
+    /// The reader reached the marker of connection `generation`: the loss,
+    /// if no writer was told of it yet.
+    pub(crate) fn report_to_reader(&mut self, generation: u64) -> Option<Lost> {
+        if self
+            .unreported
+            .front()
+            .is_some_and(|l| l.generation == generation)
+        {
+            return self.unreported.pop_front();
+        }
+        None
+    }
+
+    /// Lost connections not yet reported.
+    #[cfg(test)]
+    pub(crate) fn unreported(&self) -> usize {
+        self.unreported.len()
+    }
+}
+
+pub(crate) struct StreamShared {
+    inbox: Mutex<Inbox>,
+    pub(crate) transparent: bool,
+}
+
+impl StreamShared {
+    pub(crate) fn new(transparent: bool) -> Self {
+        StreamShared {
+            inbox: Mutex::new(Inbox::default()),
+            transparent,
+        }
+    }
+
+    pub(crate) fn inbox(&self) -> MutexGuard<'_, Inbox> {
+        self.inbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub(crate) fn wake(w: &mut Option<Waker>) {
+    if let Some(w) = w.take() {
+        w.wake();
+    }
+}
+
+/// The stream's side of the driver.
+pub(crate) struct StreamHandler {
+    pub(crate) shared: Arc<StreamShared>,
+    /// Transparent streams: what the last loss left unsent, re-queued on
+    /// the next connection before new writes.
+    pub(crate) resend: Option<Unsent>,
+}
+
+impl Handler for StreamHandler {
+    fn on_connect(&mut self, sock: &Socket) {
+        let mut inbox = self.shared.inbox();
+        inbox.generation = sock.generation();
+        // Transparent mode re-queues what never left, before new writes.
+        if let Some(unsent) = self.resend.take() {
+            if let Some(p) = unsent.partial() {
+                let _ = sock.send(&p.data);
+            }
+            for chunk in unsent.chunks() {
+                let _ = sock.send(chunk);
+            }
+        }
+        wake(&mut inbox.writer);
+    }
+
+    fn on_data(&mut self, sock: &Socket, data: &[u8]) {
+        let mut inbox = self.shared.inbox();
+        inbox.buffered += data.len();
+        inbox.pieces.push_back(Piece::Data(data.to_vec(), 0));
+        if inbox.buffered >= STREAM_READ_LIMIT {
+            sock.inner.shared.pause_reads(true);
+        }
+        wake(&mut inbox.reader);
+    }
+
+    fn on_reset(&mut self, reset: &Reset) -> Resume {
+        let mut inbox = self.shared.inbox();
+        if self.shared.transparent {
+            self.resend = Some(reset.unsent().clone());
+        } else {
+            let unsent = reset.unsent().clone();
+            inbox.unreported.push_back(Lost {
+                reason: reset.reason().clone(),
+                generation: reset.generation(),
+                uptime: reset.uptime(),
+                written: reset.written(),
+                unsent_bytes: unsent_bytes(&unsent),
+                unread_dropped: 0,
+            });
+            inbox.pieces.push_back(Piece::Lost(reset.generation()));
+            if !unsent.is_empty() {
+                inbox.handed_back.push(unsent);
+            }
+        }
+        wake(&mut inbox.reader);
+        wake(&mut inbox.writer);
+        Resume::Reconnect
+    }
+
+    fn on_close(&mut self, close: &Close) {
+        let mut inbox = self.shared.inbox();
+        inbox.closed = Some(close.reason().clone());
+        if !close.unsent().is_empty() {
+            inbox.handed_back.push(close.unsent().clone());
+        }
+        wake(&mut inbox.reader);
+        wake(&mut inbox.writer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lost(generation: u64) -> Lost {
+        Lost {
+            reason: ResetReason::PeerClosed,
+            generation,
+            uptime: Duration::ZERO,
+            written: 0,
+            unsent_bytes: 0,
+            unread_dropped: 0,
+        }
+    }
+
+    fn inbox_with(script: &[Result<&str, u64>]) -> Inbox {
+        let mut inbox = Inbox::default();
+        for step in script {
+            match step {
+                Ok(data) => {
+                    inbox.buffered += data.len();
+                    inbox
+                        .pieces
+                        .push_back(Piece::Data(data.as_bytes().to_vec(), 0));
+                }
+                Err(g) => {
+                    inbox.unreported.push_back(lost(*g));
+                    inbox.pieces.push_back(Piece::Lost(*g));
+                }
+            }
+        }
+        inbox
+    }
+
+    #[test]
+    fn a_writer_report_drops_the_lost_connections_unread_bytes_only() {
+        let mut inbox = inbox_with(&[Ok("old"), Ok("er"), Err(1), Ok("new"), Err(2), Ok("3")]);
+        let first = inbox.report_to_writer().unwrap();
+        assert_eq!((first.generation, first.unread_dropped), (1, 5));
+        assert_eq!(inbox.buffered, 4);
+        let second = inbox.report_to_writer().unwrap();
+        assert_eq!((second.generation, second.unread_dropped), (2, 3));
+        assert_eq!(inbox.buffered, 1);
+        assert!(inbox.report_to_writer().is_none());
+        assert_eq!(inbox.pieces.len(), 1);
+    }
+
+    #[test]
+    fn each_loss_is_reported_once_to_whichever_side_asks_first() {
+        let mut inbox = inbox_with(&[Err(1), Err(2)]);
+        // The reader meets marker 1 first.
+        inbox.pieces.pop_front();
+        assert_eq!(inbox.report_to_reader(1).unwrap().generation, 1);
+        // The writer is told of 2, removing its marker.
+        assert_eq!(inbox.report_to_writer().unwrap().generation, 2);
+        assert!(inbox.pieces.is_empty());
+        assert_eq!(inbox.unreported(), 0);
+        assert!(inbox.report_to_reader(2).is_none());
+    }
+}

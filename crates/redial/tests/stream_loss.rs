@@ -1,0 +1,175 @@
+//! `Stream` loses nothing and mixes no connections: the bytes of every
+//! reset are handed back (none overwritten by the next), every reset is
+//! its own error, and unread bytes of a lost connection never reach the
+//! reader as part of the next one's.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+use std::io::ErrorKind;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use harness::{fast_options, rst, Server};
+use redial::{Manager, State, Stream};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio_util::codec::{Framed, LinesCodec};
+
+/// Waits (polling every few ms) until `cond` holds, for at most 10 s.
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Bytes handed back by `take_unsent` that never reached the kernel: whole
+/// chunks, and the unwritten tail of a cut one.
+fn handed_back(stream: &Stream) -> u64 {
+    stream
+        .take_unsent()
+        .iter()
+        .map(|u| u.len() + u.partial().map_or(0, |p| p.data.len() - p.written))
+        .sum::<usize>() as u64
+}
+
+/// Issue 14, bug 1: 1,000-byte writes to a server that never reads and
+/// resets every 300 ms, no `take_unsent` until the end. Every accepted byte
+/// is written to the kernel, handed back, or still queued (here: handed
+/// back by the final abort), and each reset is its own error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_of_every_reset_are_handed_back_none_overwritten() {
+    const RESETS: u64 = 3;
+    let mut server = Server::start().await;
+    let opts = fast_options(10, 50)
+        .send_queue_limit(1 << 20)
+        .configure_socket(|s| s.set_send_buffer_size(4096));
+    let cm = Manager::new();
+    let mut stream = cm.stream(server.addr, opts).unwrap();
+    let resetter = tokio::spawn(async move {
+        for _ in 0..RESETS {
+            let a = server.next(10).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            rst(a.stream);
+        }
+        // The last connection stays up, unread.
+        let last = server.next(10).await;
+        (server, last)
+    });
+    let chunk = [7u8; 1000];
+    let (mut accepted, mut errors) = (0u64, 0u64);
+    while errors < RESETS {
+        match tokio::time::timeout(Duration::from_secs(10), stream.write(&chunk))
+            .await
+            .expect("a write hung")
+        {
+            Ok(n) => accepted += n as u64,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => errors += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    let (_server, _last) = resetter.await.unwrap();
+    stream.connection().abort().await;
+    assert_eq!(stream.connection().state(), State::Closed);
+    let stats = stream.connection().stats();
+    let back = handed_back(&stream);
+    println!(
+        "accepted {accepted}, written to the kernel {}, handed back {back}, queued {}, \
+         {} resets, {errors} errors",
+        stats.bytes_out, stats.queued, stats.resets
+    );
+    assert_eq!(stats.resets, RESETS, "one error per reset");
+    assert_eq!(stats.queued, 0);
+    assert!(
+        back > 0,
+        "nothing handed back: the test did not fill the queue"
+    );
+    assert_eq!(
+        accepted,
+        stats.bytes_out + back,
+        "accepted = written to the kernel + handed back"
+    );
+}
+
+/// Two connections lost while the application did nothing are two errors,
+/// each on its own call; the call after them goes to the live connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_resets_while_idle_are_two_errors() {
+    let mut server = Server::start().await;
+    let cm = Manager::new();
+    let mut stream = cm.stream(server.addr, fast_options(10, 50)).unwrap();
+    for _ in 0..2 {
+        rst(server.next(5).await.stream);
+    }
+    let third = server.next(5).await;
+    let conn = stream.connection().clone();
+    until("the third connection is up", || {
+        conn.stats().resets == 2 && conn.state() == State::Connected
+    })
+    .await;
+    for _ in 0..2 {
+        let e = stream.write(b"x").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}");
+    }
+    stream.write_all(b"x\n").await.unwrap();
+    stream.flush().await.unwrap();
+    let mut line = String::new();
+    BufReader::new(third.stream)
+        .read_line(&mut line)
+        .await
+        .unwrap();
+    assert_eq!(line, "x\n");
+}
+
+/// Issue 14, bug 5: the first connection answers `A` and leaves half a
+/// line behind as it closes; the writer hears of the loss first. The next
+/// connection's first line must be its own, whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_bytes_of_a_lost_connection_never_reach_the_next_one() {
+    let mut server = Server::start().await;
+    let cm = Manager::new();
+    let stream = cm.stream(server.addr, fast_options(10, 50)).unwrap();
+    let mut framed = Framed::new(stream, LinesCodec::new());
+    let first = server.next(5).await;
+    framed.send("A").await.unwrap();
+    let mut first = BufReader::new(first.stream);
+    let mut line = String::new();
+    first.read_line(&mut line).await.unwrap();
+    assert_eq!(line, "A\n");
+    first
+        .get_mut()
+        .write_all(b"reply:A\nHALF-LINE-FROM-OLD-CONNECTION")
+        .await
+        .unwrap();
+    drop(first); // FIN after the bytes
+    let conn = framed.get_ref().connection().clone();
+    until("the loss is seen", || conn.stats().resets == 1).await;
+    let e = framed.send("B").await.unwrap_err();
+    assert!(e.to_string().contains("connection lost"), "{e}");
+
+    let mut framed = Framed::new(framed.into_inner(), LinesCodec::new());
+    let second = server.next(5).await;
+    let answer = tokio::spawn(async move {
+        let (r, mut w) = second.stream.into_split();
+        let mut lines = BufReader::new(r).lines();
+        while let Ok(Some(l)) = lines.next_line().await {
+            w.write_all(format!("reply:{l}\n").as_bytes())
+                .await
+                .unwrap();
+        }
+    });
+    framed.send("C").await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), framed.next())
+        .await
+        .expect("no reply")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, "reply:C");
+    framed.get_mut().shutdown().await.unwrap();
+    answer.abort();
+}
