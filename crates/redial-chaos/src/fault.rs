@@ -5,6 +5,24 @@ use std::time::Duration;
 
 use crate::SplitMix64;
 
+/// The longest delay the proxy applies: one year (365 days).
+///
+/// Every delay given to the proxy (latency, jitter, slice delay, slow
+/// close, the upstream connect timeout) saturates at this value. To a test
+/// a year is forever, and the cap keeps the proxy's clock arithmetic far
+/// from overflowing, so no delay, however large, can panic it.
+///
+/// ```
+/// use redial_chaos::MAX_DELAY;
+/// assert_eq!(MAX_DELAY.as_secs(), 365 * 24 * 3600);
+/// ```
+pub const MAX_DELAY: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `d`, or [`MAX_DELAY`] if it is longer.
+pub(crate) fn capped(d: Duration) -> Duration {
+    d.min(MAX_DELAY)
+}
+
 /// Which way data flows through the proxy.
 ///
 /// ```

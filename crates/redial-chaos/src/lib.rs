@@ -10,7 +10,8 @@
 //!
 //! The proxy is meant for loopback use inside tests: it never panics on
 //! what a peer does, counts what it forwards ([`Proxy::stats`]), and with no
-//! fault active it is a plain copy loop adding only microseconds.
+//! fault active it is a plain copy loop adding only microseconds. Delays
+//! saturate at [`MAX_DELAY`] (a year), so none can overflow its clock.
 //!
 //! # Example
 //!
@@ -58,7 +59,7 @@ mod stats;
 
 pub use addr::ProxyAddr;
 pub use error::Error;
-pub use fault::{Direction, Fault};
+pub use fault::{Direction, Fault, MAX_DELAY};
 pub use proxy::{Proxy, ProxyBuilder};
 pub use rng::SplitMix64;
 pub use stats::Stats;

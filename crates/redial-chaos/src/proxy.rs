@@ -10,7 +10,7 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::fault::FaultState;
+use crate::fault::{capped, FaultState};
 use crate::link::{Link, LinkConfig};
 use crate::listener::ListenSlot;
 use crate::stats::Counters;
@@ -63,7 +63,8 @@ impl ProxyBuilder {
     }
 
     /// How long to wait for the upstream connect of each accepted
-    /// connection before resetting the client (default 10 s).
+    /// connection before resetting the client (default 10 s; saturates at
+    /// [`MAX_DELAY`](crate::MAX_DELAY)).
     ///
     /// ```
     /// let builder = redial_chaos::Proxy::builder()
@@ -71,7 +72,7 @@ impl ProxyBuilder {
     /// # let _ = builder;
     /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.connect_timeout = capped(timeout);
         self
     }
 
@@ -377,6 +378,7 @@ impl Proxy {
     /// drawn from the seeded generator. Order is kept (a jittered chunk
     /// never overtakes an earlier one) and throughput is not capped: the
     /// proxy keeps reading while data waits. Zero and zero turns it off.
+    /// Each of `delay` and `jitter` saturates at [`MAX_DELAY`](crate::MAX_DELAY).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -391,8 +393,8 @@ impl Proxy {
     pub fn latency(&self, direction: Direction, delay: Duration, jitter: Duration) {
         self.update(|s| {
             s.shaping_mut(direction, |sh| {
-                sh.latency = delay;
-                sh.jitter = jitter;
+                sh.latency = capped(delay);
+                sh.jitter = capped(jitter);
             });
         });
     }
@@ -414,7 +416,8 @@ impl Proxy {
 
     /// Writes data going `direction` in chunks of at most `max_chunk` bytes,
     /// waiting `delay` between chunks, to flush out code that assumes one
-    /// read returns one whole message. `max_chunk` 0 turns it off.
+    /// read returns one whole message. `max_chunk` 0 turns it off; `delay`
+    /// saturates at [`MAX_DELAY`](crate::MAX_DELAY).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -428,7 +431,7 @@ impl Proxy {
         self.update(|s| {
             s.shaping_mut(direction, |sh| {
                 sh.slice = max_chunk;
-                sh.slice_delay = delay;
+                sh.slice_delay = capped(delay);
             });
         });
     }
@@ -453,7 +456,8 @@ impl Proxy {
 
     /// When a peer closes (FIN) or fails (RST), waits `delay` before passing
     /// that on to the other peer. Data still flows meanwhile in the other
-    /// direction. Zero turns it off.
+    /// direction. Zero turns it off; `delay` saturates at
+    /// [`MAX_DELAY`](crate::MAX_DELAY).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -464,7 +468,7 @@ impl Proxy {
     /// # }
     /// ```
     pub fn slow_close(&self, delay: Duration) {
-        self.update(|s| s.slow_close = delay);
+        self.update(|s| s.slow_close = capped(delay));
     }
 
     /// Clears every fault: listens again if refusing, ends blackholes,

@@ -15,7 +15,7 @@ use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
-use crate::fault::{FaultState, Shaping};
+use crate::fault::{capped, FaultState, Shaping, MAX_DELAY};
 use crate::stats::Counters;
 use crate::SplitMix64;
 
@@ -75,6 +75,18 @@ pub(crate) struct Pump<'a> {
     next_write: Option<Instant>,
     rng: SplitMix64,
     shared: Shared<'a>,
+    /// Bytes read and not yet written on, as counted in `Stats::held`.
+    held: u64,
+}
+
+impl Drop for Pump<'_> {
+    /// Whatever the pump still holds goes away with it.
+    fn drop(&mut self) {
+        self.shared
+            .counters
+            .held
+            .fetch_sub(self.held, Ordering::Relaxed);
+    }
 }
 
 impl<'a> Pump<'a> {
@@ -102,6 +114,7 @@ impl<'a> Pump<'a> {
             next_write: None,
             rng,
             shared,
+            held: 0,
         };
         pump.set_state(state);
         pump
@@ -229,6 +242,7 @@ impl<'a> Pump<'a> {
     /// Sends on the `n` bytes just read into the buffer, now or via the
     /// delay queue.
     async fn forward(&mut self, n: usize) -> Result<(), PumpEnd> {
+        self.hold(n);
         if !self.refresh() {
             return Err(PumpEnd::Stopped);
         }
@@ -242,8 +256,10 @@ impl<'a> Pump<'a> {
         let shaping = self.shaping();
         if shaping.delays() || !self.queue.is_empty() || self.state.blackhole {
             let now = Instant::now();
-            let delay = shaping.latency + self.rng.duration_up_to(shaping.jitter);
-            let deadline = (now + delay).max(self.last_deadline.unwrap_or(now));
+            let delay = shaping
+                .latency
+                .saturating_add(self.rng.duration_up_to(shaping.jitter));
+            let deadline = later(now, delay).max(self.last_deadline.unwrap_or(now));
             self.last_deadline = Some(deadline);
             self.queue.push_back((deadline, self.buf[..n].to_vec()));
             self.queued += n;
@@ -304,8 +320,19 @@ impl<'a> Pump<'a> {
         Ok(())
     }
 
-    fn count(&self, n: usize) {
+    fn hold(&mut self, n: usize) {
+        self.held += n as u64;
+        self.shared
+            .counters
+            .held
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// `n` held bytes were written on.
+    fn count(&mut self, n: usize) {
         let n = n as u64;
+        self.held = self.held.saturating_sub(n);
+        self.shared.counters.held.fetch_sub(n, Ordering::Relaxed);
         self.shared.conn_bytes.fetch_add(n, Ordering::Relaxed);
         let total = match self.way {
             Way::Up => &self.shared.counters.bytes_upstream,
@@ -330,18 +357,45 @@ impl<'a> Pump<'a> {
     }
 }
 
+/// `now + d`, with `d` capped at [`MAX_DELAY`]: whatever delay a user set,
+/// this cannot overflow (a year from now is far inside the clock's range;
+/// should it ever not be, the delay is dropped rather than panicking).
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(capped(d)).unwrap_or(now)
+}
+
 /// When the next piece may be written after `piece` bytes went out: the
 /// later of the slice gap and the bandwidth budget.
 fn next_write_after(shaping: &Shaping, piece: usize) -> Option<Instant> {
     let now = Instant::now();
     let mut at = None;
     if shaping.slice > 0 && !shaping.slice_delay.is_zero() {
-        at = Some(now + shaping.slice_delay);
+        at = Some(later(now, shaping.slice_delay));
     }
     if shaping.bandwidth > 0 {
-        let cost = Duration::from_secs_f64(piece as f64 / shaping.bandwidth as f64);
-        let by_rate = now + cost;
+        let cost = Duration::try_from_secs_f64(piece as f64 / shaping.bandwidth as f64)
+            .unwrap_or(MAX_DELAY);
+        let by_rate = later(now, cost);
         at = Some(at.map_or(by_rate, |a: Instant| a.max(by_rate)));
     }
     at
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_delays_do_not_overflow_the_clock() {
+        let now = Instant::now();
+        assert_eq!(later(now, Duration::MAX), now + MAX_DELAY);
+        let shaping = Shaping {
+            slice: 1,
+            slice_delay: Duration::MAX,
+            bandwidth: 1,
+            ..Shaping::default()
+        };
+        let at = next_write_after(&shaping, usize::MAX).unwrap();
+        assert!(at > now && at <= Instant::now() + MAX_DELAY);
+    }
 }

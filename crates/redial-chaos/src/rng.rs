@@ -65,12 +65,17 @@ impl SplitMix64 {
     /// let mut rng = redial_chaos::SplitMix64::new(3);
     /// let x = rng.between(5, 9);
     /// assert!((5..=9).contains(&x));
+    /// let _any = rng.between(0, u64::MAX); // the whole range, no overflow
     /// ```
     pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
         if hi <= lo {
             return lo;
         }
-        lo + self.below(hi - lo + 1)
+        match (hi - lo).checked_add(1) {
+            Some(n) => lo + self.below(n),
+            // `0..=u64::MAX`: every value is in range.
+            None => self.next_u64(),
+        }
     }
 
     /// A duration in `0..=max`, at nanosecond resolution.
@@ -117,5 +122,13 @@ mod tests {
             let x = rng.between(3, 5);
             assert!((3..=5).contains(&x));
         }
+    }
+
+    #[test]
+    fn the_widest_ranges_do_not_overflow() {
+        let mut rng = SplitMix64::new(11);
+        let _ = rng.between(0, u64::MAX);
+        assert!(rng.between(u64::MAX - 1, u64::MAX) >= u64::MAX - 1);
+        assert!(rng.duration_up_to(std::time::Duration::MAX).as_nanos() <= u128::from(u64::MAX));
     }
 }

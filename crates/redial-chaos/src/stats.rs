@@ -31,6 +31,11 @@ pub struct Stats {
     pub bytes_downstream: u64,
     /// Accepted connections whose upstream connect failed (the client was reset).
     pub upstream_failures: u64,
+    /// Bytes the proxy has read from one peer and not yet written to the
+    /// other, both directions together: data waiting out a latency, a
+    /// slice delay, a bandwidth limit or a blackhole. What a connection
+    /// still holds when it ends is dropped with it and leaves this count.
+    pub held: u64,
 }
 
 /// The live counters behind [`Stats`]. `accepted` is a `watch` so that
@@ -42,6 +47,7 @@ pub(crate) struct Counters {
     pub(crate) bytes_upstream: AtomicU64,
     pub(crate) bytes_downstream: AtomicU64,
     pub(crate) upstream_failures: AtomicU64,
+    pub(crate) held: AtomicU64,
 }
 
 impl Counters {
@@ -52,6 +58,7 @@ impl Counters {
             bytes_upstream: AtomicU64::new(0),
             bytes_downstream: AtomicU64::new(0),
             upstream_failures: AtomicU64::new(0),
+            held: AtomicU64::new(0),
         }
     }
 
@@ -62,6 +69,7 @@ impl Counters {
             bytes_upstream: self.bytes_upstream.load(Ordering::Relaxed),
             bytes_downstream: self.bytes_downstream.load(Ordering::Relaxed),
             upstream_failures: self.upstream_failures.load(Ordering::Relaxed),
+            held: self.held.load(Ordering::Relaxed),
         }
     }
 

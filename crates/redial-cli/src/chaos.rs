@@ -372,6 +372,15 @@ pub fn execute(proxy: &Proxy, cmd: &ChaosCommand, paint: Paint) -> anyhow::Resul
     Ok(true)
 }
 
+/// Ticks every `period`, the first one `period` from now. The period
+/// saturates at [`MAX_DELAY`](redial_chaos::MAX_DELAY), so the interval's
+/// clock arithmetic cannot overflow whatever the schedule says.
+fn ticks(period: Duration) -> tokio::time::Interval {
+    let period = period.min(redial_chaos::MAX_DELAY);
+    let now = tokio::time::Instant::now();
+    tokio::time::interval_at(now.checked_add(period).unwrap_or(now), period)
+}
+
 /// Spawns the scheduled faults; they end with the returned tasks.
 fn spawn_schedule(
     proxy: &Arc<Proxy>,
@@ -383,7 +392,7 @@ fn spawn_schedule(
         if let Some(p) = period.filter(|p| !p.is_zero()) {
             let proxy = proxy.clone();
             tasks.push(tokio::spawn(async move {
-                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + p, p);
+                let mut tick = ticks(p);
                 loop {
                     tick.tick().await;
                     let _ = execute(&proxy, &cmd, paint);
@@ -396,7 +405,7 @@ fn spawn_schedule(
     if let Some(p) = s.random_every.filter(|p| !p.is_zero()) {
         let (proxy, s2) = (proxy.clone(), s.clone());
         tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + p, p);
+            let mut tick = ticks(p);
             loop {
                 tick.tick().await;
                 let _ = proxy.heal();
@@ -514,6 +523,16 @@ mod tests {
         assert!(p("reset now").unwrap_err().contains("too many"));
         assert!(p("latency").unwrap_err().contains("needs a duration"));
         assert!(p("explode").unwrap_err().contains("explode"));
+        // Durations past the maximum are refused, naming the command.
+        for line in [
+            "latency 200000000000000d",
+            "latency 1ms 400d",
+            "slice 1 200000000000000d",
+            "slow-close 366d",
+        ] {
+            let e = p(line).unwrap_err();
+            assert!(e.contains(line) && e.contains("maximum of 365d"), "{e}");
+        }
         assert!(p("").is_err());
     }
 }

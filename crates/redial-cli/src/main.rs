@@ -29,6 +29,7 @@ use redial_cli::EXIT_FAILURE;
         "  redial connect 127.0.0.1:6379 --buffer 64KiB\n",
         "  redial watch db1:5432 db2:5432\n",
         "  redial chaos --listen 127.0.0.1:7000 --upstream 127.0.0.1:6379 --reset-every 5s\n\n",
+        "Durations: 250ms, 5s, 1m30s, 2h, 1d (at most 365d). Sizes: 1000, 64KiB, 1MiB, 1MB.\n\n",
         "Exit codes:\n",
         "  0  ok\n",
         "  1  runtime failure, or gave up reconnecting\n",

@@ -2,7 +2,9 @@
 //! `64KiB`, `1MiB`, `1000`; and the short forms the tool prints back.
 //!
 //! Parsing never panics, whatever the input (a fuzz target relies on it),
-//! and every error quotes the input.
+//! and every error quotes the input. Durations go up to [`MAX_DURATION`]
+//! (365 days): anything longer is refused, so no timer the tool sets can
+//! overflow a clock.
 //!
 //! ```
 //! use redial_cli::units::{parse_duration, parse_size};
@@ -48,6 +50,17 @@ impl fmt::Display for UnitError {
 
 impl std::error::Error for UnitError {}
 
+/// The longest duration any flag or command takes: 365 days.
+///
+/// ```
+/// use redial_cli::units::{parse_duration, MAX_DURATION};
+///
+/// assert_eq!(parse_duration("365d").unwrap(), MAX_DURATION);
+/// let e = parse_duration("366d").unwrap_err().to_string();
+/// assert!(e.contains("longer than the maximum of 365d"), "{e}");
+/// ```
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
 const DURATION_HELP: &str = "expected a number with a unit, as in 250ms, 5s, 1m, 1h or 1m30s";
 const SIZE_HELP: &str = "expected a byte count, as in 1000, 64KiB, 1MiB or 1.5MB";
 
@@ -86,8 +99,8 @@ fn decimal(num: &str) -> Option<(u128, u32)> {
 ///
 /// # Errors
 ///
-/// A [`UnitError`] quoting the input: empty, no unit, unknown unit, or too
-/// large for a [`Duration`].
+/// A [`UnitError`] quoting the input: empty, no unit, unknown unit, or
+/// longer than [`MAX_DURATION`].
 ///
 /// ```
 /// use redial_cli::units::parse_duration;
@@ -142,6 +155,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, UnitError> {
             .checked_add(part)
             .ok_or_else(|| UnitError::new(input, "too large"))?;
         rest = after;
+    }
+    if total_ns > MAX_DURATION.as_nanos() {
+        return Err(UnitError::new(input, "longer than the maximum of 365d"));
     }
     let secs =
         u64::try_from(total_ns / 1_000_000_000).map_err(|_| UnitError::new(input, "too large"))?;
@@ -241,8 +257,9 @@ pub fn parse_backoff(input: &str) -> Result<(Duration, Duration), UnitError> {
             UnitError::new(
                 input,
                 format!(
-                    "expected INITIAL..MAX as in 100ms..30s; {} is not a duration",
-                    e.input().trim()
+                    "expected INITIAL..MAX as in 100ms..30s; `{}`: {}",
+                    e.input().trim(),
+                    e.problem
                 ),
             )
         })
@@ -355,10 +372,21 @@ mod tests {
             let e = parse_duration(s).unwrap_err();
             assert!(e.to_string().contains(&format!("`{s}`")), "{s}: {e}");
         }
-        assert!(parse_duration("99999999999999999999999h")
+        assert!(parse_duration("999999999999999999999999999999d")
             .unwrap_err()
             .to_string()
             .contains("too large"));
+        for s in [
+            "99999999999999999999999h",
+            "200000000000000d",
+            "366d",
+            "365d1ns",
+            "8761h",
+        ] {
+            let e = parse_duration(s).unwrap_err().to_string();
+            assert!(e.contains("maximum of 365d"), "{s}: {e}");
+        }
+        assert_eq!(parse_duration("8760h").unwrap(), MAX_DURATION);
     }
 
     #[test]

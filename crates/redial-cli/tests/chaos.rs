@@ -110,3 +110,30 @@ fn resets_on_a_schedule() {
     let status = redial.wait(T);
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn commands_with_durations_past_the_maximum_are_refused() {
+    let (mut redial, addr) = start(&[]);
+    let mut conn = TcpStream::connect(&addr).unwrap();
+    conn.set_read_timeout(Some(T)).unwrap();
+    echo(&mut conn, b"ping\n");
+    for line in [
+        "latency 200000000000000d",
+        "latency 1ms 200000000000000d",
+        "slice 1 200000000000000d",
+        "slow-close 200000000000000d",
+    ] {
+        command(&mut redial, line);
+        redial.stderr.wait_contains(
+            &format!("`{line}`: `200000000000000d`: longer than the maximum"),
+            T,
+        );
+    }
+    // Nothing was applied, and the proxy forwards as before.
+    echo(&mut conn, b"still here\n");
+    command(&mut redial, "latency 365d");
+    redial.stderr.wait_contains("latency 8760h00m both ways", T);
+    command(&mut redial, "quit");
+    let status = redial.wait(T);
+    assert!(status.success(), "{status:?}");
+}

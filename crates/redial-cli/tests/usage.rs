@@ -116,3 +116,67 @@ fn runtime_failure_exits_1() {
         "{err}"
     );
 }
+
+/// Every duration flag of every command, with the arguments it needs.
+fn duration_flags() -> Vec<(Vec<&'static str>, &'static str)> {
+    let connect = vec!["connect", "127.0.0.1:9"];
+    let watch = vec!["watch", "127.0.0.1:9"];
+    let chaos = vec![
+        "chaos",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "127.0.0.1:9",
+    ];
+    let mut all = Vec::new();
+    for flag in [
+        "--backoff",
+        "--connect-timeout",
+        "--idle-timeout",
+        "--give-up-after",
+    ] {
+        all.push((connect.clone(), flag));
+    }
+    for flag in ["--backoff", "--connect-timeout", "--idle-timeout"] {
+        all.push((watch.clone(), flag));
+    }
+    for flag in [
+        "--reset-every",
+        "--close-every",
+        "--random-every",
+        "--latency",
+        "--jitter",
+        "--slow-close",
+        "--blackhole-after",
+        "--refuse-after",
+    ] {
+        all.push((chaos.clone(), flag));
+    }
+    for (flag, needs) in [
+        ("--for", "--blackhole-after"),
+        ("--refuse-for", "--refuse-after"),
+    ] {
+        let mut args = chaos.clone();
+        args.extend([needs, "1s"]);
+        all.push((args, flag));
+    }
+    all
+}
+
+#[test]
+fn durations_past_the_maximum_are_refused_with_exit_2() {
+    // Once accepted, 200000000000000d overflowed the clock: the proxy
+    // panicked on the first byte, `connect` lost its connection task.
+    for (base, flag) in duration_flags() {
+        for value in ["200000000000000d", "366d"] {
+            let mut args = base.clone();
+            args.extend([flag, value]);
+            let (code, _, err) = run(&args);
+            assert_eq!(code, Some(2), "{args:?}: {err}");
+            assert!(
+                err.contains(flag) && err.contains(value) && err.contains("maximum of 365d"),
+                "{args:?}: {err}"
+            );
+        }
+    }
+}

@@ -18,7 +18,8 @@
 //! - RSS at the end within 10 % of RSS after warm-up (the first half of
 //!   the run, at most 60 s).
 //!
-//! Exits 1 when a check fails. Usage:
+//! Exits 1 when a check fails, 2 on a bad flag (a run lasts at most 7
+//! days). Usage:
 //!
 //! ```text
 //! redial-soak [--minutes N | --seconds N] [--connections N] [--pools N]
@@ -45,6 +46,8 @@ use crate::procfs::{cpu_time, mib, open_fds, rss};
 /// How long a pool gets to have every member connected again after a heal.
 /// The backoff cap is 1 s, so anything near this is a failure, not noise.
 const RECOVERY_LIMIT: Duration = Duration::from_secs(60);
+/// The longest run `--minutes` / `--seconds` take: 7 days.
+const MAX_RUN: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long counts (descriptors, tasks, echoes) get to settle.
 const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 
@@ -58,6 +61,10 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
+    parse_args_from(std::env::args().skip(1))
+}
+
+fn parse_args_from(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut args = Args {
         duration: Duration::from_secs(60),
         connections: 1000,
@@ -65,7 +72,6 @@ fn parse_args() -> Result<Args, String> {
         rate: 4000,
         seed: 0x50A4,
     };
-    let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--help" || flag == "-h" {
             return Err(String::new());
@@ -75,8 +81,19 @@ fn parse_args() -> Result<Args, String> {
             .parse()
             .map_err(|_| format!("{flag}: {value:?} is not a whole number"))?;
         match flag.as_str() {
-            "--minutes" => args.duration = Duration::from_secs(n * 60),
-            "--seconds" => args.duration = Duration::from_secs(n),
+            "--minutes" | "--seconds" => {
+                let secs = if flag == "--minutes" {
+                    n.saturating_mul(60)
+                } else {
+                    n
+                };
+                if secs > MAX_RUN.as_secs() {
+                    return Err(format!(
+                        "{flag} {value}: longer than the longest run, 7 days"
+                    ));
+                }
+                args.duration = Duration::from_secs(secs);
+            }
             "--connections" => args.connections = n as usize,
             "--pools" => args.pools = n as usize,
             "--rate" => args.rate = n,
@@ -610,5 +627,28 @@ fn main() -> ExitCode {
     } else {
         println!("soak FAILED: {} check(s)", verdict.failed.len());
         ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, String> {
+        parse_args_from(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn run_lengths_past_the_maximum_are_refused_not_overflowed() {
+        for args in [
+            &["--minutes", "400000000000000000"][..],
+            &["--minutes", "10081"],
+            &["--seconds", "604801"],
+        ] {
+            let e = parse(args).err().unwrap_or_default();
+            assert!(e.contains(args[0]) && e.contains("7 days"), "{args:?}: {e}");
+        }
+        let a = parse(&["--minutes", "10080"]).map(|a| a.duration);
+        assert_eq!(a, Ok(MAX_RUN));
     }
 }
