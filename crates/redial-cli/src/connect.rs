@@ -319,7 +319,11 @@ pub async fn run(config: ConnectConfig, paint: Paint) -> anyhow::Result<()> {
                     let seen = conn.stats().connects;
                     connect_after(&conn, seen).await.map_err(gave_up)?;
                 }
-                Err(SendError::Closed { .. }) => return Err(gave_up(conn.closed().await)),
+                Err(
+                    SendError::Closed { .. }
+                    | SendError::ConnectionClosed { .. }
+                    | SendError::Disconnected { .. },
+                ) => return Err(gave_up(conn.closed().await)),
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             }
         }

@@ -202,8 +202,14 @@ pub fn send_next(acct: &Shared, conn: &Connection) {
             if e.data() != frame {
                 a.note(format!("SendError handed back other bytes: {e}"));
             }
-            if matches!(e, SendError::Closed { .. }) && !a.closed {
-                a.note("SendError::Closed on an open connection".into());
+            let closed = matches!(
+                e,
+                SendError::Closed { .. }
+                    | SendError::ConnectionClosed { .. }
+                    | SendError::Disconnected { .. }
+            );
+            if closed && !a.closed {
+                a.note(format!("{e:?} on an open connection"));
             }
             a.refused += 1;
         }

@@ -6,9 +6,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::disconnect::Disconnecting;
+use crate::disconnect::{block_on_until, Disconnecting};
 use crate::endpoint::Endpoint;
-use crate::error::SendError;
+use crate::error::{SendError, WaitError};
 use crate::reset::CloseReason;
 use crate::sender::Sender;
 use crate::shared::{Command, Shared, State};
@@ -93,7 +93,7 @@ impl Connection {
         self.shared
             .push(None, data)
             .map(drop)
-            .map_err(|r| r.into_error(data))
+            .map_err(|r| self.shared.send_error(r, data.to_vec()))
     }
 
     /// Queues bytes, waiting while the queue is full. Every 256 KiB queued
@@ -205,6 +205,53 @@ impl Connection {
                     tokio::task::yield_now().await;
                 }
             }
+        }
+    }
+
+    /// Blocks the calling thread until connected (and `on_connect` has
+    /// run), for at most `timeout`: the synchronous
+    /// [`wait_connected`](Connection::wait_connected). On a timeout the
+    /// connection goes on trying; call it again to wait more.
+    ///
+    /// For threads outside tokio (a synchronous `main`, a thread of your
+    /// own). Where a tokio runtime is entered (a runtime's worker, inside
+    /// `block_on`, a `spawn_blocking` closure) it returns
+    /// [`WaitError::InsideRuntime`] at once rather than stall the runtime:
+    /// await `wait_connected()` there, or from `spawn_blocking` use
+    /// `Handle::current().block_on(tokio::time::timeout(t, conn.wait_connected()))`.
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use std::time::Duration;
+    ///
+    /// // A server to talk to.
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let addr = listener.local_addr()?;
+    ///
+    /// let cm = redial::Manager::new(); // outside tokio: owns a small runtime
+    /// let conn = cm.connect(addr, redial::handler())?;
+    /// let sock = conn.wait_connected_blocking(Duration::from_secs(10))?;
+    /// sock.send("hello")?;
+    ///
+    /// let (mut peer, _) = listener.accept()?;
+    /// let mut got = [0u8; 5];
+    /// peer.read_exact(&mut got)?;
+    /// assert_eq!(&got, b"hello");
+    /// cm.disconnect_all().wait_blocking();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait_connected_blocking(&self, timeout: Duration) -> Result<Socket, WaitError> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(WaitError::InsideRuntime);
+        }
+        // A timeout too large for the clock waits for ever.
+        let deadline = std::time::Instant::now().checked_add(timeout);
+        match block_on_until(self.wait_connected(), deadline) {
+            Some(Ok(sock)) => Ok(sock),
+            Some(Err(closed)) => Err(WaitError::Closed {
+                reason: closed.reason,
+            }),
+            None => Err(WaitError::TimedOut { waited: timeout }),
         }
     }
 

@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
+use std::time::Instant;
 
 use crate::shared::{Shared, State};
 
@@ -106,5 +107,28 @@ fn block_on<F: Future>(fut: F) -> F::Output {
             return v;
         }
         std::thread::park();
+    }
+}
+
+/// Runs a future on the calling thread until it completes (`Some`) or
+/// `deadline` passes (`None`); no deadline waits for ever. As for
+/// [`block_on`], the future must need no runtime.
+pub(crate) fn block_on_until<F: Future>(fut: F, deadline: Option<Instant>) -> Option<F::Output> {
+    let Some(deadline) = deadline else {
+        return Some(block_on(fut));
+    };
+    let mut fut = std::pin::pin!(fut);
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return Some(v);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        // Wakes early on an unpark, or spuriously: the loop polls again.
+        std::thread::park_timeout(left);
     }
 }

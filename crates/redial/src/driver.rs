@@ -869,6 +869,8 @@ impl<H: Handler> Driver<H> {
         }
         self.finished = true;
         let mut unsent = self.leftover.take().map(|b| *b).unwrap_or_default();
+        // Before the queue closes: a send refused from then on reads why.
+        self.shared.info().close_reason = Some(Box::new(reason.clone()));
         {
             let mut q = self.shared.queue();
             q.closed = true;
@@ -879,7 +881,6 @@ impl<H: Handler> Driver<H> {
         }
         {
             let mut info = self.shared.info();
-            info.close_reason = Some(Box::new(reason.clone()));
             info.socket = None;
             info.connected_since = None;
         }

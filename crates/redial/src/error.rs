@@ -1,7 +1,13 @@
 //! Errors, one enum per concern: building options, starting a connection,
-//! naming a pool, and queueing bytes.
+//! naming a pool, queueing bytes, and waiting for a connection from
+//! synchronous code.
+
+use std::fmt;
+use std::time::Duration;
 
 use crate::endpoint::EndpointError;
+use crate::reset::CloseReason;
+use crate::shared::Refused;
 
 /// An option was given a value it cannot take.
 ///
@@ -97,7 +103,10 @@ pub enum PoolError {
 /// Bytes that were not queued, handed back whole with the reason.
 ///
 /// Nothing is dropped silently: whatever `send` refuses comes back here, and
-/// [`SendError::into_data`] returns it for a retry or a report.
+/// [`SendError::into_data`] returns it for a retry or a report. Each variant
+/// names one cause, so a message never blames the wrong one; its `Debug`
+/// shows how many bytes were refused and their first few, never the whole
+/// payload.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -106,9 +115,15 @@ pub enum PoolError {
 /// let conn = cm.connect("127.0.0.1:9", redial::handler()).unwrap();
 /// let err = conn.send(b"hello").unwrap_err();
 /// assert_eq!(err.data(), b"hello");
+/// assert!(matches!(err, redial::SendError::NotConnected { .. }));
+///
+/// conn.disconnect();
+/// let err = conn.send(b"late").unwrap_err();
+/// assert!(matches!(err, redial::SendError::Disconnected { .. }));
+/// assert_eq!(format!("{err:?}"), r#"Disconnected { data: 4 bytes b"late" }"#);
 /// # }
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
     /// The send queue holds `limit` bytes already; wait (`write().await`)
@@ -122,8 +137,14 @@ pub enum SendError {
         /// The configured limit.
         limit: usize,
     },
-    /// The connection is down and the outage policy is `Reject`.
-    #[error("not connected: the connection is down and sends are rejected during an outage")]
+    /// The connection is down (connecting or backing off) and the outage
+    /// policy is [`Outage::Reject`](crate::Outage::Reject), the default.
+    /// Wait for it (`wait_connected`, or `wait_connected_blocking` in
+    /// synchronous code) or buffer with
+    /// [`Outage::Buffer`](crate::Outage::Buffer).
+    #[error(
+        "not connected: the connection is down (connecting or backing off) and sends are rejected during an outage"
+    )]
     NotConnected {
         /// The bytes not queued.
         data: Vec<u8>,
@@ -138,12 +159,61 @@ pub enum SendError {
         /// The configured limit.
         limit: usize,
     },
-    /// The socket belongs to a connection that has ended (an earlier
-    /// generation, or the managed connection is closed for good).
-    #[error("socket closed: it belongs to a connection that has ended")]
+    /// The [`Socket`](crate::Socket) belongs to an earlier connection that
+    /// was lost; the managed connection has reconnected or is reconnecting.
+    /// Send on the [`Connection`](crate::Connection), or on the new
+    /// connection's `Socket`.
+    #[error(
+        "socket closed: the connection this socket belonged to was lost (send on the Connection or on the new connection's socket)"
+    )]
     Closed {
         /// The bytes not queued.
         data: Vec<u8>,
+    },
+    /// The application called `disconnect` or `abort` on this connection
+    /// (or on its pool or manager): from that call on it takes no more
+    /// sends, while what was queued before still goes out.
+    #[error("disconnected: disconnect or abort was called on this connection, which takes no more sends")]
+    Disconnected {
+        /// The bytes not queued.
+        data: Vec<u8>,
+    },
+    /// The managed connection ended for good for another reason than a
+    /// disconnect: it gave up, `on_reset` returned `Stop`, a callback
+    /// panicked, or its runtime shut down.
+    #[error("connection closed for good: {reason}")]
+    ConnectionClosed {
+        /// The bytes not queued.
+        data: Vec<u8>,
+        /// Why it ended.
+        reason: CloseReason,
+    },
+    /// The pool has no connections.
+    #[error("pool {pool:?} has no connections")]
+    PoolEmpty {
+        /// The bytes not queued.
+        data: Vec<u8>,
+        /// The pool's name.
+        pool: String,
+    },
+    /// None of the pool's connections can take bytes now.
+    #[error("pool {pool:?}: none of its {members} connections is up")]
+    NoLiveMember {
+        /// The bytes not queued.
+        data: Vec<u8>,
+        /// The pool's name.
+        pool: String,
+        /// How many connections the pool has.
+        members: usize,
+    },
+    /// A send that waits (such as `Pool::send_wait`) found no connection to
+    /// take the bytes within its timeout.
+    #[error("timed out after {waited:?}: no connection took the bytes")]
+    TimedOut {
+        /// The bytes not queued.
+        data: Vec<u8>,
+        /// How long it waited.
+        waited: Duration,
     },
 }
 
@@ -159,7 +229,12 @@ impl SendError {
             SendError::Full { data, .. }
             | SendError::NotConnected { data }
             | SendError::OutageBufferFull { data, .. }
-            | SendError::Closed { data } => data,
+            | SendError::Closed { data }
+            | SendError::Disconnected { data }
+            | SendError::ConnectionClosed { data, .. }
+            | SendError::PoolEmpty { data, .. }
+            | SendError::NoLiveMember { data, .. }
+            | SendError::TimedOut { data, .. } => data,
         }
     }
 
@@ -174,7 +249,142 @@ impl SendError {
             SendError::Full { data, .. }
             | SendError::NotConnected { data }
             | SendError::OutageBufferFull { data, .. }
-            | SendError::Closed { data } => data,
+            | SendError::Closed { data }
+            | SendError::Disconnected { data }
+            | SendError::ConnectionClosed { data, .. }
+            | SendError::PoolEmpty { data, .. }
+            | SendError::NoLiveMember { data, .. }
+            | SendError::TimedOut { data, .. } => data,
+        }
+    }
+}
+
+/// How many bytes of a refused payload `Debug` shows.
+const DEBUG_PREFIX: usize = 16;
+
+/// A payload as its length and first [`DEBUG_PREFIX`] bytes (escaped), so
+/// `{:?}` of a refused 4 MiB send, or `?` in `main`, prints one short line.
+struct Payload<'a>(&'a [u8]);
+
+impl fmt::Debug for Payload<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = &self.0[..self.0.len().min(DEBUG_PREFIX)];
+        let unit = if self.0.len() == 1 { "byte" } else { "bytes" };
+        write!(f, "{} {unit} b\"{}\"", self.0.len(), shown.escape_ascii())?;
+        if shown.len() < self.0.len() {
+            f.write_str("...")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let data = Payload(self.data());
+        match self {
+            SendError::Full { queued, limit, .. } => f
+                .debug_struct("Full")
+                .field("data", &data)
+                .field("queued", queued)
+                .field("limit", limit)
+                .finish(),
+            SendError::NotConnected { .. } => {
+                f.debug_struct("NotConnected").field("data", &data).finish()
+            }
+            SendError::OutageBufferFull {
+                buffered, limit, ..
+            } => f
+                .debug_struct("OutageBufferFull")
+                .field("data", &data)
+                .field("buffered", buffered)
+                .field("limit", limit)
+                .finish(),
+            SendError::Closed { .. } => f.debug_struct("Closed").field("data", &data).finish(),
+            SendError::Disconnected { .. } => {
+                f.debug_struct("Disconnected").field("data", &data).finish()
+            }
+            SendError::ConnectionClosed { reason, .. } => f
+                .debug_struct("ConnectionClosed")
+                .field("data", &data)
+                .field("reason", reason)
+                .finish(),
+            SendError::PoolEmpty { pool, .. } => f
+                .debug_struct("PoolEmpty")
+                .field("data", &data)
+                .field("pool", pool)
+                .finish(),
+            SendError::NoLiveMember { pool, members, .. } => f
+                .debug_struct("NoLiveMember")
+                .field("data", &data)
+                .field("pool", pool)
+                .field("members", members)
+                .finish(),
+            SendError::TimedOut { waited, .. } => f
+                .debug_struct("TimedOut")
+                .field("data", &data)
+                .field("waited", waited)
+                .finish(),
+        }
+    }
+}
+
+/// Why a blocking wait for a connection
+/// ([`Connection::wait_connected_blocking`](crate::Connection::wait_connected_blocking))
+/// returned without one.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let cm = redial::Manager::new(); // outside tokio: owns a runtime
+/// // Nothing listens on port 9 (discard) here.
+/// let conn = cm.connect("127.0.0.1:9", redial::handler())?;
+/// let err = conn.wait_connected_blocking(Duration::from_millis(50)).unwrap_err();
+/// assert!(matches!(err, redial::WaitError::TimedOut { .. }));
+/// # Ok::<(), redial::ConnectError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WaitError {
+    /// No connection came up within the timeout; the managed connection
+    /// goes on trying.
+    #[error("not connected after {waited:?}; still trying")]
+    TimedOut {
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// The managed connection ended for good before it connected.
+    #[error("connection closed for good: {reason}")]
+    Closed {
+        /// Why it ended.
+        reason: CloseReason,
+    },
+    /// Called on a thread that runs a tokio runtime, where blocking would
+    /// stall the tasks (this connection's among them, on a single-threaded
+    /// runtime). Await [`Connection::wait_connected`](crate::Connection::wait_connected)
+    /// there instead.
+    #[error(
+        "wait_connected_blocking called inside a tokio runtime, where blocking stalls its tasks: await wait_connected() instead"
+    )]
+    InsideRuntime,
+}
+
+impl crate::shared::Shared {
+    /// The error for a refused send, carrying `data`. A closed queue is
+    /// told apart here, where the close reason and the command are known:
+    /// a disconnect the application asked for, an end for another reason,
+    /// or a socket of an earlier connection.
+    pub(crate) fn send_error(&self, refused: Refused, data: Vec<u8>) -> SendError {
+        if !matches!(refused, Refused::Closed) {
+            return refused.with_data(data);
+        }
+        let reason = self.info().close_reason.as_deref().cloned();
+        match reason {
+            Some(CloseReason::Disconnected | CloseReason::Aborted) => {
+                SendError::Disconnected { data }
+            }
+            Some(reason) => SendError::ConnectionClosed { data, reason },
+            None if self.command().is_some() => SendError::Disconnected { data },
+            None => SendError::Closed { data },
         }
     }
 }

@@ -86,7 +86,7 @@ pub use connection::{ClosedError, Connection, Stats};
 pub use dial::HAPPY_EYEBALLS_DELAY;
 pub use disconnect::Disconnecting;
 pub use endpoint::{Endpoint, EndpointError, ToEndpoint};
-pub use error::{ConnectError, OptionsError, PoolError, SendError};
+pub use error::{ConnectError, OptionsError, PoolError, SendError, WaitError};
 pub use events::{Event, EventKind, Events, EVENTS_CAPACITY};
 pub use global::{connect, create_pool, disconnect_all, get_connection, get_pool, global};
 pub use handler::{handler, Entry, FnHandler, Handler, Resume};

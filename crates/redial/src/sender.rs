@@ -175,7 +175,8 @@ impl Sender {
     /// Empties the sender into the error for a refused hand-over.
     fn refused(&mut self, r: Refused) -> SendError {
         self.held.ends.clear();
-        r.with_data(std::mem::take(&mut self.held.buf))
+        self.shared
+            .send_error(r, std::mem::take(&mut self.held.buf))
     }
 }
 

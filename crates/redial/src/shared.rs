@@ -238,11 +238,9 @@ pub(crate) enum Refused {
 }
 
 impl Refused {
-    pub(crate) fn into_error(self, data: &[u8]) -> SendError {
-        self.with_data(data.to_vec())
-    }
-
-    /// The error, carrying `data` (bytes already owned: no copy).
+    /// The error, carrying `data` (bytes already owned: no copy). A
+    /// refusal for a closed queue needs the connection to say why:
+    /// [`Shared::send_error`] tells its causes apart.
     pub(crate) fn with_data(self, data: Vec<u8>) -> SendError {
         match self {
             Refused::Full { queued, limit } => SendError::Full {
@@ -562,6 +560,11 @@ impl Shared {
             Command::Abort => CMD_ABORT,
         };
         self.command.fetch_max(v, Ordering::AcqRel);
+        // Refuse sends from the call on (what is queued still goes out);
+        // a refusal reads the command set above to say "disconnected".
+        let mut q = self.queue();
+        q.closed = true;
+        self.wake_writers(q);
         self.wake.notify_one();
     }
 
@@ -591,12 +594,12 @@ impl Shared {
                 return Ok(());
             }
             Err(Refused::Full { .. }) => {}
-            Err(other) => return Err(other.into_error(data)),
+            Err(other) => return Err(self.send_error(other, data.to_vec())),
         }
         self.push_when_room(|q| q.push(socket_gen, data, self.opts.outage))
             .await
             .map(drop)
-            .map_err(|r| r.into_error(data))
+            .map_err(|r| self.send_error(r, data.to_vec()))
     }
 
     /// Hands over a sender's chunks (emptying `held`), waking the driver

@@ -181,7 +181,7 @@ impl Socket {
             .shared
             .push(Some(self.inner.generation), data)
             .map(drop)
-            .map_err(|r| r.into_error(data))
+            .map_err(|r| self.inner.shared.send_error(r, data.to_vec()))
     }
 
     /// Queues bytes, waiting while the queue is full. Every 256 KiB queued

@@ -43,7 +43,7 @@ async fn disconnect_while_connected_flushes_queued_bytes_then_fin_and_never_reco
     assert!(server.try_next(Duration::from_millis(300)).await.is_none());
     assert!(matches!(
         conn.send("late"),
-        Err(redial::SendError::Closed { .. })
+        Err(redial::SendError::Disconnected { .. })
     ));
 }
 

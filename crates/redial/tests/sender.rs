@@ -197,13 +197,13 @@ async fn a_send_after_the_connection_closed_is_refused_at_once_with_what_was_hel
     conn.disconnect().await;
     assert_eq!(
         tx.send("after").unwrap_err(),
-        SendError::Closed {
+        SendError::Disconnected {
             data: b"held;after".to_vec()
         }
     );
     assert_eq!(
         late.write("x").await.unwrap_err(),
-        SendError::Closed {
+        SendError::Disconnected {
             data: b"x".to_vec()
         }
     );
