@@ -33,14 +33,15 @@
 //!
 //! # Layout
 //!
-//! - The life cycle (connecting, connected, backing off, closed) is a plain
-//!   state machine with time passed in (`lifecycle`), with the backoff
-//!   schedule as a value ([`Backoff`]).
-//! - One tokio task per connection (`driver`) does the I/O the machine asks
+//! - `core/`: the life cycle (connecting, connected, backing off, closed)
+//!   is a plain state machine with time passed in, with the backoff
+//!   schedule as a value ([`Backoff`]); no tokio, no sockets.
+//! - `driver/`: one tokio task per connection does the I/O the machine asks
 //!   for and calls the [`Handler`]; `dial` makes one connect attempt.
-//! - The application holds [`Connection`] (valid across reconnects),
-//!   [`Socket`] (one live connection), [`Pool`] and [`Manager`]; they share
-//!   the send queue and counters with the driver (`shared`).
+//! - `handle/`: the application holds [`Connection`] (valid across
+//!   reconnects), [`Socket`] (one live connection), [`Sender`], [`Stream`],
+//!   [`Pool`] and [`Manager`]; they share the send queue and counters with
+//!   the driver (`shared`).
 //! - [`Reset`] and [`Close`] tell why a connection was lost or ended and
 //!   hand back [`Unsent`] bytes; [`Manager::events`] reports every change.
 //!
@@ -52,32 +53,25 @@
 //! attempts in flight by [`ManagerBuilder::max_connecting`] (64). Reads use
 //! one 64 KiB buffer per worker thread, not one per connection.
 
-mod backoff;
-mod connection;
-mod dial;
-mod disconnect;
+mod core;
 mod driver;
 mod endpoint;
 mod error;
 mod events;
-mod gate;
-mod global;
+mod handle;
 mod handler;
-mod lifecycle;
-#[cfg(test)]
-mod lifecycle_props;
-mod manager;
 mod options;
-mod pool;
-mod probe;
 mod reset;
-mod scratch;
-mod sender;
 mod shared;
-mod socket;
-mod stream;
+
+// Short paths for the crate's own use: `crate::lifecycle` rather than
+// `crate::core::lifecycle`. The folders above are the layers; these names
+// are the rooms inside them.
+use self::core::{backoff, lifecycle};
 #[cfg(feature = "tls")]
-pub mod tls;
+pub use driver::tls;
+use driver::{dial, gate, probe, scratch};
+use handle::{connection, disconnect, global, manager, pool, sender, socket, stream};
 
 pub use backoff::{
     Backoff, Delays, Jitter, DEFAULT_INITIAL, DEFAULT_JITTER, DEFAULT_MAX, DEFAULT_MULTIPLIER,
