@@ -20,6 +20,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::output::{stamped, Paint};
 use crate::units::{format_duration, format_size};
+use crate::UsageError;
 
 /// Backoff and timeouts, shared with `watch`.
 #[derive(Debug, Clone)]
@@ -37,22 +38,46 @@ pub struct Reconnect {
 }
 
 impl Reconnect {
-    /// These settings as connection [`Options`].
+    /// These settings as connection [`Options`], checked as the library
+    /// checks them when a connection starts, so that the binary can refuse
+    /// them before anything starts.
     ///
     /// # Errors
     ///
-    /// When the backoff is invalid (a factor below 1, say); the message
-    /// names the option.
-    pub fn options(&self) -> anyhow::Result<Options> {
+    /// A [`UsageError`] naming the flag: a backoff factor below 1 or not a
+    /// number, a zero connect or idle timeout.
+    ///
+    /// ```
+    /// use redial_cli::connect::Reconnect;
+    /// use std::time::Duration;
+    ///
+    /// let r = Reconnect {
+    ///     backoff_initial: Duration::from_millis(100),
+    ///     backoff_max: Duration::from_secs(30),
+    ///     backoff_factor: 0.5,
+    ///     connect_timeout: Duration::from_secs(10),
+    ///     idle_timeout: None,
+    /// };
+    /// assert!(r.options().unwrap_err().to_string().contains("--backoff-factor 0.5"));
+    /// ```
+    pub fn options(&self) -> Result<Options, UsageError> {
         let backoff = Backoff::new(self.backoff_initial, self.backoff_factor, self.backoff_max)
             .map_err(|e| {
-                anyhow!(
+                UsageError(format!(
                     "--backoff {}..{} with --backoff-factor {}: {e}",
                     format_duration(self.backoff_initial),
                     format_duration(self.backoff_max),
                     self.backoff_factor
-                )
+                ))
             })?;
+        if self.connect_timeout.is_zero() {
+            return Err(UsageError("--connect-timeout: must be above zero".into()));
+        }
+        if self.idle_timeout == Some(Duration::ZERO) {
+            return Err(UsageError(
+                "--idle-timeout: must be above zero (leave the flag out to turn it off)".into(),
+            ));
+        }
         Ok(Options::new()
             .backoff(backoff)
             .connect_timeout(self.connect_timeout)
@@ -81,7 +106,7 @@ impl ConnectConfig {
     /// # Errors
     ///
     /// As [`Reconnect::options`].
-    pub fn options(&self) -> anyhow::Result<Options> {
+    pub fn options(&self) -> Result<Options, UsageError> {
         let mut opts = self.reconnect.options()?;
         if let Some(n) = self.max_attempts {
             opts = opts.max_attempts(n);
@@ -271,7 +296,9 @@ pub async fn run(config: ConnectConfig, paint: Paint) -> anyhow::Result<()> {
         unsent_at_close: unsent_at_close.clone(),
     };
     stamped(paint, &format!("connecting to {}", config.endpoint));
-    let conn = cm.connect_with(config.endpoint.clone(), handler, opts)?;
+    let conn = cm
+        .connect_with(config.endpoint.clone(), handler, opts)
+        .map_err(crate::start_error)?;
     let gave_up = |reason: CloseReason| anyhow!("connection to {}: {reason}", config.endpoint);
 
     let stop = crate::stop::requested();

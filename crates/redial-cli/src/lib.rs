@@ -35,3 +35,32 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILURE: u8 = 1;
 /// Bad arguments: nothing was started.
 pub const EXIT_USAGE: u8 = 2;
+
+/// A bad argument found after parsing (a value the library refuses, or a
+/// combination of flags): the binary reports it as a usage error and exits
+/// with [`EXIT_USAGE`]. The message names the flag.
+///
+/// ```
+/// let e = redial_cli::UsageError("--connect-timeout: must be above zero".into());
+/// assert!(e.to_string().starts_with("--connect-timeout"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// The error of starting a connection: an option the library refuses is a
+/// [`UsageError`] (validation runs before anything starts); anything else
+/// is a runtime failure.
+pub fn start_error(e: redial::ConnectError) -> anyhow::Error {
+    match e {
+        redial::ConnectError::Options(o) => UsageError(o.to_string()).into(),
+        other => other.into(),
+    }
+}

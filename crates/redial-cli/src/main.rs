@@ -16,7 +16,7 @@ use redial_cli::demo::DemoConfig;
 use redial_cli::output::Paint;
 use redial_cli::units;
 use redial_cli::watch::WatchConfig;
-use redial_cli::EXIT_FAILURE;
+use redial_cli::{UsageError, EXIT_FAILURE};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -277,6 +277,27 @@ fn read_endpoint_file(path: &PathBuf) -> Result<Vec<Endpoint>, String> {
     Ok(out)
 }
 
+/// Builds the connection options of `connect` and `watch` and checks them
+/// as the library will, so that a bad value is a usage error before
+/// anything starts.
+fn check_options(command: &Command) -> Result<(), UsageError> {
+    match command {
+        Command::Connect(a) => connect_config(a).options().map(drop),
+        Command::Watch(a) => reconnect_options(&a.reconnect).options().map(drop),
+        Command::Demo(_) | Command::Chaos(_) => Ok(()),
+    }
+}
+
+fn connect_config(a: &ConnectArgs) -> ConnectConfig {
+    ConnectConfig {
+        endpoint: a.endpoint.clone(),
+        buffer: a.buffer,
+        max_attempts: a.max_attempts,
+        give_up_after: a.give_up_after,
+        reconnect: reconnect_options(&a.reconnect),
+    }
+}
+
 fn usage_error(msg: String) -> ! {
     Cli::command()
         .error(clap::error::ErrorKind::ValueValidation, msg)
@@ -311,14 +332,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Connect(a) => {
-            let config = ConnectConfig {
-                endpoint: a.endpoint,
-                buffer: a.buffer,
-                max_attempts: a.max_attempts,
-                give_up_after: a.give_up_after,
-                reconnect: reconnect_options(&a.reconnect),
-            };
-            redial_cli::connect::run(config, Paint::stderr()).await?;
+            redial_cli::connect::run(connect_config(&a), Paint::stderr()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Watch(a) => {
@@ -368,6 +382,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = check_options(&cli.command) {
+        usage_error(e.0);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -386,8 +403,12 @@ fn main() -> ExitCode {
             code
         }
         Err(e) => {
-            eprintln!("redial: error: {e:#}");
             runtime.shutdown_timeout(Duration::from_millis(100));
+            // Refused by the library before anything started.
+            if let Some(usage) = e.downcast_ref::<UsageError>() {
+                usage_error(usage.0.clone());
+            }
+            eprintln!("redial: error: {e:#}");
             ExitCode::from(EXIT_FAILURE)
         }
     }

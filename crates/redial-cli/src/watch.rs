@@ -220,7 +220,10 @@ pub async fn run(config: WatchConfig) -> anyhow::Result<()> {
         };
         for _ in 0..config.per_endpoint {
             let handler = redial::handler().on_data(|_, _| {});
-            conns.push(pool.add_connection_with(ep.clone(), handler, opts.clone())?);
+            conns.push(
+                pool.add_connection_with(ep.clone(), handler, opts.clone())
+                    .map_err(crate::start_error)?,
+            );
         }
     }
 

@@ -180,3 +180,31 @@ fn durations_past_the_maximum_are_refused_with_exit_2() {
         }
     }
 }
+
+#[test]
+fn options_the_library_refuses_are_usage_errors_before_anything_starts() {
+    // `--backoff-factor 0.5` used to pass the parser, fail when the
+    // connection started, and exit 1 as if at run time.
+    for cmd in [&["connect", "127.0.0.1:9"][..], &["watch", "127.0.0.1:9"]] {
+        for (flag, value, needle) in [
+            ("--backoff-factor", "0.5", "--backoff-factor 0.5"),
+            ("--backoff-factor", "NaN", "--backoff-factor NaN"),
+            ("--backoff-factor", "inf", "--backoff-factor inf"),
+            (
+                "--connect-timeout",
+                "0",
+                "--connect-timeout: must be above zero",
+            ),
+            ("--idle-timeout", "0s", "--idle-timeout: must be above zero"),
+        ] {
+            let mut args = cmd.to_vec();
+            args.extend([flag, value]);
+            let (code, out, err) = run(&args);
+            assert_eq!(code, Some(2), "{args:?}: {err}");
+            assert!(err.contains(needle), "{args:?}: {err}");
+            // Nothing started: no "connecting to" line, no event.
+            assert!(!err.contains("connecting"), "{args:?}: {err}");
+            assert!(out.is_empty(), "{args:?}: {out}");
+        }
+    }
+}
