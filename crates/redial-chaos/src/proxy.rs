@@ -32,11 +32,26 @@ use crate::{Direction, Error, Fault, ProxyAddr, SplitMix64, Stats};
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProxyBuilder {
     seed: u64,
     connect_timeout: Duration,
     buffer_size: usize,
+    on_accept: Option<OnAccept>,
+}
+
+/// Called with each accepted client's address.
+type OnAccept = Arc<dyn Fn(SocketAddr) + Send + Sync>;
+
+impl std::fmt::Debug for ProxyBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyBuilder")
+            .field("seed", &self.seed)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("buffer_size", &self.buffer_size)
+            .field("on_accept", &self.on_accept.is_some())
+            .finish()
+    }
 }
 
 impl Default for ProxyBuilder {
@@ -45,6 +60,7 @@ impl Default for ProxyBuilder {
             seed: 0,
             connect_timeout: Duration::from_secs(10),
             buffer_size: 32 * 1024,
+            on_accept: None,
         }
     }
 }
@@ -84,6 +100,32 @@ impl ProxyBuilder {
     /// ```
     pub fn buffer_size(mut self, bytes: usize) -> Self {
         self.buffer_size = bytes.max(1);
+        self
+    }
+
+    /// Calls `f` with the client's address each time the proxy accepts a
+    /// connection (before it dials upstream), from the proxy's accept task:
+    /// keep it short. The `redial chaos` tool prints a line with it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = seen.clone();
+    /// let proxy = redial_chaos::Proxy::builder()
+    ///     .on_accept(move |peer| log.lock().unwrap().push(peer))
+    ///     .start("127.0.0.1:0", "127.0.0.1:9")
+    ///     .await?;
+    /// let client = tokio::net::TcpStream::connect(proxy.local_addr()).await?;
+    /// proxy.wait_accepted(1, std::time::Duration::from_secs(5)).await?;
+    /// assert_eq!(seen.lock().unwrap()[0], client.local_addr()?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn on_accept(mut self, f: impl Fn(SocketAddr) + Send + Sync + 'static) -> Self {
+        self.on_accept = Some(Arc::new(f));
         self
     }
 
@@ -136,6 +178,7 @@ impl ProxyBuilder {
             faults_rx,
             Arc::clone(&counters),
             root,
+            self.on_accept,
         ));
         tracing::debug!(listen = %slot.addr(), %upstream, seed = self.seed, "chaos proxy started");
         Ok(Proxy {
@@ -656,6 +699,7 @@ async fn accept_loop(
     faults: watch::Receiver<FaultState>,
     counters: Arc<Counters>,
     mut rng: SplitMix64,
+    on_accept: Option<OnAccept>,
 ) {
     let mut tasks = JoinSet::new();
     loop {
@@ -671,12 +715,18 @@ async fn accept_loop(
             accepted = poll_fn(|cx| slot.poll_accept(cx)) => match accepted {
                 None => break,
                 Some(Ok((client, peer))) => {
+                    // Before counting it: whoever sees the count move
+                    // (wait_accepted) sees the callback done.
+                    if let Some(f) = &on_accept {
+                        f(peer);
+                    }
+                    let live = counters.accept();
                     let link = Link {
                         client,
                         peer,
                         config: Arc::clone(&config),
                         faults: faults.clone(),
-                        live: counters.accept(),
+                        live,
                         counters: Arc::clone(&counters),
                         rng: rng.fork(),
                         born: *faults.borrow(),

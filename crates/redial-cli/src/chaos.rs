@@ -15,6 +15,7 @@
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -438,15 +439,21 @@ fn spawn_schedule(
     tasks
 }
 
-/// Runs the proxy until `quit`, Ctrl-C or SIGTERM.
+/// Runs the proxy until `quit`, Ctrl-C or SIGTERM, printing a line for
+/// each accepted connection.
 ///
 /// # Errors
 ///
 /// When the proxy cannot listen (the error names the address).
 pub async fn run(config: ChaosConfig, paint: Paint) -> anyhow::Result<()> {
+    let accepted = AtomicU64::new(0);
     let proxy = Arc::new(
         Proxy::builder()
             .seed(config.seed)
+            .on_accept(move |peer| {
+                let n = accepted.fetch_add(1, Ordering::Relaxed) + 1;
+                stamped(paint, &format!("connection {n} accepted from {peer}"));
+            })
             .start(config.listen, config.upstream)
             .await
             .context("cannot start the proxy")?,

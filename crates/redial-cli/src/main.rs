@@ -168,7 +168,8 @@ struct WatchArgs {
 
 /// The fault-injection proxy as a tool.
 ///
-/// Listens on --listen and forwards every connection to --upstream. Faults
+/// Listens on --listen and forwards every connection to --upstream, with a
+/// line on stderr for each connection it accepts. Faults
 /// come from flags, on a schedule, or from commands typed on stdin, one a
 /// line: reset, close, refuse, accept, blackhole, heal, latency 50ms (or
 /// latency 50ms 10ms with jitter), bandwidth 64KiB, slice 16 (or slice 16

@@ -67,6 +67,11 @@ fn forwards_and_resets_on_command() {
     let mut conn = TcpStream::connect(&addr).unwrap();
     conn.set_read_timeout(Some(T)).unwrap();
     echo(&mut conn, b"ping\n");
+    // One line per accepted connection, naming the client.
+    let me = conn.local_addr().unwrap();
+    redial
+        .stderr
+        .wait_contains(&format!("connection 1 accepted from {me}"), T);
 
     command(&mut redial, "reset");
     redial.stderr.wait_contains("reset every connection", T);
@@ -88,6 +93,10 @@ fn forwards_and_resets_on_command() {
     let mut again = TcpStream::connect(&addr).unwrap();
     again.set_read_timeout(Some(T)).unwrap();
     echo(&mut again, b"pong\n");
+    let me = again.local_addr().unwrap();
+    redial
+        .stderr
+        .wait_contains(&format!("connection 2 accepted from {me}"), T);
 
     command(&mut redial, "latency soon");
     redial.stderr.wait_contains("`latency soon`", T);
