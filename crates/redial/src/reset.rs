@@ -269,7 +269,9 @@ pub enum CloseReason {
         /// The panic message, when it was a string.
         message: String,
     },
-    /// The manager's runtime shut down.
+    /// The runtime the connection ran on shut down: the manager had a
+    /// runtime of its own and it and every handle of its connections were
+    /// dropped, or the application's runtime ended.
     Shutdown,
 }
 
@@ -294,7 +296,9 @@ impl fmt::Display for CloseReason {
             CloseReason::HandlerPanicked { callback, message } => {
                 write!(f, "handler panicked in {callback}: {message}")
             }
-            CloseReason::Shutdown => f.write_str("the manager shut down"),
+            CloseReason::Shutdown => f.write_str(
+                "the runtime shut down (the manager and every handle of its connections were dropped, or the application's runtime ended)",
+            ),
         }
     }
 }

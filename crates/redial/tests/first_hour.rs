@@ -227,6 +227,81 @@ async fn a_blocking_wait_inside_a_runtime_is_an_error_not_a_hang() {
     conn.abort().await;
 }
 
+/// A connection made by a function that owned its manager.
+fn connect_with_own_manager(
+    addr: std::net::SocketAddr,
+    handler: redial::FnHandler,
+) -> redial::Connection {
+    let cm = Manager::new(); // outside tokio: owns a runtime
+    cm.connect(addr, handler).unwrap()
+}
+
+#[test]
+fn a_connection_keeps_working_after_its_manager_is_dropped() {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let conn = connect_with_own_manager(listener.local_addr().unwrap(), redial::handler());
+    let sock = conn
+        .wait_connected_blocking(Duration::from_secs(10))
+        .expect("connects although its manager was dropped");
+    conn.send("alive").unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    let mut got = [0u8; 5];
+    peer.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"alive");
+    assert_eq!(conn.stats().connects, 1);
+    drop(sock);
+    conn.disconnect().wait_blocking();
+    assert_eq!(peer.read(&mut got).unwrap(), 0, "FIN after the disconnect");
+}
+
+#[test]
+fn dropping_the_manager_and_every_handle_closes_and_says_the_runtime_shut_down() {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = redial::handler().on_close(move |c| {
+        let _ = tx.send(c.reason().clone());
+    });
+    let conn = connect_with_own_manager(listener.local_addr().unwrap(), h);
+    conn.wait_connected_blocking(Duration::from_secs(10))
+        .unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    drop(conn);
+    let reason = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("on_close runs when the last handle goes");
+    assert_eq!(reason, CloseReason::Shutdown);
+    assert!(
+        reason.to_string().contains("were dropped"),
+        "the reason says why: {reason}"
+    );
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(peer.read(&mut [0u8; 1]).unwrap(), 0, "the socket is closed");
+}
+
+#[test]
+fn the_last_handle_dropped_on_the_managers_own_runtime_shuts_it_down_cleanly() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = redial::handler().on_close(move |c| {
+        let _ = tx.send(c.reason().clone());
+    });
+    let cm = Manager::new();
+    let conn = cm.connect(listener.local_addr().unwrap(), h).unwrap();
+    conn.wait_connected_blocking(Duration::from_secs(10))
+        .unwrap();
+    let rt = cm.runtime().clone();
+    drop(cm);
+    // The last holder lets go on one of the runtime's own threads.
+    rt.spawn(async move { drop(conn) });
+    let reason = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("on_close runs");
+    assert_eq!(reason, CloseReason::Shutdown);
+}
+
 /// Waits (polling, generous bound) until `cond` holds.
 async fn harness_wait(mut cond: impl FnMut() -> bool) {
     let start = std::time::Instant::now();

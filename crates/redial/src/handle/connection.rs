@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::disconnect::{block_on_until, Disconnecting};
 use crate::endpoint::Endpoint;
 use crate::error::{SendError, WaitError};
+use crate::manager::OwnedRuntime;
 use crate::reset::CloseReason;
 use crate::sender::Sender;
 use crate::shared::{Command, Shared, State};
@@ -73,6 +74,10 @@ pub struct ClosedError {
 #[derive(Clone)]
 pub struct Connection {
     pub(crate) shared: Arc<Shared>,
+    /// The manager's own runtime, if it has one: held (never read) so the
+    /// connection keeps running after the `Manager` value is dropped.
+    #[allow(dead_code)]
+    pub(crate) runtime: Option<Arc<OwnedRuntime>>,
 }
 
 impl Connection {
@@ -292,7 +297,7 @@ impl Connection {
     /// ```
     pub fn disconnect(&self) -> Disconnecting {
         self.shared.request(Command::Disconnect);
-        Disconnecting::new(vec![self.shared.clone()])
+        Disconnecting::new(vec![self.shared.clone()]).keeping(self.runtime.clone())
     }
 
     /// Closes for good at once with RST; queued bytes are handed back in
@@ -305,7 +310,7 @@ impl Connection {
     /// ```
     pub fn abort(&self) -> Disconnecting {
         self.shared.request(Command::Abort);
-        Disconnecting::new(vec![self.shared.clone()])
+        Disconnecting::new(vec![self.shared.clone()]).keeping(self.runtime.clone())
     }
 
     /// The endpoint this connection goes to.

@@ -7,6 +7,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
 use std::time::Instant;
 
+use crate::manager::OwnedRuntime;
 use crate::shared::{Shared, State};
 
 /// A disconnect that has been requested. The request is made when
@@ -23,6 +24,10 @@ use crate::shared::{Shared, State};
 #[derive(Debug)]
 pub struct Disconnecting {
     targets: Vec<Arc<Shared>>,
+    /// The manager's own runtime, held until the wait ends: a disconnect
+    /// waited for after the manager and its connections were dropped still
+    /// flushes instead of being cut short by a runtime shutdown.
+    runtime: Option<Arc<OwnedRuntime>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -36,7 +41,16 @@ impl std::fmt::Debug for Shared {
 
 impl Disconnecting {
     pub(crate) fn new(targets: Vec<Arc<Shared>>) -> Self {
-        Disconnecting { targets }
+        Disconnecting {
+            targets,
+            runtime: None,
+        }
+    }
+
+    /// Holds the manager's own runtime (if any) until the wait ends.
+    pub(crate) fn keeping(mut self, runtime: Option<Arc<OwnedRuntime>>) -> Self {
+        self.runtime = runtime;
+        self
     }
 
     /// How many connections this disconnect covers.
@@ -80,9 +94,10 @@ impl IntoFuture for Disconnecting {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            for t in self.targets {
+            for t in &self.targets {
                 t.wait_state(State::Closed).await;
             }
+            drop(self.runtime);
         })
     }
 }

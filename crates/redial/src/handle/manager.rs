@@ -74,9 +74,30 @@ pub(crate) struct Registry {
     pools: HashMap<String, Pool>,
 }
 
+/// A runtime of the manager's own. The manager and every [`Connection`] it
+/// made hold it, so a connection keeps running when the `Manager` value is
+/// dropped; when the last holder lets go, it shuts down (without blocking,
+/// so that may happen on any thread, one of its own included).
+pub(crate) struct OwnedRuntime(Option<Runtime>);
+
+impl std::fmt::Debug for OwnedRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OwnedRuntime")
+    }
+}
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 pub(crate) struct ManagerInner {
     handle: Handle,
-    runtime: Mutex<Option<Runtime>>,
+    /// `None` on the caller's runtime.
+    runtime: Option<Arc<OwnedRuntime>>,
     registry: Mutex<Registry>,
     events: broadcast::Sender<Event>,
     attempts: Arc<AttemptGate>,
@@ -136,6 +157,7 @@ impl ManagerInner {
         let shared = Arc::new(Shared::new(id, endpoint, pool, opts.clone()));
         let conn = Connection {
             shared: shared.clone(),
+            runtime: self.runtime.clone(),
         };
         self.registry().conns.insert(id, conn.clone());
         let seed = opts
@@ -149,20 +171,6 @@ impl ManagerInner {
         let driver = Driver::new(handler, shared, opts, link, seed).with_health(health);
         self.handle.spawn(driver.run());
         conn
-    }
-}
-
-impl Drop for ManagerInner {
-    fn drop(&mut self) {
-        // Never blocks and never panics, even when dropped inside a runtime.
-        let rt = self
-            .runtime
-            .get_mut()
-            .map(|r| r.take())
-            .unwrap_or_else(|p| p.into_inner().take());
-        if let Some(rt) = rt {
-            rt.shutdown_background();
-        }
     }
 }
 
@@ -264,7 +272,7 @@ impl ManagerBuilder {
         Ok(Manager {
             inner: Arc::new(ManagerInner {
                 handle,
-                runtime: Mutex::new(runtime),
+                runtime: runtime.map(|rt| Arc::new(OwnedRuntime(Some(rt)))),
                 registry: Mutex::new(Registry::default()),
                 events,
                 attempts: Arc::new(AttemptGate::new(self.max_connecting)),
@@ -279,12 +287,24 @@ impl ManagerBuilder {
 
 /// Makes and keeps managed connections and pools.
 ///
-/// Cheap to clone. Dropping every handle of a manager that runs on the
-/// caller's runtime leaves its connections running (their [`Connection`]
-/// handles still work); a manager with a runtime of its own stops its
-/// connections when the last handle is dropped.
+/// Cheap to clone. Inside a tokio runtime a manager runs its connections
+/// there; made outside one, it starts a small runtime of its own.
 ///
-/// ```no_run
+/// **A connection outlives the `Manager` value it came from.** Each
+/// [`Connection`] (and so each [`Pool`] member) holds what it runs on: a
+/// function may make a manager, connect and return the connection, and
+/// the connection goes on working. Connections run until they are closed
+/// (`disconnect`, `abort`, [`Resume::Stop`](crate::Resume::Stop), a give-up
+/// policy). Only when the manager *and* every handle of its connections
+/// are dropped does a manager's own runtime shut down; its connections
+/// then close with [`CloseReason::Shutdown`](crate::CloseReason::Shutdown)
+/// ("the runtime shut down"), `on_close` runs and whatever was still
+/// queued is handed back there. On the caller's runtime, connections keep
+/// running until they are closed or that runtime ends. To close
+/// everything, call [`Manager::disconnect_all`] and wait for it (in a
+/// synchronous `main`, `.wait_blocking()` before returning).
+///
+/// ```
 /// use redial::{Handler, Manager, Socket};
 ///
 /// struct Memcache;
@@ -294,13 +314,19 @@ impl ManagerBuilder {
 /// }
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let echo = server.local_addr()?.to_string();
+/// # std::thread::spawn(move || for s in server.incoming().flatten() { std::thread::spawn(move || std::io::copy(&mut &s, &mut &s)); });
+/// let addr = "127.0.0.1:11211";
+/// # let addr = echo.as_str();
 /// let cm = Manager::new();
-/// let conn = cm.connect("127.0.0.1:11211", Memcache)?;
+/// let conn = cm.connect(addr, Memcache)?;
 /// let pool = cm.create_pool("cache")?;
-/// pool.add_connection("127.0.0.1:11212", Memcache)?;
-/// assert!(cm.get_connection("127.0.0.1:11211").is_some());
-/// cm.disconnect_all();
-/// # let _ = conn; Ok(()) }
+/// pool.add_connection(addr, Memcache)?;
+/// assert!(cm.get_connection(addr).is_some());
+/// conn.wait_connected_blocking(std::time::Duration::from_secs(10))?;
+/// cm.disconnect_all().wait_blocking(); // flush, FIN, and wait for it
+/// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct Manager {
@@ -327,9 +353,27 @@ impl Manager {
     /// A manager with the defaults: on the current tokio runtime if there
     /// is one, else on a small runtime of its own.
     ///
+    /// Dropping the manager does not close its connections: each
+    /// [`Connection`] keeps what it runs on, so one returned from a function
+    /// that made its own manager goes on working. They close when the
+    /// application closes them, or, with a runtime of the manager's own,
+    /// once the manager and every handle of its connections are dropped
+    /// ([`CloseReason::Shutdown`](crate::CloseReason::Shutdown)).
+    ///
     /// ```
-    /// let cm = redial::Manager::new(); // outside tokio: owns a runtime
-    /// # let _ = cm;
+    /// use std::time::Duration;
+    ///
+    /// fn connect_to(addr: std::net::SocketAddr) -> redial::Connection {
+    ///     let cm = redial::Manager::new(); // outside tokio: owns a runtime
+    ///     cm.connect(addr, redial::handler()).unwrap()
+    /// } // `cm` is dropped here; the connection lives on
+    ///
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let conn = connect_to(listener.local_addr()?);
+    /// conn.wait_connected_blocking(Duration::from_secs(10))?;
+    /// conn.send("still here")?;
+    /// conn.disconnect().wait_blocking();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn new() -> Self {
         Self::builder().build()
@@ -510,7 +554,7 @@ impl Manager {
         for c in &conns {
             c.request(Command::Disconnect);
         }
-        Disconnecting::new(conns)
+        Disconnecting::new(conns).keeping(self.inner.runtime.clone())
     }
 
     /// Subscribes to every state change of every connection from now on.
