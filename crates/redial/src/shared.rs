@@ -260,9 +260,10 @@ impl Refused {
 }
 
 impl Queue {
-    /// The live socket takes more bytes now.
-    pub(crate) fn has_room(&self) -> bool {
-        self.accepting && self.queued() < self.limit
+    /// The live socket takes `len` more bytes now (a write that fits in
+    /// what is left of the limit, or any write into an empty queue).
+    pub(crate) fn has_room_for(&self, len: usize) -> bool {
+        self.accepting && self.room_for(len).is_ok()
     }
 
     /// Nothing waits to be handed to the kernel.

@@ -173,3 +173,155 @@ async fn unread_bytes_of_a_lost_connection_never_reach_the_next_one() {
     framed.get_mut().shutdown().await.unwrap();
     answer.abort();
 }
+
+const CHUNK: usize = 997;
+
+/// Chunk `i` of a numbered stream: its index, then a pattern.
+fn numbered(i: u32) -> Vec<u8> {
+    let mut c = vec![0u8; CHUNK];
+    c[..4].copy_from_slice(&i.to_be_bytes());
+    for (j, b) in c[4..].iter_mut().enumerate() {
+        *b = (i as u8).wrapping_add(j as u8);
+    }
+    c
+}
+
+/// A listener whose connections have a small receive buffer, so a client's
+/// kernel fills after a few KiB.
+fn small_listener() -> tokio::net::TcpListener {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    s.listen(8).unwrap()
+}
+
+/// Issue 14: a transparent stream re-queues what a loss left unsent; with
+/// the cut chunk re-sent whole, that can be more than the queue takes, and
+/// the excess was dropped. The queue limit is one byte short of a whole
+/// number of chunks, so any cut chunk makes the re-send one chunk too big.
+/// The next connection must get every chunk from the first one that did
+/// not reach the lost connection's kernel whole, with no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transparent_resend_larger_than_the_queue_drops_nothing() {
+    const CHUNKS: u32 = 200;
+    let limit = 64 * CHUNK + CHUNK - 1;
+    // Small buffers on both sides, so the kernel fills in the middle of a
+    // batch and a chunk is cut.
+    let listener = small_listener();
+    let addr = listener.local_addr().unwrap();
+    let opts = fast_options(10, 50)
+        .send_queue_limit(limit)
+        .configure_socket(|s| s.set_send_buffer_size(4096));
+    let cm = Manager::new();
+    let mut stream = cm.stream_transparent(addr, opts).unwrap();
+    let conn = stream.connection().clone();
+    let (first, _) = listener.accept().await.unwrap();
+    let writer = tokio::spawn(async move {
+        for i in 0..CHUNKS {
+            stream.write_all(&numbered(i)).await.unwrap();
+        }
+        stream.flush().await.unwrap();
+        stream.shutdown().await.unwrap();
+        stream
+    });
+    until("the kernel and then the queue are full", || {
+        let s = conn.stats();
+        s.bytes_out > 0 && s.queued + CHUNK > limit
+    })
+    .await;
+    rst(first);
+    let (second, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+        .await
+        .expect("no second connection")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut reader = second;
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut got),
+    )
+    .await
+    .expect("the second connection never ended")
+    .unwrap();
+    let stream = writer.await.unwrap();
+    let written = stream.connection().stats().bytes_out;
+    let lost_conn = written - got.len() as u64;
+    assert_eq!(
+        got.len() % CHUNK,
+        0,
+        "the next connection starts and ends on a chunk"
+    );
+    let indices: Vec<u32> = got
+        .chunks(CHUNK)
+        .map(|c| {
+            let i = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+            assert_eq!(c, numbered(i), "chunk {i} corrupt");
+            i
+        })
+        .collect();
+    let first_again = indices[0];
+    println!(
+        "{} bytes reached the lost connection's kernel (a cut chunk: {}), the next connection \
+         got chunks {first_again}..={}",
+        lost_conn,
+        lost_conn % CHUNK as u64 != 0,
+        indices[indices.len() - 1]
+    );
+    let expected: Vec<u32> = (first_again..CHUNKS).collect();
+    assert!(indices == expected, "a gap in the re-send: {indices:?}");
+    let start = u64::from(first_again) * CHUNK as u64;
+    assert!(
+        start <= lost_conn && lost_conn < start + CHUNK as u64,
+        "the re-send starts at chunk {first_again}, but {lost_conn} bytes reached the lost \
+         connection"
+    );
+    assert!(stream.take_unsent().is_empty());
+}
+
+/// A transparent stream whose connection gives up before it could re-send
+/// what a loss left unsent hands it back: accepted = written to the kernel
+/// + handed back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transparent_stream_that_gives_up_hands_back_its_resend() {
+    let limit = 16 * CHUNK;
+    let listener = small_listener();
+    let addr = listener.local_addr().unwrap();
+    let opts = fast_options(10, 50)
+        .max_attempts(2)
+        .send_queue_limit(limit)
+        .configure_socket(|s| s.set_send_buffer_size(4096));
+    let cm = Manager::new();
+    let mut stream = cm.stream_transparent(addr, opts).unwrap();
+    let conn = stream.connection().clone();
+    let (first, _) = listener.accept().await.unwrap();
+    let writer = tokio::spawn(async move {
+        let mut accepted = 0u64;
+        for i in 0.. {
+            match stream.write(&numbered(i)).await {
+                Ok(n) => accepted += n as u64,
+                Err(e) => {
+                    assert_eq!(e.kind(), ErrorKind::BrokenPipe, "{e}");
+                    break;
+                }
+            }
+        }
+        (accepted, stream)
+    });
+    until("the kernel and then the queue are full", || {
+        let s = conn.stats();
+        s.bytes_out > 0 && s.queued + CHUNK > limit
+    })
+    .await;
+    drop(listener);
+    rst(first);
+    let (accepted, stream) = tokio::time::timeout(Duration::from_secs(20), writer)
+        .await
+        .expect("the writer never heard of the close")
+        .unwrap();
+    assert_eq!(conn.state(), State::Closed);
+    let written = conn.stats().bytes_out;
+    let back = handed_back(&stream);
+    println!("accepted {accepted}, written to the kernel {written}, handed back {back}");
+    assert!(back > 0);
+    assert_eq!(accepted, written + back);
+}

@@ -13,10 +13,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::Duration;
 
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::handler::{Handler, Resume};
-use crate::reset::{Close, CloseReason, Reset, ResetReason, Unsent};
+use crate::reset::{Close, CloseReason, Partial, Reset, ResetReason, Unsent};
+use crate::shared::{Pushed, Refused};
 use crate::socket::Socket;
 
 /// Bytes a [`Stream`](super::Stream) holds for its reader before it stops
@@ -58,6 +59,9 @@ pub(crate) struct Inbox {
     /// What resets and the close handed back, one entry per connection (each
     /// may have its own cut chunk), oldest first.
     pub(crate) handed_back: Vec<Unsent>,
+    /// Transparent streams: what losses left unsent, re-queued before any
+    /// new write.
+    pub(crate) backlog: Backlog,
     pub(crate) reader: Option<Waker>,
     pub(crate) writer: Option<Waker>,
 }
@@ -117,6 +121,69 @@ impl Inbox {
     }
 }
 
+/// Transparent streams: the chunks that losses left unsent, oldest first,
+/// each with how many of its bytes reached an earlier connection's kernel
+/// (a chunk cut by a loss is re-sent whole). They go into the next
+/// connection's queue before any new write, as much of them as the queue
+/// takes; the writer pushes the rest as room is made, before its own bytes.
+/// None is dropped: what the stream closes with is handed back.
+#[derive(Default)]
+pub(crate) struct Backlog {
+    chunks: VecDeque<(Vec<u8>, usize)>,
+}
+
+impl Backlog {
+    /// Puts what a loss left unsent in front: it was written before
+    /// anything still waiting here.
+    fn put_back(&mut self, unsent: &Unsent) {
+        let mut older: VecDeque<(Vec<u8>, usize)> = VecDeque::new();
+        if let Some(p) = unsent.partial() {
+            older.push_back((p.data.clone(), p.written));
+        }
+        older.extend(unsent.chunks().map(|c| (c.to_vec(), 0)));
+        older.append(&mut self.chunks);
+        self.chunks = older;
+    }
+
+    /// Pushes the chunks, oldest first, until one is refused: it stays, and
+    /// the error says why and how long it is.
+    pub(crate) fn push_with(
+        &mut self,
+        mut push: impl FnMut(&[u8]) -> Result<Pushed, Refused>,
+    ) -> Result<(), (Refused, usize)> {
+        while let Some((chunk, _)) = self.chunks.front() {
+            push(chunk).map_err(|r| (r, chunk.len()))?;
+            self.chunks.pop_front();
+        }
+        Ok(())
+    }
+
+    /// Everything left, as hand-backs: a chunk that reached a kernel in
+    /// part is the partial of a new entry.
+    fn take_unsent(&mut self) -> Vec<Unsent> {
+        let mut out: Vec<Unsent> = Vec::new();
+        for (chunk, written) in std::mem::take(&mut self.chunks) {
+            if written > 0 {
+                out.push(Unsent {
+                    partial: Some(Partial {
+                        data: chunk,
+                        written,
+                    }),
+                    ..Unsent::default()
+                });
+                continue;
+            }
+            if out.is_empty() {
+                out.push(Unsent::default());
+            }
+            if let Some(last) = out.last_mut() {
+                last.append(&chunk, &[chunk.len()]);
+            }
+        }
+        out
+    }
+}
+
 pub(crate) struct StreamShared {
     inbox: Mutex<Inbox>,
     pub(crate) transparent: bool,
@@ -144,24 +211,18 @@ pub(crate) fn wake(w: &mut Option<Waker>) {
 /// The stream's side of the driver.
 pub(crate) struct StreamHandler {
     pub(crate) shared: Arc<StreamShared>,
-    /// Transparent streams: what the last loss left unsent, re-queued on
-    /// the next connection before new writes.
-    pub(crate) resend: Option<Unsent>,
 }
 
 impl Handler for StreamHandler {
     fn on_connect(&mut self, sock: &Socket) {
         let mut inbox = self.shared.inbox();
         inbox.generation = sock.generation();
-        // Transparent mode re-queues what never left, before new writes.
-        if let Some(unsent) = self.resend.take() {
-            if let Some(p) = unsent.partial() {
-                let _ = sock.send(&p.data);
-            }
-            for chunk in unsent.chunks() {
-                let _ = sock.send(chunk);
-            }
-        }
+        // Transparent mode re-queues what never left, before new writes;
+        // what the queue does not take now, the writer pushes later.
+        let shared = &sock.inner.shared;
+        let _ = inbox
+            .backlog
+            .push_with(|c| shared.push(Some(sock.generation()), c));
         wake(&mut inbox.writer);
     }
 
@@ -178,7 +239,7 @@ impl Handler for StreamHandler {
     fn on_reset(&mut self, reset: &Reset) -> Resume {
         let mut inbox = self.shared.inbox();
         if self.shared.transparent {
-            self.resend = Some(reset.unsent().clone());
+            inbox.backlog.put_back(reset.unsent());
         } else {
             let unsent = reset.unsent().clone();
             inbox.unreported.push_back(Lost {
@@ -205,6 +266,16 @@ impl Handler for StreamHandler {
         if !close.unsent().is_empty() {
             inbox.handed_back.push(close.unsent().clone());
         }
+        // Never re-queued: written after what the close handed back.
+        let backlog = inbox.backlog.take_unsent();
+        if !backlog.is_empty() {
+            warn!(
+                bytes = backlog.iter().map(unsent_bytes).sum::<usize>(),
+                "a transparent stream closed before re-sending what a loss left unsent; \
+                 take_unsent has it"
+            );
+        }
+        inbox.handed_back.extend(backlog);
         wake(&mut inbox.reader);
         wake(&mut inbox.writer);
     }
@@ -213,6 +284,50 @@ impl Handler for StreamHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backlog_keeps_order_and_hands_back_cut_chunks_as_partials() {
+        let mut first = Unsent {
+            partial: Some(Partial {
+                data: b"ab".to_vec(),
+                written: 1,
+            }),
+            ..Unsent::default()
+        };
+        first.append(b"cdef", &[2, 4]);
+        let mut backlog = Backlog::default();
+        backlog.put_back(&first);
+        // Two pushed, then the queue is full.
+        let mut taken = Vec::new();
+        let refused = backlog.push_with(|c| {
+            if taken.len() == 2 {
+                return Err(Refused::Full {
+                    queued: 4,
+                    limit: 4,
+                });
+            }
+            taken.push(c.to_vec());
+            Ok(Pushed::default())
+        });
+        assert!(matches!(refused, Err((Refused::Full { .. }, 2))));
+        assert_eq!(taken, [b"ab".to_vec(), b"cd".to_vec()]);
+        // A later loss cut "xy" after one byte; it goes in front.
+        let mut second = Unsent {
+            partial: Some(Partial {
+                data: b"xy".to_vec(),
+                written: 1,
+            }),
+            ..Unsent::default()
+        };
+        second.append(b"z", &[1]);
+        backlog.put_back(&second);
+        let back = backlog.take_unsent();
+        assert!(backlog.take_unsent().is_empty());
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].partial().unwrap().data, b"xy");
+        let chunks: Vec<&[u8]> = back[0].chunks().collect();
+        assert_eq!(chunks, [&b"z"[..], b"ef"]);
+    }
 
     fn lost(generation: u64) -> Lost {
         Lost {

@@ -24,7 +24,7 @@ use crate::error::ConnectError;
 use crate::manager::Manager;
 use crate::options::Options;
 use crate::reset::Unsent;
-use crate::shared::{Queue, Refused, Shared};
+use crate::shared::{Pushed, Queue, Refused, Shared};
 
 pub use inbox::STREAM_READ_LIMIT;
 use inbox::{Inbox, Lost, Piece, StreamHandler, StreamShared};
@@ -35,7 +35,7 @@ type Wait = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 /// driver takes or finishes and on every state change. The wake-ups are
 /// armed before the check, so none is missed. `once` returns after the
 /// first wake-up (the caller checks again itself).
-async fn wait_queue(shared: Arc<Shared>, done: fn(&Queue) -> bool, once: bool) {
+async fn wait_queue(shared: Arc<Shared>, done: impl Fn(&Queue) -> bool, once: bool) {
     loop {
         // One notifier tells of room in the queue and of state changes.
         let changed = shared.changed.notified();
@@ -55,9 +55,9 @@ async fn wait_queue(shared: Arc<Shared>, done: fn(&Queue) -> bool, once: bool) {
     }
 }
 
-/// The queue takes bytes now.
-async fn wait_room(shared: Arc<Shared>) {
-    wait_queue(shared, Queue::has_room, true).await
+/// The queue takes `len` more bytes now (or the connection changed state).
+async fn wait_room(shared: Arc<Shared>, len: usize) {
+    wait_queue(shared, move |q| q.has_room_for(len), true).await
 }
 
 /// Everything queued was handed to the kernel, or the connection is down.
@@ -154,9 +154,18 @@ impl Manager {
     /// tolerate both (logs, metrics): bytes that were in kernel buffers when
     /// a connection died are lost; chunks never handed to the kernel are
     /// sent again on the next connection, the cut one whole, so its first
-    /// bytes may arrive twice; the peer sees the stream restart mid-message.
-    /// (A stream wrapper that reconnects without saying so, as
-    /// `stubborn-io` does, has the same losses without this list.)
+    /// bytes may arrive twice; the peer sees the stream restart mid-message,
+    /// and the reader gets the lost connection's last unread bytes followed
+    /// by the next connection's. (A stream wrapper that reconnects without
+    /// saying so, as `stubborn-io` does, has the same losses without this
+    /// list.)
+    ///
+    /// What it never does is drop what did not leave: the re-send goes into
+    /// the next connection's queue before any new write, as much as the
+    /// queue's limit takes at once, and the rest as room is made (a write
+    /// or flush waits for it first). If the stream closes before all of it
+    /// is re-sent, [`Stream::take_unsent`] hands it back, and a `warn!`
+    /// says so.
     ///
     /// ```no_run
     /// # fn f(cm: redial::Manager) -> Result<(), redial::ConnectError> {
@@ -182,7 +191,6 @@ impl Manager {
             endpoint,
             StreamHandler {
                 shared: shared.clone(),
-                resend: None,
             },
             opts,
         )?;
@@ -250,6 +258,54 @@ impl Stream {
         Some(reset_error(lost))
     }
 
+    /// Queues a transparent stream's re-send, then `buf` (if any), waiting
+    /// for room or for the next connection. Reports a loss not yet
+    /// reported first; refuses once the stream is closed.
+    fn poll_push(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: Option<&[u8]>,
+    ) -> Poll<io::Result<Option<Pushed>>> {
+        loop {
+            let (refused, len) = {
+                let mut inbox = self.shared.inbox();
+                if let Some(e) = self.take_reset(&mut inbox) {
+                    return Poll::Ready(Err(e));
+                }
+                if inbox.closed.is_some() {
+                    return Poll::Ready(Err(closed_error()));
+                }
+                inbox.writer = Some(cx.waker().clone());
+                let generation = inbox.generation;
+                let shared = &self.conn.shared;
+                match inbox
+                    .backlog
+                    .push_with(|c| shared.push(Some(generation), c))
+                {
+                    Err(refused) => refused,
+                    Ok(()) => match buf {
+                        None => return Poll::Ready(Ok(None)),
+                        Some(buf) => match shared.push(None, buf) {
+                            Ok(p) => return Poll::Ready(Ok(Some(p))),
+                            Err(r) => (r, buf.len()),
+                        },
+                    },
+                }
+            };
+            // A re-send is refused `Closed` between two connections too:
+            // only a closed queue is the end.
+            if matches!(refused, Refused::Closed) && self.conn.shared.queue().closed {
+                return Poll::Ready(Err(closed_error()));
+            }
+            // Full, or down: wait for room or the next connection.
+            let shared = self.conn.shared.clone();
+            let make = || -> Wait { Box::pin(wait_room(shared, len)) };
+            if Self::poll_wait(&mut self.write_wait, make, cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+    }
+
     fn poll_wait(
         slot: &mut Option<Wait>,
         make: impl FnOnce() -> Wait,
@@ -264,6 +320,11 @@ impl Stream {
             Poll::Pending => Poll::Pending,
         }
     }
+}
+
+/// The error of a write to a closed stream.
+fn closed_error() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "stream closed")
 }
 
 /// The error a loss is reported with.
@@ -337,46 +398,24 @@ impl AsyncWrite for Stream {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        loop {
-            {
-                let mut inbox = this.shared.inbox();
-                if let Some(e) = this.take_reset(&mut inbox) {
-                    return Poll::Ready(Err(e));
-                }
-                if inbox.closed.is_some() {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::BrokenPipe,
-                        "stream closed",
-                    )));
-                }
-                inbox.writer = Some(cx.waker().clone());
+        match this.poll_push(cx, Some(buf)) {
+            Poll::Ready(Ok(pushed)) => {
+                this.yield_next = pushed.is_some_and(|p| p.hand_over);
+                Poll::Ready(Ok(buf.len()))
             }
-            match this.conn.shared.push(None, buf) {
-                Ok(p) => {
-                    this.yield_next = p.hand_over;
-                    return Poll::Ready(Ok(buf.len()));
-                }
-                Err(Refused::Closed) => {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::BrokenPipe,
-                        "stream closed",
-                    )))
-                }
-                // Full, or down: wait for room or the next connection.
-                Err(_) => {
-                    let shared = this.conn.shared.clone();
-                    if Self::poll_wait(&mut this.write_wait, || Box::pin(wait_room(shared)), cx)
-                        .is_pending()
-                    {
-                        return Poll::Pending;
-                    }
-                }
-            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        // A transparent stream's re-send goes first.
+        match this.poll_push(cx, None) {
+            Poll::Ready(Ok(_)) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
         let shared = this.conn.shared.clone();
         if Self::poll_wait(&mut this.flush_wait, || Box::pin(wait_drained(shared)), cx).is_pending()
         {
@@ -391,6 +430,14 @@ impl AsyncWrite for Stream {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        // A transparent stream's re-send is queued before the disconnect
+        // flushes the queue (a closed stream hands back what is left).
+        if this.shared.transparent && this.close_wait.is_none() {
+            match this.poll_push(cx, None) {
+                Poll::Ready(Ok(_)) | Poll::Ready(Err(_)) => {}
+                Poll::Pending => return Poll::Pending,
+            }
+        }
         let shared = this.conn.shared.clone();
         let make = || -> Wait {
             shared.request(crate::shared::Command::Disconnect);
