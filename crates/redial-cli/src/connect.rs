@@ -7,8 +7,7 @@
 //! is flushed, FIN is sent, and `run` returns.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
@@ -18,6 +17,7 @@ use redial::{
 };
 use tokio::io::AsyncReadExt;
 
+use crate::ledger::Ledger;
 use crate::output::{stamped, Paint};
 use crate::units::{format_duration, format_size};
 use crate::UsageError;
@@ -121,7 +121,8 @@ impl ConnectConfig {
     }
 }
 
-/// The netcat's handler: data to stdout, state to stderr.
+/// The netcat's handler: data to stdout, state to stderr, the input's
+/// account in the shared [`Ledger`].
 struct Netcat {
     endpoint: Endpoint,
     paint: Paint,
@@ -130,8 +131,11 @@ struct Netcat {
     down_since: Option<Instant>,
     /// The error of the last failed attempt, to tell a new one.
     last_failure: Option<String>,
-    /// Bytes handed back at close, never sent.
-    unsent_at_close: Arc<AtomicU64>,
+    ledger: Arc<Mutex<Ledger>>,
+}
+
+fn lock(l: &Mutex<Ledger>) -> MutexGuard<'_, Ledger> {
+    l.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Netcat {
@@ -173,32 +177,42 @@ impl Handler for Netcat {
         self.down_since = Some(Instant::now());
         let unsent = reset.unsent();
         let cut = unsent.partial();
-        let cut_len = cut.map_or(0, |p| p.data.len() - p.written);
-        let pending = unsent.len() + cut_len;
-        let what = if pending == 0 {
-            String::new()
-        } else if self.resend {
-            format!("; {pending} unsent bytes will go out after the reconnect")
-        } else {
-            format!("; {pending} unsent bytes dropped")
-        };
-        self.say(&self.paint.red(&format!(
-            "connection lost: {} after {} up{what}",
-            reset.reason(),
-            format_duration(reset.uptime())
-        )));
-        if !self.resend || pending == 0 {
-            return Resume::Reconnect;
-        }
-        // The cut chunk's written prefix may have arrived; send the rest.
+        // The cut chunk's written prefix is in `written`; its tail and the
+        // whole chunks never reached the kernel.
         let mut again = cut
             .map(|p| p.data[p.written..].to_vec())
             .unwrap_or_default();
         again.extend_from_slice(unsent.bytes());
+        let pending = again.len();
+        let mut ledger = lock(&self.ledger);
+        ledger.lost(reset.written());
+        let what = if pending == 0 {
+            String::new()
+        } else if self.resend {
+            ledger.keep_for_resend(&again);
+            format!("; {pending} unsent bytes will go out after the reconnect")
+        } else {
+            ledger.dropped_while_down(pending);
+            format!("; {pending} unsent bytes dropped (use --buffer to keep them)")
+        };
+        drop(ledger);
+        self.say(&self.paint.red(&format!(
+            "connection lost: {} after {} up; {} bytes written on it may not have arrived{what}",
+            reset.reason(),
+            format_duration(reset.uptime()),
+            reset.written(),
+        )));
+        if !self.resend || pending == 0 {
+            return Resume::Reconnect;
+        }
+        // The bytes wait in the ledger, not in this closure: should the
+        // connection give up first, `on_close` counts them as never sent.
         let paint = self.paint;
         let endpoint = self.endpoint.clone();
+        let ledger = self.ledger.clone();
         let down = Instant::now();
         Resume::with(move |sock: &Socket| {
+            let again = lock(&ledger).take_resend();
             let peer = sock
                 .peer_addr()
                 .map(|p| format!(" ({p})"))
@@ -211,8 +225,18 @@ impl Handler for Netcat {
                     again.len()
                 )),
             );
-            if let Err(e) = sock.send(&again) {
-                stamped(paint, &paint.red(&format!("could not resend: {e}")));
+            if again.is_empty() {
+                return;
+            }
+            if let Err(e) = sock.send(again) {
+                lock(&ledger).never_sent(e.data().len());
+                stamped(
+                    paint,
+                    &paint.red(&format!(
+                        "could not resend: {e}; {} bytes never sent",
+                        e.data().len()
+                    )),
+                );
             }
         })
     }
@@ -240,8 +264,10 @@ impl Handler for Netcat {
 
     fn on_close(&mut self, close: &Close) {
         let unsent = close.unsent();
-        let n = unsent.len() + unsent.partial().map_or(0, |p| p.data.len() - p.written);
-        self.unsent_at_close.store(n as u64, Ordering::Relaxed);
+        let handed_back = unsent.len() + unsent.partial().map_or(0, |p| p.data.len() - p.written);
+        // Handed back now, plus a re-send kept for a connection that never
+        // came.
+        let n = lock(&self.ledger).close(handed_back);
         let lost = if n > 0 {
             format!("; {n} bytes were never sent")
         } else {
@@ -256,12 +282,13 @@ impl Handler for Netcat {
     }
 }
 
-/// Waits until the connection has connected more than `seen` times in
-/// all. Unlike `wait_connected` alone, a connection that came and went
-/// before this task looked still counts.
+/// Waits until the connection is up, or has connected more than `seen`
+/// times in all: unlike `wait_connected` alone, a connection that came and
+/// went before this task looked still counts; and one that came up before
+/// `seen` was read does not leave it waiting for another.
 async fn connect_after(conn: &Connection, seen: u64) -> Result<(), CloseReason> {
     loop {
-        if conn.stats().connects > seen {
+        if conn.stats().connects > seen || conn.state() == State::Connected {
             return Ok(());
         }
         tokio::select! {
@@ -276,7 +303,8 @@ async fn connect_after(conn: &Connection, seen: u64) -> Result<(), CloseReason> 
 }
 
 /// Runs the netcat until stdin ends (`Ok`) or the connection gives up
-/// (`Err` naming the reason).
+/// (`Err` naming the reason). When a connection was lost or input was not
+/// sent, a last line on stderr accounts for every byte read from stdin.
 ///
 /// # Errors
 ///
@@ -285,7 +313,7 @@ async fn connect_after(conn: &Connection, seen: u64) -> Result<(), CloseReason> 
 pub async fn run(config: ConnectConfig, paint: Paint) -> anyhow::Result<()> {
     let opts = config.options()?;
     let cm = Manager::new();
-    let unsent_at_close = Arc::new(AtomicU64::new(0));
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
     let handler = Netcat {
         endpoint: config.endpoint.clone(),
         paint,
@@ -293,21 +321,50 @@ pub async fn run(config: ConnectConfig, paint: Paint) -> anyhow::Result<()> {
         max_attempts: config.max_attempts,
         down_since: None,
         last_failure: None,
-        unsent_at_close: unsent_at_close.clone(),
+        ledger: ledger.clone(),
     };
     stamped(paint, &format!("connecting to {}", config.endpoint));
     let conn = cm
         .connect_with(config.endpoint.clone(), handler, opts)
         .map_err(crate::start_error)?;
-    let gave_up = |reason: CloseReason| anyhow!("connection to {}: {reason}", config.endpoint);
+    let result = forward_stdin(&config, &conn, &ledger, paint).await;
+    // Flushes what is queued, then FIN; `on_close` settles the ledger.
+    conn.disconnect().await;
+    let ledger = lock(&ledger).clone();
+    let bytes_out = conn.stats().bytes_out;
+    if ledger.never_sent_total() > 0
+        || ledger.written_on_lost() > 0
+        || ledger.unbalanced(bytes_out) != 0
+    {
+        stamped(paint, &ledger.summary(bytes_out));
+    }
+    result?;
+    let never_sent = ledger.never_sent_total();
+    if never_sent > 0 {
+        bail!(
+            "{never_sent} bytes of input could not be sent to {}",
+            config.endpoint
+        );
+    }
+    Ok(())
+}
 
+/// Stdin to the connection until stdin ends, Ctrl-C, or the connection
+/// gives up.
+async fn forward_stdin(
+    config: &ConnectConfig,
+    conn: &Connection,
+    ledger: &Mutex<Ledger>,
+    paint: Paint,
+) -> anyhow::Result<()> {
+    let gave_up = |reason: CloseReason| anyhow!("connection to {}: {reason}", config.endpoint);
     let stop = crate::stop::requested();
     tokio::pin!(stop);
     if config.buffer.is_none() {
         // Without a buffer, input typed before the first connect would be
         // refused: wait for it.
         tokio::select! {
-            r = connect_after(&conn, 0) => r.map_err(gave_up)?,
+            r = connect_after(conn, 0) => r.map_err(gave_up)?,
             _ = &mut stop => return Ok(()),
         }
     }
@@ -327,16 +384,18 @@ pub async fn run(config: ConnectConfig, paint: Paint) -> anyhow::Result<()> {
         if n == 0 {
             break;
         }
+        lock(ledger).read(n);
         let data = &buf[..n];
         loop {
             match conn.write(data).await {
                 Ok(()) => break,
                 Err(SendError::NotConnected { .. }) => {
+                    lock(ledger).dropped_while_down(n);
                     stamped(
                         paint,
                         &paint.yellow(&format!(
                             "not connected: {} of input dropped (use --buffer to keep it)",
-                            format_size(data.len() as u64)
+                            format_size(n as u64)
                         )),
                     );
                     break;
@@ -344,13 +403,21 @@ pub async fn run(config: ConnectConfig, paint: Paint) -> anyhow::Result<()> {
                 Err(SendError::OutageBufferFull { .. }) => {
                     // Stop reading stdin until the connection is back.
                     let seen = conn.stats().connects;
-                    connect_after(&conn, seen).await.map_err(gave_up)?;
+                    if let Err(reason) = connect_after(conn, seen).await {
+                        lock(ledger).never_sent(n);
+                        return Err(gave_up(reason));
+                    }
+                    // Up, but perhaps not yet taking sends: try again soon.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
                 }
                 Err(
                     SendError::Closed { .. }
                     | SendError::ConnectionClosed { .. }
                     | SendError::Disconnected { .. },
-                ) => return Err(gave_up(conn.closed().await)),
+                ) => {
+                    lock(ledger).never_sent(n);
+                    return Err(gave_up(conn.closed().await));
+                }
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             }
         }
@@ -364,17 +431,9 @@ pub async fn run(config: ConnectConfig, paint: Paint) -> anyhow::Result<()> {
         );
         let seen = conn.stats().connects;
         tokio::select! {
-            r = connect_after(&conn, seen) => r.map_err(gave_up)?,
+            r = connect_after(conn, seen) => r.map_err(gave_up)?,
             _ = &mut stop => {}
         }
-    }
-    conn.disconnect().await;
-    let never_sent = unsent_at_close.load(Ordering::Relaxed);
-    if never_sent > 0 {
-        bail!(
-            "{never_sent} bytes of input could not be sent to {}",
-            config.endpoint
-        );
     }
     Ok(())
 }

@@ -7,7 +7,8 @@
 //! - [`demo`] — the `demo` scenario: [`schedule`] says what breaks when,
 //!   [`tally`] counts the messages, [`report`] sums them up, [`narrate`]
 //!   prints resets and recoveries, [`echo`] is the echo server.
-//! - [`connect`] — the reconnecting netcat.
+//! - [`connect`] — the reconnecting netcat; [`ledger`] accounts for its
+//!   input.
 //! - [`watch`] — live table and JSON events for a set of endpoints.
 //! - [`chaos`] — the fault proxy as a tool, with its stdin commands.
 //! - [`stop`] — waiting for Ctrl-C or SIGTERM.
@@ -19,6 +20,7 @@ pub mod chaos;
 pub mod connect;
 pub mod demo;
 pub mod echo;
+pub mod ledger;
 pub mod narrate;
 pub mod output;
 pub mod report;

@@ -143,3 +143,99 @@ fn gives_up_after_max_attempts_with_the_reason() {
         "{err}"
     );
 }
+
+/// The number just before `marker` in `line`.
+fn number_before(line: &str, marker: &str) -> u64 {
+    let head = line.split(marker).next().unwrap();
+    head.split_whitespace().last().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_resend_that_never_happens_is_counted_as_never_sent() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    // A server with a tiny window that never reads: the kernel buffers fill
+    // and the rest of the input waits in redial's queue.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    sock.listen(8).unwrap();
+    let listener: TcpListener = sock.into();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut redial = Redial::spawn(&[
+        "connect",
+        &addr,
+        "--buffer",
+        "64KiB",
+        "--max-attempts",
+        "1",
+        "--backoff",
+        "10ms..10ms",
+    ]);
+    let (conn, _) = listener.accept().unwrap();
+    redial.stderr.wait_contains("connected to", T);
+
+    let fed = Arc::new(AtomicU64::new(0));
+    let mut stdin = redial.stdin.take().unwrap();
+    let counter = fed.clone();
+    std::thread::spawn(move || {
+        let chunk = vec![b'x'; 64 * 1024];
+        while stdin.write_all(&chunk).is_ok() {
+            counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
+    });
+    // More than the kernel can hold (the largest send buffer, the window,
+    // the pipe and redial's read buffer): redial's queue holds over 1 MiB.
+    let wmem_max: u64 = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(4 << 20);
+    let need = wmem_max + (5 << 18);
+    let deadline = Instant::now() + 3 * T;
+    while fed.load(Ordering::Relaxed) < need {
+        assert!(
+            Instant::now() < deadline,
+            "stdin took only {fed:?} bytes; stderr:\n{}",
+            redial.stderr.rest(Duration::from_millis(100)).join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    // Nobody listens any more, and the connection is reset: the unsent
+    // bytes are kept for a reconnect that fails, and the command gives up.
+    drop(listener);
+    socket2::SockRef::from(&conn)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(conn);
+    let lost = redial.stderr.wait_contains("connection lost", T);
+    let kept = number_before(&lost, "unsent bytes will go out");
+    let written = number_before(&lost, "bytes written on it may not have arrived");
+    assert!(kept >= 1 << 20, "{lost}");
+    assert!(written > 0, "{lost}");
+    let closed = redial.stderr.wait_contains("closed:", T);
+    let never_sent = number_before(&closed, "bytes were never sent");
+    // Before, only the outage buffer counted: the kept bytes vanished.
+    assert!(never_sent >= kept, "{closed} (kept {kept})");
+
+    let status = redial.wait(T);
+    assert_eq!(status.code(), Some(1));
+    let summary = redial.stderr.wait_contains("input:", T);
+    let read = number_before(&summary, "bytes read =");
+    let out = number_before(&summary, "written to the kernel");
+    let dropped = number_before(&summary, "dropped while down");
+    let never = number_before(&summary, "never sent;");
+    let on_lost = number_before(&summary, "of the written were on 1 lost connection");
+    assert_eq!(read, out + dropped + never, "{summary}");
+    assert!(never >= never_sent && dropped == 0, "{summary}");
+    assert_eq!((out, on_lost), (written, written), "{summary}");
+    assert!(read <= fed.load(Ordering::Relaxed), "{summary}");
+    assert!(!summary.contains("unaccounted"), "{summary}");
+}
