@@ -302,6 +302,72 @@ fn the_last_handle_dropped_on_the_managers_own_runtime_shuts_it_down_cleanly() {
     assert_eq!(reason, CloseReason::Shutdown);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_knows_which_connection_it_serves_across_reconnects() {
+    let mut server = Server::start().await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let cm = Manager::new();
+    let make = |seen: std::sync::Arc<std::sync::Mutex<Vec<(u64, u64)>>>| {
+        redial::handler().on_connect(move |sock| {
+            seen.lock()
+                .unwrap()
+                .push((sock.connection_id(), sock.generation()));
+        })
+    };
+    let a = cm
+        .connect_with(server.addr, make(seen.clone()), fast_options(10, 100))
+        .unwrap();
+    let b = cm
+        .connect_with(server.addr, make(seen.clone()), fast_options(10, 100))
+        .unwrap();
+    let first = server.next(5).await;
+    let _other = server.next(5).await;
+    a.wait_connected().await.unwrap();
+    b.wait_connected().await.unwrap();
+    assert_ne!(a.id(), b.id());
+    // Lose one of them: its next connection reports the same id.
+    drop(first.stream);
+    let _again = server.next(5).await;
+    harness_wait(|| seen.lock().unwrap().len() == 3).await;
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    let lost = seen.iter().find(|(_, g)| *g == 2).unwrap().0;
+    let mut want = vec![(a.id(), 1), (b.id(), 1), (lost, 2)];
+    want.sort();
+    assert_eq!(seen, want);
+    assert!(lost == a.id() || lost == b.id());
+    cm.disconnect_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutting_down_the_socket_drops_only_this_connection_and_reconnects() {
+    let mut server = Server::start().await;
+    let (tx, mut resets) = tokio::sync::mpsc::unbounded_channel();
+    let h = redial::handler().on_reset(move |r| {
+        let _ = tx.send(r.reason().clone());
+        redial::Resume::Reconnect
+    });
+    let cm = Manager::new();
+    let conn = cm
+        .connect_with(server.addr, h, fast_options(10, 100))
+        .unwrap();
+    let _first = server.next(5).await;
+    let sock = conn.wait_connected().await.unwrap();
+    // What `Socket::disconnect`'s docs point to for "drop this one and
+    // reconnect": the managed connection stays open.
+    sock.sock_ref().shutdown(std::net::Shutdown::Both).unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(10), resets.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reason, redial::ResetReason::PeerClosed);
+    let _second = server.next(5).await;
+    harness_wait(|| conn.stats().connects == 2).await;
+    assert_eq!(conn.state(), redial::State::Connected);
+    assert!(matches!(sock.send("x"), Err(SendError::Closed { .. })));
+    conn.disconnect().await;
+}
+
 /// Waits (polling, generous bound) until `cond` holds.
 async fn harness_wait(mut cond: impl FnMut() -> bool) {
     let start = std::time::Instant::now();

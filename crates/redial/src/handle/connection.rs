@@ -85,6 +85,12 @@ impl Connection {
     /// connection is down the [`Outage`](crate::Outage) policy decides:
     /// refuse (default) or buffer for the next connection.
     ///
+    /// Not tied to one connection: a send that races a reconnect can go out
+    /// on the new connection. For request/response protocols that match
+    /// replies to requests per connection, send on the connection's
+    /// [`Socket`] instead (see
+    /// [`Socket`#socketsend-or-connectionsend](Socket#socketsend-or-connectionsend)).
+    ///
     /// ```no_run
     /// # fn f(conn: &redial::Connection) {
     /// match conn.send("get k\r\n") {

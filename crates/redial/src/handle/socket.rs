@@ -132,18 +132,75 @@ pub(crate) struct SocketInner {
 /// [`SendError::Closed`] (a kept `Socket` also keeps the dead socket's file
 /// descriptor open until it is dropped).
 ///
-/// ```no_run
-/// use redial::{Handler, Socket};
+/// # `Socket::send` or `Connection::send`?
 ///
-/// struct App { sock: Option<Socket> }
-/// impl Handler for App {
-///     fn on_connect(&mut self, sock: &Socket) {
-///         sock.tcp().map(|t| t.set_ttl(32));
-///         let _ = sock.send("hello\r\n");
-///         self.sock = Some(sock.clone());
-///     }
-///     fn on_data(&mut self, _: &Socket, _: &[u8]) {}
+/// A `Socket` is one connection: its sends go out on that connection or
+/// are refused, never on the next one. A
+/// [`Connection`](crate::Connection) outlives reconnects: its sends go on
+/// whichever connection is current, so one that races a reconnect can go
+/// out on the new connection (after `on_connect`), and with
+/// [`Outage::Buffer`](crate::Outage::Buffer) bytes sent while down go out
+/// on the next one by design. For request/response protocols that match
+/// replies to requests in order *per connection* (a FIFO of pending
+/// requests, cleared on reset), send requests with the `Socket` of the
+/// connection the FIFO belongs to. For fire-and-forget data that may go on
+/// any connection, `Connection::send` is simpler.
+///
+/// ```
+/// use std::collections::VecDeque;
+/// use std::sync::mpsc;
+/// use redial::{Handler, Reset, Resume, Socket};
+///
+/// /// A pipelined client: replies come back in request order, per connection.
+/// struct Client {
+///     pending: VecDeque<u32>, // requests sent on the current connection, oldest first
+///     next: u32,
+///     replies: mpsc::Sender<u32>,
 /// }
+///
+/// impl Client {
+///     fn request(&mut self, sock: &Socket) {
+///         // Tied to this connection: refused, not sent on the next one,
+///         // once it is gone; `pending` never waits for a reply that will
+///         // not come.
+///         if sock.send(format!("req {}\n", self.next)).is_ok() {
+///             self.pending.push_back(self.next);
+///             self.next += 1;
+///         }
+///     }
+/// }
+///
+/// impl Handler for Client {
+///     fn on_connect(&mut self, sock: &Socket) {
+///         self.request(sock);
+///         self.request(sock);
+///     }
+///     fn on_data(&mut self, _sock: &Socket, data: &[u8]) {
+///         // One reply per line (a real client keeps a partial line for later).
+///         for _reply in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+///             if let Some(id) = self.pending.pop_front() {
+///                 let _ = self.replies.send(id);
+///             }
+///         }
+///     }
+///     fn on_reset(&mut self, _: &Reset) -> Resume {
+///         // The lost connection's replies will never come: resend or report.
+///         self.pending.clear();
+///         Resume::Reconnect
+///     }
+/// }
+///
+/// # let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let echo = server.local_addr()?;
+/// # std::thread::spawn(move || for s in server.incoming().flatten() { std::thread::spawn(move || std::io::copy(&mut &s, &mut &s)); });
+/// let (tx, replies) = mpsc::channel();
+/// let cm = redial::Manager::new();
+/// cm.connect(echo, Client { pending: VecDeque::new(), next: 1, replies: tx })?;
+/// let timeout = std::time::Duration::from_secs(10);
+/// assert_eq!(replies.recv_timeout(timeout)?, 1);
+/// assert_eq!(replies.recv_timeout(timeout)?, 2);
+/// cm.disconnect_all().wait_blocking();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
 pub struct Socket {
@@ -167,6 +224,10 @@ impl Socket {
 
     /// Queues bytes to be written, without blocking. Refused (with the
     /// bytes handed back) when the queue is full or this connection is gone.
+    ///
+    /// Tied to this one connection: the send for request/response
+    /// protocols that match replies per connection (see
+    /// [`Socket`#socketsend-or-connectionsend](Socket#socketsend-or-connectionsend)).
     ///
     /// ```no_run
     /// # fn f(sock: &redial::Socket) {
@@ -270,6 +331,29 @@ impl Socket {
         self.inner.generation
     }
 
+    /// The [`Connection::id`](crate::Connection::id) of the managed
+    /// connection this socket belongs to: a handler that serves several
+    /// connections, or keeps state per connection elsewhere, knows which
+    /// one called it without a map of its own.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    ///
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = listener.local_addr()?;
+    /// let (tx, ids) = mpsc::channel();
+    /// let cm = redial::Manager::new();
+    /// let conn = cm.connect(addr, redial::handler().on_connect(move |sock| {
+    ///     let _ = tx.send(sock.connection_id());
+    /// }))?;
+    /// assert_eq!(ids.recv_timeout(std::time::Duration::from_secs(10))?, conn.id());
+    /// conn.disconnect().wait_blocking();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn connection_id(&self) -> u64 {
+        self.inner.shared.id
+    }
+
     /// Whether this connection still takes writes.
     ///
     /// ```no_run
@@ -293,13 +377,23 @@ impl Socket {
         }
     }
 
-    /// Disconnects the managed connection for good (not only this socket):
-    /// flushes what is queued, sends FIN, never reconnects. Await the result
-    /// to wait until it has closed, or drop it.
+    /// **Ends the whole managed connection for good**, not only this
+    /// socket: the same as [`Connection::disconnect`](crate::Connection::disconnect).
+    /// It flushes what is queued, sends FIN and never reconnects; from the
+    /// call on, sends are refused with
+    /// [`SendError::Disconnected`]. Await the result to wait until it has
+    /// closed, or drop it.
+    ///
+    /// To drop just this connection and reconnect (after a protocol
+    /// desync, say), there is no call of its own yet; one is planned. Until
+    /// then, shut the socket down: the driver sees the connection end,
+    /// calls `on_reset` (with [`ResetReason::PeerClosed`](crate::ResetReason::PeerClosed),
+    /// as it cannot tell who closed it) and reconnects as `on_reset` says:
+    /// `let _ = sock.sock_ref().shutdown(std::net::Shutdown::Both);`.
     ///
     /// ```no_run
     /// # async fn f(sock: redial::Socket) {
-    /// sock.disconnect().await;
+    /// sock.disconnect().await; // the managed connection is closed for good
     /// # }
     /// ```
     pub fn disconnect(&self) -> Disconnecting {
