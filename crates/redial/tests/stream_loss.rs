@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use harness::{fast_options, rst, Server};
-use redial::{Manager, State, Stream};
+use redial::{CloseReason, Manager, ResetReason, State, Stream, StreamError, StreamReset};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_util::codec::{Framed, LinesCodec};
 
@@ -25,6 +25,14 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
             "timed out waiting until {what}"
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The lost connection an error from a `Stream` reports.
+fn lost(e: &std::io::Error) -> &StreamReset {
+    match StreamError::of(e) {
+        Some(StreamError::Reset(lost)) => lost,
+        other => panic!("not a reset: {e} ({other:?})"),
     }
 }
 
@@ -62,17 +70,21 @@ async fn bytes_of_every_reset_are_handed_back_none_overwritten() {
         (server, last)
     });
     let chunk = [7u8; 1000];
-    let (mut accepted, mut errors) = (0u64, 0u64);
-    while errors < RESETS {
+    let mut accepted = 0u64;
+    let mut losses: Vec<StreamReset> = Vec::new();
+    while losses.len() < RESETS as usize {
         match tokio::time::timeout(Duration::from_secs(10), stream.write(&chunk))
             .await
             .expect("a write hung")
         {
             Ok(n) => accepted += n as u64,
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => errors += 1,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => losses.push(lost(&e).clone()),
             Err(e) => panic!("unexpected error: {e}"),
         }
     }
+    let errors = losses.len() as u64;
+    let generations: Vec<u64> = losses.iter().map(|l| l.generation).collect();
+    assert_eq!(generations, [1, 2, 3], "each loss once, in order");
     let (_server, _last) = resetter.await.unwrap();
     stream.connection().abort().await;
     assert_eq!(stream.connection().state(), State::Closed);
@@ -89,6 +101,11 @@ async fn bytes_of_every_reset_are_handed_back_none_overwritten() {
         back > 0,
         "nothing handed back: the test did not fill the queue"
     );
+    // What the errors said adds up with what the connection counted.
+    let lost_written: u64 = losses.iter().map(|l| l.written).sum();
+    let lost_unsent: u64 = losses.iter().map(|l| l.unsent_bytes as u64).sum();
+    assert!(lost_written <= stats.bytes_out);
+    assert!(lost_unsent <= back);
     assert_eq!(
         accepted,
         stats.bytes_out + back,
@@ -112,9 +129,10 @@ async fn two_resets_while_idle_are_two_errors() {
         conn.stats().resets == 2 && conn.state() == State::Connected
     })
     .await;
-    for _ in 0..2 {
+    for generation in 1..=2 {
         let e = stream.write(b"x").await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}");
+        assert_eq!(lost(&e).generation, generation);
     }
     stream.write_all(b"x\n").await.unwrap();
     stream.flush().await.unwrap();
@@ -150,7 +168,18 @@ async fn unread_bytes_of_a_lost_connection_never_reach_the_next_one() {
     let conn = framed.get_ref().connection().clone();
     until("the loss is seen", || conn.stats().resets == 1).await;
     let e = framed.send("B").await.unwrap_err();
-    assert!(e.to_string().contains("connection lost"), "{e}");
+    let tokio_util::codec::LinesCodecError::Io(e) = e else {
+        panic!("not an i/o error: {e}");
+    };
+    // The codec's error carries the stream's: the half line was dropped,
+    // and counted.
+    let reported = lost(&e);
+    assert_eq!(reported.generation, 1);
+    assert_eq!(reported.reason, ResetReason::PeerClosed);
+    assert_eq!(
+        reported.unread_dropped,
+        b"reply:A\nHALF-LINE-FROM-OLD-CONNECTION".len()
+    );
 
     let mut framed = Framed::new(framed.into_inner(), LinesCodec::new());
     let second = server.next(5).await;
@@ -324,4 +353,27 @@ async fn a_transparent_stream_that_gives_up_hands_back_its_resend() {
     println!("accepted {accepted}, written to the kernel {written}, handed back {back}");
     assert!(back > 0);
     assert_eq!(accepted, written + back);
+}
+
+/// A write after `shutdown` is refused `BrokenPipe`, with the typed error
+/// saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_after_shutdown_says_the_stream_is_closed_and_why() {
+    let mut server = Server::start().await;
+    let cm = Manager::new();
+    let mut stream = cm.stream(server.addr, fast_options(10, 50)).unwrap();
+    let _peer = server.next(5).await;
+    stream.shutdown().await.unwrap();
+    let e = stream.write(b"x").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BrokenPipe);
+    assert_eq!(
+        StreamError::of(&e),
+        Some(&StreamError::Closed {
+            reason: Some(CloseReason::Disconnected)
+        })
+    );
+    assert_eq!(
+        e.to_string(),
+        "stream closed: disconnected by the application"
+    );
 }

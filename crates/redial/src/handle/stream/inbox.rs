@@ -11,33 +11,19 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
-use std::time::Duration;
 
 use tracing::{debug, warn};
 
 use crate::handler::{Handler, Resume};
-use crate::reset::{Close, CloseReason, Partial, Reset, ResetReason, Unsent};
+use crate::reset::{Close, CloseReason, Partial, Reset, Unsent};
 use crate::shared::{Pushed, Refused};
 use crate::socket::Socket;
+
+use super::error::StreamReset;
 
 /// Bytes a [`Stream`](super::Stream) holds for its reader before it stops
 /// reading from the socket (TCP flow control then slows the peer).
 pub const STREAM_READ_LIMIT: usize = 256 * 1024;
-
-/// One lost connection, as the stream reports it.
-#[derive(Debug, Clone)]
-pub(crate) struct Lost {
-    pub(crate) reason: ResetReason,
-    pub(crate) generation: u64,
-    pub(crate) uptime: Duration,
-    pub(crate) written: u64,
-    /// Bytes of this connection that never reached the kernel, handed back
-    /// (the unwritten tail of a cut chunk included).
-    pub(crate) unsent_bytes: usize,
-    /// Bytes read from this connection and never delivered: the report
-    /// went to the writer first, and they were dropped.
-    pub(crate) unread_dropped: usize,
-}
 
 pub(crate) enum Piece {
     /// Bytes read, and how many of them the reader has taken.
@@ -52,7 +38,7 @@ pub(crate) struct Inbox {
     /// Bytes in `pieces` not yet taken by the reader.
     pub(crate) buffered: usize,
     /// Lost connections not yet reported, oldest first.
-    unreported: VecDeque<Lost>,
+    unreported: VecDeque<StreamReset>,
     pub(crate) generation: u64,
     /// Ended for good, and why.
     pub(crate) closed: Option<CloseReason>,
@@ -77,7 +63,7 @@ impl Inbox {
     /// The oldest lost connection not yet reported, for a writer (or a
     /// flush): the unread bytes read from it are dropped and counted, so
     /// the reader goes on with the next connection's bytes only.
-    pub(crate) fn report_to_writer(&mut self) -> Option<Lost> {
+    pub(crate) fn report_to_writer(&mut self) -> Option<StreamReset> {
         let mut lost = self.unreported.pop_front()?;
         while let Some(piece) = self.pieces.pop_front() {
             match piece {
@@ -103,7 +89,7 @@ impl Inbox {
 
     /// The reader reached the marker of connection `generation`: the loss,
     /// if no writer was told of it yet.
-    pub(crate) fn report_to_reader(&mut self, generation: u64) -> Option<Lost> {
+    pub(crate) fn report_to_reader(&mut self, generation: u64) -> Option<StreamReset> {
         if self
             .unreported
             .front()
@@ -242,7 +228,7 @@ impl Handler for StreamHandler {
             inbox.backlog.put_back(reset.unsent());
         } else {
             let unsent = reset.unsent().clone();
-            inbox.unreported.push_back(Lost {
+            inbox.unreported.push_back(StreamReset {
                 reason: reset.reason().clone(),
                 generation: reset.generation(),
                 uptime: reset.uptime(),
@@ -283,7 +269,10 @@ impl Handler for StreamHandler {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::reset::ResetReason;
 
     #[test]
     fn a_backlog_keeps_order_and_hands_back_cut_chunks_as_partials() {
@@ -329,8 +318,8 @@ mod tests {
         assert_eq!(chunks, [&b"z"[..], b"ef"]);
     }
 
-    fn lost(generation: u64) -> Lost {
-        Lost {
+    fn lost(generation: u64) -> StreamReset {
+        StreamReset {
             reason: ResetReason::PeerClosed,
             generation,
             uptime: Duration::ZERO,

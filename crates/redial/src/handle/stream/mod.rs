@@ -8,6 +8,7 @@
 //! on the next read, write or flush; the rules it keeps (nothing lost,
 //! nothing mixed across connections) are on [`Stream`] itself.
 
+mod error;
 mod inbox;
 
 use std::future::Future;
@@ -23,11 +24,12 @@ use crate::endpoint::ToEndpoint;
 use crate::error::ConnectError;
 use crate::manager::Manager;
 use crate::options::Options;
-use crate::reset::Unsent;
+use crate::reset::{CloseReason, Unsent};
 use crate::shared::{Pushed, Queue, Refused, Shared};
 
+pub use error::{StreamError, StreamReset};
 pub use inbox::STREAM_READ_LIMIT;
-use inbox::{Inbox, Lost, Piece, StreamHandler, StreamShared};
+use inbox::{Inbox, Piece, StreamHandler, StreamShared};
 
 type Wait = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 
@@ -71,7 +73,9 @@ async fn wait_drained(shared: Arc<Shared>) {
 ///
 /// Every lost connection is one `ConnectionReset` error, in order, on the
 /// first read, write or flush after it; two losses are two errors, never
-/// one. The error cuts the stream in both directions:
+/// one. Inside the `io::Error` is a [`StreamError::Reset`]: which
+/// connection, why, and what became of its bytes ([`StreamReset`]; reach it
+/// with [`StreamError::of`]). The error cuts the stream in both directions:
 ///
 /// - **Reads**: bytes before the error came from the lost connection, bytes
 ///   after it from the next. When a write or flush gets the error first,
@@ -272,8 +276,8 @@ impl Stream {
                 if let Some(e) = self.take_reset(&mut inbox) {
                     return Poll::Ready(Err(e));
                 }
-                if inbox.closed.is_some() {
-                    return Poll::Ready(Err(closed_error()));
+                if let Some(reason) = &inbox.closed {
+                    return Poll::Ready(Err(closed_error(Some(reason.clone()))));
                 }
                 inbox.writer = Some(cx.waker().clone());
                 let generation = inbox.generation;
@@ -295,7 +299,8 @@ impl Stream {
             // A re-send is refused `Closed` between two connections too:
             // only a closed queue is the end.
             if matches!(refused, Refused::Closed) && self.conn.shared.queue().closed {
-                return Poll::Ready(Err(closed_error()));
+                let reason = self.conn.shared.info().close_reason.as_deref().cloned();
+                return Poll::Ready(Err(closed_error(reason)));
             }
             // Full, or down: wait for room or the next connection.
             let shared = self.conn.shared.clone();
@@ -323,26 +328,13 @@ impl Stream {
 }
 
 /// The error of a write to a closed stream.
-fn closed_error() -> io::Error {
-    io::Error::new(io::ErrorKind::BrokenPipe, "stream closed")
+fn closed_error(reason: Option<CloseReason>) -> io::Error {
+    StreamError::Closed { reason }.into()
 }
 
 /// The error a loss is reported with.
-fn reset_error(lost: Lost) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::ConnectionReset,
-        format!(
-            "connection lost ({}): #{} after {:.2?}, {} bytes written to the kernel, {} never \
-             sent (take_unsent has them), {} unread bytes dropped; the next call uses a new \
-             connection",
-            lost.reason,
-            lost.generation,
-            lost.uptime,
-            lost.written,
-            lost.unsent_bytes,
-            lost.unread_dropped
-        ),
-    )
+fn reset_error(lost: StreamReset) -> io::Error {
+    StreamError::Reset(lost).into()
 }
 
 impl AsyncRead for Stream {
