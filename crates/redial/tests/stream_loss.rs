@@ -59,9 +59,16 @@ async fn bytes_of_every_reset_are_handed_back_none_overwritten() {
         .configure_socket(|s| s.set_send_buffer_size(4096));
     let cm = Manager::new();
     let mut stream = cm.stream(server.addr, opts).unwrap();
+    let conn = stream.connection().clone();
     let resetter = tokio::spawn(async move {
-        for _ in 0..RESETS {
+        for generation in 1..=RESETS {
             let a = server.next(10).await;
+            // A reset before the client counts the connection as up would
+            // be a failed attempt, not a loss.
+            until("the connection is up", || {
+                conn.stats().connects == generation
+            })
+            .await;
             tokio::time::sleep(Duration::from_millis(300)).await;
             rst(a.stream);
         }
@@ -120,11 +127,18 @@ async fn two_resets_while_idle_are_two_errors() {
     let mut server = Server::start().await;
     let cm = Manager::new();
     let mut stream = cm.stream(server.addr, fast_options(10, 50)).unwrap();
-    for _ in 0..2 {
-        rst(server.next(5).await.stream);
+    let conn = stream.connection().clone();
+    for generation in 1..=2 {
+        let accepted = server.next(5).await;
+        // Reset only once the client counts the connection as up, so the
+        // reset is a loss and not a failed attempt.
+        until("the connection is up", || {
+            conn.stats().connects == generation && conn.state() == State::Connected
+        })
+        .await;
+        rst(accepted.stream);
     }
     let third = server.next(5).await;
-    let conn = stream.connection().clone();
     until("the third connection is up", || {
         conn.stats().resets == 2 && conn.state() == State::Connected
     })
