@@ -74,10 +74,32 @@ impl std::fmt::Display for State {
 }
 
 /// A pool member whose connections were lost this many times in a row
-/// before [`Options::stable_after`](crate::Options::stable_after) flaps: a
-/// server that accepts and closes at once. Fewer is an ordinary restart or
-/// two, which must not take a member out of rotation.
+/// before [`Options::stable_after`](crate::Options::stable_after), each
+/// next one made at once (no attempt failed in between), flaps: a server
+/// that accepts and closes every connection. Pools skip it until its
+/// current connection has stayed up `stable_after`.
+///
+/// A restart does not count as flapping however often it happens: while
+/// the server is down attempts fail, and a failed attempt (or waiting for
+/// another connection's probe of the endpoint) ends the run of losses. So
+/// a kill whose first retry lands on the dying server, and is lost at
+/// once, followed by another kill seconds later, does not take a member
+/// out of rotation. And a pool never skips all its connected members for
+/// flapping: when every one flaps, it uses those that lost the fewest.
 pub const FLAPPING_AFTER: u32 = 3;
+
+/// Whether a pool may use a member now, by that member alone (the pool
+/// decides among flapping members, see [`FLAPPING_AFTER`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Usability {
+    /// Down, connecting, or disconnecting: it refuses sends.
+    No,
+    /// Up and takes sends.
+    Yes,
+    /// Up, but flapping: `losses` short-lived connections in a row; it is
+    /// [`Usability::Yes`] by time alone once `stable_in` has passed.
+    Flapping { losses: u32, stable_in: Duration },
+}
 
 /// What the application asked the driver to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -498,22 +520,33 @@ impl Shared {
         }
     }
 
-    /// Up, and not a flapping member that has yet to prove itself stable.
-    pub(crate) fn is_dependable(&self) -> bool {
-        if self.state() != State::Connected {
-            return false;
+    /// Whether a pool may use this member now: up, taking sends (not
+    /// disconnecting), and not flapping. The one test behind every pool
+    /// call (`live`, `is_ready`, `wait_live`, `pick*`, `send*`).
+    pub(crate) fn usability(&self) -> Usability {
+        if self.state() != State::Connected || self.command().is_some() {
+            return Usability::No;
         }
-        if self.short_lived.load(Ordering::Acquire) < FLAPPING_AFTER {
-            return true;
+        {
+            let q = self.queue();
+            if q.closed || !q.accepting {
+                return Usability::No;
+            }
         }
-        let stable = self
-            .info()
-            .connected_since
-            .is_some_and(|t| t.elapsed() >= self.opts.stable_after);
-        if stable {
-            self.short_lived.store(0, Ordering::Release);
+        let losses = self.short_lived.load(Ordering::Acquire);
+        if losses < FLAPPING_AFTER {
+            return Usability::Yes;
         }
-        stable
+        let Some(since) = self.info().connected_since else {
+            return Usability::No;
+        };
+        match self.opts.stable_after.checked_sub(since.elapsed()) {
+            Some(left) if !left.is_zero() => Usability::Flapping {
+                losses,
+                stable_in: left,
+            },
+            _ => Usability::Yes,
+        }
     }
 
     /// Counts a lost connection that was up for `uptime`.
@@ -523,6 +556,14 @@ impl Shared {
         } else {
             self.short_lived.store(0, Ordering::Release);
         }
+    }
+
+    /// The endpoint could not be reached (an attempt failed, or the
+    /// connection waits for another one's probe): the server is down or
+    /// restarting, not accepting and dropping, so the run of short-lived
+    /// connections that marks a flapping member ends here.
+    pub(crate) fn record_unreachable(&self) {
+        self.short_lived.store(0, Ordering::Release);
     }
 
     /// Releases the queue lock and wakes the writers waiting for room, if any.

@@ -208,3 +208,67 @@ async fn adding_to_a_closed_pool_fails_with_pool_closed() {
     );
     assert!(cm.connections().is_empty());
 }
+
+// Regression test (issue 21, bug 1): `Pool::send_wait` picked a member
+// still in state Connected whose `disconnect()` was flushing; its write
+// failed at once and the loop tried again without ever yielding. On a
+// `current_thread` runtime nothing else could run, so neither its own
+// timeout nor any outer one fired: it never returned. Now a disconnecting
+// member is not live, and every pass of the loop that finds no member
+// awaits a change or the deadline.
+#[test]
+fn send_wait_on_a_current_thread_runtime_returns_by_its_timeout_while_its_member_disconnects() {
+    let (seen, waited, result) = within(
+        Duration::from_secs(60),
+        "send_wait on a current_thread runtime",
+        || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let server = common::TestServer::sink().await;
+                let proxy = redial_chaos::Proxy::builder()
+                    .seed(40)
+                    .start("127.0.0.1:0", server.addr)
+                    .await
+                    .unwrap();
+                let cm = Manager::new();
+                let pool = cm.create_pool("p").unwrap();
+                let conn = pool
+                    .add_connection(proxy.local_addr(), redial::handler())
+                    .unwrap();
+                tokio::time::timeout(LONG, pool.wait_live(1)).await.unwrap();
+                // Nothing moves: the disconnect below cannot flush 3 MiB
+                // and stays in progress (close grace 5 s) past the wait.
+                proxy.blackhole();
+                conn.send(vec![7u8; 3 << 20]).unwrap();
+                let _ = conn.disconnect();
+                let seen = (
+                    conn.state(),
+                    pool.live(),
+                    pool.is_ready(),
+                    pool.pick().is_some(),
+                );
+                let start = tokio::time::Instant::now();
+                let result = pool.send_wait("x", Duration::from_secs(1)).await;
+                let waited = start.elapsed();
+                conn.abort().await;
+                (seen, waited, result)
+            })
+        },
+    );
+    assert_eq!(
+        seen,
+        (redial::State::Connected, 0, false, false),
+        "a disconnecting member is still connected but not live"
+    );
+    match result {
+        Err(redial::SendError::NotConnected { data }) => assert_eq!(data, b"x"),
+        other => panic!("expected NotConnected with the bytes, got {other:?}"),
+    }
+    assert!(
+        waited >= Duration::from_millis(990),
+        "returned early: {waited:?}"
+    );
+}

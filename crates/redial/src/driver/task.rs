@@ -347,6 +347,7 @@ impl<H: Handler> Driver<H> {
                 return true;
             }
             if !announced {
+                self.shared.record_unreachable();
                 self.shared.set_state(State::BackingOff);
                 debug!("endpoint down: waiting for the connection that probes it");
                 announced = true;
@@ -424,6 +425,7 @@ impl<H: Handler> Driver<H> {
                     .counters
                     .failed_attempts
                     .fetch_add(1, Ordering::Relaxed);
+                self.shared.record_unreachable();
                 self.shared.info().last_error = Some(err.to_string().into());
                 debug!(attempt, error = %err, "connect failed");
                 if let Err(reason) = guarded("on_connect_failed", || {

@@ -353,10 +353,6 @@ impl Connection {
         self.shared.pool.as_ref().map(|p| &*p.name)
     }
 
-    pub(crate) fn is_live(&self) -> bool {
-        self.shared.state() == State::Connected
-    }
-
     pub(crate) fn queued(&self) -> usize {
         self.shared.queue().queued()
     }
