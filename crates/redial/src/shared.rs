@@ -75,18 +75,59 @@ impl std::fmt::Display for State {
 
 /// A pool member whose connections were lost this many times in a row
 /// before [`Options::stable_after`](crate::Options::stable_after), each
-/// next one made at once (no attempt failed in between), flaps: a server
-/// that accepts and closes every connection. Pools skip it until its
-/// current connection has stayed up `stable_after`.
+/// next one made without a connect attempt failing in between, flaps: a
+/// server that accepts and closes every connection. Pools skip it until
+/// its current connection has stayed up `stable_after`.
 ///
-/// A restart does not count as flapping however often it happens: while
-/// the server is down attempts fail, and a failed attempt (or waiting for
-/// another connection's probe of the endpoint) ends the run of losses. So
-/// a kill whose first retry lands on the dying server, and is lost at
-/// once, followed by another kill seconds later, does not take a member
-/// out of rotation. And a pool never skips all its connected members for
-/// flapping: when every one flaps, it uses those that lost the fewest.
+/// Restarts are not flapping. While a server is down its port refuses
+/// (or attempts time out): such a failed attempt, or waiting for another
+/// connection's probe of the endpoint, ends the run of losses. And the
+/// loss of a connection made by the immediate retry that follows a loss
+/// is not counted: that retry often lands on the dying server, which
+/// accepts it and is gone a moment later, so one kill would otherwise
+/// count twice. An ordinary restart or two must not take a member out of
+/// rotation. Nor does flapping ever take a whole pool out: when every
+/// connected member flaps, the pool uses those that lost the fewest.
 pub const FLAPPING_AFTER: u32 = 3;
+
+/// What counts a member's losses toward [`FLAPPING_AFTER`].
+#[derive(Debug, Default)]
+pub(crate) struct FlapCount {
+    /// Counted losses in a row (also in `Shared::short_lived`, for readers).
+    losses: u32,
+    /// The live connection was made by the immediate retry after a loss.
+    from_retry: bool,
+}
+
+impl FlapCount {
+    /// A connection that was up for `uptime` was lost; returns the count.
+    fn lost(&mut self, uptime: Duration, stable_after: Duration) -> u32 {
+        let short = uptime < stable_after;
+        let from_retry = std::mem::take(&mut self.from_retry);
+        if !short {
+            self.losses = 0;
+        } else if !from_retry {
+            self.losses = self.losses.saturating_add(1);
+        }
+        self.losses
+    }
+
+    /// After a loss: the next attempt starts at once (`true`), or waits
+    /// for the backoff schedule.
+    fn retrying(&mut self, at_once: bool) {
+        self.from_retry = at_once;
+    }
+
+    /// A connect attempt failed; `down` when the server could not be
+    /// reached at all (refused, timed out), not reached and dropped.
+    fn failed(&mut self, down: bool) -> u32 {
+        self.from_retry = false;
+        if down {
+            self.losses = 0;
+        }
+        self.losses
+    }
+}
 
 /// Whether a pool may use a member now, by that member alone (the pool
 /// decides among flapping members, see [`FLAPPING_AFTER`]).
@@ -143,6 +184,9 @@ pub(crate) struct Shared {
     /// [`FLAPPING_AFTER`] on, pools skip this member until its current
     /// connection has stayed up that long.
     pub(crate) short_lived: AtomicU32,
+    /// How `short_lived` is counted (changed on losses and failed
+    /// attempts only, so a plain lock).
+    flaps: Mutex<FlapCount>,
     /// The application's reader is full: the driver stops reading (and the
     /// peer is slowed by TCP flow control) until it is cleared.
     read_paused: AtomicBool,
@@ -477,6 +521,7 @@ impl Shared {
             state: AtomicU8::new(State::Connecting.to_u8()),
             command: AtomicU8::new(CMD_NONE),
             short_lived: AtomicU32::new(0),
+            flaps: Mutex::new(FlapCount::default()),
             read_paused: AtomicBool::new(false),
             opts,
             counters: Counters::default(),
@@ -551,19 +596,38 @@ impl Shared {
 
     /// Counts a lost connection that was up for `uptime`.
     pub(crate) fn record_uptime(&self, uptime: Duration) {
-        if uptime < self.opts.stable_after {
-            self.short_lived.fetch_add(1, Ordering::AcqRel);
-        } else {
-            self.short_lived.store(0, Ordering::Release);
-        }
+        let mut f = self.flaps.lock().unwrap_or_else(|p| p.into_inner());
+        let n = f.lost(uptime, self.opts.stable_after);
+        self.short_lived.store(n, Ordering::Release);
     }
 
-    /// The endpoint could not be reached (an attempt failed, or the
-    /// connection waits for another one's probe): the server is down or
-    /// restarting, not accepting and dropping, so the run of short-lived
-    /// connections that marks a flapping member ends here.
+    /// Says whether the attempt after a loss starts at once: the loss of a
+    /// connection it makes soon is the dying server's, not counted.
+    pub(crate) fn record_retry(&self, at_once: bool) {
+        let mut f = self.flaps.lock().unwrap_or_else(|p| p.into_inner());
+        f.retrying(at_once);
+    }
+
+    /// Counts a failed connect attempt: a server that could not be reached
+    /// is down or restarting, not accepting and dropping, so the run of
+    /// losses that marks a flapping member ends there.
+    pub(crate) fn record_failed_attempt(&self, err: &std::io::Error) {
+        use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, UnexpectedEof};
+        let dropped = matches!(
+            err.kind(),
+            ConnectionReset | ConnectionAborted | UnexpectedEof
+        );
+        let mut f = self.flaps.lock().unwrap_or_else(|p| p.into_inner());
+        let n = f.failed(!dropped);
+        self.short_lived.store(n, Ordering::Release);
+    }
+
+    /// The connection waits for another one's probe of its endpoint,
+    /// which found it down: as a failed attempt of its own.
     pub(crate) fn record_unreachable(&self) {
-        self.short_lived.store(0, Ordering::Release);
+        let mut f = self.flaps.lock().unwrap_or_else(|p| p.into_inner());
+        let n = f.failed(true);
+        self.short_lived.store(n, Ordering::Release);
     }
 
     /// Releases the queue lock and wakes the writers waiting for room, if any.
@@ -802,5 +866,54 @@ mod tests {
             q.push_chunks(&held, policy, true),
             Err(Refused::Closed)
         ));
+    }
+
+    const STABLE: Duration = Duration::from_secs(5);
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_server_that_accepts_and_drops_makes_a_member_flap() {
+        let mut f = FlapCount::default();
+        // The first loss, its immediate retry (not counted), then the
+        // schedule's retries: each one connects and is dropped.
+        let counts: Vec<u32> = [true, false, false, false]
+            .iter()
+            .map(|&at_once| {
+                let n = f.lost(MS, STABLE);
+                f.retrying(at_once);
+                n
+            })
+            .collect();
+        assert_eq!(counts, [1, 1, 2, FLAPPING_AFTER]);
+        // Reset during the connect: still reached and dropped.
+        assert_eq!(f.failed(false), FLAPPING_AFTER);
+        // A connection that stayed up ends it.
+        assert_eq!(f.lost(STABLE, STABLE), 0);
+    }
+
+    #[test]
+    fn restarts_whose_retry_lands_on_the_dying_server_do_not_flap() {
+        let mut f = FlapCount::default();
+        for restart in 0..2 {
+            // The kill: the connection goes (up 2 s), the immediate retry
+            // lands on the dying server and is reset 0.3 ms later.
+            f.lost(Duration::from_secs(2), STABLE);
+            f.retrying(true);
+            let n = f.lost(Duration::from_micros(300), STABLE);
+            f.retrying(false);
+            assert!(n < FLAPPING_AFTER, "restart {restart}: {n}");
+            // No attempt failed: this connection backed off past the
+            // outage (or waited for a probe, which counts as failed).
+        }
+        assert_eq!(f.losses, 2);
+        // With a refused attempt during the outage the run ends.
+        assert_eq!(f.failed(true), 0);
+        for _ in 0..5 {
+            f.lost(Duration::from_secs(1), STABLE);
+            f.retrying(true);
+            f.lost(MS, STABLE);
+            f.retrying(false);
+            assert_eq!(f.failed(true), 0);
+        }
     }
 }

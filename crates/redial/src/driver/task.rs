@@ -425,7 +425,7 @@ impl<H: Handler> Driver<H> {
                     .counters
                     .failed_attempts
                     .fetch_add(1, Ordering::Relaxed);
-                self.shared.record_unreachable();
+                self.shared.record_failed_attempt(&err);
                 self.shared.info().last_error = Some(err.to_string().into());
                 debug!(attempt, error = %err, "connect failed");
                 if let Err(reason) = guarded("on_connect_failed", || {
@@ -572,6 +572,8 @@ impl<H: Handler> Driver<H> {
                     }
                     Err(reason) => self.lifecycle.close(reason),
                 }
+                let at_once = matches!(self.lifecycle.phase(), Phase::Connecting { .. });
+                self.shared.record_retry(at_once);
                 if let Phase::BackingOff { .. } = self.lifecycle.phase() {
                     self.shared.set_state(State::BackingOff);
                 }
