@@ -216,8 +216,8 @@ async fn pool_keeps_sending_through_live_members_while_resets_hit_a_subset() {
             }
             match r.pool.send(b"x") {
                 Ok(()) => ok += 1,
-                // A member picked as live can be lost before the send lands.
-                Err(SendError::NotConnected { data }) => {
+                // Every live member can be lost before the send lands.
+                Err(SendError::NoLiveMember { data, .. }) => {
                     assert_eq!(data, b"x");
                     refused += 1;
                 }

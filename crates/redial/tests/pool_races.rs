@@ -264,8 +264,11 @@ fn send_wait_on_a_current_thread_runtime_returns_by_its_timeout_while_its_member
         "a disconnecting member is still connected but not live"
     );
     match result {
-        Err(redial::SendError::NotConnected { data }) => assert_eq!(data, b"x"),
-        other => panic!("expected NotConnected with the bytes, got {other:?}"),
+        Err(redial::SendError::TimedOut { data, waited }) => {
+            assert_eq!(data, b"x");
+            assert_eq!(waited, Duration::from_secs(1));
+        }
+        other => panic!("expected TimedOut with the bytes, got {other:?}"),
     }
     assert!(
         waited >= Duration::from_millis(990),

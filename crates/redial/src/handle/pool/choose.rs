@@ -132,7 +132,8 @@ impl Pool {
     /// queue is full passes the bytes on to the next live one; they are
     /// handed back only when no live member takes them: in
     /// [`SendError::Full`] when one was full, else in
-    /// [`SendError::NotConnected`].
+    /// [`SendError::NoLiveMember`] ([`SendError::PoolEmpty`] for a pool
+    /// without connections).
     ///
     /// ```no_run
     /// # fn f(pool: redial::Pool) {
@@ -147,9 +148,21 @@ impl Pool {
         match self.push_any(&live, data, &mut Vec::new()) {
             Ok(()) => Ok(()),
             Err(Some(full)) => Err(full.with_data(data.to_vec())),
-            Err(None) => Err(SendError::NotConnected {
-                data: data.to_vec(),
-            }),
+            Err(None) => Err(self.no_live_member(data)),
+        }
+    }
+
+    /// The error for bytes no member can take now.
+    fn no_live_member(&self, data: &[u8]) -> SendError {
+        let pool = self.name().to_string();
+        let data = data.to_vec();
+        match self.connections().len() {
+            0 => SendError::PoolEmpty { data, pool },
+            members => SendError::NoLiveMember {
+                data,
+                pool,
+                members,
+            },
         }
     }
 
@@ -182,7 +195,9 @@ impl Pool {
 
     /// Sends to a live member, waiting up to `timeout` for one to be up
     /// (and for room in a queue) instead of failing at once. Fails with
-    /// [`SendError::NotConnected`], holding the bytes, when the time is up.
+    /// [`SendError::TimedOut`], holding the bytes, when the time is up.
+    /// Wakes as soon as a member becomes live, including by time alone (a
+    /// flapping member whose connection has stayed up long enough).
     ///
     /// ```no_run
     /// # async fn f(pool: redial::Pool) -> Result<(), redial::SendError> {
@@ -196,8 +211,9 @@ impl Pool {
     ) -> Result<(), SendError> {
         let data = data.as_ref();
         let deadline = Instant::now() + timeout;
-        let timed_out = || SendError::NotConnected {
+        let timed_out = || SendError::TimedOut {
             data: data.to_vec(),
+            waited: timeout,
         };
         // Members that refused since the last wake-up: lost or closing
         // after the look. Each pass without a wait adds one at least, so
@@ -230,10 +246,8 @@ impl Pool {
             };
             match tokio::time::timeout_at(deadline, c.write(data)).await {
                 Ok(Ok(())) => return Ok(()),
-                Ok(Err(SendError::NotConnected { .. } | SendError::Closed { .. })) => {
-                    refused.push(c.id());
-                }
-                Ok(Err(e)) => return Err(e),
+                // Lost or closing while it waited for room: try the others.
+                Ok(Err(_)) => refused.push(c.id()),
                 Err(_) => return Err(timed_out()),
             }
         }
