@@ -8,8 +8,26 @@
 //! that were accepted and never handed to the kernel come back to the
 //! application.
 //!
-//! ```no_run
-//! use redial::{Handler, Manager, Reset, Resume, Socket};
+//! # Choose your API
+//!
+//! | you want | use |
+//! |---|---|
+//! | to react to connect, data and loss, and keep the socket at hand | [callbacks](#callbacks): a [`Handler`] and [`Manager::connect`] |
+//! | a byte stream for a codec (`Framed`) or a client library | a [`Stream`]: [`Manager::stream`] |
+//! | several connections, and sends to whichever is up | a [`Pool`]: [`Manager::create_pool`] |
+//! | no async code at all | any of them [from synchronous code](#synchronous-code) |
+//!
+//! Every managed connection has a [`Connection`] handle, valid across
+//! reconnects; a [`Socket`] is one live connection of it. Sends are
+//! queued without blocking and refused, bytes handed back, in a
+//! [`SendError`] that names its cause. While a connection is down, sends
+//! are refused by default ([`Outage::Reject`]); [`Outage::Buffer`] keeps
+//! them for the next connection.
+//!
+//! ## Callbacks
+//!
+//! ```
+//! use redial::{Handler, Reset, Resume, Socket};
 //!
 //! struct Memcache;
 //! impl Handler for Memcache {
@@ -21,29 +39,134 @@
 //!     }
 //! }
 //!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let cm = Manager::new();
-//! let conn = cm.connect("127.0.0.1:11211", Memcache)?;
-//! let pool = cm.create_pool("myPool")?;
-//! pool.add_connection("127.0.0.1:11212", Memcache)?;
-//! // ... later
-//! cm.disconnect_all();
-//! # let _ = conn; Ok(()) }
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! # let echo = server.local_addr()?.to_string();
+//! # std::thread::spawn(move || for s in server.incoming().flatten() { std::thread::spawn(move || std::io::copy(&mut &s, &mut &s)); });
+//!     let addr = "127.0.0.1:11211";
+//! #   let addr = echo.as_str();
+//!     let cm = redial::Manager::new();        // on this tokio runtime
+//!     let conn = cm.connect(addr, Memcache)?;
+//!     conn.wait_connected().await?;           // a send while down is refused by default
+//!     conn.send("stats\r\n")?;
+//!     cm.disconnect_all().await;              // flush, FIN, wait until closed
+//!     Ok(())
+//! }
 //! ```
 //!
-//! # Layout
+//! ## Stream
 //!
-//! - `core/`: the life cycle (connecting, connected, backing off, closed)
-//!   is a plain state machine with time passed in, with the backoff
-//!   schedule as a value ([`Backoff`]); no tokio, no sockets.
-//! - `driver/`: one tokio task per connection does the I/O the machine asks
-//!   for and calls the [`Handler`]; `dial` makes one connect attempt.
-//! - `handle/`: the application holds [`Connection`] (valid across
-//!   reconnects), [`Socket`] (one live connection), [`Sender`], [`Stream`],
-//!   [`Pool`] and [`Manager`]; they share the send queue and counters with
-//!   the driver (`shared`).
-//! - [`Reset`] and [`Close`] tell why a connection was lost or ended and
-//!   hand back [`Unsent`] bytes; [`Manager::events`] reports every change.
+//! A [`Stream`] is `AsyncRead + AsyncWrite` over a managed connection. A
+//! loss shows as one `ConnectionReset` error on the next read or write;
+//! the next call goes to the new connection.
+//!
+//! ```
+//! use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! # let echo = server.local_addr()?.to_string();
+//! # std::thread::spawn(move || for s in server.incoming().flatten() { std::thread::spawn(move || std::io::copy(&mut &s, &mut &s)); });
+//!     let addr = "127.0.0.1:6379";
+//! #   let addr = echo.as_str();
+//!     let cm = redial::Manager::new();
+//!     let mut stream = BufReader::new(cm.stream(addr, redial::Options::new())?);
+//!     stream.write_all(b"PING\r\n").await?;
+//!     let mut reply = String::new();
+//!     stream.read_line(&mut reply).await?;
+//!     println!("{reply}");
+//!     stream.shutdown().await?;               // final: flush, FIN, never reconnect
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## Pool
+//!
+//! ```
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! # let echo = server.local_addr()?.to_string();
+//! # std::thread::spawn(move || for s in server.incoming().flatten() { std::thread::spawn(move || std::io::copy(&mut &s, &mut &s)); });
+//!     let members = ["10.0.0.1:11211", "10.0.0.2:11211"];
+//! #   let members = [echo.as_str(), echo.as_str()];
+//!     let cm = redial::Manager::new();
+//!     let pool = cm.create_pool("cache")?;
+//!     for addr in members {
+//!         pool.add_connection(addr, redial::handler().on_data(|_, reply| print!("{}", String::from_utf8_lossy(reply))))?;
+//!     }
+//!     pool.wait_live(1).await;                // at least one member up
+//!     pool.send("version\r\n")?;              // to a live member, in turn
+//!     pool.disconnect().await;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## Synchronous code
+//!
+//! Made outside tokio, a [`Manager`] starts a small runtime of its own;
+//! callbacks run there. [`Connection::wait_connected_blocking`] waits for
+//! a connection with a timeout, [`Disconnecting::wait_blocking`] for a
+//! disconnect to finish (do that before `main` returns, or what is still
+//! queued goes with the process), and a channel brings data back.
+//!
+//! ```
+//! use std::sync::mpsc;
+//! use std::time::Duration;
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! # let echo = server.local_addr()?.to_string();
+//! # std::thread::spawn(move || for s in server.incoming().flatten() { std::thread::spawn(move || std::io::copy(&mut &s, &mut &s)); });
+//!     let addr = "127.0.0.1:11211";
+//! #   let addr = echo.as_str();
+//!     let (tx, replies) = mpsc::channel();
+//!     let cm = redial::Manager::new();        // no runtime here: it owns one
+//!     let conn = cm.connect(addr, redial::handler().on_data(move |_, data| {
+//!         let _ = tx.send(data.to_vec());
+//!     }))?;
+//!     conn.wait_connected_blocking(Duration::from_secs(5))?;
+//!     conn.send("version\r\n")?;
+//!     let reply = replies.recv_timeout(Duration::from_secs(5))?;
+//!     println!("{}", String::from_utf8_lossy(&reply));
+//!     cm.disconnect_all().wait_blocking();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The module-level functions ([`connect`], [`create_pool`], [`get_pool`],
+//! [`get_connection`], [`disconnect_all`]) act on one process-wide manager,
+//! [`global`], as connman's module did.
+//!
+//! # TLS
+//!
+//! With the `tls` feature (`redial = { version = "0.1", features =
+//! ["tls"] }`), `Options::tls` wraps every connection in TLS (rustls;
+//! webpki or system roots, client certificates), re-handshaking on every
+//! reconnect. `TlsConfig` says how.
+//!
+//! ```
+//! # #[cfg(feature = "tls")]
+//! # fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! use redial::{Options, TlsConfig};
+//!
+//! let opts = Options::new().tls(TlsConfig::webpki().server_name("example.com")?);
+//! let cm = redial::Manager::new();
+//! let conn = cm.connect_with("example.com:443", redial::handler(), opts)?;
+//! # conn.abort();
+//! # Ok(()) }
+//! ```
+//!
+//! # What a connection reports
+//!
+//! [`Reset`] and [`Close`] say why a connection was lost or ended and hand
+//! back [`Unsent`] bytes; [`Connection::stats`] counts connects, resets and
+//! bytes; [`Manager::events`] streams every state change of every
+//! connection. A local disconnect is final and never looks like a reset.
+//! A [`Connection`] outlives the `Manager` value it came from (see
+//! [`Manager`]).
 //!
 //! # Bounds
 //!
