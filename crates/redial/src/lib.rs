@@ -218,7 +218,7 @@ pub use reset::{Close, CloseReason, Partial, Reset, ResetReason, Unsent};
 pub use sender::{Sender, SENDER_BATCH};
 pub use shared::{State, FLAPPING_AFTER};
 pub use socket::Socket;
-pub use stream::{Stream, StreamError, StreamReset, STREAM_READ_LIMIT};
+pub use stream::{Stream, StreamError, StreamReset, DEFAULT_STREAM_OUTAGE_WAIT, STREAM_READ_LIMIT};
 #[cfg(feature = "tls")]
 pub use tls::{TlsConfig, TlsError};
 

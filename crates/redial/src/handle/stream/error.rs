@@ -7,6 +7,7 @@ use std::io;
 use std::time::Duration;
 
 use crate::reset::{CloseReason, ResetReason};
+use crate::shared::State;
 
 /// Why a [`Stream`](crate::Stream) read, write or flush failed: the inner
 /// error of every `io::Error` the stream returns. Reach it with
@@ -41,6 +42,27 @@ pub enum StreamError {
     /// call uses the next connection.
     #[error(transparent)]
     Reset(StreamReset),
+    /// A write found the connection down and waited the outage wait
+    /// ([`Stream::set_outage_wait`](crate::Stream::set_outage_wait)) for
+    /// the next one in vain (`io::ErrorKind::NotConnected`). Its bytes were
+    /// not taken; the connection keeps trying.
+    #[error(
+        "not connected: the connection has been down ({state}) for the {waited:?} a write waits{}{}",
+        if *.outage_buffer_full { "; the outage buffer is full" } else { "" },
+        .last_error.as_ref().map(|e| format!("; last error: {e}")).unwrap_or_default()
+    )]
+    Down {
+        /// How long the write waited.
+        waited: Duration,
+        /// The connection's state when the write gave up.
+        state: State,
+        /// The write was refused by a full outage buffer
+        /// ([`Outage::Buffer`](crate::Outage::Buffer)), not by the
+        /// default policy.
+        outage_buffer_full: bool,
+        /// The last connect or I/O error, as text.
+        last_error: Option<String>,
+    },
     /// The stream is closed for good (`io::ErrorKind::BrokenPipe`): shut
     /// down, aborted, or its connection gave up.
     #[error("stream closed: {}", closed_reason(.reason))]
@@ -78,6 +100,7 @@ impl StreamError {
     pub fn kind(&self) -> io::ErrorKind {
         match self {
             StreamError::Reset(_) => io::ErrorKind::ConnectionReset,
+            StreamError::Down { .. } => io::ErrorKind::NotConnected,
             StreamError::Closed { .. } => io::ErrorKind::BrokenPipe,
         }
     }

@@ -16,8 +16,10 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{sleep_until, Instant, Sleep};
 
 use crate::connection::Connection;
 use crate::endpoint::ToEndpoint;
@@ -29,6 +31,14 @@ use crate::shared::{Pushed, Queue, Refused, Shared};
 
 pub use error::{StreamError, StreamReset};
 pub use inbox::STREAM_READ_LIMIT;
+
+/// How long a [`Stream`] write waits for a connection while it is down,
+/// before it fails with [`StreamError::Down`] (see
+/// [`Stream::set_outage_wait`]): long enough for a server restart and for a
+/// connect attempt to a silent host to time out
+/// ([`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT)), short
+/// enough that a program notices an outage instead of hanging in it.
+pub const DEFAULT_STREAM_OUTAGE_WAIT: Duration = Duration::from_secs(10);
 use inbox::{Inbox, Piece, StreamHandler, StreamShared};
 
 type Wait = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
@@ -94,6 +104,19 @@ async fn wait_drained(shared: Arc<Shared>) {
 /// loss: the half that did not get it is not told. Give a split reader's
 /// codec its own way to learn of it (for example, from the writer).
 ///
+/// # Outages
+///
+/// While the connection is down (connecting, or backing off between
+/// attempts), a write waits for the next connection for at most the outage
+/// wait ([`DEFAULT_STREAM_OUTAGE_WAIT`]; [`Stream::set_outage_wait`]
+/// changes it), then fails with `NotConnected` and [`StreamError::Down`],
+/// its bytes not taken, so a program notices an outage instead of hanging
+/// in it; the connection keeps trying, and a later write may succeed. With
+/// [`Outage::Buffer`](crate::Outage::Buffer) in the options, writes while
+/// down go into the outage buffer at once, and only a write that finds it
+/// full waits. Reads wait for bytes as long as the connection keeps
+/// trying; a loss or the end of the stream ends their wait.
+///
 /// ```no_run
 /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
 ///
@@ -105,6 +128,11 @@ async fn wait_drained(shared: Arc<Shared>) {
 ///         Ok(()) => {}
 ///         // One error per lost connection; the next call uses the new one.
 ///         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => continue,
+///         // Down for longer than the outage wait: wait on, or give up.
+///         Err(e) if e.kind() == std::io::ErrorKind::NotConnected => {
+///             stream.connection().wait_connected().await?;
+///             continue;
+///         }
 ///         Err(e) => return Err(e.into()),
 ///     }
 ///     let mut buf = [0u8; 7];
@@ -123,6 +151,10 @@ pub struct Stream {
     write_wait: Option<Wait>,
     flush_wait: Option<Wait>,
     close_wait: Option<Wait>,
+    /// How long a write waits for a connection while it is down.
+    outage_wait: Option<Duration>,
+    /// When the waiting write gives up, once it found the connection down.
+    down_deadline: Option<Pin<Box<Sleep>>>,
     /// The last write crossed a hand-over mark of the send queue: the next
     /// one yields once, so the connection task can start writing (as
     /// `Connection::write` does).
@@ -134,6 +166,7 @@ impl std::fmt::Debug for Stream {
         f.debug_struct("Stream")
             .field("connection", &self.conn)
             .field("transparent", &self.shared.transparent)
+            .field("outage_wait", &self.outage_wait)
             .finish()
     }
 }
@@ -204,6 +237,8 @@ impl Manager {
             write_wait: None,
             flush_wait: None,
             close_wait: None,
+            outage_wait: Some(DEFAULT_STREAM_OUTAGE_WAIT),
+            down_deadline: None,
             yield_next: false,
         })
     }
@@ -231,6 +266,30 @@ impl Stream {
     /// ```
     pub fn generation(&self) -> u64 {
         self.shared.inbox().generation
+    }
+
+    /// How long a write waits for a connection while the connection is
+    /// down (connecting or backing off) before it fails with
+    /// `io::ErrorKind::NotConnected` and [`StreamError::Down`], its bytes
+    /// not taken; [`DEFAULT_STREAM_OUTAGE_WAIT`] unless set. `None` waits
+    /// as long as the connection keeps trying. The wait starts when a write
+    /// finds the connection down, and ends with any write that is taken.
+    ///
+    /// With [`Outage::Buffer`](crate::Outage::Buffer) in the options,
+    /// writes while down are taken into the outage buffer without waiting
+    /// (and sent on the next connection, first); only a write that finds the
+    /// buffer full waits. A write waiting for room in the queue of a live
+    /// connection (a slow peer) is not limited: it waits like a socket
+    /// write does.
+    ///
+    /// ```no_run
+    /// # fn f(mut s: redial::Stream) {
+    /// s.set_outage_wait(Some(std::time::Duration::from_secs(2)));
+    /// # }
+    /// ```
+    pub fn set_outage_wait(&mut self, wait: Option<Duration>) {
+        self.outage_wait = wait;
+        self.down_deadline = None;
     }
 
     /// Takes the bytes written to the stream that never reached the
@@ -288,9 +347,15 @@ impl Stream {
                 {
                     Err(refused) => refused,
                     Ok(()) => match buf {
-                        None => return Poll::Ready(Ok(None)),
+                        None => {
+                            self.down_deadline = None;
+                            return Poll::Ready(Ok(None));
+                        }
                         Some(buf) => match shared.push(None, buf) {
-                            Ok(p) => return Poll::Ready(Ok(Some(p))),
+                            Ok(p) => {
+                                self.down_deadline = None;
+                                return Poll::Ready(Ok(Some(p)));
+                            }
                             Err(r) => (r, buf.len()),
                         },
                     },
@@ -302,13 +367,40 @@ impl Stream {
                 let reason = self.conn.shared.info().close_reason.as_deref().cloned();
                 return Poll::Ready(Err(closed_error(reason)));
             }
-            // Full, or down: wait for room or the next connection.
+            // Full (a slow peer): wait for room, as a socket write does.
+            // Down: wait for the next connection, at most the outage wait.
+            if matches!(refused, Refused::Full { .. }) {
+                self.down_deadline = None;
+            } else if self.down_deadline.is_none() {
+                let at = self.outage_wait.and_then(|d| Instant::now().checked_add(d));
+                self.down_deadline = at.map(|at| Box::pin(sleep_until(at)));
+            }
             let shared = self.conn.shared.clone();
             let make = || -> Wait { Box::pin(wait_room(shared, len)) };
-            if Self::poll_wait(&mut self.write_wait, make, cx).is_pending() {
-                return Poll::Pending;
+            if Self::poll_wait(&mut self.write_wait, make, cx).is_ready() {
+                continue;
             }
+            if let Some(deadline) = self.down_deadline.as_mut() {
+                if deadline.as_mut().poll(cx).is_ready() {
+                    self.down_deadline = None;
+                    self.write_wait = None;
+                    return Poll::Ready(Err(self.down_error(refused)));
+                }
+            }
+            return Poll::Pending;
         }
+    }
+
+    /// The error of a write that waited the outage wait for a connection.
+    fn down_error(&self, refused: Refused) -> io::Error {
+        let stats = self.conn.stats();
+        StreamError::Down {
+            waited: self.outage_wait.unwrap_or_default(),
+            state: self.conn.state(),
+            outage_buffer_full: matches!(refused, Refused::OutageFull { .. }),
+            last_error: stats.last_error,
+        }
+        .into()
     }
 
     fn poll_wait(
