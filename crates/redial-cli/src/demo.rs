@@ -177,8 +177,10 @@ pub async fn run(config: DemoConfig, paint: Paint) -> anyhow::Result<Report> {
                     _ = stopped.changed() => return,
                 }
                 for (conn, tally) in &targets {
-                    let result = conn.send(message(n));
-                    lock(tally).sent(result);
+                    // Under the tally's lock: a reset reported meanwhile
+                    // finds the message where it is.
+                    let mut t = lock(tally);
+                    t.sent(n, conn.send(message(n)));
                 }
                 n += 1;
             }
@@ -206,12 +208,7 @@ pub async fn run(config: DemoConfig, paint: Paint) -> anyhow::Result<Report> {
     ));
 
     // Drain: until every message is echoed or accounted for, at most 3 s.
-    let settled = |members: &[Member]| {
-        members.iter().all(|m| {
-            let c = lock(&m.tally).counts(m.conn.stats().bytes_out);
-            c.lost_silently() == 0 && c.unanswered == 0
-        })
-    };
+    let settled = |members: &[Member]| members.iter().all(|m| lock(&m.tally).waiting() == 0);
     let drain_until = tokio::time::Instant::now() + Duration::from_secs(3);
     while !settled(&members) && tokio::time::Instant::now() < drain_until {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -222,10 +219,10 @@ pub async fn run(config: DemoConfig, paint: Paint) -> anyhow::Result<Report> {
     let rows = members
         .iter()
         .map(|m| {
-            (
-                m.label.clone(),
-                lock(&m.tally).counts(m.conn.stats().bytes_out),
-            )
+            // Read after the close: every byte the connection wrote.
+            let mut t = lock(&m.tally);
+            t.finish(m.conn.stats().bytes_out);
+            (m.label.clone(), t.counts(), t.notes().to_vec())
         })
         .collect();
     proxy.shutdown().await;

@@ -5,7 +5,8 @@
 //! - [`output`] — stderr state lines, timestamps, colour rules.
 //! - [`table`] — plain-text tables.
 //! - [`demo`] — the `demo` scenario: [`schedule`] says what breaks when,
-//!   [`tally`] counts the messages, [`report`] sums them up, [`narrate`]
+//!   [`tally`] counts the messages in an [`account`] (the per-connection
+//!   equation the soak checks too), [`report`] sums them up, [`narrate`]
 //!   prints resets and recoveries, [`echo`] is the echo server.
 //! - [`connect`] — the reconnecting netcat; [`ledger`] accounts for its
 //!   input.
@@ -16,6 +17,7 @@
 //! Exit codes, shared by every command: 0 ok, 1 runtime failure (or gave
 //! up), 2 usage error (see [`EXIT_OK`], [`EXIT_FAILURE`], [`EXIT_USAGE`]).
 
+pub mod account;
 pub mod chaos;
 pub mod connect;
 pub mod demo;

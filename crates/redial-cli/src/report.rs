@@ -1,35 +1,37 @@
 //! The demo's summary: one row of counts per connection, the totals, and
-//! `lost silently` computed from them.
+//! the per-connection equation `sent = echoed + handed back + lost in
+//! flight`, with `lost silently` computed for each row.
 
 use std::time::Duration;
 
 use crate::output::Paint;
 use crate::table::{Align, Table};
-use crate::tally::Counts;
+use crate::tally::Row;
 
 /// The outcome of a run: one row per connection.
 #[derive(Debug, Clone)]
 pub struct Report {
-    /// Label and counts of each connection.
-    pub rows: Vec<(String, Counts)>,
+    /// Label and counts of each connection, with its first anomalies.
+    pub rows: Vec<(String, Row, Vec<String>)>,
     /// How long the run took, drain included.
     pub took: Duration,
 }
 
 impl Report {
     /// All rows added up.
-    pub fn total(&self) -> Counts {
-        let mut t = Counts::default();
-        for (_, c) in &self.rows {
+    pub fn total(&self) -> Row {
+        let mut t = Row::default();
+        for (_, c, _) in &self.rows {
             t.add(c);
         }
         t
     }
 
-    /// Nothing lost silently, nothing duplicated, nothing made up.
+    /// Every connection on its own: nothing lost silently, nothing
+    /// unanswered, no gap, duplicate or stray. Checked per connection, so
+    /// errors of two connections cannot cancel out in the total.
     pub fn is_clean(&self) -> bool {
-        let t = self.total();
-        t.lost_silently() == 0 && t.duplicates == 0 && t.strays == 0
+        self.rows.iter().all(|(_, c, _)| c.frames.is_clean())
     }
 
     /// The summary table and the lines under it.
@@ -42,19 +44,21 @@ impl Report {
             ("echoed", Align::Right),
             ("handed back", Align::Right),
             ("lost in flight", Align::Right),
+            ("lost silently", Align::Right),
         ]);
-        let row = |label: &str, c: &Counts| {
+        let row = |label: &str, c: &Row| {
             vec![
                 label.to_string(),
                 c.resets.to_string(),
                 c.recoveries.to_string(),
-                c.sent.to_string(),
-                c.echoed.to_string(),
+                c.sent().to_string(),
+                c.frames.echoed.to_string(),
                 c.handed_back().to_string(),
-                c.in_flight.to_string(),
+                c.frames.lost_in_flight.to_string(),
+                c.frames.lost_silently().to_string(),
             ]
         };
-        for (label, c) in &self.rows {
+        for (label, c, _) in &self.rows {
             table.row(row(label, c));
         }
         table.rule();
@@ -64,42 +68,90 @@ impl Report {
         out.push('\n');
         out.push_str(&format!(
             "handed back    = refused by send() while down ({}) + returned in Reset/Close::unsent ({})\n",
-            total.refused, total.returned
+            total.frames.refused, total.frames.handed_back
         ));
         out.push_str(
-            "lost in flight = written to the kernel on a connection that was then reset, never echoed (Reset::written)\n",
+            "lost in flight = written whole to the kernel on a connection that was then reset, never echoed (from Reset::written)\n",
         );
-        if total.unanswered > 0 {
-            out.push_str(&format!(
-                "unanswered     = written on a live connection, not echoed by the end: {}\n",
-                total.unanswered
-            ));
-        }
-        if total.duplicates > 0 || total.strays > 0 {
-            out.push_str(&paint.red(&format!(
-                "duplicated: {}, never sent: {}\n",
-                total.duplicates, total.strays
-            )));
-        }
-        let lost = total.lost_silently();
-        let line = format!(
-            "lost silently: {lost}   (= sent {} - echoed {} - handed back {} - lost in flight {}{})",
-            total.sent,
-            total.echoed,
-            total.handed_back(),
-            total.in_flight,
-            if total.unanswered > 0 {
-                format!(" - unanswered {}", total.unanswered)
-            } else {
-                String::new()
+        out.push_str(
+            "lost silently  = sent - echoed - handed back - lost in flight, per connection; echoes are checked in order, losses only as a suffix of what a connection wrote\n",
+        );
+        for (label, c, notes) in &self.rows {
+            let f = &c.frames;
+            if f.is_clean() {
+                continue;
             }
+            out.push_str(&paint.red(&format!(
+                "{label}: {} unanswered (written on the last connection, not echoed by the end), {} unaccounted, {} anomalies\n",
+                f.unanswered, f.unaccounted, f.anomalies
+            )));
+            for n in notes {
+                out.push_str(&paint.red(&format!("  {n}\n")));
+            }
+        }
+        let bad = self
+            .rows
+            .iter()
+            .filter(|(_, c, _)| !c.frames.is_clean())
+            .count();
+        let line = format!(
+            "{bad} of {} connections unbalanced; total: sent {} = echoed {} + handed back {} + lost in flight {} + lost silently {}",
+            self.rows.len(),
+            total.sent(),
+            total.frames.echoed,
+            total.handed_back(),
+            total.frames.lost_in_flight,
+            total.frames.lost_silently(),
         );
-        out.push_str(&if lost == 0 {
+        out.push_str(&if bad == 0 {
             paint.green(&line)
         } else {
             paint.red(&line)
         });
         out.push('\n');
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::Counts;
+
+    fn row(frames: Counts) -> Row {
+        Row {
+            frames,
+            resets: 1,
+            recoveries: 1,
+        }
+    }
+
+    #[test]
+    fn errors_of_two_connections_do_not_cancel_out() {
+        // One connection lost a message silently, the other reports one
+        // more lost in flight than it sent: the totals balance.
+        let a = Counts {
+            accepted: 10,
+            echoed: 9,
+            unaccounted: 1,
+            ..Counts::default()
+        };
+        let b = Counts {
+            accepted: 10,
+            echoed: 10,
+            lost_in_flight: 1,
+            ..Counts::default()
+        };
+        let report = Report {
+            rows: vec![
+                ("a".into(), row(a), Vec::new()),
+                ("b".into(), row(b), Vec::new()),
+            ],
+            took: Duration::ZERO,
+        };
+        assert_eq!(report.total().frames.lost_silently(), 0);
+        assert!(!report.is_clean());
+        let text = report.render(Paint::plain());
+        assert!(text.contains("2 of 2 connections unbalanced"), "{text}");
     }
 }

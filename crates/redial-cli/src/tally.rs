@@ -1,7 +1,7 @@
-//! The demo's bookkeeping: where every numbered message of one connection
-//! ended up — echoed, handed back, or lost in flight with a reset (as
-//! `Reset::written` reports) — so that "lost silently" is a computed
-//! number that would show a message vanishing unaccounted for.
+//! The demo's bookkeeping for one connection: numbered messages fed to an
+//! [`Account`], which checks the per-connection equation (see
+//! [`account`](crate::account)), plus the resets and recoveries for the
+//! table.
 //!
 //! Messages are fixed-size lines, `00000042\n`, so byte counts convert to
 //! message counts exactly.
@@ -11,16 +11,18 @@
 //!
 //! let mut t = Tally::default();
 //! t.connected();
-//! t.sent(Ok(()));
+//! t.sent(0, Ok(()));
 //! t.data(&message(0)[..4]);
 //! t.data(&message(0)[4..]); // echoes arrive split or coalesced
-//! let c = t.counts(0);
-//! assert_eq!((c.sent, c.echoed, c.lost_silently()), (1, 1, 0));
+//! t.finish(9);
+//! let c = t.counts();
+//! assert_eq!((c.sent(), c.frames.echoed, c.frames.lost_silently()), (1, 1, 0));
+//! assert!(c.frames.is_clean());
 //! ```
 
-use std::collections::HashSet;
+use redial::{Close, Reset, SendError, Unsent};
 
-use redial::{Close, Reset, SendError};
+use crate::account::{Account, Counts};
 
 /// Bytes in one message: eight digits and a newline.
 pub const MSG_LEN: usize = 9;
@@ -44,175 +46,165 @@ pub fn parse_message(bytes: &[u8]) -> Option<u64> {
 }
 
 /// One connection's account, fed by its handler and by the producer.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone)]
 pub struct Tally {
-    sent: u64,
-    refused: u64,
-    echoed: HashSet<u64>,
-    returned: HashSet<u64>,
-    in_flight: u64,
-    duplicates: u64,
-    strays: u64,
+    account: Account,
     connects: u64,
     resets: u64,
-    /// Bytes handed to the kernel by the connections that were reset.
-    written_by_resets: u64,
-    /// Bytes echoed on the current connection, partial line included.
-    echo_bytes: u64,
+    /// A connection is up, or was lost and not settled yet.
+    live: bool,
     /// The current connection's unfinished line.
     line: Vec<u8>,
+    /// What the close handed back, settled by [`Tally::finish`].
+    close: Option<Returned>,
 }
 
-/// A [`Tally`] summed up.
+/// What an `Unsent` held: the message cut mid-write (number, bytes
+/// written) and the whole ones after it.
+type Returned = (Option<(u64, usize)>, Vec<u64>);
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            account: Account::new(MSG_LEN),
+            connects: 0,
+            resets: 0,
+            live: false,
+            line: Vec::new(),
+            close: None,
+        }
+    }
+}
+
+/// One row of the demo's table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// `send` calls.
-    pub sent: u64,
-    /// Distinct messages that came back.
-    pub echoed: u64,
-    /// Refused by `send` while the connection was down.
-    pub refused: u64,
-    /// Returned in `Reset::unsent` / `Close::unsent` (whole or cut chunks).
-    pub returned: u64,
-    /// Written to the kernel on a connection that was then reset, never
-    /// echoed: the count follows from `Reset::written`.
-    pub in_flight: u64,
-    /// Written on the last connection and not echoed by the end.
-    pub unanswered: u64,
-    /// Messages echoed twice or both echoed and handed back.
-    pub duplicates: u64,
-    /// Echoed lines that were never sent.
-    pub strays: u64,
+pub struct Row {
+    /// Where every message went.
+    pub frames: Counts,
     /// Live connections lost.
     pub resets: u64,
     /// Reconnects after a loss.
     pub recoveries: u64,
 }
 
-impl Counts {
-    /// Refused plus returned: everything the application got back.
+impl Row {
+    /// `send` calls.
+    pub fn sent(&self) -> u64 {
+        self.frames.accepted + self.frames.refused
+    }
+
+    /// Refused by `send` plus returned in `Reset`/`Close::unsent`.
     pub fn handed_back(&self) -> u64 {
-        self.refused + self.returned
+        self.frames.refused + self.frames.handed_back
     }
 
-    /// Messages not echoed, not handed back and not reported lost in flight:
-    /// sent − echoed − handed back − lost in flight − unanswered. Zero
-    /// unless something vanished without a word.
-    pub fn lost_silently(&self) -> i64 {
-        self.sent as i64
-            - self.echoed as i64
-            - self.handed_back() as i64
-            - self.in_flight as i64
-            - self.unanswered as i64
-    }
-
-    /// Adds another connection's counts.
-    pub fn add(&mut self, o: &Counts) {
-        self.sent += o.sent;
-        self.echoed += o.echoed;
-        self.refused += o.refused;
-        self.returned += o.returned;
-        self.in_flight += o.in_flight;
-        self.unanswered += o.unanswered;
-        self.duplicates += o.duplicates;
-        self.strays += o.strays;
+    /// Adds another row (for the total).
+    pub fn add(&mut self, o: &Row) {
+        self.frames.add(&o.frames);
         self.resets += o.resets;
         self.recoveries += o.recoveries;
     }
 }
 
 impl Tally {
-    /// The outcome of one `send` call.
-    pub fn sent(&mut self, result: Result<(), SendError>) {
-        self.sent += 1;
-        if result.is_err() {
-            self.refused += 1;
+    /// The outcome of sending message `n`. Call it under the same lock as
+    /// the `send`, so that a loss reported meanwhile finds the message.
+    pub fn sent(&mut self, n: u64, result: Result<(), SendError>) {
+        match result {
+            Ok(()) => self.account.accepted(n),
+            Err(e) => {
+                if e.data() != message(n) {
+                    self.account
+                        .anomaly(format!("send of message {n} handed back other bytes"));
+                }
+                self.account.refused();
+            }
         }
     }
 
     /// A connection is up: its echo stream starts afresh.
     pub fn connected(&mut self) {
         self.connects += 1;
-        self.echo_bytes = 0;
+        self.live = true;
         self.line.clear();
+        self.account.connected();
     }
 
     /// Echoed bytes, in any split.
     pub fn data(&mut self, mut data: &[u8]) {
-        self.echo_bytes += data.len() as u64;
         while let Some(i) = data.iter().position(|&b| b == b'\n') {
             self.line.extend_from_slice(&data[..=i]);
             data = &data[i + 1..];
             match parse_message(&self.line) {
-                Some(n) => {
-                    if !self.echoed.insert(n) {
-                        self.duplicates += 1;
-                    }
-                }
-                None => self.strays += 1,
+                Some(n) => self.account.echoed(n),
+                None => self.account.anomaly(format!(
+                    "echoed line {:?} was never sent",
+                    String::from_utf8_lossy(&self.line)
+                )),
             }
             self.line.clear();
         }
         self.line.extend_from_slice(data);
     }
 
-    fn hand_back<'a>(&mut self, chunks: impl Iterator<Item = &'a [u8]>) {
-        for chunk in chunks {
-            match parse_message(chunk) {
-                Some(n) => {
-                    if !self.returned.insert(n) {
-                        self.duplicates += 1;
-                    }
-                }
-                None => self.strays += 1,
+    /// The message cut mid-write and the whole ones after it.
+    fn returned(&mut self, unsent: &Unsent) -> Returned {
+        let mut number = |bytes: &[u8]| {
+            let n = parse_message(bytes);
+            if n.is_none() {
+                self.account.anomaly(format!(
+                    "handed back {:?}, not a message",
+                    String::from_utf8_lossy(bytes)
+                ));
             }
-        }
+            n
+        };
+        let cut = unsent
+            .partial()
+            .and_then(|p| number(&p.data).map(|n| (n, p.written)));
+        let whole = unsent.chunks().filter_map(&mut number).collect();
+        (cut, whole)
     }
 
-    /// A live connection was lost: take back its unsent messages and count
-    /// those written to the kernel but never echoed.
+    /// A live connection was lost: its messages written and not echoed are
+    /// lost in flight, the unsent ones come back.
     pub fn reset(&mut self, reset: &Reset) {
         self.resets += 1;
-        let unsent = reset.unsent();
-        self.hand_back(unsent.chunks());
-        let cut = unsent.partial();
-        self.hand_back(cut.map(|p| p.data.as_slice()).into_iter());
-        let written = reset.written();
-        self.written_by_resets += written;
-        let whole = written - cut.map_or(0, |p| p.written as u64);
-        self.in_flight += self.unechoed(whole);
-        self.echo_bytes = 0;
+        self.live = false;
         self.line.clear();
+        let (cut, whole) = self.returned(reset.unsent());
+        self.account.lost(reset.written(), 0, cut, whole);
     }
 
-    /// Messages among `whole_written` bytes of the current connection that
-    /// did not come back: the echo is a prefix of what was written.
-    fn unechoed(&self, whole_written: u64) -> u64 {
-        let written = whole_written / MSG_LEN as u64;
-        written.saturating_sub(self.echo_bytes / MSG_LEN as u64)
-    }
-
-    /// The connection ended for good: take back what it never sent.
+    /// The connection ended for good: noted, settled by [`Tally::finish`]
+    /// once the connection's total `bytes_out` is known.
     pub fn closed(&mut self, close: &Close) {
-        let unsent = close.unsent();
-        self.hand_back(unsent.chunks());
-        self.hand_back(unsent.partial().map(|p| p.data.as_slice()).into_iter());
+        let returned = self.returned(close.unsent());
+        self.close = Some(returned);
     }
 
-    /// The counts, given the connection's total `bytes_out` (from
-    /// `Connection::stats`) to find what the last connection wrote.
-    pub fn counts(&self, bytes_out: u64) -> Counts {
-        let last = bytes_out.saturating_sub(self.written_by_resets);
-        let both = self.echoed.intersection(&self.returned).count() as u64;
-        Counts {
-            sent: self.sent,
-            echoed: self.echoed.len() as u64,
-            refused: self.refused,
-            returned: self.returned.len() as u64,
-            in_flight: self.in_flight,
-            unanswered: self.unechoed(last),
-            duplicates: self.duplicates + both,
-            strays: self.strays,
+    /// Settles the close with the connection's total `bytes_out` (from
+    /// `Connection::stats`, read after the close).
+    pub fn finish(&mut self, bytes_out: u64) {
+        let (cut, whole) = self.close.take().unwrap_or_default();
+        self.account.closed(bytes_out, self.live, 0, cut, whole);
+        self.live = false;
+    }
+
+    /// Messages accepted and not yet echoed, handed back or lost.
+    pub fn waiting(&self) -> usize {
+        self.account.waiting()
+    }
+
+    /// The first anomalies, described.
+    pub fn notes(&self) -> &[String] {
+        self.account.notes()
+    }
+
+    /// The row for the table.
+    pub fn counts(&self) -> Row {
+        Row {
+            frames: self.account.counts(),
             resets: self.resets,
             recoveries: self.connects.saturating_sub(1),
         }
@@ -238,39 +230,62 @@ mod tests {
         t.connected();
         let mut all = Vec::new();
         for n in 0..5 {
-            t.sent(Ok(()));
+            t.sent(n, Ok(()));
             all.extend_from_slice(&message(n));
         }
         t.data(&all[..13]);
         t.data(&all[13..]);
-        let c = t.counts(all.len() as u64);
-        assert_eq!(c.echoed, 5);
-        assert_eq!(c.lost_silently(), 0);
+        t.finish(all.len() as u64);
+        let c = t.counts();
+        assert_eq!(c.frames.echoed, 5);
+        assert!(c.frames.is_clean(), "{:?}", t.notes());
     }
 
     #[test]
     fn unechoed_on_the_last_connection_is_not_hidden() {
         let mut t = Tally::default();
         t.connected();
-        t.sent(Ok(()));
-        t.sent(Ok(()));
+        t.sent(0, Ok(()));
+        t.sent(1, Ok(()));
         t.data(&message(0));
-        // Both written, one echoed: one unanswered.
-        let c = t.counts(2 * MSG_LEN as u64);
-        assert_eq!(c.unanswered, 1);
-        assert_eq!(c.lost_silently(), 0);
-        // Had the second never been written, it would be lost silently.
-        let c = t.counts(MSG_LEN as u64);
-        assert_eq!(c.lost_silently(), 1);
+        let mut written_both = t.clone();
+        // Both written, one echoed: one unanswered, and the run is unclean.
+        written_both.finish(2 * MSG_LEN as u64);
+        let c = written_both.counts();
+        assert_eq!((c.frames.unanswered, c.frames.lost_silently()), (1, 0));
+        assert!(!c.frames.is_clean());
+        // Had the second never been written, it would have vanished.
+        t.finish(MSG_LEN as u64);
+        let c = t.counts();
+        assert_eq!((c.frames.unaccounted, c.frames.lost_silently()), (1, 1));
     }
 
     #[test]
     fn refused_sends_are_handed_back() {
         let mut t = Tally::default();
-        t.sent(Err(SendError::NotConnected {
-            data: message(0).to_vec(),
-        }));
-        let c = t.counts(0);
-        assert_eq!((c.sent, c.handed_back(), c.lost_silently()), (1, 1, 0));
+        t.sent(
+            0,
+            Err(SendError::NotConnected {
+                data: message(0).to_vec(),
+            }),
+        );
+        t.finish(0);
+        let c = t.counts();
+        assert_eq!((c.sent(), c.handed_back()), (1, 1));
+        assert!(c.frames.is_clean(), "{:?}", t.notes());
+    }
+
+    #[test]
+    fn a_skipped_echo_is_caught_even_when_totals_balance() {
+        let mut t = Tally::default();
+        t.connected();
+        for n in 0..3 {
+            t.sent(n, Ok(()));
+        }
+        // Message 1 never comes back but 2 does.
+        t.data(&message(0));
+        t.data(&message(2));
+        t.finish(3 * MSG_LEN as u64);
+        assert!(t.counts().frames.anomalies > 0);
     }
 }

@@ -1,6 +1,10 @@
 //! The echo server behind each proxy: writes back every byte it reads, and
-//! tallies what it saw (bytes, checked frames, corrupt frames, connections)
-//! for the accounting.
+//! tallies what it saw (bytes, checked frames, corrupt frames, connections,
+//! data frames per soak connection) for the accounting. Its evidence does
+//! not come from redial: on each TCP connection the data frames must carry
+//! consecutive numbers (loss only ever cuts a connection's stream short),
+//! and a soak connection's frames it received lie between what the client
+//! saw echoed and what redial says it wrote.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +30,22 @@ pub struct Tally {
     /// Connections accepted, and those still open.
     pub accepted: AtomicU64,
     pub live: AtomicU64,
+    /// Data frames received per soak connection (by index).
+    pub per_conn: Vec<AtomicU64>,
+    /// Data frames whose number did not follow the previous one on the same
+    /// TCP connection, or that came on a TCP connection of another soak
+    /// connection.
+    pub out_of_sequence: AtomicU64,
+}
+
+impl Tally {
+    /// A tally for `connections` soak connections.
+    pub fn new(connections: usize) -> Tally {
+        Tally {
+            per_conn: (0..connections).map(|_| AtomicU64::new(0)).collect(),
+            ..Tally::default()
+        }
+    }
 }
 
 pub struct EchoServer {
@@ -65,6 +85,9 @@ async fn serve(mut sock: tokio::net::TcpStream, tally: &Tally) {
     let mut buf = vec![0u8; 16 * 1024];
     // Bytes of a frame split across reads.
     let mut carry: Vec<u8> = Vec::with_capacity(FRAME);
+    // The soak connection and the number of the last data frame seen on
+    // this TCP connection.
+    let mut last: Option<(u32, u64)> = None;
     loop {
         let n = match sock.read(&mut buf).await {
             Ok(0) | Err(_) => return,
@@ -78,9 +101,26 @@ async fn serve(mut sock: tokio::net::TcpStream, tally: &Tally) {
             data = &data[take..];
             if carry.len() == FRAME {
                 match decode(&carry) {
-                    Some(f) if f.kind == DATA => tally.data_frames.fetch_add(1, Ordering::Relaxed),
-                    Some(f) if f.kind == HELLO => tally.hellos.fetch_add(1, Ordering::Relaxed),
-                    _ => tally.corrupt.fetch_add(1, Ordering::Relaxed),
+                    Some(f) if f.kind == DATA => {
+                        tally.data_frames.fetch_add(1, Ordering::Relaxed);
+                        if let Some(n) = tally.per_conn.get(f.conn as usize) {
+                            n.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let follows = match last {
+                            None => true,
+                            Some((conn, n)) => conn == f.conn && n.checked_add(1) == Some(f.n),
+                        };
+                        if !follows {
+                            tally.out_of_sequence.fetch_add(1, Ordering::Relaxed);
+                        }
+                        last = Some((f.conn, f.n));
+                    }
+                    Some(f) if f.kind == HELLO => {
+                        tally.hellos.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        tally.corrupt.fetch_add(1, Ordering::Relaxed);
+                    }
                 };
                 carry.clear();
             }

@@ -26,6 +26,7 @@
 //!             [--rate FRAMES_PER_S] [--seed N]
 //! ```
 
+mod account;
 mod acct;
 mod echo;
 mod frame;
@@ -207,37 +208,22 @@ fn inject(proxy: &Proxy, rng: &mut SplitMix64) -> String {
 }
 
 struct Totals {
-    accepted: u64,
-    refused: u64,
-    echoed: u64,
-    handed_back: u64,
-    partial: u64,
-    lost: u64,
+    frames: account::Counts,
     resets: u64,
     connects: u64,
-    outstanding: i64,
+    outstanding: usize,
 }
 
 fn totals(accts: &[acct::Shared]) -> Totals {
     let mut t = Totals {
-        accepted: 0,
-        refused: 0,
-        echoed: 0,
-        handed_back: 0,
-        partial: 0,
-        lost: 0,
+        frames: account::Counts::default(),
         resets: 0,
         connects: 0,
         outstanding: 0,
     };
     for a in accts {
         let a = acct::lock(a);
-        t.accepted += a.accepted;
-        t.refused += a.refused;
-        t.echoed += a.echoed;
-        t.handed_back += a.handed_back;
-        t.partial += a.partial;
-        t.lost += a.lost_in_flight;
+        t.frames.add(&a.counts());
         t.resets += a.resets;
         t.connects += a.connects;
         t.outstanding += a.outstanding();
@@ -278,7 +264,7 @@ async fn run(args: Args) -> Verdict {
     );
 
     // Servers and proxies first: the baseline counts include them.
-    let tally = Arc::new(Tally::default());
+    let tally = Arc::new(Tally::new(args.connections));
     let mut servers = Vec::new();
     let mut proxies = Vec::new();
     for p in 0..args.pools {
@@ -422,8 +408,8 @@ async fn run(args: Args) -> Verdict {
                  {} echoed, {} fds, {} tasks, RSS {}",
                 started.elapsed().as_secs(),
                 t.resets,
-                t.accepted,
-                t.echoed,
+                t.frames.accepted,
+                t.frames.echoed,
                 open_fds(),
                 alive_tasks(),
                 mib(rss())
@@ -498,8 +484,10 @@ async fn run(args: Args) -> Verdict {
     .await;
     v.check(quiet, "proxies and echo servers hold no connection".into());
 
-    // Accounting.
+    // Accounting: the per-connection equation (the one `redial demo`
+    // checks), then the echo servers' own evidence against it.
     let mut unbalanced = 0usize;
+    let mut off_server = 0usize;
     let mut notes = Vec::new();
     let mut bytes_out = 0u64;
     let mut all_closed = true;
@@ -511,25 +499,52 @@ async fn run(args: Args) -> Verdict {
         if !a.finish(stats.bytes_out) {
             unbalanced += 1;
             if notes.len() < 10 {
-                notes.extend(a.notes.iter().map(|n| format!("connection {i}: {n}")));
+                let f = a.counts();
+                notes.push(format!("connection {i}: {f:?}"));
+                notes.extend(a.notes().iter().map(|n| format!("connection {i}: {n}")));
+            }
+        }
+        // The server received at least what came back, and no more than
+        // was written whole.
+        let f = a.counts();
+        let seen = tally
+            .per_conn
+            .get(i)
+            .map_or(0, |n| n.load(Ordering::Relaxed));
+        if seen < f.echoed || seen > f.echoed + f.lost_in_flight + f.unanswered {
+            off_server += 1;
+            if notes.len() < 10 {
+                notes.push(format!(
+                    "connection {i}: the server received {seen} data frames, echoed {} + lost in flight {} + unanswered {}",
+                    f.echoed, f.lost_in_flight, f.unanswered
+                ));
             }
         }
     }
     let t = totals(&accts);
+    let f = &t.frames;
     println!(
-        "frames: {} accepted = {} echoed + {} handed back whole + {} cut (partial) + {} lost in flight; \
-         {} refused by send (handed back at once)",
-        t.accepted, t.echoed, t.handed_back, t.partial, t.lost, t.refused
+        "frames: {} accepted = {} echoed + {} handed back + {} lost in flight + {} unanswered + {} unaccounted; \
+         {} refused by send (handed back at once); {} anomalies",
+        f.accepted,
+        f.echoed,
+        f.handed_back,
+        f.lost_in_flight,
+        f.unanswered,
+        f.unaccounted,
+        f.refused,
+        f.anomalies
     );
     println!(
         "connections: {} connects, {} resets; bytes written by redial {}, seen by the echo servers {} \
-         ({} lost before the server), {} data frames and {} hellos seen",
+         ({} lost before the server), {} data frames ({} out of sequence) and {} hellos seen",
         t.connects,
         t.resets,
         bytes_out,
         tally.bytes.load(Ordering::Relaxed),
         bytes_out.saturating_sub(tally.bytes.load(Ordering::Relaxed)),
         tally.data_frames.load(Ordering::Relaxed),
+        tally.out_of_sequence.load(Ordering::Relaxed),
         tally.hellos.load(Ordering::Relaxed),
     );
     for n in &notes {
@@ -537,18 +552,27 @@ async fn run(args: Args) -> Verdict {
     }
     v.check(all_closed, "on_close ran for every connection".into());
     v.check(
-        unbalanced == 0
-            && t.accepted == t.echoed + t.handed_back + t.partial + t.lost
-            && t.accepted > 0,
-        format!("nothing lost silently: {unbalanced} of {total_conns} connections unbalanced"),
+        unbalanced == 0 && f.accepted > 0,
+        format!(
+            "nothing lost silently: {unbalanced} of {total_conns} connections unbalanced \
+             (accepted = echoed + handed back + lost in flight, echoes in order, losses a suffix)"
+        ),
+    );
+    v.check(
+        off_server == 0,
+        format!(
+            "per connection, the echo servers received no less than was echoed and no more than was written: \
+             {off_server} of {total_conns} off"
+        ),
     );
     v.check(
         tally.bytes.load(Ordering::Relaxed) <= bytes_out
             && tally.corrupt.load(Ordering::Relaxed) == 0
-            && tally.data_frames.load(Ordering::Relaxed) >= t.echoed,
+            && tally.out_of_sequence.load(Ordering::Relaxed) == 0,
         format!(
-            "echo servers saw no more than was written and no corrupt frame ({} corrupt)",
-            tally.corrupt.load(Ordering::Relaxed)
+            "echo servers saw no more than was written, no corrupt frame ({}) and no gap on any TCP connection ({})",
+            tally.corrupt.load(Ordering::Relaxed),
+            tally.out_of_sequence.load(Ordering::Relaxed)
         ),
     );
 
@@ -650,5 +674,22 @@ mod tests {
         }
         let a = parse(&["--minutes", "10080"]).map(|a| a.duration);
         assert_eq!(a, Ok(MAX_RUN));
+    }
+}
+
+#[cfg(test)]
+mod copy_tests {
+    /// `account.rs` is a copy of the CLI's: the equation must be the same.
+    #[test]
+    fn the_account_is_the_same_as_the_demos() {
+        let ours = include_str!("account.rs");
+        let theirs = include_str!("../../redial-cli/src/account.rs");
+        let from = |s: &'static str| s.find("//! ```text").map(|i| &s[i..]);
+        assert!(from(ours).is_some());
+        assert_eq!(
+            from(ours),
+            from(theirs),
+            "account.rs differs from redial-cli's"
+        );
     }
 }
