@@ -21,6 +21,13 @@
 //! - **unanswered**: written whole on the last connection and not echoed by
 //!   the end (the run then did not drain).
 //!
+//! Where the kernel tells how much of what a connection wrote the peer's
+//! TCP acknowledged (`Reset::acked`), that evidence, which does not come
+//! from redial's counters, is checked too: every frame that came back was
+//! acknowledged (`echoed ≤ acked ≤ written`), so what is lost in flight
+//! includes all the unacknowledged bytes, and those fit in the kernel's
+//! send buffer (at most `max_unacked`, read from the system by the caller).
+//!
 //! A frame still waiting at the end was neither echoed, nor handed back,
 //! nor written: it vanished, and counts as **unaccounted**. A run is clean
 //! when every connection has no anomaly, nothing unaccounted and nothing
@@ -37,9 +44,10 @@
 //! a.echoed(0);
 //! // The connection is lost after writing frames 0..=2 whole and 4 bytes
 //! // of frame 3, which comes back whole in `Reset::unsent`.
-//! a.lost(3 * 9 + 4, 0, Some((3, 4)), []);
+//! a.lost(3 * 9 + 4, Some(3 * 9), 0, Some((3, 4)), []);
 //! let c = a.counts();
 //! assert_eq!((c.echoed, c.lost_in_flight, c.handed_back), (1, 2, 1));
+//! assert_eq!((c.kernel_checked, c.unacked_bytes, c.acked_not_echoed_bytes), (1, 4, 18));
 //! assert!(c.is_clean(), "{:?}", a.notes());
 //! ```
 
@@ -47,6 +55,17 @@ use std::collections::VecDeque;
 
 /// How many anomalies are described in full (the count goes on).
 const KEEP_NOTES: usize = 5;
+
+/// The largest send buffer the kernel gives a TCP socket, read from the
+/// system (Linux: the third field of `/proc/sys/net/ipv4/tcp_wmem`): the
+/// most a connection can lose unacknowledged. `u64::MAX` (no check) where
+/// the system does not say.
+pub fn send_buffer_max() -> u64 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(u64::MAX)
+}
 
 /// One connection's frames, each in exactly one place.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -66,8 +85,17 @@ pub struct Counts {
     pub unanswered: u64,
     /// Frames accepted and found nowhere: lost silently.
     pub unaccounted: u64,
-    /// Gaps, reorderings, duplicates, strays, impossible byte counts.
+    /// Gaps, reorderings, duplicates, strays, impossible byte counts, and
+    /// kernel counts that contradict what came back.
     pub anomalies: u64,
+    /// Connections whose writes the kernel's acknowledged count checked.
+    pub kernel_checked: u64,
+    /// Of the bytes written on those, never acknowledged by the peer: lost
+    /// in the sender's kernel.
+    pub unacked_bytes: u64,
+    /// Acknowledged but never echoed: lost between the peer's kernel and
+    /// the echo's return (proxy, server, and back).
+    pub acked_not_echoed_bytes: u64,
 }
 
 impl Counts {
@@ -100,6 +128,9 @@ impl Counts {
         self.unanswered += o.unanswered;
         self.unaccounted += o.unaccounted;
         self.anomalies += o.anomalies;
+        self.kernel_checked += o.kernel_checked;
+        self.unacked_bytes += o.unacked_bytes;
+        self.acked_not_echoed_bytes += o.acked_not_echoed_bytes;
     }
 }
 
@@ -110,6 +141,7 @@ impl Counts {
 #[derive(Debug, Clone)]
 pub struct Account {
     frame_len: u64,
+    max_unacked: u64,
     waiting: VecDeque<u64>,
     counts: Counts,
     /// Frames echoed by the current connection.
@@ -125,6 +157,7 @@ impl Account {
     pub fn new(frame_len: usize) -> Self {
         Account {
             frame_len: frame_len.max(1) as u64,
+            max_unacked: u64::MAX,
             waiting: VecDeque::new(),
             counts: Counts::default(),
             gen_echoed: 0,
@@ -132,6 +165,13 @@ impl Account {
             notes: Vec::new(),
             closed: false,
         }
+    }
+
+    /// The most a connection's kernel can hold unacknowledged: its largest
+    /// send buffer. More unacknowledged bytes at a loss is an anomaly.
+    pub fn max_unacked(mut self, bytes: u64) -> Self {
+        self.max_unacked = bytes;
+        self
     }
 
     /// Records an anomaly.
@@ -193,11 +233,46 @@ impl Account {
         }
     }
 
+    /// Checks the kernel's acknowledged count against what came back: the
+    /// echoed frames (and the `other` bytes before them) were acknowledged.
+    fn check_acked(&mut self, written: u64, acked: u64, other: u64) {
+        let echoed = if self.gen_echoed > 0 {
+            other + self.gen_echoed * self.frame_len
+        } else {
+            0
+        };
+        if acked > written || echoed > acked {
+            self.anomaly(format!(
+                "the kernel acknowledged {acked} bytes of {written} written, but {echoed} came back"
+            ));
+            return;
+        }
+        if written - acked > self.max_unacked {
+            self.anomaly(format!(
+                "{} bytes unacknowledged, more than a send buffer holds ({})",
+                written - acked,
+                self.max_unacked
+            ));
+        }
+        self.counts.kernel_checked += 1;
+        self.counts.unacked_bytes += written - acked;
+        self.counts.acked_not_echoed_bytes += acked - echoed;
+    }
+
     /// Settles the current connection: of `written` bytes, `other` were not
     /// data frames (a greeting) and `cut`'s prefix (frame, bytes written)
     /// belongs to a frame handed back. Returns the frames written whole
     /// and not echoed.
-    fn settle(&mut self, written: u64, other: u64, cut: Option<(u64, usize)>) -> u64 {
+    fn settle(
+        &mut self,
+        written: u64,
+        acked: Option<u64>,
+        other: u64,
+        cut: Option<(u64, usize)>,
+    ) -> u64 {
+        if let Some(acked) = acked {
+            self.check_acked(written, acked, other);
+        }
         let cut_written = cut.map_or(0, |(_, w)| w as u64);
         let Some(data) = written.checked_sub(other + cut_written) else {
             self.anomaly(format!(
@@ -232,28 +307,32 @@ impl Account {
     }
 
     /// The connection was lost after writing `written` bytes
-    /// (`Reset::written`), `other` of them not data frames; `cut` is the
-    /// frame cut mid-write and the bytes of it written, `unsent` the whole
-    /// frames handed back after it.
+    /// (`Reset::written`), `acked` of them acknowledged by the peer
+    /// (`Reset::acked`, where the kernel tells) and `other` of them not data
+    /// frames; `cut` is the frame cut mid-write and the bytes of it
+    /// written, `unsent` the whole frames handed back after it.
     pub fn lost(
         &mut self,
         written: u64,
+        acked: Option<u64>,
         other: u64,
         cut: Option<(u64, usize)>,
         unsent: impl IntoIterator<Item = u64>,
     ) {
         self.written_by_losses += written;
-        self.counts.lost_in_flight += self.settle(written, other, cut);
+        self.counts.lost_in_flight += self.settle(written, acked, other, cut);
         self.handed_back(cut.map(|(n, _)| n).into_iter().chain(unsent));
     }
 
     /// The connection closed for good, with `bytes_out` written over its
     /// whole life (`Stats::bytes_out`), handing back `cut` and `unsent` as
     /// in [`lost`](Account::lost). `live` says whether a connection was up
-    /// (its writes are settled here); `other` as in `lost`.
+    /// (its writes are settled here); `acked` (of the last connection's
+    /// writes) and `other` as in `lost`.
     pub fn closed(
         &mut self,
         bytes_out: u64,
+        acked: Option<u64>,
         live: bool,
         other: u64,
         cut: Option<(u64, usize)>,
@@ -271,7 +350,7 @@ impl Account {
                 ));
                 return;
             };
-            self.counts.unanswered += self.settle(last, other, cut);
+            self.counts.unanswered += self.settle(last, acked, other, cut);
         }
         self.handed_back(cut.map(|(n, _)| n).into_iter().chain(unsent));
     }
@@ -311,7 +390,7 @@ mod tests {
         let mut a = with(3);
         a.echoed(0);
         a.echoed(2);
-        a.closed(30, true, 0, None, []);
+        a.closed(30, None, true, 0, None, []);
         let c = a.counts();
         assert_eq!(c.anomalies, 1, "{:?}", a.notes());
         assert!(!c.is_clean());
@@ -323,9 +402,9 @@ mod tests {
         a.echoed(0);
         a.echoed(1);
         // Four frames written whole: 2 and 3 lost; 4 handed back.
-        a.lost(40, 0, None, [4]);
+        a.lost(40, Some(35), 0, None, [4]);
         a.connected();
-        a.closed(40, false, 0, None, []);
+        a.closed(40, None, false, 0, None, []);
         let c = a.counts();
         assert_eq!((c.lost_in_flight, c.handed_back), (2, 1));
         assert!(c.is_clean(), "{:?}", a.notes());
@@ -336,7 +415,7 @@ mod tests {
         let mut a = with(3);
         a.echoed(0);
         // One frame written, nothing handed back: frames 1 and 2 vanished.
-        a.closed(10, true, 0, None, []);
+        a.closed(10, None, true, 0, None, []);
         let c = a.counts();
         assert_eq!((c.unaccounted, c.lost_silently()), (2, 2));
         assert!(!c.is_clean());
@@ -346,16 +425,30 @@ mod tests {
     fn unanswered_frames_make_a_run_unclean() {
         let mut a = with(2);
         a.echoed(0);
-        a.closed(20, true, 0, None, []);
+        a.closed(20, Some(20), true, 0, None, []);
         let c = a.counts();
         assert_eq!((c.unanswered, c.lost_silently()), (1, 0));
         assert!(!c.is_clean());
     }
 
     #[test]
+    fn an_echo_the_kernel_never_acknowledged_is_an_anomaly() {
+        let mut a = with(3);
+        a.echoed(0);
+        a.echoed(1);
+        // Two frames came back, but the kernel says only one was acked.
+        a.lost(30, Some(10), 0, None, []);
+        assert_eq!(a.counts().anomalies, 1, "{:?}", a.notes());
+        let mut a = with(3).max_unacked(15);
+        // Nothing acknowledged: 30 bytes cannot sit in a 15-byte buffer.
+        a.lost(30, Some(0), 0, None, []);
+        assert_eq!(a.counts().anomalies, 1, "{:?}", a.notes());
+    }
+
+    #[test]
     fn handed_back_out_of_order_is_an_anomaly() {
         let mut a = with(3);
-        a.lost(0, 0, None, [1, 0, 2]);
+        a.lost(0, None, 0, None, [1, 0, 2]);
         assert!(a.counts().anomalies > 0);
     }
 }

@@ -76,6 +76,14 @@ impl Report {
         out.push_str(
             "lost silently  = sent - echoed - handed back - lost in flight, per connection; echoes are checked in order, losses only as a suffix of what a connection wrote\n",
         );
+        if total.frames.kernel_checked > 0 {
+            out.push_str(&format!(
+                "kernel's word (TCP_INFO) on {} connections: every echoed message acknowledged; of what was written and not echoed, {} B never acknowledged (died in the client's kernel) and {} B acknowledged (died in the proxy or the echo server)\n",
+                total.frames.kernel_checked,
+                total.frames.unacked_bytes,
+                total.frames.acked_not_echoed_bytes,
+            ));
+        }
         for (label, c, notes) in &self.rows {
             let f = &c.frames;
             if f.is_clean() {

@@ -22,7 +22,7 @@
 
 use redial::{Close, Reset, SendError, Unsent};
 
-use crate::account::{Account, Counts};
+use crate::account::{send_buffer_max, Account, Counts};
 
 /// Bytes in one message: eight digits and a newline.
 pub const MSG_LEN: usize = 9;
@@ -66,7 +66,7 @@ type Returned = (Option<(u64, usize)>, Vec<u64>);
 impl Default for Tally {
     fn default() -> Self {
         Tally {
-            account: Account::new(MSG_LEN),
+            account: Account::new(MSG_LEN).max_unacked(send_buffer_max()),
             connects: 0,
             resets: 0,
             live: false,
@@ -173,7 +173,7 @@ impl Tally {
         self.live = false;
         self.line.clear();
         let (cut, whole) = self.returned(reset.unsent());
-        self.account.lost(reset.written(), 0, cut, whole);
+        self.account.lost(reset.written(), None, 0, cut, whole);
     }
 
     /// The connection ended for good: noted, settled by [`Tally::finish`]
@@ -187,7 +187,8 @@ impl Tally {
     /// `Connection::stats`, read after the close).
     pub fn finish(&mut self, bytes_out: u64) {
         let (cut, whole) = self.close.take().unwrap_or_default();
-        self.account.closed(bytes_out, self.live, 0, cut, whole);
+        self.account
+            .closed(bytes_out, None, self.live, 0, cut, whole);
         self.live = false;
     }
 

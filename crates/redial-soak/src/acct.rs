@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use redial::{Close, Connection, Reset, Resume, SendError, Socket, Unsent};
 
-use crate::account::{Account, Counts};
+use crate::account::{send_buffer_max, Account, Counts};
 use crate::frame::{decode, encode, Frame, DATA, FRAME, HELLO};
 
 /// One connection's account and what the handler needs besides.
@@ -111,8 +111,14 @@ impl Acct {
     pub fn finish(&mut self, bytes_out: u64) -> bool {
         match self.close.take() {
             Some(r) => {
-                self.account
-                    .closed(bytes_out, self.live_gen, r.hello_written, r.cut, r.frames);
+                self.account.closed(
+                    bytes_out,
+                    None,
+                    self.live_gen,
+                    r.hello_written,
+                    r.cut,
+                    r.frames,
+                );
                 self.live_gen = false;
             }
             None => self.account.anomaly("no on_close".into()),
@@ -130,7 +136,7 @@ pub fn lock(a: &Shared) -> MutexGuard<'_, Acct> {
 pub fn new(idx: u32) -> Shared {
     Arc::new(Mutex::new(Acct {
         idx,
-        account: Account::new(FRAME),
+        account: Account::new(FRAME).max_unacked(send_buffer_max()),
         next_seq: 0,
         resets: 0,
         connects: 0,
@@ -219,7 +225,7 @@ pub fn handler(acct: Shared) -> impl redial::Handler {
             }
             let r = a.classify(reset.unsent());
             a.account
-                .lost(reset.written(), r.hello_written, r.cut, r.frames);
+                .lost(reset.written(), None, r.hello_written, r.cut, r.frames);
             a.live_gen = false;
             a.rx.clear();
             Resume::Reconnect

@@ -547,6 +547,14 @@ async fn run(args: Args) -> Verdict {
         tally.out_of_sequence.load(Ordering::Relaxed),
         tally.hellos.load(Ordering::Relaxed),
     );
+    if f.kernel_checked > 0 {
+        println!(
+            "kernel (TCP_INFO) on {} connections: every echoed frame acknowledged; written and not echoed: \
+             {} B never acknowledged (died in the client's kernel), {} B acknowledged (died in the proxy, \
+             the server or on the way back)",
+            f.kernel_checked, f.unacked_bytes, f.acked_not_echoed_bytes
+        );
+    }
     for n in &notes {
         println!("  {n}");
     }
