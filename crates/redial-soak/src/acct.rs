@@ -34,6 +34,9 @@ pub struct Acct {
     /// A connection is up, or was lost without being settled yet.
     live_gen: bool,
     rx: Vec<u8>,
+    /// The kernel's acknowledged bytes summed over every connection, or
+    /// `None` once one connection went without the kernel's word.
+    acked: Option<u64>,
     /// What the close handed back: (non-data bytes written, cut data
     /// frame, whole data frames).
     close: Option<Returned>,
@@ -48,6 +51,8 @@ struct Returned {
     hello_written: u64,
     /// The data frame cut mid-write: (number, bytes written).
     cut: Option<(u64, usize)>,
+    /// The kernel's acknowledged count of the connection that ended.
+    acked: Option<u64>,
     /// Whole data frames, in order.
     frames: Vec<u64>,
 }
@@ -90,6 +95,19 @@ impl Acct {
         r
     }
 
+    /// The bytes the peer's kernel acknowledged over all this connection's
+    /// TCP connections, where the kernel told for every one of them.
+    pub fn acked(&self) -> Option<u64> {
+        self.acked
+    }
+
+    fn add_acked(&mut self, acked: Option<u64>) {
+        self.acked = match (self.acked, acked) {
+            (Some(sum), Some(a)) => Some(sum + a),
+            _ => None,
+        };
+    }
+
     /// Frames accepted and not yet echoed, handed back or lost: in flight
     /// on the live connection.
     pub fn outstanding(&self) -> usize {
@@ -111,9 +129,12 @@ impl Acct {
     pub fn finish(&mut self, bytes_out: u64) -> bool {
         match self.close.take() {
             Some(r) => {
+                if self.live_gen {
+                    self.add_acked(r.acked);
+                }
                 self.account.closed(
                     bytes_out,
-                    None,
+                    r.acked,
                     self.live_gen,
                     r.hello_written,
                     r.cut,
@@ -143,6 +164,7 @@ pub fn new(idx: u32) -> Shared {
         generation: 0,
         live_gen: false,
         rx: Vec::new(),
+        acked: Some(0),
         close: None,
         closed: false,
     }))
@@ -224,19 +246,34 @@ pub fn handler(acct: Shared) -> impl redial::Handler {
                 ));
             }
             let r = a.classify(reset.unsent());
+            let acked = kernel_acked_reset(reset);
+            a.add_acked(acked);
             a.account
-                .lost(reset.written(), None, r.hello_written, r.cut, r.frames);
+                .lost(reset.written(), acked, r.hello_written, r.cut, r.frames);
             a.live_gen = false;
             a.rx.clear();
             Resume::Reconnect
         })
         .on_close(move |close: &Close| {
             let mut a = lock(&a4);
-            let r = a.classify(close.unsent());
+            let mut r = a.classify(close.unsent());
+            r.acked = kernel_acked_close(close);
             if a.closed {
                 a.account.anomaly("on_close twice".into());
             }
             a.closed = true;
             a.close = Some(r);
         })
+}
+
+/// The kernel's count of acknowledged bytes at a loss, where redial
+/// reports it.
+fn kernel_acked_reset(_reset: &Reset) -> Option<u64> {
+    None
+}
+
+/// The kernel's count of acknowledged bytes of the last connection at the
+/// close, where redial reports it.
+fn kernel_acked_close(_close: &Close) -> Option<u64> {
+    None
 }

@@ -32,6 +32,8 @@ pub struct Tally {
     pub live: AtomicU64,
     /// Data frames received per soak connection (by index).
     pub per_conn: Vec<AtomicU64>,
+    /// Bytes of whole frames (hello and data) received per soak connection.
+    pub per_conn_bytes: Vec<AtomicU64>,
     /// Data frames whose number did not follow the previous one on the same
     /// TCP connection, or that came on a TCP connection of another soak
     /// connection.
@@ -43,6 +45,7 @@ impl Tally {
     pub fn new(connections: usize) -> Tally {
         Tally {
             per_conn: (0..connections).map(|_| AtomicU64::new(0)).collect(),
+            per_conn_bytes: (0..connections).map(|_| AtomicU64::new(0)).collect(),
             ..Tally::default()
         }
     }
@@ -100,7 +103,11 @@ async fn serve(mut sock: tokio::net::TcpStream, tally: &Tally) {
             carry.extend_from_slice(&data[..take]);
             data = &data[take..];
             if carry.len() == FRAME {
-                match decode(&carry) {
+                let frame = decode(&carry);
+                if let Some(n) = frame.and_then(|f| tally.per_conn_bytes.get(f.conn as usize)) {
+                    n.fetch_add(FRAME as u64, Ordering::Relaxed);
+                }
+                match frame {
                     Some(f) if f.kind == DATA => {
                         tally.data_frames.fetch_add(1, Ordering::Relaxed);
                         if let Some(n) = tally.per_conn.get(f.conn as usize) {

@@ -488,6 +488,8 @@ async fn run(args: Args) -> Verdict {
     // checks), then the echo servers' own evidence against it.
     let mut unbalanced = 0usize;
     let mut off_server = 0usize;
+    let mut kernel_checked = 0usize;
+    let mut unacked_received = 0usize;
     let mut notes = Vec::new();
     let mut bytes_out = 0u64;
     let mut all_closed = true;
@@ -502,6 +504,22 @@ async fn run(args: Args) -> Verdict {
                 let f = a.counts();
                 notes.push(format!("connection {i}: {f:?}"));
                 notes.extend(a.notes().iter().map(|n| format!("connection {i}: {n}")));
+            }
+        }
+        // Every frame the server received was acknowledged by the kernel.
+        let received = tally
+            .per_conn_bytes
+            .get(i)
+            .map_or(0, |n| n.load(Ordering::Relaxed));
+        if let Some(acked) = a.acked() {
+            kernel_checked += 1;
+            if received > acked {
+                unacked_received += 1;
+                if notes.len() < 10 {
+                    notes.push(format!(
+                        "connection {i}: the server received {received} bytes, the kernel acknowledged {acked}"
+                    ));
+                }
             }
         }
         // The server received at least what came back, and no more than
@@ -573,6 +591,17 @@ async fn run(args: Args) -> Verdict {
              {off_server} of {total_conns} off"
         ),
     );
+    if kernel_checked > 0 {
+        v.check(
+            unacked_received == 0,
+            format!(
+                "every frame the echo servers received was acknowledged by the client's kernel: \
+                 {unacked_received} of {kernel_checked} connections off"
+            ),
+        );
+    } else {
+        println!("(no kernel acknowledged counts: that check is skipped)");
+    }
     v.check(
         tally.bytes.load(Ordering::Relaxed) <= bytes_out
             && tally.corrupt.load(Ordering::Relaxed) == 0
