@@ -179,18 +179,25 @@ fn run_example(name: &str, env: &[(&str, String)]) -> String {
     out
 }
 
-/// What a server read on each connection, once the peer closed it.
-type Received = Arc<Mutex<Vec<Vec<u8>>>>;
+/// What a server read on each connection, once the peer closed it, and how
+/// many connections it accepted.
+#[derive(Clone, Default)]
+struct Received {
+    ended: Arc<Mutex<Vec<Vec<u8>>>>,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+}
 
 /// A loopback server that runs `serve` on every connection (on a thread of
 /// its own) and records what each connection sent.
 fn server(serve: fn(&mut TcpStream, &[u8])) -> (SocketAddr, Received) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let received: Received = Arc::default();
+    let received = Received::default();
     let log = received.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
+            log.accepted
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let log = log.clone();
             std::thread::spawn(move || {
                 let mut reply = stream.try_clone().unwrap();
@@ -207,24 +214,27 @@ fn server(serve: fn(&mut TcpStream, &[u8])) -> (SocketAddr, Received) {
                         }
                     }
                 }
-                log.lock().unwrap().push(all);
+                log.ended.lock().unwrap().push(all);
             });
         }
     });
     (addr, received)
 }
 
-/// Waits until `n` connections have ended.
+/// Waits until at least `n` connections were accepted and every accepted
+/// connection has ended (the example's process has exited by then, so the
+/// kernel has closed whatever it left open).
 fn ended(received: &Received, n: usize) -> Vec<Vec<u8>> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let got = received.lock().unwrap().clone();
-        if got.len() >= n {
+        let got = received.ended.lock().unwrap().clone();
+        let accepted = received.accepted.load(std::sync::atomic::Ordering::SeqCst);
+        if accepted >= n && got.len() >= accepted {
             return got;
         }
         assert!(
             Instant::now() < deadline,
-            "{} of {n} connections ended",
+            "{} of {accepted} accepted connections ended (at least {n} expected)",
             got.len()
         );
         std::thread::sleep(Duration::from_millis(10));
@@ -243,13 +253,24 @@ fn memcached_like(out: &mut TcpStream, line: &[u8]) {
 fn quick_start_runs_against_a_memcached_speaking_server() {
     let (addr, received) = server(memcached_like);
     run_example("quick_start", &[("MEMCACHED", addr.to_string())]);
-    // The connection and the pool member each said `version`; the
-    // connection's `stats` went out before its FIN.
-    let mut got = ended(&received, 2);
-    got.sort();
+    // The connection said `version`, and its `stats` went out before its
+    // FIN. The pool member may or may not have connected before
+    // `disconnect_all` (the example does not wait for it); if it did, it
+    // said `version` and nothing else (or nothing, if it was closed as its
+    // attempt completed).
+    let got = ended(&received, 1);
+    let full = b"version\r\nstats\r\n".to_vec();
     assert_eq!(
-        got,
-        [b"version\r\n".to_vec(), b"version\r\nstats\r\n".to_vec()]
+        got.iter().filter(|g| **g == full).count(),
+        1,
+        "the connection's bytes: {got:?}"
+    );
+    assert!(
+        got.len() <= 2
+            && got
+                .iter()
+                .all(|g| *g == full || g == b"version\r\n" || g.is_empty()),
+        "what the server read: {got:?}"
     );
 }
 
