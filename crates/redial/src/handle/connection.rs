@@ -62,13 +62,19 @@ pub struct ClosedError {
 
 /// A managed connection: cheap to clone, valid across reconnects.
 ///
-/// ```no_run
+/// ```
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let echo = server.local_addr()?.to_string();
+/// # std::thread::spawn(move || for s in server.incoming().flatten() { std::thread::spawn(move || std::io::copy(&mut &s, &mut &s)); });
+/// let addr = "127.0.0.1:11211";
+/// # let addr = echo.as_str();
 /// let cm = redial::Manager::new();
-/// let conn = cm.connect("127.0.0.1:11211", redial::handler().on_data(|_, d| print!("{}", String::from_utf8_lossy(d))))?;
+/// let conn = cm.connect(addr, redial::handler().on_data(|_, d| print!("{}", String::from_utf8_lossy(d))))?;
 /// conn.wait_connected().await?;
 /// conn.send("version\r\n")?;
 /// conn.disconnect().await;
+/// assert_eq!(conn.state(), redial::State::Closed);
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]

@@ -15,11 +15,19 @@ use crate::shared::{Shared, State};
 /// covers has closed (`on_close` has run). Dropping it is fine
 /// (fire-and-forget).
 ///
-/// ```no_run
-/// # async fn f(cm: redial::Manager, conn: redial::Connection) {
+/// ```
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let echo = server.local_addr()?.to_string();
+/// # std::thread::spawn(move || for s in server.incoming().flatten() { std::thread::spawn(move || std::io::copy(&mut &s, &mut &s)); });
+/// # let addr = echo.as_str();
+/// let cm = redial::Manager::new();
+/// let conn = cm.connect(addr, redial::handler())?;
+/// let other = cm.connect(addr, redial::handler())?;
 /// conn.disconnect();            // fire-and-forget
 /// cm.disconnect_all().await;    // wait until everything has closed
-/// # }
+/// assert_eq!(other.state(), redial::State::Closed);
+/// # Ok(()) }
 /// ```
 #[derive(Debug)]
 pub struct Disconnecting {

@@ -27,9 +27,16 @@ pub fn global() -> &'static Manager {
 
 /// [`Manager::connect`] on the [`global`] manager.
 ///
-/// ```no_run
-/// let conn = redial::connect("127.0.0.1:11211", redial::handler().on_data(|_, _| {}))?;
-/// # let _ = conn; Ok::<(), redial::ConnectError>(())
+/// ```
+/// # let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let echo = server.local_addr()?.to_string();
+/// # std::thread::spawn(move || for s in server.incoming().flatten() { std::thread::spawn(move || std::io::copy(&mut &s, &mut &s)); });
+/// let addr = "127.0.0.1:11211";
+/// # let addr = echo.as_str();
+/// let conn = redial::connect(addr, redial::handler().on_data(|_, _| {}))?;
+/// conn.wait_connected_blocking(std::time::Duration::from_secs(10))?;
+/// redial::disconnect_all().wait_blocking();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn connect<H: Handler>(
     endpoint: impl ToEndpoint,
