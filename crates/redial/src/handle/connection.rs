@@ -301,6 +301,11 @@ impl Connection {
     /// grace period ([`Options::close_grace`](crate::Options::close_grace)),
     /// sends FIN. Calling it again is harmless. Await to wait for the close.
     ///
+    /// From the call on, every send (on this handle, its sockets and
+    /// senders) is refused with
+    /// [`SendError::Disconnected`](crate::SendError::Disconnected): what was
+    /// queued before the call goes out, nothing after it.
+    ///
     /// ```no_run
     /// # async fn f(conn: redial::Connection) {
     /// conn.disconnect().await;
@@ -313,7 +318,8 @@ impl Connection {
     }
 
     /// Closes for good at once with RST; queued bytes are handed back in
-    /// [`Close::unsent`](crate::Close::unsent).
+    /// [`Close::unsent`](crate::Close::unsent). Sends are refused from the
+    /// call on, as after [`Connection::disconnect`].
     ///
     /// ```no_run
     /// # fn f(conn: redial::Connection) {

@@ -523,7 +523,8 @@ impl Manager {
 
     /// Disconnects every connection this manager made and is still open,
     /// pools included (the pools are removed). Await to wait until all have
-    /// closed.
+    /// closed; in synchronous code, [`Disconnecting::wait_blocking`]. As for
+    /// [`Connection::disconnect`], sends are refused from the call on.
     ///
     /// ```no_run
     /// # async fn f(cm: redial::Manager) {
