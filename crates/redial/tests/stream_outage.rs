@@ -149,3 +149,41 @@ async fn without_an_outage_wait_a_write_waits_for_the_connection() {
     assert_eq!(&got, b"late");
     stream.shutdown().await.unwrap();
 }
+
+/// The wait is per outage: a write given up by the caller in one outage
+/// does not shorten the wait of a write in the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_outage_gets_its_own_wait() {
+    let mut server = Server::start().await;
+    server.stop_listening().await;
+    let cm = Manager::new();
+    let mut stream = cm.stream(server.addr, fast_options(10, 50)).unwrap();
+    let wait = Duration::from_millis(300);
+    stream.set_outage_wait(Some(wait));
+    // The caller gives up on a write during the first outage.
+    let given_up = tokio::time::timeout(Duration::from_millis(50), stream.write(b"a")).await;
+    assert!(given_up.is_err(), "the write did not wait");
+    server.relisten().await;
+    let first = server.next(10).await;
+    let conn = stream.connection().clone();
+    while conn.state() != State::Connected {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // A second outage, after the first write's wait has run out.
+    server.stop_listening().await;
+    drop(first.stream);
+    tokio::time::sleep(wait + Duration::from_millis(100)).await;
+    let e = stream.write(b"b").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}");
+    let started = Instant::now();
+    let e = tokio::time::timeout(Duration::from_secs(20), stream.write(b"c"))
+        .await
+        .expect("the write waited past its outage wait")
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotConnected, "{e}");
+    assert!(
+        started.elapsed() >= wait,
+        "gave up after {:?}",
+        started.elapsed()
+    );
+}

@@ -14,6 +14,7 @@ mod inbox;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -153,8 +154,9 @@ pub struct Stream {
     close_wait: Option<Wait>,
     /// How long a write waits for a connection while it is down.
     outage_wait: Option<Duration>,
-    /// When the waiting write gives up, once it found the connection down.
-    down_deadline: Option<Pin<Box<Sleep>>>,
+    /// When a write that found the connection down gives up, and how many
+    /// connects there had been then (a connect since starts a new wait).
+    down_deadline: Option<(u64, Pin<Box<Sleep>>)>,
     /// The last write crossed a hand-over mark of the send queue: the next
     /// one yields once, so the connection task can start writing (as
     /// `Connection::write` does).
@@ -185,7 +187,9 @@ impl Manager {
     }
 
     /// A [`Stream`] that hides resets: reads and writes wait across outages
-    /// and never fail with `ConnectionReset`.
+    /// and never fail with `ConnectionReset` (a write still gives up after
+    /// the outage wait, [`Stream::set_outage_wait`]; `None` makes it wait as
+    /// long as the connection keeps trying).
     ///
     /// What it can lose or duplicate, so choose it only for streams that
     /// tolerate both (logs, metrics): bytes that were in kernel buffers when
@@ -371,16 +375,19 @@ impl Stream {
             // Down: wait for the next connection, at most the outage wait.
             if matches!(refused, Refused::Full { .. }) {
                 self.down_deadline = None;
-            } else if self.down_deadline.is_none() {
-                let at = self.outage_wait.and_then(|d| Instant::now().checked_add(d));
-                self.down_deadline = at.map(|at| Box::pin(sleep_until(at)));
+            } else {
+                let connects = self.conn.shared.counters.connects.load(Ordering::Relaxed);
+                if self.down_deadline.as_ref().is_none_or(|d| d.0 != connects) {
+                    let at = self.outage_wait.and_then(|d| Instant::now().checked_add(d));
+                    self.down_deadline = at.map(|at| (connects, Box::pin(sleep_until(at))));
+                }
             }
             let shared = self.conn.shared.clone();
             let make = || -> Wait { Box::pin(wait_room(shared, len)) };
             if Self::poll_wait(&mut self.write_wait, make, cx).is_ready() {
                 continue;
             }
-            if let Some(deadline) = self.down_deadline.as_mut() {
+            if let Some((_, deadline)) = self.down_deadline.as_mut() {
                 if deadline.as_mut().poll(cx).is_ready() {
                     self.down_deadline = None;
                     self.write_wait = None;
