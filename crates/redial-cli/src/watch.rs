@@ -53,6 +53,7 @@ pub fn event_json(ev: &Event) -> Value {
             attempt,
             error,
             retry_in,
+            ..
         } => (
             "connect_failed",
             json!({ "attempt": attempt, "error": error, "retry_in_ms": retry_in.map(ms) }),

@@ -54,6 +54,12 @@ pub enum EventKind {
         error: String,
         /// Delay before the next attempt; `None` when the give-up policy tripped.
         retry_in: Option<Duration>,
+        /// The backoff level `retry_in` was drawn at: 0 for the initial
+        /// delay, one more per step up the schedule. It starts over after
+        /// a connection that stayed up
+        /// [`Options::stable_after`](crate::Options::stable_after) or that
+        /// was made after failed attempts (an outage ended).
+        level: u32,
     },
     /// A live connection was lost.
     Reset {

@@ -11,7 +11,19 @@ use crate::error::OptionsError;
 /// Default first delay after a failed attempt: long enough that a refused
 /// port is not hammered, short enough that a restarting server is found
 /// within a fraction of a second.
+///
+/// A lost connection is retried at once; while the server stays down the
+/// delays double from here (0.1, 0.2, 0.4, 0.8 s, …), so a server back
+/// after an outage of `T` is found within about `T` more: a process
+/// restart of a few hundred milliseconds within a fraction of a second, a
+/// 2 s outage within about 1.5 s. Every outage starts here again: a
+/// connection made after failed attempts starts the schedule over, as does
+/// one that stayed up [`Options::stable_after`](crate::Options::stable_after).
+/// For faster recovery from longer outages, choose a smaller multiplier or
+/// cap (with `Backoff::new(100 ms, 1.5, 1 s)` a 2 s outage is found within
+/// about 0.5 s, at the cost of more attempts against a server that is down).
 pub const DEFAULT_INITIAL: Duration = Duration::from_millis(100);
+
 /// Default growth factor between successive delays.
 pub const DEFAULT_MULTIPLIER: f64 = 2.0;
 /// Default cap: a server that is down for minutes is still retried twice a
@@ -216,6 +228,11 @@ impl Place {
     pub(crate) fn reset(&mut self, b: &Backoff) {
         self.level = 0;
         self.prev = b.initial;
+    }
+
+    /// The level the next delay is drawn at (0: the initial delay).
+    pub(crate) fn level(&self) -> u32 {
+        self.level
     }
 
     /// The un-jittered delay at the current level, capped.

@@ -7,6 +7,9 @@
 //!
 //! Rules it enforces:
 //! - a failed attempt is followed by the next delay of the backoff schedule;
+//! - a connection made after failed attempts (an outage ended) starts the
+//!   schedule over for the next outage, whose first loss is retried at
+//!   once (the server restarted; it did not accept and drop);
 //! - a connection that stayed up for `stable_after` starts the schedule over
 //!   and is retried at once when lost;
 //! - one lost sooner is retried at once too, unless the connection before it
@@ -93,6 +96,12 @@ impl Lifecycle {
         &self.phase
     }
 
+    /// The level of the schedule the last delay was drawn at (0: the
+    /// initial delay), as events report it.
+    pub fn level(&self) -> u32 {
+        self.place.level().saturating_sub(1)
+    }
+
     /// The one deadline the driver must wake up for, if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
@@ -112,6 +121,13 @@ impl Lifecycle {
     /// The attempt under way succeeded.
     pub fn connected(&mut self, now: Instant) {
         if let Phase::Connecting { .. } = self.phase {
+            // Reached after failed attempts: an outage ended (the server
+            // restarted), so the next outage starts the schedule over, and
+            // the next loss is retried at once whatever came before it.
+            if self.failed > 0 {
+                self.place.reset(&self.opts.backoff);
+                self.short_lived = false;
+            }
             self.failed = 0;
             self.streak_start = None;
             self.phase = Phase::Connected { since: now };
@@ -235,10 +251,22 @@ mod tests {
             .stable_after(ms(5000))
     }
 
-    /// Drives failed attempts: returns the delays seen.
+    /// Drives failed attempts that fail at once: returns the delays seen.
     fn fail_n(lc: &mut Lifecycle, now: &mut Instant, n: usize) -> Vec<Duration> {
+        fail_n_taking(lc, now, n, Duration::ZERO)
+    }
+
+    /// Drives failed attempts that each take `took` to fail (a connect
+    /// timeout, say): returns the delays seen.
+    fn fail_n_taking(
+        lc: &mut Lifecycle,
+        now: &mut Instant,
+        n: usize,
+        took: Duration,
+    ) -> Vec<Duration> {
         let mut out = Vec::new();
         for _ in 0..n {
+            *now += took;
             match lc.connect_failed(*now) {
                 Some(d) => {
                     out.push(d);
@@ -259,6 +287,42 @@ mod tests {
         let d = fail_n(&mut lc, &mut now, 6);
         assert_eq!(d, [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]);
         assert_eq!(lc.phase(), &Phase::Connecting { attempt: 7 });
+        assert_eq!(lc.level(), 5);
+    }
+
+    #[test]
+    fn a_connection_made_after_an_outage_starts_the_schedule_over() {
+        let mut now = Instant::now();
+        let mut lc = Lifecycle::new(Arc::new(opts()), 1);
+        lc.start(now);
+        // A long outage climbs the schedule...
+        fail_n_taking(&mut lc, &mut now, 5, ms(5000));
+        assert_eq!(lc.level(), 4);
+        now += ms(1000);
+        lc.timeout(now);
+        lc.connected(now);
+        // ...and the connection made after it is lost 1 s later, retried
+        // at once onto the dying server, lost again: the schedule starts
+        // from its first delay, not where the outage left it.
+        now += ms(1000);
+        assert_eq!(lc.reset(now, true), Some(Duration::ZERO));
+        lc.connected(now);
+        now += ms(1);
+        assert_eq!(lc.reset(now, true), Some(ms(100)));
+        assert_eq!(lc.level(), 0);
+        now += ms(100);
+        lc.timeout(now);
+        // The same after a short-lived connection before the outage: a
+        // connection made after failed attempts is retried at once when
+        // lost, not put on the schedule as a second short-lived one.
+        fail_n(&mut lc, &mut now, 3);
+        lc.connected(now);
+        now += ms(1000);
+        assert_eq!(lc.reset(now, true), Some(Duration::ZERO));
+        lc.connected(now);
+        now += ms(1);
+        assert_eq!(lc.reset(now, true), Some(ms(100)));
+        assert_eq!(lc.level(), 0);
     }
 
     #[test]

@@ -392,6 +392,12 @@ impl Model {
                 None
             }
             (Ev::Connected, _) => {
+                // An outage ended: the next one starts the schedule over,
+                // its first loss retried at once.
+                if self.failed > 0 {
+                    self.delays.reset();
+                    self.short_lived = false;
+                }
                 self.failed = 0;
                 self.phase = Phase::Connected { since: now };
                 None
@@ -561,19 +567,34 @@ proptest! {
     /// Every delay the machine returns is within the bounds of its jitter
     /// kind at its place in the schedule, never above the cap; a loss after
     /// `stable_after` is retried at once and restarts the schedule; a short
-    /// loss after a stable one is retried at once and keeps its place.
+    /// loss after a stable one is retried at once and keeps its place; a
+    /// connection made after failed attempts starts the schedule over.
     #[test]
     fn delays_stay_within_the_backoff_bounds(cfg in cfg([true; 3]), evs in events()) {
         // Place in the schedule, tracked from the rules alone.
         let mut level = 0u32;
         let mut prev = cfg.initial();
         let mut short_lived = false;
+        // Failed attempts since the last connect.
+        let mut failures = 0u32;
         for s in run(&cfg, &evs) {
             let draw = match (&s.ev, &s.before) {
+                (Ev::Connected, Phase::Connecting { .. }) => {
+                    // An outage ended: the next one starts over.
+                    if failures > 0 {
+                        level = 0;
+                        prev = cfg.initial();
+                        short_lived = false;
+                    }
+                    failures = 0;
+                    false
+                }
                 (Ev::ConnectFailed, Phase::Connecting { .. }) => {
+                    failures += 1;
                     !matches!(s.after, Phase::Closed(CloseReason::GaveUp { .. }))
                 }
                 (Ev::Reset { resume: true }, Phase::Connected { since }) => {
+                    failures = 0;
                     let stable = s.at.duration_since(*since) >= ms(cfg.stable_after_ms);
                     let after_short = std::mem::replace(&mut short_lived, !stable);
                     if is_closed(&s.after) {

@@ -439,6 +439,7 @@ impl<H: Handler> Driver<H> {
                     attempt,
                     error: err.to_string(),
                     retry_in,
+                    level: self.lifecycle.level(),
                 });
                 return;
             }
