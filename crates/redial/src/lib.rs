@@ -57,9 +57,14 @@
 //!
 //! ## Stream
 //!
-//! A [`Stream`] is `AsyncRead + AsyncWrite` over a managed connection. A
-//! loss shows as one `ConnectionReset` error on the next read or write;
-//! the next call goes to the new connection.
+//! A [`Stream`] is `AsyncRead + AsyncWrite` over a managed connection.
+//! Each lost connection is one `ConnectionReset` error on the next read,
+//! write or flush (a [`StreamError`] inside says which connection, why, and
+//! what became of its bytes); the next call goes to the new connection.
+//! Bytes of the lost connection are never mixed into the next one's, and
+//! what never left is kept for [`Stream::take_unsent`]. While the
+//! connection is down, a write waits for it at most
+//! [`DEFAULT_STREAM_OUTAGE_WAIT`], then fails `NotConnected`.
 //!
 //! ```
 //! use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};

@@ -300,7 +300,8 @@ impl Stream {
     /// kernel: what every lost connection since the last call left unsent,
     /// and what the close left, one [`Unsent`] per connection, oldest
     /// first. Nothing is overwritten: bytes wait here until taken, however
-    /// many connections are lost meanwhile. A chunk (one `write` call) that
+    /// many connections are lost meanwhile (so a program that never resends
+    /// should still take them, to free their memory). A chunk (one `write` call) that
     /// was cut by a loss is the entry's [`Unsent::partial`]: its first
     /// `written` bytes reached the kernel, the rest did not.
     ///
