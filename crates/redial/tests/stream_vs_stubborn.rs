@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use harness::fast_options;
-use redial::Manager;
+use redial::{Manager, StreamError};
 use redial_chaos::Proxy;
 use stubborn_io::{ReconnectOptions, StubbornTcpStream};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -40,6 +40,7 @@ fn frame(seq: u32) -> [u8; FRAME] {
 #[derive(Default)]
 struct Seen {
     frames: HashSet<u32>,
+    duplicated: usize,
     corrupt: usize,
     cut: usize,
 }
@@ -60,10 +61,10 @@ async fn server(l: TcpListener, seen: Arc<Mutex<Seen>>) {
                 let mut seen = seen.lock().unwrap();
                 for f in buf[..whole].chunks(FRAME) {
                     let seq = u32::from_be_bytes([f[0], f[1], f[2], f[3]]);
-                    if f == frame(seq) {
-                        seen.frames.insert(seq);
-                    } else {
+                    if f != frame(seq) {
                         seen.corrupt += 1;
+                    } else if !seen.frames.insert(seq) {
+                        seen.duplicated += 1;
                     }
                 }
                 drop(seen);
@@ -79,26 +80,36 @@ async fn server(l: TcpListener, seen: Arc<Mutex<Seen>>) {
 struct Outcome {
     ok: u32,
     errors: u32,
+    /// Frames handed back (a cut one included).
     handed_back: usize,
+    /// Bytes the errors said reached the kernel of a lost connection.
+    written_to_lost: u64,
     seen: Seen,
 }
+
+/// What the writer is told: frames handed back, and bytes the error (if
+/// any) says reached the kernel of the connection it reports lost.
+type Told<W> = fn(&W, Option<&std::io::Error>) -> (usize, u64);
 
 async fn run<W: AsyncWrite + Unpin>(
     mut w: W,
     proxy: &Proxy,
     seen: Arc<Mutex<Seen>>,
-    mut unsent: impl FnMut(&W) -> usize,
+    told: Told<W>,
 ) -> Outcome {
-    let (mut ok, mut errors, mut handed_back) = (0, 0, 0);
+    let (mut ok, mut errors, mut handed_back, mut written_to_lost) = (0, 0, 0, 0);
     for seq in 0..FRAMES {
         if seq % 5_000 == 2_500 {
             proxy.reset_all();
         }
         match tokio::time::timeout(Duration::from_secs(10), w.write_all(&frame(seq))).await {
             Ok(Ok(())) => ok += 1,
-            Ok(Err(_)) => {
+            // The frame of a failed write was not taken.
+            Ok(Err(e)) => {
                 errors += 1;
-                handed_back += unsent(&w);
+                let (back, written) = told(&w, Some(&e));
+                handed_back += back;
+                written_to_lost += written;
             }
             Err(_) => panic!("write of frame {seq} hung"),
         }
@@ -106,13 +117,18 @@ async fn run<W: AsyncWrite + Unpin>(
             tokio::task::yield_now().await;
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(10), w.flush()).await;
+    if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(10), w.flush()).await {
+        errors += 1;
+        written_to_lost += told(&w, Some(&e)).1;
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
+    handed_back += told(&w, None).0;
     let seen = std::mem::take(&mut *seen.lock().unwrap());
     Outcome {
         ok,
         errors,
         handed_back,
+        written_to_lost,
         seen,
     }
 }
@@ -136,20 +152,44 @@ async fn redial_reports_every_loss_that_stubborn_io_hides() {
     let (proxy, seen) = setup(7).await;
     let cm = Manager::new();
     let stream = cm.stream(proxy.local_addr(), fast_options(5, 50)).unwrap();
-    let r = run(stream, &proxy, seen, |s| {
-        s.take_unsent().iter().map(|u| u.chunks().count()).sum()
+    let r = run(stream, &proxy, seen, |s, e| {
+        let back = s
+            .take_unsent()
+            .iter()
+            .map(|u| u.chunks().count() + usize::from(u.partial().is_some()))
+            .sum();
+        let written = match e.and_then(StreamError::of) {
+            Some(StreamError::Reset(lost)) => lost.written,
+            _ => 0,
+        };
+        (back, written)
     })
     .await;
-    let r_lost = FRAMES as usize - r.seen.frames.len() - r.handed_back;
+    let received = r.seen.frames.len();
+    let r_lost = (r.ok as usize)
+        .checked_sub(received + r.handed_back)
+        .expect("more frames received or handed back than were written");
     println!(
-        "redial Stream: {} writes ok, {} ConnectionReset errors, {} frames received, {} handed back \
-         by take_unsent, {} lost in flight (each after a reported reset), {} cut, {} corrupt",
-        r.ok, r.errors, r.seen.frames.len(), r.handed_back, r_lost, r.seen.cut, r.seen.corrupt
+        "redial Stream: {} writes ok, {} ConnectionReset errors, {received} frames received, {} \
+         handed back by take_unsent, {r_lost} lost in flight ({} bytes were written to lost \
+         connections), {} cut, {} duplicated, {} corrupt",
+        r.ok,
+        r.errors,
+        r.handed_back,
+        r.written_to_lost,
+        r.seen.cut,
+        r.seen.duplicated,
+        r.seen.corrupt
     );
     assert_eq!(r.seen.corrupt, 0);
-    if r_lost > 0 || r.seen.cut > 0 {
-        assert!(r.errors > 0, "frames lost without any reported reset");
-    }
+    assert_eq!(r.seen.duplicated, 0, "a plain Stream never re-sends");
+    // Every frame neither received nor handed back was written to the
+    // kernel of a connection whose loss was reported.
+    assert!(
+        (r_lost * FRAME) as u64 <= r.written_to_lost,
+        "{r_lost} frames lost, but only {} bytes were written to lost connections",
+        r.written_to_lost
+    );
 
     // stubborn-io, same schedule of resets.
     let (proxy, seen) = setup(7).await;
@@ -159,16 +199,17 @@ async fn redial_reports_every_loss_that_stubborn_io_hides() {
     let stubborn = StubbornTcpStream::connect_with_options(proxy.local_addr(), opts)
         .await
         .unwrap();
-    let s = run(stubborn, &proxy, seen, |_| 0).await;
-    let s_lost = FRAMES as usize - s.seen.frames.len();
+    let s = run(stubborn, &proxy, seen, |_, _| (0, 0)).await;
+    let s_lost = (s.ok as usize).saturating_sub(s.seen.frames.len());
     println!(
         "stubborn-io:   {} writes ok, {} errors, {} frames received, {} lost with no error \
-         ({} frames cut in two across a reconnect), {} corrupt",
+         ({} frames cut in two across a reconnect), {} duplicated, {} corrupt",
         s.ok,
         s.errors,
         s.seen.frames.len(),
         s_lost,
         s.seen.cut,
+        s.seen.duplicated,
         s.seen.corrupt
     );
     cm.disconnect_all().await;
