@@ -116,6 +116,13 @@ async fn with_an_outage_buffer_writes_while_down_are_buffered_until_it_is_full()
         "{e}"
     );
     assert!(e.to_string().contains("outage buffer is full"), "{e}");
+    // A flush waits for the buffered bytes to reach a kernel: not while
+    // down, beyond the outage wait.
+    let e = tokio::time::timeout(Duration::from_secs(20), stream.flush())
+        .await
+        .expect("the flush waited past the outage wait")
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotConnected, "{e}");
 
     server.relisten().await;
     stream.write_all(b"!").await.unwrap();

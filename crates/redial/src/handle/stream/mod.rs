@@ -73,9 +73,18 @@ async fn wait_room(shared: Arc<Shared>, len: usize) {
     wait_queue(shared, move |q| q.has_room_for(len), true).await
 }
 
-/// Everything queued was handed to the kernel, or the connection is down.
+/// Everything queued was handed to the kernel; or the connection is down
+/// and holds nothing for the next one (a loss hands back what was queued,
+/// but an outage buffer keeps its bytes for the next connection).
 async fn wait_drained(shared: Arc<Shared>) {
-    wait_queue(shared, |q| !q.accepting || q.is_drained(), false).await
+    let done = |q: &Queue| {
+        if q.accepting {
+            q.is_drained()
+        } else {
+            q.outage.as_ref().is_none_or(|o| o.buf.is_empty())
+        }
+    };
+    wait_queue(shared, done, false).await
 }
 
 /// A managed connection as `AsyncRead + AsyncWrite`.
@@ -115,7 +124,8 @@ async fn wait_drained(shared: Arc<Shared>) {
 /// in it; the connection keeps trying, and a later write may succeed. With
 /// [`Outage::Buffer`](crate::Outage::Buffer) in the options, writes while
 /// down go into the outage buffer at once, and only a write that finds it
-/// full waits. Reads wait for bytes as long as the connection keeps
+/// full waits; a flush waits for them to reach the next connection's
+/// kernel, for at most the outage wait too. Reads wait for bytes as long as the connection keeps
 /// trying; a loss or the end of the stream ends their wait.
 ///
 /// ```no_run
@@ -352,10 +362,7 @@ impl Stream {
                 {
                     Err(refused) => refused,
                     Ok(()) => match buf {
-                        None => {
-                            self.down_deadline = None;
-                            return Poll::Ready(Ok(None));
-                        }
+                        None => return Poll::Ready(Ok(None)),
                         Some(buf) => match shared.push(None, buf) {
                             Ok(p) => {
                                 self.down_deadline = None;
@@ -377,26 +384,40 @@ impl Stream {
             if matches!(refused, Refused::Full { .. }) {
                 self.down_deadline = None;
             } else {
-                let connects = self.conn.shared.counters.connects.load(Ordering::Relaxed);
-                if self.down_deadline.as_ref().is_none_or(|d| d.0 != connects) {
-                    let at = self.outage_wait.and_then(|d| Instant::now().checked_add(d));
-                    self.down_deadline = at.map(|at| (connects, Box::pin(sleep_until(at))));
-                }
+                self.arm_down_deadline();
             }
             let shared = self.conn.shared.clone();
             let make = || -> Wait { Box::pin(wait_room(shared, len)) };
             if Self::poll_wait(&mut self.write_wait, make, cx).is_ready() {
                 continue;
             }
-            if let Some((_, deadline)) = self.down_deadline.as_mut() {
-                if deadline.as_mut().poll(cx).is_ready() {
-                    self.down_deadline = None;
-                    self.write_wait = None;
-                    return Poll::Ready(Err(self.down_error(refused)));
-                }
+            if self.poll_down_deadline(cx) {
+                self.write_wait = None;
+                return Poll::Ready(Err(self.down_error(refused)));
             }
             return Poll::Pending;
         }
+    }
+
+    /// Starts the outage wait, unless one runs already for this outage.
+    fn arm_down_deadline(&mut self) {
+        let connects = self.conn.shared.counters.connects.load(Ordering::Relaxed);
+        if self.down_deadline.as_ref().is_none_or(|d| d.0 != connects) {
+            let at = self.outage_wait.and_then(|d| Instant::now().checked_add(d));
+            self.down_deadline = at.map(|at| (connects, Box::pin(sleep_until(at))));
+        }
+    }
+
+    /// True (once) when the outage wait has run out.
+    fn poll_down_deadline(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some((_, deadline)) = self.down_deadline.as_mut() else {
+            return false;
+        };
+        if deadline.as_mut().poll(cx).is_ready() {
+            self.down_deadline = None;
+            return true;
+        }
+        false
     }
 
     /// The error of a write that waited the outage wait for a connection.
@@ -511,6 +532,16 @@ impl AsyncWrite for Stream {
         let shared = this.conn.shared.clone();
         if Self::poll_wait(&mut this.flush_wait, || Box::pin(wait_drained(shared)), cx).is_pending()
         {
+            // Down with bytes kept for the next connection: they wait for
+            // it at most the outage wait, as a write does.
+            if this.conn.shared.queue().accepting {
+                return Poll::Pending;
+            }
+            this.arm_down_deadline();
+            if this.poll_down_deadline(cx) {
+                this.flush_wait = None;
+                return Poll::Ready(Err(this.down_error(Refused::NotConnected)));
+            }
             return Poll::Pending;
         }
         let mut inbox = this.shared.inbox();
