@@ -32,6 +32,7 @@ use crate::shared::{Pushed, Queue, Refused, Shared};
 
 pub use error::{StreamError, StreamReset};
 pub use inbox::STREAM_READ_LIMIT;
+use inbox::{Inbox, Piece, StreamHandler, StreamShared};
 
 /// How long a [`Stream`] write waits for a connection while it is down,
 /// before it fails with [`StreamError::Down`] (see
@@ -40,7 +41,6 @@ pub use inbox::STREAM_READ_LIMIT;
 /// ([`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT)), short
 /// enough that a program notices an outage instead of hanging in it.
 pub const DEFAULT_STREAM_OUTAGE_WAIT: Duration = Duration::from_secs(10);
-use inbox::{Inbox, Piece, StreamHandler, StreamShared};
 
 type Wait = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 
@@ -125,8 +125,9 @@ async fn wait_drained(shared: Arc<Shared>) {
 /// [`Outage::Buffer`](crate::Outage::Buffer) in the options, writes while
 /// down go into the outage buffer at once, and only a write that finds it
 /// full waits; a flush waits for them to reach the next connection's
-/// kernel, for at most the outage wait too. Reads wait for bytes as long as the connection keeps
-/// trying; a loss or the end of the stream ends their wait.
+/// kernel, for at most the outage wait too. Reads wait for bytes as long
+/// as the connection keeps trying; a loss or the end of the stream ends
+/// their wait.
 ///
 /// ```no_run
 /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
