@@ -299,10 +299,30 @@ fn connect_config(a: &ConnectArgs) -> ConnectConfig {
     }
 }
 
-fn usage_error(msg: String) -> ! {
-    Cli::command()
-        .error(clap::error::ErrorKind::ValueValidation, msg)
-        .exit()
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Demo(_) => "demo",
+            Command::Connect(_) => "connect",
+            Command::Watch(_) => "watch",
+            Command::Chaos(_) => "chaos",
+        }
+    }
+}
+
+/// Exits 2 with `msg`, under the usage of subcommand `sub`, as clap does
+/// for the errors it finds itself.
+fn usage_error(sub: &str, msg: String) -> ! {
+    let mut cli = Cli::command();
+    cli.build();
+    match cli.find_subcommand_mut(sub) {
+        Some(cmd) => cmd
+            .error(clap::error::ErrorKind::ValueValidation, msg)
+            .exit(),
+        None => cli
+            .error(clap::error::ErrorKind::ValueValidation, msg)
+            .exit(),
+    }
 }
 
 fn reconnect_options(r: &Reconnect) -> redial_cli::connect::Reconnect {
@@ -341,7 +361,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             if let Some(file) = &a.file {
                 match read_endpoint_file(file) {
                     Ok(more) => endpoints.extend(more),
-                    Err(msg) => usage_error(msg),
+                    Err(msg) => usage_error("watch", msg),
                 }
             }
             let config = WatchConfig {
@@ -383,8 +403,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let name = cli.command.name();
     if let Err(e) = check_options(&cli.command) {
-        usage_error(e.0);
+        usage_error(name, e.0);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -407,7 +428,7 @@ fn main() -> ExitCode {
             runtime.shutdown_timeout(Duration::from_millis(100));
             // Refused by the library before anything started.
             if let Some(usage) = e.downcast_ref::<UsageError>() {
-                usage_error(usage.0.clone());
+                usage_error(name, usage.0.clone());
             }
             eprintln!("redial: error: {e:#}");
             ExitCode::from(EXIT_FAILURE)
