@@ -185,7 +185,7 @@ impl Handler for Netcat {
         again.extend_from_slice(unsent.bytes());
         let pending = again.len();
         let mut ledger = lock(&self.ledger);
-        ledger.lost(reset.written());
+        ledger.lost(reset.written(), None);
         let what = if pending == 0 {
             String::new()
         } else if self.resend {

@@ -29,6 +29,11 @@ pub struct Ledger {
     resend: Vec<u8>,
     lost_connections: u64,
     written_on_lost: u64,
+    /// Of `written_on_lost`, never acknowledged by the peer's TCP, over the
+    /// lost connections whose kernel told (`Reset::acked`).
+    unacked_on_lost: u64,
+    /// Lost connections whose kernel did not tell.
+    lost_without_kernel: u64,
 }
 
 impl Ledger {
@@ -49,10 +54,16 @@ impl Ledger {
         self.never_sent += n as u64;
     }
 
-    /// A connection was lost after writing `written` bytes to its kernel.
-    pub fn lost(&mut self, written: u64) {
+    /// A connection was lost after writing `written` bytes to its kernel,
+    /// `acked` of which the peer's TCP acknowledged (where the kernel
+    /// tells): the rest were lost in flight.
+    pub fn lost(&mut self, written: u64, acked: Option<u64>) {
         self.lost_connections += 1;
         self.written_on_lost += written;
+        match acked {
+            Some(a) => self.unacked_on_lost += written.saturating_sub(a),
+            None => self.lost_without_kernel += 1,
+        }
     }
 
     /// Keeps what a lost connection never sent, for the next connection.
@@ -112,12 +123,18 @@ impl Ledger {
             self.read, bytes_out, self.dropped, self.never_sent
         );
         if self.lost_connections > 0 {
-            line.push_str(&format!(
-                "; {} of the written were on {} lost connection{} and may not have arrived (lost in flight)",
-                self.written_on_lost,
-                self.lost_connections,
-                if self.lost_connections == 1 { "" } else { "s" },
-            ));
+            let s = if self.lost_connections == 1 { "" } else { "s" };
+            if self.lost_without_kernel == 0 {
+                line.push_str(&format!(
+                    "; {} of the written were on {} lost connection{s}, {} of them never acknowledged by the peer (lost in flight)",
+                    self.written_on_lost, self.lost_connections, self.unacked_on_lost,
+                ));
+            } else {
+                line.push_str(&format!(
+                    "; {} of the written were on {} lost connection{s} and may not have arrived (lost in flight)",
+                    self.written_on_lost, self.lost_connections,
+                ));
+            }
         }
         let off = self.unbalanced(bytes_out);
         if off != 0 {
@@ -138,7 +155,7 @@ mod tests {
     fn a_resend_that_never_happened_is_never_sent() {
         let mut l = Ledger::default();
         l.read(1000);
-        l.lost(600);
+        l.lost(600, None);
         l.keep_for_resend(&[0; 400]);
         // Gave up before reconnecting: the kept bytes count.
         assert_eq!(l.close(0), 400);
@@ -146,6 +163,19 @@ mod tests {
         assert!(l
             .summary(600)
             .contains("600 of the written were on 1 lost connection"));
+    }
+
+    #[test]
+    fn the_kernel_says_how_much_was_lost_in_flight() {
+        let mut l = Ledger::default();
+        l.read(100);
+        l.lost(60, Some(50));
+        l.lost(40, Some(40));
+        let line = l.summary(100);
+        assert!(
+            line.ends_with("100 of the written were on 2 lost connections, 10 of them never acknowledged by the peer (lost in flight)"),
+            "{line}"
+        );
     }
 
     #[test]
