@@ -22,7 +22,7 @@
 
 use redial::{Close, Reset, SendError, Unsent};
 
-use crate::account::{send_buffer_max, Account, Counts};
+use crate::account::{unacked_max, Account, Counts};
 
 /// Bytes in one message: eight digits and a newline.
 pub const MSG_LEN: usize = 9;
@@ -66,7 +66,7 @@ type Returned = (Option<(u64, usize)>, Vec<u64>);
 impl Default for Tally {
     fn default() -> Self {
         Tally {
-            account: Account::new(MSG_LEN).max_unacked(send_buffer_max()),
+            account: Account::new(MSG_LEN).max_unacked(unacked_max()),
             connects: 0,
             resets: 0,
             live: false,

@@ -27,7 +27,7 @@
 //! from redial's counters, is checked too: every frame that came back was
 //! acknowledged (`echoed ≤ acked ≤ written`), so what is lost in flight
 //! includes all the unacknowledged bytes, and those fit in the kernel's
-//! send buffer (at most `max_unacked`, read from the system by the caller).
+//! send buffer (at most `max_unacked`, see [`unacked_max`]).
 //!
 //! A frame still waiting at the end was neither echoed, nor handed back,
 //! nor written: it vanished, and counts as **unaccounted**. A run is clean
@@ -57,15 +57,25 @@ use std::collections::VecDeque;
 /// How many anomalies are described in full (the count goes on).
 const KEEP_NOTES: usize = 5;
 
-/// The largest send buffer the kernel gives a TCP socket, read from the
-/// system (Linux: the third field of `/proc/sys/net/ipv4/tcp_wmem`): the
-/// most a connection can lose unacknowledged. `u64::MAX` (no check) where
-/// the system does not say.
-pub fn send_buffer_max() -> u64 {
+/// The largest segment on loopback: 64 KiB.
+pub const MAX_SEGMENT: u64 = 64 * 1024;
+
+/// What an RST can leave received by the peer and never acknowledged to
+/// the sender: a receiver acknowledges at least every second full segment,
+/// and the RST carries no acknowledgement the sender processes.
+pub const DELAYED_ACK: u64 = 2 * MAX_SEGMENT;
+
+/// The most a connection's kernel can hold unacknowledged: the largest
+/// send buffer the kernel gives a TCP socket, read from the system (Linux:
+/// the third field of `/proc/sys/net/ipv4/tcp_wmem`), plus two segments
+/// (the kernel queues while under the buffer's size, and the segment being
+/// built may take it past by one more). `u64::MAX` (no check) where the
+/// system does not say.
+pub fn unacked_max() -> u64 {
     std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(2)?.parse().ok())
-        .unwrap_or(u64::MAX)
+        .and_then(|s| s.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .map_or(u64::MAX, |b| b.saturating_add(2 * MAX_SEGMENT))
 }
 
 /// One connection's frames, each in exactly one place.
@@ -168,8 +178,8 @@ impl Account {
         }
     }
 
-    /// The most a connection's kernel can hold unacknowledged: its largest
-    /// send buffer. More unacknowledged bytes at a loss is an anomaly.
+    /// The most a connection's kernel can hold unacknowledged (see
+    /// [`unacked_max`]). More unacknowledged bytes at a loss is an anomaly.
     pub fn max_unacked(mut self, bytes: u64) -> Self {
         self.max_unacked = bytes;
         self

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use redial::{Close, Connection, Reset, Resume, SendError, Socket, Unsent};
 
-use crate::account::{send_buffer_max, Account, Counts};
+use crate::account::{unacked_max, Account, Counts};
 use crate::frame::{decode, encode, Frame, DATA, FRAME, HELLO};
 
 /// One connection's account and what the handler needs besides.
@@ -157,7 +157,7 @@ pub fn lock(a: &Shared) -> MutexGuard<'_, Acct> {
 pub fn new(idx: u32) -> Shared {
     Arc::new(Mutex::new(Acct {
         idx,
-        account: Account::new(FRAME).max_unacked(send_buffer_max()),
+        account: Account::new(FRAME).max_unacked(unacked_max()),
         next_seq: 0,
         resets: 0,
         connects: 0,
