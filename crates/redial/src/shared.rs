@@ -90,16 +90,32 @@ impl std::fmt::Display for State {
 /// connected member flaps, the pool uses those that lost the fewest.
 pub const FLAPPING_AFTER: u32 = 3;
 
-/// What counts a member's losses toward [`FLAPPING_AFTER`].
-#[derive(Debug, Default)]
+/// What counts a member's losses toward [`FLAPPING_AFTER`]; kept packed in
+/// one atomic word of every connection (`Shared::flaps`).
+#[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct FlapCount {
-    /// Counted losses in a row (also in `Shared::short_lived`, for readers).
+    /// Counted losses in a row.
     losses: u32,
     /// The live connection was made by the immediate retry after a loss.
     from_retry: bool,
 }
 
+/// The bit of the packed [`FlapCount`] that holds `from_retry`; the bits
+/// below it count losses.
+const FROM_RETRY: u32 = 1 << 31;
+
 impl FlapCount {
+    fn pack(self) -> u32 {
+        self.losses.min(FROM_RETRY - 1) | if self.from_retry { FROM_RETRY } else { 0 }
+    }
+
+    fn unpack(v: u32) -> Self {
+        FlapCount {
+            losses: v & !FROM_RETRY,
+            from_retry: v & FROM_RETRY != 0,
+        }
+    }
+
     /// A connection that was up for `uptime` was lost; returns the count.
     fn lost(&mut self, uptime: Duration, stable_after: Duration) -> u32 {
         let short = uptime < stable_after;
@@ -107,7 +123,7 @@ impl FlapCount {
         if !short {
             self.losses = 0;
         } else if !from_retry {
-            self.losses = self.losses.saturating_add(1);
+            self.losses = self.losses.saturating_add(1).min(FROM_RETRY - 1);
         }
         self.losses
     }
@@ -127,6 +143,17 @@ impl FlapCount {
         }
         self.losses
     }
+}
+
+/// Whether a failed connect attempt reached the server, which dropped it
+/// (reset during the connect or the handshake), rather than finding it
+/// down (refused, timed out, unreachable).
+pub(crate) fn reached_and_dropped(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, UnexpectedEof};
+    matches!(
+        err.kind(),
+        ConnectionReset | ConnectionAborted | UnexpectedEof
+    )
 }
 
 /// Whether a pool may use a member now, by that member alone (the pool
@@ -180,13 +207,10 @@ pub(crate) struct Shared {
     pub(crate) changed: Notify,
     state: AtomicU8,
     command: AtomicU8,
-    /// Connections lost in a row before `stable_after`; from
-    /// [`FLAPPING_AFTER`] on, pools skip this member until its current
-    /// connection has stayed up that long.
-    pub(crate) short_lived: AtomicU32,
-    /// How `short_lived` is counted (changed on losses and failed
-    /// attempts only, so a plain lock).
-    flaps: Mutex<FlapCount>,
+    /// A packed [`FlapCount`]: connections lost in a row before
+    /// `stable_after`; from [`FLAPPING_AFTER`] on, pools skip this member
+    /// until its current connection has stayed up that long.
+    flaps: AtomicU32,
     /// The application's reader is full: the driver stops reading (and the
     /// peer is slowed by TCP flow control) until it is cleared.
     read_paused: AtomicBool,
@@ -520,8 +544,7 @@ impl Shared {
             changed: Notify::new(),
             state: AtomicU8::new(State::Connecting.to_u8()),
             command: AtomicU8::new(CMD_NONE),
-            short_lived: AtomicU32::new(0),
-            flaps: Mutex::new(FlapCount::default()),
+            flaps: AtomicU32::new(0),
             read_paused: AtomicBool::new(false),
             opts,
             counters: Counters::default(),
@@ -578,7 +601,7 @@ impl Shared {
                 return Usability::No;
             }
         }
-        let losses = self.short_lived.load(Ordering::Acquire);
+        let losses = FlapCount::unpack(self.flaps.load(Ordering::Acquire)).losses;
         if losses < FLAPPING_AFTER {
             return Usability::Yes;
         }
@@ -594,40 +617,44 @@ impl Shared {
         }
     }
 
+    /// Updates the flap count (only the driver does, so the update never
+    /// races another; the atomic is for the pools that read it).
+    fn update_flaps(&self, f: impl FnOnce(&mut FlapCount)) {
+        let mut c = FlapCount::unpack(self.flaps.load(Ordering::Acquire));
+        f(&mut c);
+        self.flaps.store(c.pack(), Ordering::Release);
+    }
+
     /// Counts a lost connection that was up for `uptime`.
     pub(crate) fn record_uptime(&self, uptime: Duration) {
-        let mut f = self.flaps.lock().unwrap_or_else(|p| p.into_inner());
-        let n = f.lost(uptime, self.opts.stable_after);
-        self.short_lived.store(n, Ordering::Release);
+        let stable_after = self.opts.stable_after;
+        self.update_flaps(|f| {
+            f.lost(uptime, stable_after);
+        });
     }
 
     /// Says whether the attempt after a loss starts at once: the loss of a
     /// connection it makes soon is the dying server's, not counted.
     pub(crate) fn record_retry(&self, at_once: bool) {
-        let mut f = self.flaps.lock().unwrap_or_else(|p| p.into_inner());
-        f.retrying(at_once);
+        self.update_flaps(|f| f.retrying(at_once));
     }
 
     /// Counts a failed connect attempt: a server that could not be reached
     /// is down or restarting, not accepting and dropping, so the run of
     /// losses that marks a flapping member ends there.
     pub(crate) fn record_failed_attempt(&self, err: &std::io::Error) {
-        use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, UnexpectedEof};
-        let dropped = matches!(
-            err.kind(),
-            ConnectionReset | ConnectionAborted | UnexpectedEof
-        );
-        let mut f = self.flaps.lock().unwrap_or_else(|p| p.into_inner());
-        let n = f.failed(!dropped);
-        self.short_lived.store(n, Ordering::Release);
+        let dropped = reached_and_dropped(err);
+        self.update_flaps(|f| {
+            f.failed(!dropped);
+        });
     }
 
     /// The connection waits for another one's probe of its endpoint,
     /// which found it down: as a failed attempt of its own.
     pub(crate) fn record_unreachable(&self) {
-        let mut f = self.flaps.lock().unwrap_or_else(|p| p.into_inner());
-        let n = f.failed(true);
-        self.short_lived.store(n, Ordering::Release);
+        self.update_flaps(|f| {
+            f.failed(true);
+        });
     }
 
     /// Releases the queue lock and wakes the writers waiting for room, if any.
@@ -889,6 +916,16 @@ mod tests {
         assert_eq!(f.failed(false), FLAPPING_AFTER);
         // A connection that stayed up ends it.
         assert_eq!(f.lost(STABLE, STABLE), 0);
+    }
+
+    #[test]
+    fn a_flap_count_packs_into_one_word() {
+        for (losses, from_retry) in [(0, false), (3, true), (u32::MAX, true), (7, false)] {
+            let f = FlapCount { losses, from_retry };
+            let back = FlapCount::unpack(f.pack());
+            assert_eq!(back.losses, losses.min(FROM_RETRY - 1));
+            assert_eq!(back.from_retry, from_retry);
+        }
     }
 
     #[test]

@@ -284,9 +284,8 @@ async fn stuck_server() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     (addr, task)
 }
 
-/// Sends to `c` until its queue refuses even one byte more: it is then
-/// full and stays so (its server never reads).
-fn fill(c: &Connection) -> usize {
+/// Sends to `c` until its queue refuses even one byte more.
+fn fill_once(c: &Connection) -> usize {
     let mut queued = 0;
     for size in [256 * 1024, 4096, 64, 1] {
         let chunk = vec![0u8; size];
@@ -307,6 +306,21 @@ fn fill(c: &Connection) -> usize {
         }
     }
     queued
+}
+
+/// Fills `c`'s queue (its server never reads) until the kernel takes no
+/// more of it either: the kernel's buffers grow for a while after they
+/// first look full, so the queue is full only once nothing more goes out.
+fn fill(c: &Connection) -> usize {
+    for _ in 0..100 {
+        let queued = fill_once(c);
+        let out = c.stats().bytes_out;
+        std::thread::sleep(Duration::from_millis(200));
+        if c.stats().bytes_out == out {
+            return queued;
+        }
+    }
+    panic!("the kernel kept taking bytes from a server that never reads");
 }
 
 // Issue 20: `pick_least_queued` drew two samples that could be the same

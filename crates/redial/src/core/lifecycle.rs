@@ -7,9 +7,11 @@
 //!
 //! Rules it enforces:
 //! - a failed attempt is followed by the next delay of the backoff schedule;
-//! - a connection made after failed attempts (an outage ended) starts the
-//!   schedule over for the next outage, whose first loss is retried at
-//!   once (the server restarted; it did not accept and drop);
+//! - a connection made after attempts that found the server down (an
+//!   outage ended) starts the schedule over for the next outage, whose
+//!   first loss is retried at once (the server restarted; it did not
+//!   accept and drop). Attempts the server reached and dropped
+//!   ([`Lifecycle::connect_dropped`]) do not count as an outage;
 //! - a connection that stayed up for `stable_after` starts the schedule over
 //!   and is retried at once when lost;
 //! - one lost sooner is retried at once too, unless the connection before it
@@ -72,6 +74,9 @@ pub struct Lifecycle {
     resets: Option<Box<VecDeque<Instant>>>,
     /// The last connected period ended before `stable_after`.
     short_lived: bool,
+    /// An attempt since the last connection found the server down (not
+    /// reached and dropped): the next connection ends an outage.
+    found_down: bool,
 }
 
 impl Lifecycle {
@@ -84,6 +89,7 @@ impl Lifecycle {
             failed: 0,
             resets: None,
             short_lived: false,
+            found_down: false,
         }
     }
 
@@ -121,10 +127,11 @@ impl Lifecycle {
     /// The attempt under way succeeded.
     pub fn connected(&mut self, now: Instant) {
         if let Phase::Connecting { .. } = self.phase {
-            // Reached after failed attempts: an outage ended (the server
-            // restarted), so the next outage starts the schedule over, and
-            // the next loss is retried at once whatever came before it.
-            if self.failed > 0 {
+            // Reached after attempts that found the server down: an outage
+            // ended (the server restarted), so the next outage starts the
+            // schedule over, and the next loss is retried at once whatever
+            // came before it.
+            if std::mem::take(&mut self.found_down) {
                 self.place.reset(&self.opts.backoff);
                 self.short_lived = false;
             }
@@ -134,12 +141,27 @@ impl Lifecycle {
         }
     }
 
-    /// The attempt under way failed. Returns the delay before the next one,
-    /// or `None` when the give-up policy closed the connection.
+    /// The attempt under way failed: the server could not be reached
+    /// (refused, timed out, unreachable). Returns the delay before the next
+    /// one, or `None` when the give-up policy closed the connection.
     pub fn connect_failed(&mut self, now: Instant) -> Option<Duration> {
+        self.attempt_failed(now, true)
+    }
+
+    /// The attempt under way failed after reaching the server, which
+    /// dropped it (reset during the connect or the handshake): as
+    /// [`Lifecycle::connect_failed`], except that it is not an outage, so
+    /// the connection made after it does not start the schedule over (a
+    /// server that accepts and drops is not retried faster for it).
+    pub fn connect_dropped(&mut self, now: Instant) -> Option<Duration> {
+        self.attempt_failed(now, false)
+    }
+
+    fn attempt_failed(&mut self, now: Instant, down: bool) -> Option<Duration> {
         let Phase::Connecting { attempt } = self.phase else {
             return None;
         };
+        self.found_down |= down;
         self.failed = self.failed.saturating_add(1);
         let start = *self.streak_start.get_or_insert(now);
         let elapsed = now.saturating_duration_since(start);
@@ -197,6 +219,7 @@ impl Lifecycle {
         }
         self.streak_start = Some(now);
         self.failed = 0;
+        self.found_down = false;
         let stable = now.saturating_duration_since(since) >= self.opts.stable_after;
         let was_short_lived = std::mem::replace(&mut self.short_lived, !stable);
         if stable || !was_short_lived {
@@ -288,6 +311,38 @@ mod tests {
         assert_eq!(d, [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]);
         assert_eq!(lc.phase(), &Phase::Connecting { attempt: 7 });
         assert_eq!(lc.level(), 5);
+    }
+
+    #[test]
+    fn attempts_reached_and_dropped_are_no_outage() {
+        let mut now = Instant::now();
+        let mut lc = Lifecycle::new(Arc::new(opts()), 1);
+        lc.start(now);
+        // A server that accepts and drops, some connects reset on the way:
+        // the schedule keeps climbing across the connections it allows.
+        lc.connected(now);
+        now += ms(1);
+        assert_eq!(lc.reset(now, true), Some(Duration::ZERO));
+        lc.connected(now);
+        now += ms(1);
+        assert_eq!(lc.reset(now, true), Some(ms(100)));
+        now += ms(100);
+        lc.timeout(now);
+        assert_eq!(lc.connect_dropped(now), Some(ms(200)));
+        now += ms(200);
+        lc.timeout(now);
+        lc.connected(now);
+        now += ms(1);
+        assert_eq!(lc.reset(now, true), Some(ms(400)), "went on climbing");
+        // A refused attempt is an outage: the connection after it starts over.
+        now += ms(400);
+        lc.timeout(now);
+        assert_eq!(lc.connect_failed(now), Some(ms(800)));
+        now += ms(800);
+        lc.timeout(now);
+        lc.connected(now);
+        now += ms(1);
+        assert_eq!(lc.reset(now, true), Some(Duration::ZERO));
     }
 
     #[test]

@@ -434,7 +434,11 @@ impl<H: Handler> Driver<H> {
                     self.lifecycle.close(reason);
                     return;
                 }
-                let retry_in = self.lifecycle.connect_failed(now);
+                let retry_in = if crate::shared::reached_and_dropped(&err) {
+                    self.lifecycle.connect_dropped(now)
+                } else {
+                    self.lifecycle.connect_failed(now)
+                };
                 self.emit(EventKind::ConnectFailed {
                     attempt,
                     error: err.to_string(),
