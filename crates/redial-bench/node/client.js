@@ -1,5 +1,7 @@
 // Node peer clients of redial-bench: connman 1.0.0 (from npm, unmodified)
-// and plain `net`. Usage: node client.js <connman|node-net> <scenario> k=v...
+// and plain `net` (one write per message, or batched as a careful node
+// programmer would). Usage:
+// node client.js <connman|node-net|node-batched> <scenario> k=v...
 // Prints the same stamp lines as the Rust clients (CLOCK_MONOTONIC ns via
 // process.hrtime, which libuv reads from the same clock).
 'use strict';
@@ -52,6 +54,33 @@ function throughput() {
     // One write per message, no regard for 'drain': node queues in user
     // space and coalesces into writev.
     for (let i = 0; i < n; i++) sock.write(MSG);
+    sock.once('data', () => { if (!done) { done = true; idleReport(before); } });
+  }, () => {}, () => {});
+}
+
+// The careful node programmer: messages are copied into one 64 KiB
+// Buffer, each full Buffer is one socket.write, and when write() says the
+// socket's queue is full the loop waits for 'drain' (bounded memory).
+function throughputBatched() {
+  const n = Number(kv.n);
+  const SIZE = 64 * 1024;
+  let done = false;
+  open(kv.addr, (sock) => {
+    const before = process.memoryUsage().rss;
+    stamp('start');
+    let i = 0, buf = Buffer.allocUnsafe(SIZE), off = 0;
+    const pump = () => {
+      while (i < n) {
+        MSG.copy(buf, off); off += MSG.length; i++;
+        if (off + MSG.length > SIZE) {
+          const ok = sock.write(off === SIZE ? buf : buf.subarray(0, off));
+          buf = Buffer.allocUnsafe(SIZE); off = 0;
+          if (!ok) { sock.once('drain', pump); return; }
+        }
+      }
+      if (off > 0) { sock.write(buf.subarray(0, off)); off = 0; }
+    };
+    pump();
     sock.once('data', () => { if (!done) { done = true; idleReport(before); } });
   }, () => {}, () => {});
 }
@@ -164,4 +193,5 @@ function scale() {
   process.stdout.write('ready\n');
 }
 
-({ throughput, pingpong, recovery, scale })[scenario]();
+if (peer === 'node-batched' && scenario === 'throughput') throughputBatched();
+else ({ throughput, pingpong, recovery, scale })[scenario]();

@@ -16,6 +16,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod clock;
+mod hist;
 mod kv;
 mod peers;
 mod proc;
@@ -69,7 +70,7 @@ fn parse(args: &[String]) -> Result<Args> {
             "--no-netns" => a.no_netns = true,
             "--no-write" => a.write = false,
             "-h" | "--help" => {
-                println!("usage: redial-bench [--quick] [--runs N] [--only throughput,pingpong,recovery,scale] [--no-node] [--no-netns] [--no-write]");
+                println!("usage: redial-bench [--quick] [--runs N] [--only throughput,producers,fanout,pingpong,recovery,scale] [--no-node] [--no-netns] [--no-write]");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other} (try --help)"),
@@ -230,8 +231,10 @@ fn orchestrate(argv: &[String]) -> Result<ExitCode> {
     let want = |s: &str| args.only.as_ref().is_none_or(|o| o.iter().any(|x| x == s));
     let mut sections: Vec<Section> = Vec::new();
     type Scenario = fn(&mut Ctx) -> Result<Section>;
-    let all: [(&str, Scenario); 4] = [
+    let all: [(&str, Scenario); 6] = [
         ("throughput", scenarios::throughput::run),
+        ("producers", scenarios::producers::run),
+        ("fanout", scenarios::fanout::run),
         ("pingpong", scenarios::pingpong::run),
         ("recovery", scenarios::recovery::run),
         ("scale", scenarios::scale::run),

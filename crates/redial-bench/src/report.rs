@@ -132,3 +132,50 @@ pub fn utc_now() -> String {
         rem % 60
     )
 }
+
+/// What the runs' spread says: empty when the runs agree; "bimodal" when
+/// they fall into two groups (at least two runs each) with a gap wider
+/// than 15 % of the median between them; "wide" when the slowest and the
+/// fastest run differ by more than 30 % without such a gap.
+pub fn spread_note(v: &[f64]) -> String {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    s.sort_by(f64::total_cmp);
+    if s.len() < 2 {
+        return String::new();
+    }
+    let m = median(&s);
+    if s.len() >= 4 {
+        let (cut, gap) = (2..=s.len() - 2)
+            .map(|i| (i, s[i] - s[i - 1]))
+            .fold((0, 0.0), |a, b| if b.1 > a.1 { b } else { a });
+        if cut > 0 && gap > 0.15 * m {
+            return format!(
+                "**bimodal**: {} runs at {}-{} M, {} at {}-{} M",
+                cut,
+                dec(s[0] / 1e6, 1),
+                dec(s[cut - 1] / 1e6, 1),
+                s.len() - cut,
+                dec(s[cut] / 1e6, 1),
+                dec(s[s.len() - 1] / 1e6, 1)
+            );
+        }
+    }
+    let (lo, hi) = (s[0], s[s.len() - 1]);
+    if lo > 0.0 && hi / lo > 1.3 {
+        return format!("wide: max/min {}", dec(hi / lo, 2));
+    }
+    String::new()
+}
+
+/// `min / median / max` of ratios, with `d` decimals.
+pub fn spread(v: &[f64], d: usize) -> String {
+    if v.is_empty() {
+        return "n/a".into();
+    }
+    format!(
+        "{} / {} / {}",
+        dec(min(v), d),
+        dec(median(v), d),
+        dec(max(v), d)
+    )
+}

@@ -2,6 +2,8 @@
 //! work at most, so the client under test has the other core):
 //!
 //! - `sink`: counts bytes, stamps `done` when all arrived, answers one byte;
+//! - `multisink`: counts the bytes of any number of connections on one
+//!   event loop thread, stamps `done` when all of them arrived;
 //! - `echo`: sends back what it reads (ping-pong);
 //! - `recovery`: accepts, sends one byte, holds, then closes with FIN or
 //!   RST, or stops listening for a while (reset recovery);
@@ -54,6 +56,7 @@ pub fn run(kind: &str, kv: &Kv) -> Result<()> {
     let addr: SocketAddr = kv.str("addr").unwrap_or("127.0.0.1:0").parse()?;
     match kind {
         "sink" => sink(addr, kv.num("bytes")?),
+        "multisink" => multisink(addr, kv.num("bytes")?),
         "echo" => echo(addr),
         "recovery" => recovery(
             addr,
@@ -93,6 +96,48 @@ fn sink(addr: SocketAddr, want: u64) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// One `current_thread` runtime: a task per connection reads into one
+/// shared buffer (only one task runs at a time) and adds to the total.
+fn multisink(addr: SocketAddr, want: u64) -> Result<()> {
+    let l = listen(addr, 4096)?;
+    l.set_nonblocking(true)?;
+    announce(&l)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    tokio::task::LocalSet::new().block_on(&rt, multisink_loop(l, want))
+}
+
+async fn multisink_loop(l: TcpListener, want: u64) -> Result<()> {
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
+    let l = tokio::net::TcpListener::from_std(l)?;
+    let got = Rc::new(Cell::new(0u64));
+    let buf = Rc::new(RefCell::new(vec![0u8; 256 * 1024]));
+    loop {
+        let (s, _) = l.accept().await?;
+        let (got, buf) = (got.clone(), buf.clone());
+        tokio::task::spawn_local(async move {
+            while s.readable().await.is_ok() {
+                let r = s.try_read(&mut buf.borrow_mut());
+                match r {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        let before = got.get();
+                        let now = before + n as u64;
+                        got.set(now);
+                        if before < want && now >= want {
+                            println!("done {} {now}", now_ns());
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+        });
+    }
 }
 
 fn echo(addr: SocketAddr) -> Result<()> {

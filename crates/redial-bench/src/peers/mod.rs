@@ -2,10 +2,14 @@
 //! they have in common: the list of peers with their configurations, the
 //! stamp lines they print, and the control of the scale clients.
 //!
-//! Every Rust client runs on a tokio `current_thread` runtime (one event
-//! loop thread, like node), so client and server each get one core.
+//! Every Rust client of the one-connection scenarios runs on a tokio
+//! `current_thread` runtime (one event loop thread, like node), so client
+//! and server each get one core; the many-producer and many-connection
+//! clients (`producers.rs`, `fanout.rs`) run on a 2-worker runtime.
 
+pub mod fanout;
 pub mod node;
+pub mod producers;
 pub mod redial_peer;
 pub mod stubborn;
 pub mod tokio_plain;
@@ -25,8 +29,17 @@ use crate::kv::Kv;
 pub enum Peer {
     /// Plain tokio `TcpStream`, one `write_all` per message.
     Tokio,
-    /// tokio `TcpStream` behind an 8 KiB `BufWriter`: the well-written app.
-    TokioBuf,
+    /// tokio `TcpStream` behind a `BufWriter` of 8 KiB (tokio's default).
+    TokioBuf8,
+    /// The same behind a 64 KiB `BufWriter`.
+    TokioBuf64,
+    /// The same behind a 256 KiB `BufWriter`.
+    TokioBuf256,
+    /// Many producers: an `mpsc` channel to one writer task that holds a
+    /// 64 KiB `BufWriter` (the usual tokio pattern).
+    TokioMpsc,
+    /// Many producers: `Arc<tokio::sync::Mutex<BufWriter>>` (64 KiB).
+    TokioMutex,
     /// stubborn-io 0.3 with `ReconnectOptions::new()`.
     Stubborn,
     /// stubborn-io with a 10 ms x2 backoff.
@@ -35,6 +48,10 @@ pub enum Peer {
     Connman,
     /// node, plain `net.Socket`.
     NodeNet,
+    /// node, plain `net.Socket`, messages copied into 64 KiB buffers, one
+    /// `write` per buffer, waiting for `drain` when it asks to: how a
+    /// careful node programmer batches.
+    NodeBatched,
     /// redial with its defaults.
     Redial,
     /// redial with its defaults, sending through one `Sender` (throughput
@@ -46,26 +63,36 @@ pub enum Peer {
 }
 
 impl Peer {
-    pub const ALL: [Peer; 9] = [
+    pub const ALL: [Peer; 14] = [
         Peer::Redial,
         Peer::RedialSender,
         Peer::RedialStable,
         Peer::Tokio,
-        Peer::TokioBuf,
+        Peer::TokioBuf8,
+        Peer::TokioBuf64,
+        Peer::TokioBuf256,
+        Peer::TokioMpsc,
+        Peer::TokioMutex,
         Peer::Stubborn,
         Peer::Stubborn10,
         Peer::Connman,
         Peer::NodeNet,
+        Peer::NodeBatched,
     ];
 
     pub fn id(self) -> &'static str {
         match self {
             Peer::Tokio => "tokio",
-            Peer::TokioBuf => "tokio-buf",
+            Peer::TokioBuf8 => "tokio-buf-8k",
+            Peer::TokioBuf64 => "tokio-buf-64k",
+            Peer::TokioBuf256 => "tokio-buf-256k",
+            Peer::TokioMpsc => "tokio-mpsc",
+            Peer::TokioMutex => "tokio-mutex",
             Peer::Stubborn => "stubborn",
             Peer::Stubborn10 => "stubborn-10ms",
             Peer::Connman => "connman",
             Peer::NodeNet => "node-net",
+            Peer::NodeBatched => "node-batched",
             Peer::Redial => "redial",
             Peer::RedialSender => "redial-sender",
             Peer::RedialStable => "redial-stable",
@@ -82,11 +109,16 @@ impl Peer {
     pub fn label(self) -> &'static str {
         match self {
             Peer::Tokio => "tokio TcpStream (plain)",
-            Peer::TokioBuf => "tokio + BufWriter 8 KiB",
+            Peer::TokioBuf8 => "tokio + BufWriter 8 KiB",
+            Peer::TokioBuf64 => "tokio + BufWriter 64 KiB",
+            Peer::TokioBuf256 => "tokio + BufWriter 256 KiB",
+            Peer::TokioMpsc => "tokio mpsc -> writer task + BufWriter 64 KiB",
+            Peer::TokioMutex => "tokio `Arc<Mutex<BufWriter 64 KiB>>`",
             Peer::Stubborn => "stubborn-io 0.3 (defaults)",
             Peer::Stubborn10 => "stubborn-io 0.3 (10 ms x2)",
             Peer::Connman => "node connman 1.0.0",
             Peer::NodeNet => "node net (plain)",
+            Peer::NodeBatched => "node net, 64 KiB batches + `drain`",
             Peer::Redial => "**redial (defaults)**",
             Peer::RedialSender => "**redial (defaults), one `Sender`**",
             Peer::RedialStable => "**redial (defaults), conn. up > stable_after**",
@@ -96,7 +128,14 @@ impl Peer {
     /// The reconnect schedule, shown beside the recovery figures.
     pub fn schedule(self) -> &'static str {
         match self {
-            Peer::Tokio | Peer::TokioBuf | Peer::NodeNet => {
+            Peer::Tokio
+            | Peer::TokioBuf8
+            | Peer::TokioBuf64
+            | Peer::TokioBuf256
+            | Peer::TokioMpsc
+            | Peer::TokioMutex
+            | Peer::NodeNet
+            | Peer::NodeBatched => {
                 "none (hand-rolled: at once after a loss, every 10 ms after a failure)"
             }
             Peer::Stubborn => "4 s x2, ±5 %, cap 30 min",
@@ -111,7 +150,17 @@ impl Peer {
     }
 
     pub fn is_node(self) -> bool {
-        matches!(self, Peer::Connman | Peer::NodeNet)
+        matches!(self, Peer::Connman | Peer::NodeNet | Peer::NodeBatched)
+    }
+
+    /// The `BufWriter` capacity of a tokio + BufWriter peer.
+    pub fn buf_capacity(self) -> Option<usize> {
+        match self {
+            Peer::TokioBuf8 => Some(8 * 1024),
+            Peer::TokioBuf64 | Peer::TokioMpsc | Peer::TokioMutex => Some(64 * 1024),
+            Peer::TokioBuf256 => Some(256 * 1024),
+            _ => None,
+        }
     }
 }
 
@@ -120,9 +169,17 @@ pub fn stamp(word: &str) {
     println!("{word} {}", now_ns());
 }
 
-/// A single-threaded runtime, as every client uses.
+/// A single-threaded runtime, as every one-connection client uses.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// The many-producer and many-connection clients' runtime: 2 workers.
+pub fn runtime_2_workers() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()?)
 }
@@ -244,12 +301,20 @@ pub fn addrs(kv: &Kv) -> Result<Vec<std::net::SocketAddr>> {
 /// Runs the client role: `client <peer> <scenario> k=v...`.
 pub fn run(peer: &str, scenario: &str, kv: &Kv) -> Result<()> {
     let peer = Peer::from_id(peer)?;
+    match (peer, scenario) {
+        (_, "producers") => return producers::run(peer, kv),
+        (_, "fanout") => return fanout::run(peer, kv),
+        _ => {}
+    }
     match peer {
-        Peer::Tokio | Peer::TokioBuf => tokio_plain::run(peer, scenario, kv),
+        Peer::TokioMpsc | Peer::TokioMutex => bail!("{}: many-producer scenario only", peer.id()),
+        Peer::Tokio | Peer::TokioBuf8 | Peer::TokioBuf64 | Peer::TokioBuf256 => {
+            tokio_plain::run(peer, scenario, kv)
+        }
         Peer::Stubborn | Peer::Stubborn10 => stubborn::run(peer, scenario, kv),
         Peer::Redial | Peer::RedialStable | Peer::RedialSender => {
             redial_peer::run(peer, scenario, kv)
         }
-        Peer::Connman | Peer::NodeNet => bail!("node peers run under node"),
+        Peer::Connman | Peer::NodeNet | Peer::NodeBatched => bail!("node peers run under node"),
     }
 }

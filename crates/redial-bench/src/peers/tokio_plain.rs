@@ -21,7 +21,7 @@ pub fn run(peer: Peer, scenario: &str, kv: &Kv) -> Result<()> {
         "throughput" => rt.block_on(throughput(
             kv.str("addr")?.parse()?,
             kv.num("n")?,
-            peer == Peer::TokioBuf,
+            peer.buf_capacity(),
         ))?,
         "pingpong" => rt.block_on(async {
             let mut s = TcpStream::connect(kv.str("addr")?).await?;
@@ -48,15 +48,15 @@ pub fn idle_report(before: u64) {
     wait_stdin_eof();
 }
 
-async fn throughput(addr: SocketAddr, n: u64, buffered: bool) -> Result<()> {
+async fn throughput(addr: SocketAddr, n: u64, buffered: Option<usize>) -> Result<()> {
     let s = TcpStream::connect(addr).await?;
     s.set_nodelay(true)?;
     let (mut r, w) = s.into_split();
     let msg = [0x5au8; 64];
     let before = procfs::rss_bytes(std::process::id());
     stamp("start");
-    if buffered {
-        let mut w = BufWriter::with_capacity(8 * 1024, w);
+    if let Some(cap) = buffered {
+        let mut w = BufWriter::with_capacity(cap, w);
         for _ in 0..n {
             w.write_all(&msg).await?;
         }

@@ -2,7 +2,9 @@
 //! which peers can run), starting servers and clients, and the record of
 //! count checks that decide the exit code.
 
+pub mod fanout;
 pub mod pingpong;
+pub mod producers;
 pub mod recovery;
 pub mod scale;
 pub mod throughput;
