@@ -245,7 +245,7 @@ pub fn handler(acct: Shared) -> impl redial::Handler {
                     current
                 ));
             }
-            let r = a.classify(reset.unsent());
+            let r = a.classify(&reset.unsent());
             let acked = kernel_acked_reset(reset);
             a.add_acked(acked);
             a.account
@@ -256,7 +256,7 @@ pub fn handler(acct: Shared) -> impl redial::Handler {
         })
         .on_close(move |close: &Close| {
             let mut a = lock(&a4);
-            let mut r = a.classify(close.unsent());
+            let mut r = a.classify(&close.unsent());
             r.acked = kernel_acked_close(close);
             if a.closed {
                 a.account.anomaly("on_close twice".into());
@@ -268,12 +268,12 @@ pub fn handler(acct: Shared) -> impl redial::Handler {
 
 /// The kernel's count of acknowledged bytes at a loss, where redial
 /// reports it.
-fn kernel_acked_reset(_reset: &Reset) -> Option<u64> {
-    None
+fn kernel_acked_reset(reset: &Reset) -> Option<u64> {
+    reset.acked()
 }
 
 /// The kernel's count of acknowledged bytes of the last connection at the
 /// close, where redial reports it.
-fn kernel_acked_close(_close: &Close) -> Option<u64> {
-    None
+fn kernel_acked_close(close: &Close) -> Option<u64> {
+    close.acked()
 }

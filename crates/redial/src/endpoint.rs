@@ -107,7 +107,7 @@ pub(crate) enum Kind {
 }
 
 impl Endpoint {
-    fn from_kind(kind: Kind) -> Self {
+    pub(crate) fn from_kind(kind: Kind) -> Self {
         Endpoint {
             kind: Arc::new(kind),
         }

@@ -102,8 +102,15 @@ pub trait Handler: Send + 'static {
 
     /// A live connection was lost (never called for a failed attempt, nor
     /// for a local `disconnect`). Return what to do next.
+    ///
+    /// **The default discards [`Reset::unsent`]**: the bytes that were
+    /// queued and never written are counted in
+    /// [`Stats::discarded_bytes`](crate::Stats::discarded_bytes) and logged
+    /// with `warn!`, and the connection reconnects. Override it to keep
+    /// them ([`Reset::take_unsent`] takes them from `&Reset`); bytes an
+    /// override leaves in the `Reset` count as handed back, not discarded.
     fn on_reset(&mut self, reset: &Reset) -> Resume {
-        let _ = reset;
+        reset.discard_unsent();
         Resume::Reconnect
     }
 
@@ -121,8 +128,13 @@ pub trait Handler: Send + 'static {
     }
 
     /// The managed connection ended for good. Called exactly once, last.
+    ///
+    /// **The default discards [`Close::unsent`]**, counting it in
+    /// [`Stats::discarded_bytes`](crate::Stats::discarded_bytes) with a
+    /// `warn!`; override it to keep them ([`Close::take_unsent`] takes
+    /// them from `&Close`).
     fn on_close(&mut self, close: &Close) {
-        let _ = close;
+        close.discard_unsent();
     }
 }
 
@@ -246,7 +258,10 @@ impl Handler for FnHandler {
     fn on_reset(&mut self, reset: &Reset) -> Resume {
         match &mut self.reset {
             Some(f) => f(reset),
-            None => Resume::Reconnect,
+            None => {
+                reset.discard_unsent();
+                Resume::Reconnect
+            }
         }
     }
     fn on_connect_failed(&mut self, err: &io::Error, attempt: u32) {
@@ -260,8 +275,9 @@ impl Handler for FnHandler {
         }
     }
     fn on_close(&mut self, close: &Close) {
-        if let Some(f) = &mut self.close {
-            f(close)
+        match &mut self.close {
+            Some(f) => f(close),
+            None => close.discard_unsent(),
         }
     }
 }

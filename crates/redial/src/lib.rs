@@ -182,6 +182,8 @@
 //! one 64 KiB buffer per worker thread, not one per connection.
 
 mod core;
+#[cfg(any(test, fuzzing))]
+mod data_path;
 mod driver;
 mod endpoint;
 mod error;
@@ -195,10 +197,10 @@ mod shared;
 // Short paths for the crate's own use: `crate::lifecycle` rather than
 // `crate::core::lifecycle`. The folders above are the layers; these names
 // are the rooms inside them.
-use self::core::{backoff, lifecycle};
+use self::core::{backoff, ledger, lifecycle};
 #[cfg(feature = "tls")]
 pub use driver::tls;
-use driver::{dial, gate, probe, scratch};
+use driver::{dial, gate, kernel, probe, scratch};
 use handle::{connection, disconnect, global, manager, pool, sender, socket, stream};
 
 pub use backoff::{
@@ -227,10 +229,12 @@ pub use stream::{Stream, StreamError, StreamReset, DEFAULT_STREAM_OUTAGE_WAIT, S
 #[cfg(feature = "tls")]
 pub use tls::{TlsConfig, TlsError};
 
-/// The life-cycle state machine, reachable only in fuzzing builds
-/// (`cargo fuzz` sets `--cfg fuzzing`).
+/// The life-cycle state machine and the send path with its byte ledger,
+/// reachable only in fuzzing builds (`cargo fuzz` sets `--cfg fuzzing`).
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing {
+    pub use crate::data_path::DataPath;
+    pub use crate::ledger::Ledger;
     pub use crate::lifecycle::{Lifecycle, Phase};
 }

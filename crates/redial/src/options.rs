@@ -14,6 +14,14 @@ use socket2::SockRef;
 use crate::backoff::Backoff;
 use crate::error::OptionsError;
 
+/// The kernel's limits for socket options that take a duration (Linux:
+/// `MAX_TCP_KEEPIDLE`, `MAX_TCP_KEEPINTVL`, `MAX_TCP_KEEPCNT`, and an `int`
+/// of milliseconds for `TCP_USER_TIMEOUT`). Every other duration saturates:
+/// one of centuries means "never".
+const MAX_KEEPALIVE_TIME: Duration = Duration::from_secs(32_767);
+const MAX_KEEPALIVE_RETRIES: u32 = 127;
+const MAX_USER_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
 /// Default connect timeout per address: a SYN that gets no answer in 10 s
 /// has met a dead host or a firewall that drops; waiting the kernel's ~2 min
 /// helps nobody.
@@ -397,7 +405,9 @@ impl Options {
     }
 
     /// TCP keepalive probes (default on: 20 s idle, 5 s × 4 probes); `None`
-    /// turns them off.
+    /// turns them off. Linux takes at most 32,767 s for `idle` and
+    /// `interval` and 127 `retries`; more is refused when connecting, with
+    /// an [`OptionsError`] naming `keepalive`.
     ///
     /// ```
     /// let o = redial::Options::new().keepalive(None);
@@ -409,6 +419,9 @@ impl Options {
     }
 
     /// TCP_USER_TIMEOUT (Linux; default 40 s); `None` leaves the kernel's.
+    /// The kernel takes at most `i32::MAX` milliseconds (about 24.8 days);
+    /// more is refused when connecting, with an [`OptionsError`] naming
+    /// `user_timeout`.
     ///
     /// ```
     /// let o = redial::Options::new().user_timeout(Some(std::time::Duration::from_secs(10)));
@@ -445,7 +458,10 @@ impl Options {
     }
 
     /// How long `disconnect` flushes queued bytes before closing anyway
-    /// (default 5 s).
+    /// (default 5 s). When it runs out, the connection is reset and closes
+    /// with [`CloseReason::GraceExpired`](crate::CloseReason::GraceExpired).
+    /// Like every duration here (except the kernel's socket options), a
+    /// huge one saturates: `Duration::MAX` waits for as long as it takes.
     ///
     /// ```
     /// let o = redial::Options::new().close_grace(std::time::Duration::from_secs(1));
@@ -527,6 +543,21 @@ impl Options {
                     "idle, interval and retries must be above zero",
                 ));
             }
+            if k.idle > MAX_KEEPALIVE_TIME
+                || k.interval > MAX_KEEPALIVE_TIME
+                || k.retries > MAX_KEEPALIVE_RETRIES
+            {
+                return Err(OptionsError::invalid(
+                    "keepalive",
+                    "idle and interval at most 32767 s, retries at most 127 (the kernel's limits)",
+                ));
+            }
+        }
+        if self.user_timeout.is_some_and(|d| d > MAX_USER_TIMEOUT) {
+            return Err(OptionsError::invalid(
+                "user_timeout",
+                "at most 2147483647 ms, about 24.8 days (the kernel's limit)",
+            ));
         }
         Ok(())
     }

@@ -4,7 +4,12 @@
 
 use std::fmt;
 use std::io;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{RwLock, RwLockReadGuard};
 use std::time::Duration;
+
+use crate::kernel::TcpCounts;
 
 /// Why a live connection was lost.
 ///
@@ -140,6 +145,87 @@ impl Unsent {
     pub(crate) fn append(&mut self, data: &[u8], ends: &[usize]) {
         crate::shared::append_chunks(&mut self.data, &mut self.ends, data, ends);
     }
+
+    /// Bytes never handed to the kernel: the whole chunks and the unwritten
+    /// tail of the partial one (what the ledger counts as handed back).
+    pub(crate) fn unwritten(&self) -> u64 {
+        let tail = self
+            .partial
+            .as_ref()
+            .map_or(0, |p| p.data.len().saturating_sub(p.written));
+        (self.data.len() + tail) as u64
+    }
+}
+
+/// What is known of the bytes one connection wrote: redial's own count and
+/// the kernel's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Evidence {
+    /// Bytes handed to the kernel (to the TLS layer under TLS).
+    pub(crate) written: u64,
+    /// The kernel's counts, read before the descriptor was closed.
+    pub(crate) kernel: Option<TcpCounts>,
+}
+
+impl Evidence {
+    pub(crate) fn acked(&self) -> Option<u64> {
+        self.kernel.map(|k| k.acked.min(self.written))
+    }
+    pub(crate) fn unacked(&self) -> Option<u64> {
+        self.kernel.map(|k| k.unacked.min(self.written))
+    }
+}
+
+/// The unsent bytes of a [`Reset`] or [`Close`]: a callback that gets only
+/// `&Reset` can still take them, and redial knows afterwards whether anyone
+/// did. A read-write lock, so that any number of `unsent()` views can be
+/// alive at once (in one expression, say) without deadlocking; a take
+/// while one is alive copies instead of waiting for it.
+#[derive(Debug, Default)]
+pub(crate) struct Handed {
+    unsent: RwLock<Unsent>,
+    /// The default handler did not want them: what is left after the
+    /// callback is counted as discarded.
+    dropped: AtomicBool,
+    /// Taken by copy while viewed: nothing left counts as discarded.
+    kept: AtomicBool,
+}
+
+impl Handed {
+    pub(crate) fn new(unsent: Unsent) -> Self {
+        Handed {
+            unsent: RwLock::new(unsent),
+            dropped: AtomicBool::new(false),
+            kept: AtomicBool::new(false),
+        }
+    }
+    fn lock(&self) -> RwLockReadGuard<'_, Unsent> {
+        self.unsent.read().unwrap_or_else(|p| p.into_inner())
+    }
+    pub(crate) fn take(&self) -> Unsent {
+        match self.unsent.try_write() {
+            Ok(mut u) => std::mem::take(&mut *u),
+            Err(std::sync::TryLockError::Poisoned(p)) => std::mem::take(&mut *p.into_inner()),
+            // A view from `unsent()` is alive on this thread (the value
+            // is only ever lent to one callback): copy rather than wait
+            // for it forever; the bytes count as taken all the same.
+            Err(std::sync::TryLockError::WouldBlock) => {
+                self.kept.store(true, Ordering::Relaxed);
+                self.lock().clone()
+            }
+        }
+    }
+    pub(crate) fn drop_unsent(&self) {
+        self.dropped.store(true, Ordering::Relaxed);
+    }
+    /// After the callback: what a handler that did not want the bytes left
+    /// behind (nothing when it took them, or looked at them itself).
+    pub(crate) fn discarded(&self) -> Option<Unsent> {
+        if !self.dropped.load(Ordering::Relaxed) || self.kept.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(self.take()).filter(|u| !u.is_empty())
+    }
 }
 
 /// A live connection was lost. Given to
@@ -161,9 +247,9 @@ impl Unsent {
 pub struct Reset {
     pub(crate) reason: ResetReason,
     pub(crate) uptime: Duration,
-    pub(crate) unsent: Unsent,
+    pub(crate) unsent: Handed,
     pub(crate) generation: u64,
-    pub(crate) written: u64,
+    pub(crate) evidence: Evidence,
 }
 
 impl Reset {
@@ -187,26 +273,35 @@ impl Reset {
     pub fn uptime(&self) -> Duration {
         self.uptime
     }
-    /// Bytes queued and never handed to the kernel, handed back.
+    /// Bytes queued and never handed to the kernel, handed back (empty
+    /// once [`take_unsent`](Reset::take_unsent) took them). The value
+    /// derefs to [`Unsent`].
     ///
     /// ```no_run
     /// # fn f(reset: &redial::Reset) {
     /// for chunk in reset.unsent().chunks() { println!("{} bytes never sent", chunk.len()); }
     /// # }
     /// ```
-    pub fn unsent(&self) -> &Unsent {
-        &self.unsent
+    pub fn unsent(&self) -> impl Deref<Target = Unsent> + '_ {
+        self.unsent.lock()
     }
-    /// Takes the unsent bytes (for a resend after reconnecting).
+    /// Takes the unsent bytes (for a resend after reconnecting), from
+    /// inside `on_reset` too: it needs only `&Reset`.
     ///
     /// ```no_run
-    /// # fn f(mut reset: redial::Reset) {
+    /// # fn f(reset: &redial::Reset) {
     /// let unsent = reset.take_unsent();
     /// # let _ = unsent;
     /// # }
     /// ```
-    pub fn take_unsent(&mut self) -> Unsent {
-        std::mem::take(&mut self.unsent)
+    pub fn take_unsent(&self) -> Unsent {
+        self.unsent.take()
+    }
+    /// What the default `on_reset` does: drops the unsent bytes, which are
+    /// then counted in [`Stats::discarded_bytes`](crate::Stats::discarded_bytes)
+    /// and logged as a warning.
+    pub(crate) fn discard_unsent(&self) {
+        self.unsent.drop_unsent();
     }
     /// Which connection of this managed connection was lost (1 for the first).
     ///
@@ -225,13 +320,53 @@ impl Reset {
     /// acknowledgement) can say how much arrived. Compare with what the peer
     /// confirmed to find the frames that need a resend.
     ///
+    /// Under TLS it counts the bytes the TLS layer accepted: they are
+    /// encrypted into records that reach the kernel with its next writes,
+    /// so up to one write's worth (the TLS layer's buffer, 64 KiB) may not
+    /// have reached the kernel when the connection died, and
+    /// [`acked`](Reset::acked) is `None` (the kernel counts records).
+    ///
     /// ```no_run
     /// # fn f(reset: &redial::Reset) {
     /// println!("{} bytes reached the kernel", reset.written());
     /// # }
     /// ```
     pub fn written(&self) -> u64 {
-        self.written
+        self.evidence.written
+    }
+    /// Of [`written`](Reset::written), the bytes the peer's TCP
+    /// acknowledged, as the kernel counted them just before the descriptor
+    /// was closed: they reached the peer's kernel (whether the peer
+    /// application read them before it went away, only the peer can say).
+    /// `written - acked` bytes were lost with the connection.
+    ///
+    /// `None` where the kernel does not tell: on platforms other than
+    /// Linux, for Unix sockets, and under TLS (the kernel counts TLS
+    /// records there, which cannot be compared with the bytes sent).
+    ///
+    /// ```no_run
+    /// # fn f(reset: &redial::Reset) {
+    /// if let Some(acked) = reset.acked() {
+    ///     println!("{} bytes written, {acked} acknowledged", reset.written());
+    /// }
+    /// # }
+    /// ```
+    pub fn acked(&self) -> Option<u64> {
+        self.evidence.acked()
+    }
+    /// Of [`written`](Reset::written), the bytes the kernel still held,
+    /// unacknowledged, when the connection was lost (`SIOCOUTQ`): the
+    /// kernel's own figure, so `acked + unacked == written` is a check that
+    /// does not rest on redial's counters. `None` where
+    /// [`acked`](Reset::acked) is.
+    ///
+    /// ```no_run
+    /// # fn f(reset: &redial::Reset) {
+    /// println!("{:?} bytes died in the kernel's send buffer", reset.unacked());
+    /// # }
+    /// ```
+    pub fn unacked(&self) -> Option<u64> {
+        self.evidence.unacked()
     }
 }
 
@@ -241,6 +376,19 @@ impl Reset {
 pub enum CloseReason {
     /// The application called `disconnect` (after flushing what it could).
     Disconnected,
+    /// The application called `disconnect`, and the grace period
+    /// ([`Options::close_grace`](crate::Options::close_grace)) ran out
+    /// before everything was written and acknowledged: the connection was
+    /// reset. What was never written is in [`Close::unsent`]; of what was
+    /// written, `destroyed` bytes were still unacknowledged in the kernel
+    /// and died with the reset (`None` where the kernel does not tell, see
+    /// [`Reset::acked`]).
+    GraceExpired {
+        /// Written bytes the peer's TCP had not acknowledged when the
+        /// reset was sent: lost, save the few the peer's kernel may have
+        /// received and not yet acknowledged (a delayed acknowledgement).
+        destroyed: Option<u64>,
+    },
     /// The application called `abort`: closed at once with RST.
     Aborted,
     /// `on_reset` returned [`Resume::Stop`](crate::Resume::Stop).
@@ -279,6 +427,15 @@ impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CloseReason::Disconnected => f.write_str("disconnected by the application"),
+            CloseReason::GraceExpired {
+                destroyed: Some(n),
+            } => write!(
+                f,
+                "disconnect's grace period ran out: reset, destroying {n} written bytes the peer had not acknowledged"
+            ),
+            CloseReason::GraceExpired { destroyed: None } => {
+                f.write_str("disconnect's grace period ran out: reset, with written bytes possibly unacknowledged")
+            }
             CloseReason::Aborted => f.write_str("aborted by the application"),
             CloseReason::Stopped => f.write_str("on_reset returned Stop"),
             CloseReason::GaveUp { attempts, elapsed } => {
@@ -320,7 +477,9 @@ impl fmt::Display for CloseReason {
 #[derive(Debug)]
 pub struct Close {
     pub(crate) reason: CloseReason,
-    pub(crate) unsent: Unsent,
+    pub(crate) unsent: Handed,
+    /// Of the connection that was live when it ended, if one was.
+    pub(crate) evidence: Option<Evidence>,
 }
 
 impl Close {
@@ -343,18 +502,108 @@ impl Close {
     /// println!("{} bytes were never sent", close.unsent().len());
     /// # }
     /// ```
-    pub fn unsent(&self) -> &Unsent {
-        &self.unsent
+    pub fn unsent(&self) -> impl Deref<Target = Unsent> + '_ {
+        self.unsent.lock()
     }
-    /// Takes the unsent bytes.
+    /// Takes the unsent bytes, from inside `on_close` too: it needs only
+    /// `&Close`.
     ///
     /// ```no_run
-    /// # fn f(mut close: redial::Close) {
+    /// # fn f(close: &redial::Close) {
     /// let unsent = close.take_unsent();
     /// # let _ = unsent;
     /// # }
     /// ```
-    pub fn take_unsent(&mut self) -> Unsent {
-        std::mem::take(&mut self.unsent)
+    pub fn take_unsent(&self) -> Unsent {
+        self.unsent.take()
+    }
+    /// What the default `on_close` does: drops the unsent bytes, which are
+    /// then counted in [`Stats::discarded_bytes`](crate::Stats::discarded_bytes)
+    /// and logged as a warning.
+    pub(crate) fn discard_unsent(&self) {
+        self.unsent.drop_unsent();
+    }
+    /// Bytes the last live connection handed to the kernel (to the TLS
+    /// layer under TLS), when the managed connection ended while connected
+    /// (`disconnect`, `abort`, a panicking callback); `None` otherwise.
+    ///
+    /// ```no_run
+    /// # fn f(close: &redial::Close) {
+    /// println!("{:?} bytes written on the last connection", close.written());
+    /// # }
+    /// ```
+    pub fn written(&self) -> Option<u64> {
+        self.evidence.map(|e| e.written)
+    }
+    /// Of [`written`](Close::written), the bytes the peer's TCP
+    /// acknowledged, as the kernel counted them just before the descriptor
+    /// was closed. After a clean `disconnect` it is all of them; after
+    /// [`CloseReason::GraceExpired`] or an abort, the rest died with the
+    /// reset. `None` when it ended while not connected, and where
+    /// [`Reset::acked`] is.
+    ///
+    /// ```no_run
+    /// # fn f(close: &redial::Close) {
+    /// println!("{:?} bytes acknowledged", close.acked());
+    /// # }
+    /// ```
+    pub fn acked(&self) -> Option<u64> {
+        self.evidence.and_then(|e| e.acked())
+    }
+    /// Of [`written`](Close::written), the bytes the kernel still held,
+    /// unacknowledged, just before the descriptor was closed. `None` where
+    /// [`acked`](Close::acked) is.
+    ///
+    /// ```no_run
+    /// # fn f(close: &redial::Close) {
+    /// println!("{:?} bytes unacknowledged", close.unacked());
+    /// # }
+    /// ```
+    pub fn unacked(&self) -> Option<u64> {
+        self.evidence.and_then(|e| e.unacked())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reset_with(bytes: &[u8]) -> Reset {
+        let mut u = Unsent::default();
+        u.append(bytes, &[bytes.len()]);
+        Reset {
+            reason: ResetReason::PeerReset,
+            uptime: Duration::ZERO,
+            unsent: Handed::new(u),
+            generation: 1,
+            evidence: Evidence::default(),
+        }
+    }
+
+    #[test]
+    fn views_nest_and_a_take_while_viewing_copies_instead_of_deadlocking() {
+        let r = reset_with(b"abc");
+        assert_eq!(r.unsent().len() + r.unsent().bytes().len(), 6);
+        let view = r.unsent();
+        assert_eq!(r.take_unsent().bytes(), b"abc");
+        drop(view);
+        r.discard_unsent();
+        assert!(r.unsent.discarded().is_none(), "taken: nothing discarded");
+    }
+
+    #[test]
+    fn only_what_nobody_took_is_discarded() {
+        let r = reset_with(b"abcd");
+        r.discard_unsent();
+        assert_eq!(r.unsent.discarded().map(|u| u.unwritten()), Some(4));
+        let r = reset_with(b"abcd");
+        assert_eq!(r.take_unsent().len(), 4);
+        r.discard_unsent();
+        assert!(r.unsent.discarded().is_none());
+        let kept = reset_with(b"abcd");
+        assert!(
+            kept.unsent.discarded().is_none(),
+            "a handler that only looked keeps them"
+        );
     }
 }

@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 
 use crate::endpoint::Endpoint;
 use crate::error::SendError;
+use crate::ledger::Ledger;
 use crate::options::{Options, Outage};
 use crate::reset::{CloseReason, Unsent};
 
@@ -226,7 +227,6 @@ pub(crate) struct Counters {
     pub(crate) resets: AtomicU64,
     pub(crate) failed_attempts: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
-    pub(crate) bytes_out: AtomicU64,
     pub(crate) sender_dropped: AtomicU64,
 }
 
@@ -258,6 +258,9 @@ pub(crate) struct Queue {
     pub(crate) outage: Option<Box<Chunks>>,
     pub(crate) room_waiters: bool,
     limit: usize,
+    /// Where every accepted byte went; updated with the bytes it counts,
+    /// under this lock (see `ledger.rs`).
+    pub(crate) ledger: Ledger,
 }
 
 /// Appends the chunks `data` (ending at `data_ends`) to `buf` and its
@@ -365,6 +368,33 @@ impl Queue {
         self.buf.len() + self.inflight
     }
 
+    /// Every accepted byte not yet written or handed back: the queue, the
+    /// driver's unwritten batch and the outage buffer.
+    pub(crate) fn held(&self) -> u64 {
+        let outage = self.outage.as_ref().map_or(0, |o| o.buf.len());
+        (self.queued() + outage) as u64
+    }
+
+    /// Asserts, in debug builds, that the ledger balances (see `ledger.rs`).
+    #[inline]
+    pub(crate) fn check(&self) {
+        debug_assert!(
+            self.ledger.balances(self.held()),
+            "byte ledger out of balance: {:?} with {} bytes held",
+            self.ledger,
+            self.held()
+        );
+    }
+
+    /// `n` bytes of the driver's batch reached the kernel; `left` are not
+    /// written yet.
+    #[inline]
+    pub(crate) fn wrote(&mut self, n: usize, left: usize) {
+        self.ledger.write(n);
+        self.inflight = left;
+        self.check();
+    }
+
     /// Refuses `len` more bytes that would take a non-empty queue past its
     /// limit. A single chunk larger than the limit is taken only into an
     /// empty queue, so it can never wait forever.
@@ -420,6 +450,8 @@ impl Queue {
         let before = self.buf.len();
         self.buf.extend_from_slice(data);
         self.ends.push(self.buf.len());
+        self.ledger.accept(data.len());
+        self.check();
         Ok(self.pushed_since(before))
     }
 
@@ -447,6 +479,8 @@ impl Queue {
             Outage::Reject => Err(Refused::NotConnected),
             Outage::Buffer { max_bytes } => {
                 self.outage_room(data.len(), max_bytes, false)?.push(data);
+                self.ledger.accept(data.len());
+                self.check();
                 Ok(Pushed::default())
             }
         }
@@ -493,27 +527,35 @@ impl Queue {
             }
             let before = self.buf.len();
             self.append_chunks(held);
+            self.ledger.accept(len);
+            self.check();
             return Ok(self.pushed_since(before));
         }
         match policy {
             Outage::Reject => Err(Refused::NotConnected),
             Outage::Buffer { max_bytes } => {
                 self.outage_room(len, max_bytes, force)?.append(held);
+                self.ledger.accept(len);
+                self.check();
                 Ok(Pushed::default())
             }
         }
     }
 
-    /// Takes every queued byte (not the driver's batch) into `unsent`.
+    /// Takes every queued byte (not the driver's batch) into `unsent`,
+    /// handing them back in the ledger.
     pub(crate) fn drain_into(&mut self, unsent: &mut Unsent, with_outage: bool) {
         unsent.append(&self.buf, &self.ends);
+        self.ledger.hand_back(self.buf.len() as u64);
         self.buf = Vec::new();
         self.ends = Vec::new();
         if with_outage {
             if let Some(held) = self.outage.take() {
                 unsent.append(&held.buf, &held.ends);
+                self.ledger.hand_back(held.buf.len() as u64);
             }
         }
+        self.check();
     }
 }
 
@@ -539,6 +581,7 @@ impl Shared {
                 outage: None,
                 room_waiters: false,
                 limit: opts.send_queue_limit,
+                ledger: Ledger::default(),
             }),
             wake: Notify::new(),
             changed: Notify::new(),
@@ -823,6 +866,7 @@ mod tests {
             outage: None,
             room_waiters: false,
             limit,
+            ledger: Ledger::default(),
         }
     }
 

@@ -9,7 +9,7 @@ mod harness;
 use std::time::Duration;
 
 use harness::{fast_options, read_to_end, recording, Calls, Server};
-use redial::{CloseReason, EventKind, Manager, State};
+use redial::{CloseReason, EventKind, Manager, Options, State};
 
 fn payload(n: usize, seed: u8) -> Vec<u8> {
     (0..n)
@@ -199,5 +199,195 @@ async fn abort_closes_with_rst_and_hands_back_the_queue() {
     assert!(
         written + back >= 64 * 65536,
         "written {written} + back {back}"
+    );
+}
+
+/// What `on_close` was told, kept for the test.
+#[derive(Debug, Clone)]
+struct Told {
+    reason: CloseReason,
+    unsent: u64,
+    written: Option<u64>,
+    acked: Option<u64>,
+    unacked: Option<u64>,
+}
+
+fn telling(told: &std::sync::Arc<std::sync::Mutex<Option<Told>>>) -> redial::FnHandler {
+    let t = told.clone();
+    redial::handler().on_data(|_, _| {}).on_close(move |c| {
+        let u = c.take_unsent();
+        let unsent = u.len() as u64 + u.partial().map_or(0, |p| (p.data.len() - p.written) as u64);
+        *t.lock().unwrap() = Some(Told {
+            reason: c.reason().clone(),
+            unsent,
+            written: c.written(),
+            acked: c.acked(),
+            unacked: c.unacked(),
+        });
+    })
+}
+
+/// The reproduction of the loss issue: 64 × 64 KiB queued, a 200 ms grace
+/// period, a peer that starts reading after 800 ms. The grace runs out and
+/// the connection is reset: that is not a clean close, and the reason says
+/// how many written bytes the reset destroyed, which the peer indeed never
+/// receives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_grace_period_is_not_a_clean_close_and_says_what_the_reset_destroyed() {
+    let mut server = Server::start().await;
+    let told = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let opts = fast_options(10, 100).close_grace(Duration::from_millis(200));
+    let cm = Manager::new();
+    let conn = cm.connect_with(server.addr, telling(&told), opts).unwrap();
+    let peer = server.next(5).await.stream;
+    conn.wait_connected().await.unwrap();
+    let total = 64 * 65536u64;
+    for _ in 0..64 {
+        conn.send(vec![3u8; 65536]).unwrap();
+    }
+    let reader = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let mut peer = peer;
+        let mut buf = vec![0u8; 65536];
+        let mut got = 0u64;
+        // Read until the reset (or the end): what arrived before it.
+        while let Ok(n @ 1..) = tokio::io::AsyncReadExt::read(&mut peer, &mut buf).await {
+            got += n as u64;
+        }
+        got
+    });
+    conn.disconnect().await;
+    let received = reader.await.unwrap();
+    let t = told.lock().unwrap().clone().expect("on_close ran");
+    let stats = conn.stats();
+    println!(
+        "{t:?}; peer received {received}; bytes_out {}",
+        stats.bytes_out
+    );
+    let CloseReason::GraceExpired {
+        destroyed: Some(destroyed),
+    } = t.reason
+    else {
+        panic!("not reported as an expired grace period: {:?}", t.reason);
+    };
+    assert!(destroyed > 0, "{t:?}");
+    let written = t.written.unwrap();
+    assert_eq!(written, stats.bytes_out, "one connection: all it wrote");
+    assert_eq!(
+        t.acked.unwrap() + t.unacked.unwrap(),
+        written,
+        "kernel vs redial"
+    );
+    assert_eq!(t.unacked, Some(destroyed));
+    // The peer got what its TCP acknowledged; of what the reset destroyed,
+    // at most what its kernel held under a delayed acknowledgement.
+    assert!(
+        received >= written - destroyed && received <= written,
+        "{t:?}"
+    );
+    // Nothing vanished: written or handed back, and nothing discarded.
+    assert_eq!(written + t.unsent, total, "{t:?}");
+    assert_eq!(stats.discarded_bytes, 0);
+}
+
+/// Durations far beyond any use ("never") are accepted and saturate: no
+/// deadline arithmetic overflows, and a disconnect closes cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duration_max_everywhere_still_connects_and_closes_cleanly() {
+    let mut server = Server::start().await;
+    let calls = Calls::default();
+    let max = Duration::MAX;
+    let opts = Options::new()
+        .backoff(redial::Backoff::new(Duration::from_millis(10), 2.0, max).unwrap())
+        .connect_timeout(max)
+        .stable_after(max)
+        .give_up_after(max)
+        .restart_intensity(1_000, max)
+        .idle_timeout(Some(max))
+        .heartbeat(Some(max))
+        .close_grace(max);
+    let cm = Manager::new();
+    let conn = cm
+        .connect_with(server.addr, recording(&calls), opts)
+        .unwrap();
+    let a = server.next(5).await;
+    conn.wait_connected().await.unwrap();
+    conn.send(payload(100_000, 3)).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), conn.disconnect())
+        .await
+        .unwrap();
+    assert_eq!(conn.closed().await, CloseReason::Disconnected);
+    assert_eq!(read_to_end(a.stream, 10).await, payload(100_000, 3));
+    assert_eq!(calls.count("close Disconnected"), 1, "{:?}", calls.all());
+    // The kernel's own limits are refused up front, naming the option.
+    let too_long = Options::new().user_timeout(Some(max));
+    match cm.connect_with(server.addr, recording(&calls), too_long) {
+        Err(redial::ConnectError::Options(e)) => assert_eq!(e.option(), "user_timeout"),
+        other => panic!("accepted: {other:?}"),
+    }
+    let keepalive = redial::Keepalive {
+        idle: max,
+        ..redial::Keepalive::default()
+    };
+    match cm.connect_with(
+        server.addr,
+        recording(&calls),
+        Options::new().keepalive(Some(keepalive)),
+    ) {
+        Err(redial::ConnectError::Options(e)) => assert_eq!(e.option(), "keepalive"),
+        other => panic!("accepted: {other:?}"),
+    }
+}
+
+/// An attempt in flight when `disconnect` is called may complete in the
+/// kernel: the connection is then closed at once, `on_connect` never runs
+/// after the request, and the server sees the socket closed by the time
+/// `disconnect` resolves. Repeated, as the request races the attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_that_completes_after_disconnect_is_closed_without_on_connect() {
+    use std::io::Read;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let late = Arc::new(AtomicUsize::new(0));
+    let cm = Manager::new();
+    for round in 0..100 {
+        let requested = Arc::new(AtomicBool::new(false));
+        let (r, l) = (requested.clone(), late.clone());
+        let h = redial::handler()
+            .on_connect(move |_| {
+                if r.load(Ordering::SeqCst) {
+                    l.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+            .on_data(|_, _| {});
+        // A short grace: the peer here never closes its side, so a close
+        // that got as far as its FIN lingers until the grace ends.
+        let opts = fast_options(10, 100).close_grace(Duration::from_millis(50));
+        let conn = cm.connect_with(addr, h, opts).unwrap();
+        // Accepted by the kernel: the attempt has completed there, and
+        // redial may or may not have seen it yet. Disconnect right away.
+        let (mut peer, _) = tokio::task::block_in_place(|| listener.accept()).unwrap();
+        requested.store(true, Ordering::SeqCst);
+        let closing = conn.disconnect();
+        tokio::time::timeout(Duration::from_secs(10), closing)
+            .await
+            .unwrap();
+        assert_eq!(conn.closed().await, CloseReason::Disconnected);
+        // Closed before disconnect resolved: the FIN is already here.
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 16];
+        match peer.read(&mut buf) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("round {round}: socket still open: {other:?}"),
+        }
+    }
+    assert_eq!(
+        late.load(Ordering::SeqCst),
+        0,
+        "on_connect ran after disconnect was requested"
     );
 }

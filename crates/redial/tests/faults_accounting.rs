@@ -14,6 +14,17 @@
 //!   name them: they must be exactly a suffix of that connection's written
 //!   frames.
 //!
+//! The kernel's counts (`Reset::acked`/`unacked`, `Close::acked`/`unacked`)
+//! back this with evidence redial does not produce: per connection, the
+//! kernel's acknowledged plus unacknowledged bytes equal what redial says
+//! it wrote; every byte the server received was acknowledged (the proxy's
+//! kernel took it); the unacknowledged bytes fit in the client's send
+//! buffer; and the acknowledged bytes the server never got fit in the
+//! buffers of the path behind the client (the proxy's, and the kernel's
+//! limits read from `/proc`). A frame lost in flight is thus either still
+//! unacknowledged in the client's kernel or acknowledged and dropped in
+//! the proxy's buffers when it reset the connection.
+//!
 //! Each frame is sent with its own `Connection::send`, so chunks map 1:1 to
 //! frames. Each TCP connection starts with a hello frame naming its
 //! generation (sent from `on_connect`), so the server's per-connection
@@ -39,6 +50,10 @@ const FRAMES: u32 = 100_000;
 const SEED: u64 = 0x5EED_2024;
 const MIN_RESETS: usize = 50;
 const LONG: Duration = Duration::from_secs(15);
+
+/// The proxy's read buffer per direction: bytes it may hold between its
+/// two sockets.
+const PROXY_BUFFER: usize = 32 * 1024;
 
 const DATA: u8 = 0xF1;
 const HELLO: u8 = 0xE1;
@@ -102,6 +117,8 @@ fn seq_of(chunk: &[u8]) -> u32 {
 /// What the server got on one TCP connection, parsed.
 #[derive(Debug, Default)]
 struct ServerConn {
+    /// Bytes received, whole frames or not.
+    bytes: u64,
     generation: Option<u64>,
     frames: Vec<u32>,
     /// A trailing incomplete frame (the connection ended inside it).
@@ -110,7 +127,10 @@ struct ServerConn {
 }
 
 fn parse(data: &[u8]) -> ServerConn {
-    let mut out = ServerConn::default();
+    let mut out = ServerConn {
+        bytes: data.len() as u64,
+        ..ServerConn::default()
+    };
     let mut pos = 0;
     while pos < data.len() {
         let rest = &data[pos..];
@@ -152,14 +172,40 @@ fn parse(data: &[u8]) -> ServerConn {
 struct ResetRec {
     generation: u64,
     written: u64,
+    acked: Option<u64>,
+    unacked: Option<u64>,
     partial: Option<Partial>,
     chunks: Vec<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Default)]
 struct CloseRec {
+    written: Option<u64>,
+    acked: Option<u64>,
+    unacked: Option<u64>,
     partial: Option<Partial>,
     chunks: Vec<Vec<u8>>,
+}
+
+/// The kernel's side of the tally, summed over connections.
+#[derive(Debug, Default)]
+struct KernelTally {
+    max_unacked: u64,
+    acked_not_received: u64,
+    unacked: u64,
+    lost_acked: u64,
+    lost_unacked: u64,
+}
+
+/// The kernel may queue one (GSO) segment of up to 64 KiB past the send
+/// buffer's limit: the bound on unacknowledged bytes is the buffer plus one.
+const MAX_SEGMENT: u64 = 64 * 1024;
+
+/// The largest buffer the kernel allows for `name` (`tcp_rmem`,
+/// `tcp_wmem`): the third field of `/proc/sys/net/ipv4/<name>`.
+fn kernel_limit(name: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}")).unwrap();
+    text.split_whitespace().nth(2).unwrap().parse().unwrap()
 }
 
 /// Where each frame ended up.
@@ -176,18 +222,24 @@ async fn every_frame_is_received_handed_back_or_lost_in_flight_exactly_once() {
     let proxy = Arc::new(
         Proxy::builder()
             .seed(SEED)
+            .buffer_size(PROXY_BUFFER)
             .start("127.0.0.1:0", server.addr)
             .await
             .unwrap(),
     );
 
     let resets: Arc<Mutex<Vec<ResetRec>>> = Arc::default();
+    let send_buffer = Arc::new(AtomicU64::new(0));
+    let sb = send_buffer.clone();
     let closes: Arc<Mutex<Vec<CloseRec>>> = Arc::default();
     let connects = Arc::new(AtomicU64::new(0));
     let (r, c, n) = (resets.clone(), closes.clone(), connects.clone());
     let handler = redial::handler()
         .on_connect(move |sock| {
             n.fetch_add(1, Ordering::SeqCst);
+            // The kernel's real send buffer (it doubles what was asked).
+            let size = sock.sock_ref().send_buffer_size().unwrap() as u64;
+            sb.fetch_max(size, Ordering::SeqCst);
             // First bytes of every connection: which generation it is.
             sock.send(hello(sock.generation())).unwrap();
         })
@@ -196,6 +248,8 @@ async fn every_frame_is_received_handed_back_or_lost_in_flight_exactly_once() {
             r.lock().unwrap().push(ResetRec {
                 generation: reset.generation(),
                 written: reset.written(),
+                acked: reset.acked(),
+                unacked: reset.unacked(),
                 partial: reset.unsent().partial().cloned(),
                 chunks: reset.unsent().chunks().map(<[u8]>::to_vec).collect(),
             });
@@ -203,6 +257,9 @@ async fn every_frame_is_received_handed_back_or_lost_in_flight_exactly_once() {
         })
         .on_close(move |close| {
             c.lock().unwrap().push(CloseRec {
+                written: close.written(),
+                acked: close.acked(),
+                unacked: close.unacked(),
                 partial: close.unsent().partial().cloned(),
                 chunks: close.unsent().chunks().map(<[u8]>::to_vec).collect(),
             });
@@ -396,6 +453,13 @@ async fn every_frame_is_received_handed_back_or_lost_in_flight_exactly_once() {
     let mut cursor = 0usize;
     let (mut from_chunks, mut from_partials, mut truncated_at_server) = (0usize, 0usize, 0usize);
     let mut lost_per_gen = Vec::new();
+    let send_buffer = send_buffer.load(Ordering::SeqCst);
+    // Bytes the path behind the client can hold once acknowledged: the
+    // proxy's receive buffer, its own buffer, its send buffer towards the
+    // server, and the server's receive buffer (kernel limits read here).
+    let path_buffers =
+        2 * kernel_limit("tcp_rmem") + kernel_limit("tcp_wmem") + PROXY_BUFFER as u64;
+    let mut kernel = KernelTally::default();
     for g in 1..=generations {
         // The frames generation g wrote to the kernel, from `written`.
         let (written_frames, partial, chunks): (Vec<u32>, Option<Partial>, Vec<Vec<u8>>) =
@@ -495,6 +559,55 @@ async fn every_frame_is_received_handed_back_or_lost_in_flight_exactly_once() {
             settle(s, Fate::LostInFlight);
         }
         lost_per_gen.push(lost.len());
+
+        // The kernel's evidence for this connection.
+        let (written, acked, unacked) = match resets.get(g as usize - 1) {
+            Some(r) => (r.written, r.acked, r.unacked),
+            None => (close.written.unwrap(), close.acked, close.unacked),
+        };
+        let (acked, unacked) = (
+            acked.expect("Linux reports the acknowledged bytes"),
+            unacked.expect("Linux reports the unacknowledged bytes"),
+        );
+        assert_eq!(acked + unacked, written, "generation {g}: kernel vs redial");
+        assert!(
+            got.bytes <= acked,
+            "generation {g}: the server received {} bytes, the kernel saw {acked} acknowledged",
+            got.bytes
+        );
+        assert!(
+            unacked <= send_buffer + MAX_SEGMENT,
+            "generation {g}: {unacked} unacknowledged bytes, send buffer {send_buffer}"
+        );
+        kernel.max_unacked = kernel.max_unacked.max(unacked);
+        assert!(
+            acked - got.bytes <= path_buffers,
+            "generation {g}: {} bytes acknowledged and never received, the path holds {path_buffers}",
+            acked - got.bytes
+        );
+        kernel.acked_not_received += acked - got.bytes;
+        kernel.unacked += unacked;
+        // Each lost frame lies in one of the two windows.
+        let mut end = if written_frames.is_empty() {
+            0
+        } else {
+            hello_len
+        };
+        for (i, &seq) in written_frames.iter().enumerate() {
+            end += size(seq);
+            if i < got.frames.len() {
+                continue;
+            }
+            assert!(
+                end > got.bytes,
+                "generation {g}: frame {seq} lost but inside what the server received"
+            );
+            if end <= acked {
+                kernel.lost_acked += 1;
+            } else {
+                kernel.lost_unacked += 1;
+            }
+        }
         // A trailing incomplete frame is a prefix of the next frame: a lost
         // one, or the partial chunk.
         if !got.trailing.is_empty() {
@@ -543,6 +656,21 @@ async fn every_frame_is_received_handed_back_or_lost_in_flight_exactly_once() {
         lost_per_gen.iter().max().unwrap_or(&0)
     );
     println!("  truncated frames discarded at the server: {truncated_at_server}");
+    println!(
+        "  kernel: lost frames acknowledged (dropped in the proxy) {}, unacknowledged (died in the client's kernel) {}",
+        kernel.lost_acked, kernel.lost_unacked
+    );
+    println!(
+        "  kernel: bytes acknowledged and not received {}, unacknowledged {} (at most {} on one connection; send buffer {send_buffer}, path buffers {path_buffers})",
+        kernel.acked_not_received, kernel.unacked, kernel.max_unacked
+    );
+    let stats = conn.stats();
+    println!(
+        "  discarded {} bytes; corrupt 0 and duplicated 0 frames (both checked above)",
+        stats.discarded_bytes
+    );
+    assert_eq!(stats.discarded_bytes, 0, "the handler took every hand-back");
+    assert_eq!(kernel.lost_acked + kernel.lost_unacked, lost as u64);
     assert_eq!(
         fate.len(),
         FRAMES as usize,

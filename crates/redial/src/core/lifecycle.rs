@@ -35,7 +35,7 @@ use crate::reset::CloseReason;
 const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// `now + delay`, without overflowing for a delay near `Duration::MAX`.
-fn deadline(now: Instant, delay: Duration) -> Instant {
+pub(crate) fn deadline(now: Instant, delay: Duration) -> Instant {
     now.checked_add(delay.min(FAR)).unwrap_or(now)
 }
 

@@ -9,6 +9,7 @@
 
 pub(crate) mod dial;
 pub(crate) mod gate;
+pub(crate) mod kernel;
 pub(crate) mod probe;
 pub(crate) mod scratch;
 pub(crate) mod task;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{sleep_until, Instant, Sleep};
-use tracing::{debug, info_span, Instrument};
+use tracing::{debug, info_span, warn, Instrument};
 
 use crate::dial::dial;
 use crate::events::{Event, EventKind};
@@ -23,9 +23,9 @@ use crate::handler::{Entry, Handler, Resume};
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::manager::Link;
 use crate::options::Options;
-use crate::reset::{Close, CloseReason, Partial, Reset, ResetReason, Unsent};
+use crate::reset::{Close, CloseReason, Evidence, Handed, Partial, Reset, ResetReason, Unsent};
 use crate::scratch;
-use crate::shared::{Command, Shared, State};
+use crate::shared::{Command, Queue, Shared, State};
 use crate::socket::Socket;
 
 /// Reads per readiness wake-up before the driver turns to its writes, so a
@@ -43,6 +43,13 @@ const TRIM_AFTER: Duration = Duration::from_millis(250);
 /// into an RST that could destroy the peer's unread data.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
+/// What a live connection left behind: the bytes it never wrote, and what
+/// is known of the ones it did.
+struct Ended {
+    unsent: Unsent,
+    evidence: Evidence,
+}
+
 /// How a connected period ended.
 enum Outcome {
     /// The I/O error, if any, is formatted only after `on_reset`.
@@ -53,7 +60,7 @@ enum Outcome {
 
 /// The batch of queued bytes the driver is writing.
 #[derive(Default)]
-struct Batch {
+pub(crate) struct Batch {
     data: Vec<u8>,
     ends: Vec<usize>,
     pos: usize,
@@ -65,8 +72,23 @@ struct Batch {
 }
 
 impl Batch {
-    fn done(&self) -> bool {
+    pub(crate) fn done(&self) -> bool {
         self.pos >= self.data.len()
+    }
+
+    /// Bytes taken from the queue and not yet written.
+    pub(crate) fn unwritten(&self) -> u64 {
+        self.data.len().saturating_sub(self.pos) as u64
+    }
+
+    /// The kernel took `n` more bytes. What it took is room again: a
+    /// waiting producer refills the queue while this batch's tail drains,
+    /// instead of taking turns with it.
+    pub(crate) fn advance(&mut self, shared: &Shared, n: usize) {
+        self.pos = (self.pos + n).min(self.data.len());
+        let mut q = shared.queue();
+        q.wrote(n, self.unwritten() as usize);
+        shared.wake_writers(q);
     }
 
     /// Swaps in everything queued. Returns false when the queue was empty.
@@ -143,10 +165,41 @@ impl Batch {
     }
 }
 
+/// Takes what the batch in `slot` did not write back into `unsent`, handing
+/// it back in the ledger (the locked queue `q`).
+pub(crate) fn take_back(slot: &mut Option<Box<Batch>>, q: &mut Queue, unsent: &mut Unsent) {
+    if let Some(mut b) = slot.take() {
+        q.ledger.hand_back(b.unwritten());
+        b.take_unsent(unsent);
+    }
+    q.inflight = 0;
+}
+
+/// Counts and logs what a handler that did not take the unsent bytes (the
+/// default `on_reset` or `on_close`) dropped.
+pub(crate) fn settle(shared: &Shared, dropped: Option<Unsent>, callback: &'static str) {
+    let Some(dropped) = dropped else {
+        return;
+    };
+    let bytes = dropped.unwritten();
+    {
+        let mut q = shared.queue();
+        q.ledger.discard_returned(bytes);
+        q.check();
+    }
+    warn!(
+        connection = shared.id,
+        endpoint = %shared.endpoint,
+        bytes,
+        callback,
+        "unsent bytes discarded: the handler did not take them (Stats::discarded_bytes)"
+    );
+}
+
 /// Takes everything queued into the batch slot, allocating the batch only
 /// when there is something to take: an idle connection carries no batch.
 /// Returns false when the queue was empty.
-fn refill_slot(slot: &mut Option<Box<Batch>>, shared: &Shared) -> bool {
+pub(crate) fn refill_slot(slot: &mut Option<Box<Batch>>, shared: &Shared) -> bool {
     match slot {
         Some(b) => b.refill(shared),
         // Only this task drains the queue: bytes seen now are still there.
@@ -188,9 +241,9 @@ pub(crate) struct Driver<H: Handler> {
     /// The bytes being written on the live connection; allocated when the
     /// first are taken, released when a burst's buffers are.
     batch: Option<Box<Batch>>,
-    /// Bytes handed back at close (grace ran out, abort).
+    /// What the last connection left for `Close` (grace ran out, abort).
     /// Boxed: rare, and an idle connection should not pay for its size.
-    leftover: Option<Box<Unsent>>,
+    leftover: Option<Box<Ended>>,
     finished: bool,
 }
 
@@ -467,12 +520,13 @@ impl<H: Handler> Driver<H> {
     }
 
     async fn connected(&mut self, sock: Socket) {
-        {
+        let written_at_connect = {
             let mut q = self.shared.queue();
             q.generation = self.generation;
             q.socket_open = true;
             q.accepting = false;
-        }
+            q.ledger.written
+        };
         {
             let mut info = self.shared.info();
             info.connected_since = Some(self.connected_since());
@@ -482,152 +536,193 @@ impl<H: Handler> Driver<H> {
             .counters
             .connects
             .fetch_add(1, Ordering::Relaxed);
-        let out_at_connect = self.shared.counters.bytes_out.load(Ordering::Relaxed);
-
-        let entry = self.entry.take();
-        let handler = &mut self.handler;
-        let started = guarded("on_connect", || match entry {
-            Some(e) => e(&sock),
-            None => handler.on_connect(&sock),
-        });
-        let outcome = if let Err(reason) = started {
-            match reason {
-                CloseReason::HandlerPanicked { callback, message } => {
-                    Outcome::Panicked(callback, message)
-                }
-                _ => Outcome::Command(Command::Abort),
+        if self.ended_before_start(&sock, written_at_connect) {
+            return;
+        }
+        let early = self.start(&sock);
+        let outcome = match early {
+            Some(end) => end,
+            None => {
+                // Dropped before the await, so the task does not carry it.
+                drop(early);
+                self.pump(&sock).await
             }
-        } else {
-            // Dropped before the await, so the task does not carry it.
-            drop(started);
-            {
-                let mut q = self.shared.queue();
-                q.release_outage();
-                q.accepting = true;
-            }
-            self.shared.set_state(State::Connected);
-            self.emit(EventKind::Connected {
-                generation: self.generation,
-                peer: sock.peer_addr(),
-            });
-            debug!(generation = self.generation, "connected");
-            self.pump(&sock).await
         };
-
         match outcome {
-            Outcome::Lost(reason, err) => {
-                let now = Instant::now().into_std();
-                let mut unsent = Unsent::default();
-                if let Some(mut b) = self.batch.take() {
-                    b.take_unsent(&mut unsent);
-                }
-                self.end_socket(&mut unsent, false);
-                // Down from this moment: pools must not pick it while
-                // on_reset runs. Waiters are woken after the callback: the
-                // application hears of the loss first, and the path to it
-                // stays short.
-                let changed = self.shared.mark_state(State::BackingOff);
-                sock.close_shared();
-                self.shared.counters.resets.fetch_add(1, Ordering::Relaxed);
-                let uptime = now.saturating_duration_since(self.connected_since());
-                let unsent_bytes =
-                    unsent.len() + unsent.partial.as_ref().map_or(0, |p| p.data.len());
-                let reset = Reset {
-                    reason,
-                    uptime,
-                    unsent,
-                    generation: self.generation,
-                    written: self
-                        .shared
-                        .counters
-                        .bytes_out
-                        .load(Ordering::Relaxed)
-                        .saturating_sub(out_at_connect),
-                };
-                let resume = guarded("on_reset", || self.handler.on_reset(&reset));
-                // Closed after the callback: the descriptor's close does the
-                // TCP work (FIN, state changes) that the application need not
-                // wait for to hear of the loss; writes were refused already.
-                drop(sock);
-                if changed {
-                    self.shared.state_changed();
-                }
-                self.shared.record_uptime(uptime);
-                if let Some(e) = err {
-                    self.shared.info().last_error = Some(e.to_string().into());
-                }
-                debug!(reason = %reset.reason, ?uptime, unsent_bytes, "connection lost");
-                // After the callback, so that the application hears of the
-                // loss first; still before the next attempt's events.
-                self.emit(EventKind::Reset {
-                    reason: reset.reason,
-                    uptime,
-                    unsent_bytes,
-                });
-                match resume {
-                    Ok(Resume::Reconnect) => {
-                        self.lifecycle.reset(now, true);
-                    }
-                    Ok(Resume::With(entry)) => {
-                        self.entry = Some(entry);
-                        self.lifecycle.reset(now, true);
-                    }
-                    Ok(Resume::Stop) => {
-                        self.lifecycle.reset(now, false);
-                    }
-                    Err(reason) => self.lifecycle.close(reason),
-                }
-                let at_once = matches!(self.lifecycle.phase(), Phase::Connecting { .. });
-                self.shared.record_retry(at_once);
-                if let Phase::BackingOff { .. } = self.lifecycle.phase() {
-                    self.shared.set_state(State::BackingOff);
-                }
-            }
+            Outcome::Lost(reason, err) => self.lost(sock, reason, err, written_at_connect),
             Outcome::Command(Command::Disconnect) => {
                 // Boxed for the same reason as the dial: rare and large.
-                Box::pin(self.close_gracefully(&sock)).await;
-                self.lifecycle.close(CloseReason::Disconnected);
+                let reason = Box::pin(self.close_gracefully(&sock, written_at_connect)).await;
+                self.lifecycle.close(reason);
             }
             Outcome::Command(Command::Abort) => {
-                let _ = sock.sock_ref().set_linger(Some(Duration::ZERO));
-                let mut unsent = self.leftover.take().map(|b| *b).unwrap_or_default();
-                if let Some(mut b) = self.batch.take() {
-                    b.take_unsent(&mut unsent);
-                }
-                self.end_socket(&mut unsent, false);
-                self.leftover = Some(Box::new(unsent));
-                let _ = sock.sock_ref().shutdown(std::net::Shutdown::Both);
+                self.hard_close(&sock, written_at_connect);
                 self.lifecycle.close(CloseReason::Aborted);
             }
             Outcome::Panicked(callback, message) => {
-                let mut unsent = self.leftover.take().map(|b| *b).unwrap_or_default();
-                if let Some(mut b) = self.batch.take() {
-                    b.take_unsent(&mut unsent);
-                }
-                self.end_socket(&mut unsent, false);
-                self.leftover = Some(Box::new(unsent));
-                let _ = sock.sock_ref().set_linger(Some(Duration::ZERO));
-                let _ = sock.sock_ref().shutdown(std::net::Shutdown::Both);
+                self.hard_close(&sock, written_at_connect);
                 self.lifecycle
                     .close(CloseReason::HandlerPanicked { callback, message });
             }
         }
     }
 
-    /// Marks the socket dead for senders and takes what is still queued.
-    fn end_socket(&self, unsent: &mut Unsent, closing: bool) {
+    /// An attempt that was in flight when `disconnect` or `abort` was
+    /// called may still complete: the new connection is then closed at
+    /// once (FIN, or RST for an abort), before `Disconnecting` resolves,
+    /// and the application is never told it was up (no `on_connect`, no
+    /// `Resume::With` entry). True when it was.
+    fn ended_before_start(&mut self, sock: &Socket, since: u64) -> bool {
+        let Some(cmd) = self.shared.command() else {
+            return false;
+        };
+        debug!("connected after a disconnect was requested: closing at once");
+        let reason = match cmd {
+            Command::Disconnect => CloseReason::Disconnected,
+            Command::Abort => {
+                let _ = sock.sock_ref().set_linger(Some(Duration::ZERO));
+                CloseReason::Aborted
+            }
+        };
+        let ended = self.teardown(sock, true, since);
+        self.leftover = Some(Box::new(ended));
+        self.lifecycle.close(reason);
+        true
+    }
+
+    /// Runs `on_connect` (or the entry of `Resume::With`) and opens the
+    /// connection to senders. `Some` when a panicking callback ends the
+    /// connected period before it begins.
+    fn start(&mut self, sock: &Socket) -> Option<Outcome> {
+        let entry = self.entry.take();
+        let handler = &mut self.handler;
+        let started = guarded("on_connect", || match entry {
+            Some(e) => e(sock),
+            None => handler.on_connect(sock),
+        });
+        if let Err(reason) = started {
+            return Some(match reason {
+                CloseReason::HandlerPanicked { callback, message } => {
+                    Outcome::Panicked(callback, message)
+                }
+                _ => Outcome::Command(Command::Abort),
+            });
+        }
+        {
+            let mut q = self.shared.queue();
+            q.release_outage();
+            q.accepting = true;
+        }
+        self.shared.set_state(State::Connected);
+        self.emit(EventKind::Connected {
+            generation: self.generation,
+            peer: sock.peer_addr(),
+        });
+        debug!(generation = self.generation, "connected");
+        None
+    }
+
+    /// The live connection was lost: tells `on_reset`, then decides what
+    /// comes next from its answer.
+    fn lost(&mut self, sock: Socket, reason: ResetReason, err: Option<io::Error>, since: u64) {
+        let now = Instant::now().into_std();
+        let ended = self.teardown(&sock, false, since);
+        // Down from this moment: pools must not pick it while on_reset
+        // runs. Waiters are woken after the callback: the application
+        // hears of the loss first, and the path to it stays short.
+        let changed = self.shared.mark_state(State::BackingOff);
+        sock.close_shared();
+        self.shared.counters.resets.fetch_add(1, Ordering::Relaxed);
+        let uptime = now.saturating_duration_since(self.connected_since());
+        let unsent_bytes =
+            ended.unsent.len() + ended.unsent.partial.as_ref().map_or(0, |p| p.data.len());
+        let reset = Reset {
+            reason,
+            uptime,
+            unsent: Handed::new(ended.unsent),
+            generation: self.generation,
+            evidence: ended.evidence,
+        };
+        let resume = guarded("on_reset", || self.handler.on_reset(&reset));
+        settle(&self.shared, reset.unsent.discarded(), "on_reset");
+        // Closed after the callback: the descriptor's close does the TCP
+        // work (FIN, state changes) that the application need not wait for
+        // to hear of the loss; writes were refused already.
+        drop(sock);
+        if changed {
+            self.shared.state_changed();
+        }
+        self.shared.record_uptime(uptime);
+        if let Some(e) = err {
+            self.shared.info().last_error = Some(e.to_string().into());
+        }
+        debug!(reason = %reset.reason, ?uptime, unsent_bytes, "connection lost");
+        // After the callback, so that the application hears of the loss
+        // first; still before the next attempt's events.
+        self.emit(EventKind::Reset {
+            reason: reset.reason,
+            uptime,
+            unsent_bytes,
+        });
+        match resume {
+            Ok(Resume::Reconnect) => {
+                self.lifecycle.reset(now, true);
+            }
+            Ok(Resume::With(entry)) => {
+                self.entry = Some(entry);
+                self.lifecycle.reset(now, true);
+            }
+            Ok(Resume::Stop) => {
+                self.lifecycle.reset(now, false);
+            }
+            Err(reason) => self.lifecycle.close(reason),
+        }
+        let at_once = matches!(self.lifecycle.phase(), Phase::Connecting { .. });
+        self.shared.record_retry(at_once);
+        if let Phase::BackingOff { .. } = self.lifecycle.phase() {
+            self.shared.set_state(State::BackingOff);
+        }
+    }
+
+    /// Ends the live connection with an RST (abort, a panicking callback,
+    /// a disconnect whose grace period ran out), keeping what it never
+    /// wrote for `Close::unsent`. Returns what the kernel still held.
+    fn hard_close(&mut self, sock: &Socket, since: u64) -> Evidence {
+        let ended = self.teardown(sock, true, since);
+        let _ = sock.sock_ref().set_linger(Some(Duration::ZERO));
+        let _ = sock.sock_ref().shutdown(std::net::Shutdown::Both);
+        let evidence = ended.evidence;
+        self.leftover = Some(Box::new(ended));
+        evidence
+    }
+
+    /// Every way a live connection ends passes through here: it takes what
+    /// was never written back from the batch and the queue (handing it back
+    /// in the ledger), reads the kernel's counts while the descriptor is
+    /// still open, and marks the socket dead for senders. `closing`: the
+    /// managed connection ends for good, so every send is refused from now
+    /// on and the outage buffer is handed back too. `since` is the ledger's
+    /// written count when this connection came up.
+    fn teardown(&mut self, sock: &Socket, closing: bool, since: u64) -> Ended {
+        let kernel = crate::kernel::of(sock.io());
+        let mut unsent = Unsent::default();
         let mut q = self.shared.queue();
+        take_back(&mut self.batch, &mut q, &mut unsent);
         q.socket_open = false;
         q.accepting = false;
-        q.inflight = 0;
         if closing {
             q.closed = true;
         }
-        q.drain_into(unsent, closing);
+        q.drain_into(&mut unsent, closing);
+        let written = q.ledger.written.saturating_sub(since);
         self.shared.wake_writers(q);
         let mut info = self.shared.info();
         info.connected_since = None;
         info.socket = None;
+        Ended {
+            unsent,
+            evidence: Evidence { written, kernel },
+        }
     }
 
     /// Writes as much as the kernel takes now. `Ok(true)` when everything
@@ -647,19 +742,7 @@ impl<H: Handler> Driver<H> {
             };
             match sock.io().try_write(&batch.data[batch.pos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    batch.pos += n;
-                    shared
-                        .counters
-                        .bytes_out
-                        .fetch_add(n as u64, Ordering::Relaxed);
-                    // What the kernel took is room again: a waiting producer
-                    // refills the queue while this batch's tail drains,
-                    // instead of taking turns with it.
-                    let mut q = shared.queue();
-                    q.inflight = batch.data.len() - batch.pos;
-                    shared.wake_writers(q);
-                }
+                Ok(n) => batch.advance(shared, n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -722,8 +805,8 @@ impl<H: Handler> Driver<H> {
         // an await is carried by every idle connection.
         let next_deadline =
             |o: &Options, last_read: Instant, last_beat: Instant, batch: &Option<Box<Batch>>| {
-                let a = o.idle_timeout.map(|d| last_read + d);
-                let b = o.heartbeat.map(|d| last_read.max(last_beat) + d);
+                let a = o.idle_timeout.map(|d| after(last_read, d));
+                let b = o.heartbeat.map(|d| after(last_read.max(last_beat), d));
                 let c = batch.as_deref().and_then(|b| b.release_at).map(|t| t.0);
                 [a, b, c].into_iter().flatten().min()
             };
@@ -781,11 +864,11 @@ impl<H: Handler> Driver<H> {
                         last_read = now;
                     }
                     let opts = self.lifecycle.options();
-                    if opts.idle_timeout.is_some_and(|d| now >= last_read + d) {
+                    if opts.idle_timeout.is_some_and(|d| now >= after(last_read, d)) {
                         return Outcome::Lost(ResetReason::IdleTimeout, None);
                     }
                     if let Some(d) = opts.heartbeat {
-                        if now >= last_read.max(last_beat) + d {
+                        if now >= after(last_read.max(last_beat), d) {
                             last_beat = now;
                             if let Err(CloseReason::HandlerPanicked { callback, message }) =
                                 guarded("on_idle", || self.handler.on_idle(sock))
@@ -813,18 +896,49 @@ impl<H: Handler> Driver<H> {
     }
 
     /// Flushes what is queued within the grace period, sends FIN, and waits
-    /// briefly for the peer's FIN. What could not be written is kept for
-    /// `Close::unsent`.
-    async fn close_gracefully(&mut self, sock: &Socket) {
+    /// briefly for the peer's FIN. When the grace period runs out first, the
+    /// connection is reset, and the reason says how many written bytes that
+    /// destroyed. What was never written is kept for `Close::unsent`.
+    async fn close_gracefully(&mut self, sock: &Socket, since: u64) -> CloseReason {
         {
             // No new sends from here on; what is queued still goes out.
             let mut q = self.shared.queue();
             q.accepting = false;
             q.closed = true;
         }
-        let deadline = Instant::now() + self.lifecycle.options().close_grace;
+        let deadline = after(Instant::now(), self.lifecycle.options().close_grace);
+        match self.flush_until(sock, deadline).await {
+            Some(true) => {}
+            Some(false) => {
+                // Lost while flushing: nothing more can go out.
+                self.hard_close(sock, since);
+                return CloseReason::Disconnected;
+            }
+            None => {
+                // Do not leave the peer waiting on a stream that will
+                // never complete; say what the reset destroys.
+                let evidence = self.hard_close(sock, since);
+                return CloseReason::GraceExpired {
+                    destroyed: evidence.unacked(),
+                };
+            }
+        }
+        sock.io().close_notify();
+        let _ = sock.sock_ref().shutdown(std::net::Shutdown::Write);
+        let now = Instant::now();
+        self.drain_until(sock, after(now, CLOSE_LINGER).min(deadline.max(now)))
+            .await;
+        let ended = self.teardown(sock, true, since);
+        self.leftover = Some(Box::new(ended));
+        CloseReason::Disconnected
+    }
+
+    /// Writes what is queued until all of it reached the kernel
+    /// (`Some(true)`), the connection fails (`Some(false)`), or `deadline`
+    /// passes (`None`).
+    async fn flush_until(&mut self, sock: &Socket, deadline: Instant) -> Option<bool> {
         let this = &mut *self;
-        let flushed = tokio::time::timeout_at(deadline, async move {
+        tokio::time::timeout_at(deadline, async move {
             loop {
                 match Self::flush_now(&this.shared, sock, &mut this.batch) {
                     Ok(true) => return true,
@@ -838,36 +952,25 @@ impl<H: Handler> Driver<H> {
             }
         })
         .await
-        .unwrap_or(false);
-        let mut unsent = Unsent::default();
-        if let Some(mut b) = self.batch.take() {
-            b.take_unsent(&mut unsent);
-        }
-        self.end_socket(&mut unsent, true);
-        self.leftover = Some(Box::new(unsent));
-        if flushed {
-            sock.io().close_notify();
-            let _ = sock.sock_ref().shutdown(std::net::Shutdown::Write);
-            let linger = (Instant::now() + CLOSE_LINGER).min(deadline.max(Instant::now()));
-            let this = &mut *self;
-            let _ = tokio::time::timeout_at(linger, async move {
-                loop {
-                    if sock.io().readable().await.is_err() {
-                        return;
-                    }
-                    let mut last = Instant::now();
-                    match this.read_ready(sock, &mut last) {
-                        Some(_) => return,
-                        None => continue,
-                    }
+        .ok()
+    }
+
+    /// After our FIN, reads (and hands to `on_data`) what still arrives
+    /// until the peer's FIN or `until`.
+    async fn drain_until(&mut self, sock: &Socket, until: Instant) {
+        let this = &mut *self;
+        let _ = tokio::time::timeout_at(until, async move {
+            loop {
+                if sock.io().readable().await.is_err() {
+                    return;
                 }
-            })
-            .await;
-        } else {
-            // The grace ran out: do not leave the peer waiting on a stream
-            // that will never complete.
-            let _ = sock.sock_ref().set_linger(Some(Duration::ZERO));
-        }
+                let mut last = Instant::now();
+                if this.read_ready(sock, &mut last).is_some() {
+                    return;
+                }
+            }
+        })
+        .await;
     }
 
     /// Ends the managed connection: hands back what is left, calls
@@ -877,11 +980,17 @@ impl<H: Handler> Driver<H> {
             return;
         }
         self.finished = true;
-        let mut unsent = self.leftover.take().map(|b| *b).unwrap_or_default();
+        let (mut unsent, evidence) = match self.leftover.take() {
+            Some(ended) => (ended.unsent, Some(ended.evidence)),
+            None => (Unsent::default(), None),
+        };
         // Before the queue closes: a send refused from then on reads why.
         self.shared.info().close_reason = Some(Box::new(reason.clone()));
         {
             let mut q = self.shared.queue();
+            // A batch is left only when the runtime dropped the task
+            // mid-write: its bytes are handed back like the rest.
+            take_back(&mut self.batch, &mut q, &mut unsent);
             q.closed = true;
             q.socket_open = false;
             q.accepting = false;
@@ -897,10 +1006,12 @@ impl<H: Handler> Driver<H> {
         let unsent_bytes = unsent.len() + unsent.partial.as_ref().map_or(0, |p| p.data.len());
         let close = Close {
             reason: reason.clone(),
-            unsent,
+            unsent: Handed::new(unsent),
+            evidence,
         };
         // A panic here has nothing left to close; it is contained all the same.
         let _ = guarded("on_close", || self.handler.on_close(&close));
+        settle(&self.shared, close.unsent.discarded(), "on_close");
         if let Some(h) = self.health.take() {
             h.leave(self.shared.id);
         }
@@ -911,6 +1022,12 @@ impl<H: Handler> Driver<H> {
         });
         self.shared.set_state(State::Closed);
     }
+}
+
+/// `now + d` for a user's duration: saturates far in the future instead of
+/// overflowing (a duration of centuries means "never").
+fn after(now: Instant, d: Duration) -> Instant {
+    Instant::from_std(crate::lifecycle::deadline(now.into_std(), d))
 }
 
 async fn wait_timer(timer: &mut Option<std::pin::Pin<Box<Sleep>>>) {

@@ -34,7 +34,9 @@ pub struct Stats {
     pub failed_attempts: u64,
     /// Bytes read.
     pub bytes_in: u64,
-    /// Bytes handed to the kernel.
+    /// Bytes handed to the kernel, on every connection so far. Under TLS:
+    /// bytes the TLS layer accepted, before encryption (up to one write's
+    /// worth may still sit in it, unsent, when a connection dies).
     pub bytes_out: u64,
     /// Bytes queued and not yet handed to the kernel.
     pub queued: usize,
@@ -44,7 +46,14 @@ pub struct Stats {
     pub last_error: Option<String>,
     /// Bytes that [`Sender`]s held when they were dropped and that the
     /// connection refused (it was closed, or down and rejecting sends).
+    /// Also counted in `discarded_bytes`.
     pub sender_dropped: u64,
+    /// Bytes accepted and then thrown away because the application did not
+    /// take them: unsent bytes the default
+    /// [`Handler::on_reset`](crate::Handler::on_reset) or `on_close` did
+    /// not keep, and `sender_dropped`. Each discard is also logged with
+    /// `warn!`. Zero when the handler keeps what it is handed back.
+    pub discarded_bytes: u64,
 }
 
 /// The managed connection ended for good; says why.
@@ -183,18 +192,22 @@ impl Connection {
     /// ```
     pub fn stats(&self) -> Stats {
         let c = &self.shared.counters;
-        let queued = self.queued();
+        let (queued, ledger) = {
+            let q = self.shared.queue();
+            (q.queued(), q.ledger)
+        };
         let info = self.shared.info();
         Stats {
             connects: c.connects.load(Ordering::Relaxed),
             resets: c.resets.load(Ordering::Relaxed),
             failed_attempts: c.failed_attempts.load(Ordering::Relaxed),
             bytes_in: c.bytes_in.load(Ordering::Relaxed),
-            bytes_out: c.bytes_out.load(Ordering::Relaxed),
+            bytes_out: ledger.written,
             queued,
             uptime: info.connected_since.map(|t| t.elapsed()),
             last_error: info.last_error.as_deref().map(str::to_string),
             sender_dropped: c.sender_dropped.load(Ordering::Relaxed),
+            discarded_bytes: ledger.discarded,
         }
     }
 

@@ -32,9 +32,16 @@ pub const SENDER_BATCH: usize = 64 * 1024;
 /// - a sender dropped while holding bytes hands them over, past the send
 ///   queue's or the outage buffer's limit if need be (by at most what it
 ///   held, under [`SENDER_BATCH`] plus one message). If the connection refuses
-///   them (it is closed, or down and rejecting sends), they are counted in
-///   [`Stats::sender_dropped`](crate::Stats::sender_dropped) and logged as
-///   a warning.
+///   them (it is closed, or down and rejecting sends), they are discarded:
+///   counted in [`Stats::sender_dropped`](crate::Stats::sender_dropped)
+///   and [`Stats::discarded_bytes`](crate::Stats::discarded_bytes) and
+///   logged with `warn!`, as loudly as the default
+///   [`Handler::on_reset`](crate::Handler::on_reset) discards unsent bytes.
+///
+/// Prefer [`flush`](Sender::flush) before dropping a sender (and a
+/// handler that keeps [`Reset::unsent`](crate::Reset::unsent)): a counter
+/// tells that bytes were lost, only a returned [`SendError`] or a kept
+/// `Unsent` gives them back.
 ///
 /// Bytes sent through other handles ([`Connection::send`](crate::Connection::send),
 /// a [`Socket`](crate::Socket)) meanwhile go out before what the sender
@@ -191,12 +198,17 @@ impl Drop for Sender {
                 .counters
                 .sender_dropped
                 .fetch_add(bytes as u64, Ordering::Relaxed);
+            {
+                let mut q = self.shared.queue();
+                q.ledger.discard_refused(bytes);
+                q.check();
+            }
             tracing::warn!(
                 connection = self.shared.id,
                 endpoint = %self.shared.endpoint,
                 bytes,
                 refused = ?r,
-                "a dropped Sender held bytes the connection refused"
+                "bytes discarded: a dropped Sender held bytes the connection refused (Stats::discarded_bytes)"
             );
         }
     }

@@ -225,9 +225,9 @@ impl Handler for StreamHandler {
     fn on_reset(&mut self, reset: &Reset) -> Resume {
         let mut inbox = self.shared.inbox();
         if self.shared.transparent {
-            inbox.backlog.put_back(reset.unsent());
+            inbox.backlog.put_back(&reset.take_unsent());
         } else {
-            let unsent = reset.unsent().clone();
+            let unsent = reset.take_unsent();
             inbox.unreported.push_back(StreamReset {
                 reason: reset.reason().clone(),
                 generation: reset.generation(),
@@ -250,7 +250,7 @@ impl Handler for StreamHandler {
         let mut inbox = self.shared.inbox();
         inbox.closed = Some(close.reason().clone());
         if !close.unsent().is_empty() {
-            inbox.handed_back.push(close.unsent().clone());
+            inbox.handed_back.push(close.take_unsent());
         }
         // Never re-queued: written after what the close handed back.
         let backlog = inbox.backlog.take_unsent();
