@@ -319,6 +319,19 @@ async fn duration_max_everywhere_still_connects_and_closes_cleanly() {
     assert_eq!(conn.closed().await, CloseReason::Disconnected);
     assert_eq!(read_to_end(a.stream, 10).await, payload(100_000, 3));
     assert_eq!(calls.count("close Disconnected"), 1, "{:?}", calls.all());
+    // A pool's wait takes "forever" too.
+    let pool = cm.create_pool("max").unwrap();
+    pool.add_connection_with(
+        server.addr,
+        recording(&calls),
+        Options::new().stable_after(max),
+    )
+    .unwrap();
+    let b = server.next(5).await;
+    pool.wait_live(1).await;
+    pool.send_wait("x", max).await.unwrap();
+    pool.disconnect().await;
+    assert_eq!(read_to_end(b.stream, 10).await, b"x");
     // The kernel's own limits are refused up front, naming the option.
     let too_long = Options::new().user_timeout(Some(max));
     match cm.connect_with(server.addr, recording(&calls), too_long) {

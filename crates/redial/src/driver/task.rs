@@ -1026,7 +1026,7 @@ impl<H: Handler> Driver<H> {
 
 /// `now + d` for a user's duration: saturates far in the future instead of
 /// overflowing (a duration of centuries means "never").
-fn after(now: Instant, d: Duration) -> Instant {
+pub(crate) fn after(now: Instant, d: Duration) -> Instant {
     Instant::from_std(crate::lifecycle::deadline(now.into_std(), d))
 }
 
