@@ -245,7 +245,7 @@ pub fn handler(acct: Shared) -> impl redial::Handler {
                     current
                 ));
             }
-            let r = a.classify(&reset.unsent());
+            let r = a.classify(reset.unsent());
             let acked = kernel_acked_reset(reset);
             a.add_acked(acked);
             a.account
@@ -256,7 +256,7 @@ pub fn handler(acct: Shared) -> impl redial::Handler {
         })
         .on_close(move |close: &Close| {
             let mut a = lock(&a4);
-            let mut r = a.classify(&close.unsent());
+            let mut r = a.classify(close.unsent());
             r.acked = kernel_acked_close(close);
             if a.closed {
                 a.account.anomaly("on_close twice".into());

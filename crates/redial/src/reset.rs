@@ -4,9 +4,8 @@
 
 use std::fmt;
 use std::io;
-use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{RwLock, RwLockReadGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::kernel::TcpCounts;
@@ -84,9 +83,11 @@ pub struct Partial {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Unsent {
     pub(crate) partial: Option<Partial>,
-    pub(crate) data: Vec<u8>,
+    /// Shared, so that taking the bytes from a `&Reset` (or cloning them)
+    /// does not copy them.
+    pub(crate) data: Arc<Vec<u8>>,
     /// End offset of each chunk in `data`.
-    pub(crate) ends: Vec<usize>,
+    pub(crate) ends: Arc<Vec<usize>>,
 }
 
 impl Unsent {
@@ -143,7 +144,12 @@ impl Unsent {
     }
 
     pub(crate) fn append(&mut self, data: &[u8], ends: &[usize]) {
-        crate::shared::append_chunks(&mut self.data, &mut self.ends, data, ends);
+        crate::shared::append_chunks(
+            Arc::make_mut(&mut self.data),
+            Arc::make_mut(&mut self.ends),
+            data,
+            ends,
+        );
     }
 
     /// Bytes never handed to the kernel: the whole chunks and the unwritten
@@ -177,54 +183,38 @@ impl Evidence {
 }
 
 /// The unsent bytes of a [`Reset`] or [`Close`]: a callback that gets only
-/// `&Reset` can still take them, and redial knows afterwards whether anyone
-/// did. A read-write lock, so that any number of `unsent()` views can be
-/// alive at once (in one expression, say) without deadlocking; a take
-/// while one is alive copies instead of waiting for it.
+/// `&Reset` can still take them (the bytes are shared, not copied), and
+/// redial knows afterwards whether anyone did.
 #[derive(Debug, Default)]
 pub(crate) struct Handed {
-    unsent: RwLock<Unsent>,
-    /// The default handler did not want them: what is left after the
-    /// callback is counted as discarded.
+    unsent: Unsent,
+    /// Someone took them: nothing counts as discarded.
+    taken: AtomicBool,
+    /// The default handler did not want them: unless taken, they are
+    /// counted as discarded after the callback.
     dropped: AtomicBool,
-    /// Taken by copy while viewed: nothing left counts as discarded.
-    kept: AtomicBool,
 }
 
 impl Handed {
     pub(crate) fn new(unsent: Unsent) -> Self {
         Handed {
-            unsent: RwLock::new(unsent),
+            unsent,
+            taken: AtomicBool::new(false),
             dropped: AtomicBool::new(false),
-            kept: AtomicBool::new(false),
         }
-    }
-    fn lock(&self) -> RwLockReadGuard<'_, Unsent> {
-        self.unsent.read().unwrap_or_else(|p| p.into_inner())
     }
     pub(crate) fn take(&self) -> Unsent {
-        match self.unsent.try_write() {
-            Ok(mut u) => std::mem::take(&mut *u),
-            Err(std::sync::TryLockError::Poisoned(p)) => std::mem::take(&mut *p.into_inner()),
-            // A view from `unsent()` is alive on this thread (the value
-            // is only ever lent to one callback): copy rather than wait
-            // for it forever; the bytes count as taken all the same.
-            Err(std::sync::TryLockError::WouldBlock) => {
-                self.kept.store(true, Ordering::Relaxed);
-                self.lock().clone()
-            }
-        }
+        self.taken.store(true, Ordering::Relaxed);
+        self.unsent.clone()
     }
     pub(crate) fn drop_unsent(&self) {
         self.dropped.store(true, Ordering::Relaxed);
     }
     /// After the callback: what a handler that did not want the bytes left
-    /// behind (nothing when it took them, or looked at them itself).
-    pub(crate) fn discarded(&self) -> Option<Unsent> {
-        if !self.dropped.load(Ordering::Relaxed) || self.kept.load(Ordering::Relaxed) {
-            return None;
-        }
-        Some(self.take()).filter(|u| !u.is_empty())
+    /// behind (nothing when someone took them).
+    pub(crate) fn discarded(&self) -> Option<&Unsent> {
+        let dropped = self.dropped.load(Ordering::Relaxed) && !self.taken.load(Ordering::Relaxed);
+        Some(&self.unsent).filter(|u| dropped && !u.is_empty())
     }
 }
 
@@ -273,20 +263,21 @@ impl Reset {
     pub fn uptime(&self) -> Duration {
         self.uptime
     }
-    /// Bytes queued and never handed to the kernel, handed back (empty
-    /// once [`take_unsent`](Reset::take_unsent) took them). The value
-    /// derefs to [`Unsent`].
+    /// Bytes queued and never handed to the kernel, handed back.
     ///
     /// ```no_run
     /// # fn f(reset: &redial::Reset) {
     /// for chunk in reset.unsent().chunks() { println!("{} bytes never sent", chunk.len()); }
     /// # }
     /// ```
-    pub fn unsent(&self) -> impl Deref<Target = Unsent> + '_ {
-        self.unsent.lock()
+    pub fn unsent(&self) -> &Unsent {
+        &self.unsent.unsent
     }
     /// Takes the unsent bytes (for a resend after reconnecting), from
-    /// inside `on_reset` too: it needs only `&Reset`.
+    /// inside `on_reset` too: it needs only `&Reset`, and shares the bytes
+    /// rather than copying them (only a cut chunk's are copied). Taken
+    /// bytes are never counted as discarded; [`unsent`](Reset::unsent)
+    /// still shows them.
     ///
     /// ```no_run
     /// # fn f(reset: &redial::Reset) {
@@ -502,11 +493,12 @@ impl Close {
     /// println!("{} bytes were never sent", close.unsent().len());
     /// # }
     /// ```
-    pub fn unsent(&self) -> impl Deref<Target = Unsent> + '_ {
-        self.unsent.lock()
+    pub fn unsent(&self) -> &Unsent {
+        &self.unsent.unsent
     }
     /// Takes the unsent bytes, from inside `on_close` too: it needs only
-    /// `&Close`.
+    /// `&Close`, and shares the bytes rather than copying them. Taken bytes
+    /// are never counted as discarded.
     ///
     /// ```no_run
     /// # fn f(close: &redial::Close) {
@@ -581,12 +573,12 @@ mod tests {
     }
 
     #[test]
-    fn views_nest_and_a_take_while_viewing_copies_instead_of_deadlocking() {
+    fn taking_shares_the_bytes_and_leaves_them_in_view() {
         let r = reset_with(b"abc");
-        assert_eq!(r.unsent().len() + r.unsent().bytes().len(), 6);
         let view = r.unsent();
-        assert_eq!(r.take_unsent().bytes(), b"abc");
-        drop(view);
+        let taken = r.take_unsent();
+        assert_eq!(taken.bytes(), b"abc");
+        assert!(Arc::ptr_eq(&taken.data, &view.data), "not copied");
         r.discard_unsent();
         assert!(r.unsent.discarded().is_none(), "taken: nothing discarded");
     }

@@ -177,7 +177,7 @@ pub(crate) fn take_back(slot: &mut Option<Box<Batch>>, q: &mut Queue, unsent: &m
 
 /// Counts and logs what a handler that did not take the unsent bytes (the
 /// default `on_reset` or `on_close`) dropped.
-pub(crate) fn settle(shared: &Shared, dropped: Option<Unsent>, callback: &'static str) {
+pub(crate) fn settle(shared: &Shared, dropped: Option<&Unsent>, callback: &'static str) {
     let Some(dropped) = dropped else {
         return;
     };
