@@ -73,6 +73,7 @@ impl ProxyBuilder {
     /// let builder = redial_chaos::Proxy::builder().seed(7);
     /// # let _ = builder;
     /// ```
+    #[must_use]
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
@@ -87,6 +88,7 @@ impl ProxyBuilder {
     ///     .connect_timeout(std::time::Duration::from_millis(500));
     /// # let _ = builder;
     /// ```
+    #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = capped(timeout);
         self
@@ -98,6 +100,7 @@ impl ProxyBuilder {
     /// let builder = redial_chaos::Proxy::builder().buffer_size(64 * 1024);
     /// # let _ = builder;
     /// ```
+    #[must_use]
     pub fn buffer_size(mut self, bytes: usize) -> Self {
         self.buffer_size = bytes.max(1);
         self
@@ -124,6 +127,7 @@ impl ProxyBuilder {
     /// # Ok(())
     /// # }
     /// ```
+    #[must_use]
     pub fn on_accept(mut self, f: impl Fn(SocketAddr) + Send + Sync + 'static) -> Self {
         self.on_accept = Some(Arc::new(f));
         self

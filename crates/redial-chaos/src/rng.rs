@@ -98,6 +98,7 @@ impl SplitMix64 {
     /// let mut child = parent.fork();
     /// let _ = child.next_u64();
     /// ```
+    #[must_use]
     pub fn fork(&mut self) -> Self {
         Self::new(self.next_u64())
     }

@@ -90,6 +90,7 @@ impl Table {
     }
 
     /// Cuts every rendered line to `width` characters (a terminal's width).
+    #[must_use]
     pub fn max_width(mut self, width: usize) -> Self {
         self.max_width = Some(width);
         self

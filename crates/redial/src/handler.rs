@@ -182,6 +182,7 @@ impl FnHandler {
     /// let h = redial::handler().on_connect(|sock| { let _ = sock.send("hello"); });
     /// # let _ = h;
     /// ```
+    #[must_use]
     pub fn on_connect(mut self, f: impl FnMut(&Socket) + Send + 'static) -> Self {
         self.connect = Some(Box::new(f));
         self
@@ -192,6 +193,7 @@ impl FnHandler {
     /// let h = redial::handler().on_data(|_sock, data| println!("{} bytes", data.len()));
     /// # let _ = h;
     /// ```
+    #[must_use]
     pub fn on_data(mut self, f: impl FnMut(&Socket, &[u8]) + Send + 'static) -> Self {
         self.data = Some(Box::new(f));
         self
@@ -202,6 +204,7 @@ impl FnHandler {
     /// let h = redial::handler().on_reset(|_reset| redial::Resume::Stop);
     /// # let _ = h;
     /// ```
+    #[must_use]
     pub fn on_reset(mut self, f: impl FnMut(&Reset) -> Resume + Send + 'static) -> Self {
         self.reset = Some(Box::new(f));
         self
@@ -212,6 +215,7 @@ impl FnHandler {
     /// let h = redial::handler().on_connect_failed(|err, attempt| eprintln!("attempt {attempt}: {err}"));
     /// # let _ = h;
     /// ```
+    #[must_use]
     pub fn on_connect_failed(mut self, f: impl FnMut(&io::Error, u32) + Send + 'static) -> Self {
         self.failed = Some(Box::new(f));
         self
@@ -222,6 +226,7 @@ impl FnHandler {
     /// let h = redial::handler().on_idle(|sock| { let _ = sock.send("PING\r\n"); });
     /// # let _ = h;
     /// ```
+    #[must_use]
     pub fn on_idle(mut self, f: impl FnMut(&Socket) + Send + 'static) -> Self {
         self.idle = Some(Box::new(f));
         self
@@ -232,6 +237,7 @@ impl FnHandler {
     /// let h = redial::handler().on_close(|close| eprintln!("closed: {}", close.reason()));
     /// # let _ = h;
     /// ```
+    #[must_use]
     pub fn on_close(mut self, f: impl FnMut(&Close) + Send + 'static) -> Self {
         self.close = Some(Box::new(f));
         self

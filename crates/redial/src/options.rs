@@ -58,14 +58,15 @@ pub const DEFAULT_USER_TIMEOUT: Duration = Duration::from_secs(40);
 /// use redial::{Keepalive, Options};
 /// use std::time::Duration;
 ///
-/// let opts = Options::new().keepalive(Some(Keepalive {
-///     idle: Duration::from_secs(10),
-///     interval: Duration::from_secs(2),
-///     retries: 3,
-/// }));
+/// let opts = Options::new().keepalive(Some(Keepalive::new(
+///     Duration::from_secs(10),
+///     Duration::from_secs(2),
+///     3,
+/// )));
 /// # let _ = opts;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Keepalive {
     /// Idle time before the first probe.
     pub idle: Duration,
@@ -73,6 +74,27 @@ pub struct Keepalive {
     pub interval: Duration,
     /// Unanswered probes before the connection is reset.
     pub retries: u32,
+}
+
+impl Keepalive {
+    /// Probes after `idle` without traffic, then every `interval`; the
+    /// connection is reset after `retries` unanswered probes.
+    ///
+    /// ```
+    /// let k = redial::Keepalive::new(
+    ///     std::time::Duration::from_secs(30),
+    ///     std::time::Duration::from_secs(5),
+    ///     4,
+    /// );
+    /// assert_eq!(k.retries, 4);
+    /// ```
+    pub fn new(idle: Duration, interval: Duration, retries: u32) -> Self {
+        Keepalive {
+            idle,
+            interval,
+            retries,
+        }
+    }
 }
 
 impl Default for Keepalive {
@@ -274,6 +296,7 @@ impl Options {
     /// let o = redial::Options::new().backoff(redial::Backoff::default().with_jitter(redial::Jitter::Full));
     /// # let _ = o;
     /// ```
+    #[must_use]
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
         self
@@ -289,6 +312,7 @@ impl Options {
     /// let o = redial::Options::new().stable_after(std::time::Duration::from_secs(1));
     /// # let _ = o;
     /// ```
+    #[must_use]
     pub fn stable_after(mut self, d: Duration) -> Self {
         self.stable_after = d;
         self
@@ -300,6 +324,7 @@ impl Options {
     /// let o = redial::Options::new().connect_timeout(std::time::Duration::from_secs(1));
     /// # let _ = o;
     /// ```
+    #[must_use]
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.connect_timeout = d;
         self
@@ -312,6 +337,7 @@ impl Options {
     /// let o = redial::Options::new().max_attempts(5);
     /// # let _ = o;
     /// ```
+    #[must_use]
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = Some(n);
         self
@@ -325,6 +351,7 @@ impl Options {
     /// let o = redial::Options::new().give_up_after(std::time::Duration::from_secs(60));
     /// # let _ = o;
     /// ```
+    #[must_use]
     pub fn give_up_after(mut self, budget: Duration) -> Self {
         self.give_up_after = Some(budget);
         self
@@ -337,6 +364,7 @@ impl Options {
     /// let o = redial::Options::new().restart_intensity(10, std::time::Duration::from_secs(60));
     /// # let _ = o;
     /// ```
+    #[must_use]
     pub fn restart_intensity(mut self, resets: u32, within: Duration) -> Self {
         self.restart_intensity = Some((resets, within));
         self
@@ -349,6 +377,7 @@ impl Options {
     /// let o = redial::Options::new().nodelay(false);
     /// # let _ = o;
     /// ```
+    #[must_use]
     pub fn nodelay(mut self, on: bool) -> Self {
         self.nodelay = on;
         self
@@ -362,6 +391,7 @@ impl Options {
     /// let o = redial::Options::new().send_queue_limit(64 * 1024);
     /// # let _ = o;
     /// ```
+    #[must_use]
     pub fn send_queue_limit(mut self, bytes: usize) -> Self {
         self.send_queue_limit = bytes;
         self
@@ -373,6 +403,7 @@ impl Options {
     /// let o = redial::Options::new().outage(redial::Outage::Reject);
     /// # let _ = o;
     /// ```
+    #[must_use]
     pub fn outage(mut self, policy: Outage) -> Self {
         self.outage = policy;
         self
@@ -384,6 +415,7 @@ impl Options {
     /// let o = redial::Options::new().bind("127.0.0.2:0".parse().unwrap());
     /// # let _ = o;
     /// ```
+    #[must_use]
     pub fn bind(mut self, local: SocketAddr) -> Self {
         self.bind = Some(local);
         self
@@ -396,6 +428,7 @@ impl Options {
     /// let o = redial::Options::new().configure_socket(|s| s.set_send_buffer_size(256 * 1024));
     /// # let _ = o;
     /// ```
+    #[must_use]
     pub fn configure_socket<F>(mut self, hook: F) -> Self
     where
         F: Fn(&SockRef<'_>) -> io::Result<()> + Send + Sync + 'static,
@@ -413,6 +446,7 @@ impl Options {
     /// let o = redial::Options::new().keepalive(None);
     /// # let _ = o;
     /// ```
+    #[must_use]
     pub fn keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
         self.keepalive = keepalive;
         self
@@ -427,6 +461,7 @@ impl Options {
     /// let o = redial::Options::new().user_timeout(Some(std::time::Duration::from_secs(10)));
     /// # let _ = o;
     /// ```
+    #[must_use]
     pub fn user_timeout(mut self, d: Option<Duration>) -> Self {
         self.user_timeout = d;
         self
@@ -439,6 +474,7 @@ impl Options {
     /// let o = redial::Options::new().idle_timeout(Some(std::time::Duration::from_secs(30)));
     /// # let _ = o;
     /// ```
+    #[must_use]
     pub fn idle_timeout(mut self, d: Option<Duration>) -> Self {
         self.idle_timeout = d;
         self
@@ -452,6 +488,7 @@ impl Options {
     /// let o = redial::Options::new().heartbeat(Some(std::time::Duration::from_secs(10)));
     /// # let _ = o;
     /// ```
+    #[must_use]
     pub fn heartbeat(mut self, every: Option<Duration>) -> Self {
         self.heartbeat = every;
         self
@@ -467,6 +504,7 @@ impl Options {
     /// let o = redial::Options::new().close_grace(std::time::Duration::from_secs(1));
     /// # let _ = o;
     /// ```
+    #[must_use]
     pub fn close_grace(mut self, d: Duration) -> Self {
         self.close_grace = d;
         self
@@ -479,6 +517,7 @@ impl Options {
     /// let o = redial::Options::new().seed(42);
     /// # let _ = o;
     /// ```
+    #[must_use]
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
@@ -494,6 +533,7 @@ impl Options {
     /// # let _ = o;
     /// ```
     #[cfg(feature = "tls")]
+    #[must_use]
     pub fn tls(mut self, tls: crate::tls::TlsConfig) -> Self {
         self.tls = Some(tls);
         self

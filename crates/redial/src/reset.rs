@@ -65,6 +65,7 @@ impl fmt::Display for ResetReason {
 /// kernel when the connection was lost. It is reported, never re-sent: the
 /// peer may have received its first `written` bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Partial {
     /// The whole chunk as it was sent.
     pub data: Vec<u8>,

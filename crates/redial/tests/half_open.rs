@@ -110,11 +110,11 @@ async fn half_open_child() {
     // Bounds: keepalive 1 s idle + 2 probes 1 s apart; user timeout 3 s.
     let bound = Duration::from_secs(3);
     let opts = Options::new()
-        .keepalive(Some(Keepalive {
-            idle: Duration::from_secs(1),
-            interval: Duration::from_secs(1),
-            retries: 2,
-        }))
+        .keepalive(Some(Keepalive::new(
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            2,
+        )))
         .user_timeout(Some(bound))
         .max_attempts(1);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

@@ -122,6 +122,7 @@ impl Backoff {
     /// let b = redial::Backoff::default().with_jitter(redial::Jitter::Full);
     /// assert_eq!(b.jitter(), redial::Jitter::Full);
     /// ```
+    #[must_use]
     pub fn with_jitter(mut self, jitter: Jitter) -> Self {
         self.jitter = jitter;
         self

@@ -59,10 +59,13 @@ pub struct Stats {
 /// The managed connection ended for good; says why.
 ///
 /// ```
-/// let e = redial::ClosedError { reason: redial::CloseReason::Disconnected };
-/// assert_eq!(e.to_string(), "connection closed: disconnected by the application");
+/// fn why(e: &redial::ClosedError) -> String {
+///     // The message is "connection closed: " and the reason's own.
+///     format!("{e} ({:?})", e.reason)
+/// }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 #[error("connection closed: {reason}")]
 pub struct ClosedError {
     /// Why it closed.

@@ -199,6 +199,7 @@ impl ManagerBuilder {
     /// assert_eq!(cm.attempts_in_flight(), 0);
     /// # }
     /// ```
+    #[must_use]
     pub fn max_connecting(mut self, n: usize) -> Self {
         self.max_connecting = n.max(1);
         self
@@ -216,6 +217,7 @@ impl ManagerBuilder {
     /// let cm = redial::Manager::builder().probe_per_endpoint(false).own_runtime(true).build();
     /// # let _ = cm;
     /// ```
+    #[must_use]
     pub fn probe_per_endpoint(mut self, on: bool) -> Self {
         self.probe_per_endpoint = on;
         self
@@ -228,6 +230,7 @@ impl ManagerBuilder {
     /// let cm = redial::Manager::builder().own_runtime(true).build();
     /// # let _ = cm;
     /// ```
+    #[must_use]
     pub fn own_runtime(mut self, yes: bool) -> Self {
         self.own_runtime = yes;
         self
