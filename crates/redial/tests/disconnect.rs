@@ -338,10 +338,8 @@ async fn duration_max_everywhere_still_connects_and_closes_cleanly() {
         Err(redial::ConnectError::Options(e)) => assert_eq!(e.option(), "user_timeout"),
         other => panic!("accepted: {other:?}"),
     }
-    let keepalive = redial::Keepalive {
-        idle: max,
-        ..redial::Keepalive::default()
-    };
+    let mut keepalive = redial::Keepalive::default();
+    keepalive.idle = max;
     match cm.connect_with(
         server.addr,
         recording(&calls),
