@@ -742,6 +742,11 @@ impl Shared {
         q.closed = true;
         self.wake_writers(q);
         self.wake.notify_one();
+        // A pool no longer counts this member live from now on: its
+        // waiters (`wait_ready_change`, `send_wait`) look again.
+        if let Some(p) = &self.pool {
+            p.changed.notify_waiters();
+        }
     }
 
     /// Pushes bytes, waking the driver when the queue was empty.

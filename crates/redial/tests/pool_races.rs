@@ -275,3 +275,40 @@ fn send_wait_on_a_current_thread_runtime_returns_by_its_timeout_while_its_member
         "returned early: {waited:?}"
     );
 }
+
+// A member stops being live the moment its disconnect is called (it takes
+// no more sends), not when it has closed: a waiter on the pool's readiness
+// hears of it at once, even while the member still flushes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_ready_change_hears_of_a_member_that_starts_disconnecting() {
+    let server = common::TestServer::sink().await;
+    let proxy = redial_chaos::Proxy::builder()
+        .seed(41)
+        .start("127.0.0.1:0", server.addr)
+        .await
+        .unwrap();
+    let cm = Manager::new();
+    let pool = cm.create_pool("p").unwrap();
+    // The member flushes for up to 3 s once disconnected.
+    let opts = redial::Options::new().close_grace(Duration::from_secs(3));
+    let conn = pool
+        .add_connection_with(proxy.local_addr(), redial::handler(), opts)
+        .unwrap();
+    tokio::time::timeout(LONG, pool.wait_live(1)).await.unwrap();
+    let waiter = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.wait_ready_change(true).await })
+    };
+    tokio::task::yield_now().await;
+    // The flush cannot finish: the member stays connected for its grace.
+    proxy.blackhole();
+    conn.send(vec![1u8; 32 << 20]).unwrap();
+    let _ = conn.disconnect();
+    let ready = tokio::time::timeout(Duration::from_secs(2), waiter)
+        .await
+        .expect("the waiter heard of the disconnect before the member closed")
+        .unwrap();
+    assert!(!ready);
+    assert_eq!(conn.state(), redial::State::Connected, "still flushing");
+    tokio::time::timeout(LONG, conn.closed()).await.unwrap();
+}
