@@ -185,7 +185,7 @@ impl Handler for Netcat {
         again.extend_from_slice(unsent.bytes());
         let pending = again.len();
         let mut ledger = lock(&self.ledger);
-        ledger.lost(reset.written(), None);
+        ledger.lost(reset.written(), reset.acked());
         let what = if pending == 0 {
             String::new()
         } else if self.resend {
@@ -196,11 +196,18 @@ impl Handler for Netcat {
             format!("; {pending} unsent bytes dropped (use --buffer to keep them)")
         };
         drop(ledger);
+        let written = reset.written();
+        let arrived = match reset.acked() {
+            Some(acked) => format!(
+                "{written} bytes written on it, {acked} acknowledged by the peer, {} lost in flight",
+                written.saturating_sub(acked)
+            ),
+            None => format!("{written} bytes written on it may not have arrived"),
+        };
         self.say(&self.paint.red(&format!(
-            "connection lost: {} after {} up; {} bytes written on it may not have arrived{what}",
+            "connection lost: {} after {} up; {arrived}{what}",
             reset.reason(),
             format_duration(reset.uptime()),
-            reset.written(),
         )));
         if !self.resend || pending == 0 {
             return Resume::Reconnect;

@@ -56,7 +56,7 @@ pub struct Tally {
     /// The current connection's unfinished line.
     line: Vec<u8>,
     /// What the close handed back, settled by [`Tally::finish`].
-    close: Option<Returned>,
+    close: Option<(Returned, Option<u64>)>,
 }
 
 /// What an `Unsent` held: the message cut mid-write (number, bytes
@@ -167,28 +167,30 @@ impl Tally {
     }
 
     /// A live connection was lost: its messages written and not echoed are
-    /// lost in flight, the unsent ones come back.
+    /// lost in flight, the unsent ones come back; the kernel's acknowledged
+    /// count (where it tells) is checked against the echoes.
     pub fn reset(&mut self, reset: &Reset) {
         self.resets += 1;
         self.live = false;
         self.line.clear();
         let (cut, whole) = self.returned(reset.unsent());
-        self.account.lost(reset.written(), None, 0, cut, whole);
+        self.account
+            .lost(reset.written(), reset.acked(), 0, cut, whole);
     }
 
     /// The connection ended for good: noted, settled by [`Tally::finish`]
     /// once the connection's total `bytes_out` is known.
     pub fn closed(&mut self, close: &Close) {
         let returned = self.returned(close.unsent());
-        self.close = Some(returned);
+        self.close = Some((returned, close.acked()));
     }
 
     /// Settles the close with the connection's total `bytes_out` (from
     /// `Connection::stats`, read after the close).
     pub fn finish(&mut self, bytes_out: u64) {
-        let (cut, whole) = self.close.take().unwrap_or_default();
+        let ((cut, whole), acked) = self.close.take().unwrap_or_default();
         self.account
-            .closed(bytes_out, None, self.live, 0, cut, whole);
+            .closed(bytes_out, acked, self.live, 0, cut, whole);
         self.live = false;
     }
 

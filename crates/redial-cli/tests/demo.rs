@@ -75,4 +75,24 @@ fn short_demo_ends_with_a_clean_summary() {
         }
     }
     assert_eq!(rows, 4, "{stdout}");
+    // Evidence that does not come from redial's counters: on Linux the
+    // kernel's acknowledged count of every lost and closed connection was
+    // checked against the echoes (an echoed message never acknowledged, or
+    // more unacknowledged than a send buffer holds, would be an anomaly
+    // and make a row unbalanced).
+    if cfg!(target_os = "linux") {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("kernel's word"))
+            .unwrap_or_else(|| panic!("no kernel line:\n{stdout}"));
+        let checked: u64 = line
+            .split(" on ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(checked >= 8 + 4, "{line}");
+        assert!(line.contains("every echoed message acknowledged"), "{line}");
+    }
 }
