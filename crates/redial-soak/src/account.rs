@@ -180,6 +180,7 @@ impl Account {
 
     /// The most a connection's kernel can hold unacknowledged (see
     /// [`unacked_max`]). More unacknowledged bytes at a loss is an anomaly.
+    #[must_use]
     pub fn max_unacked(mut self, bytes: u64) -> Self {
         self.max_unacked = bytes;
         self
