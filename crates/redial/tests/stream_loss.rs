@@ -112,6 +112,9 @@ async fn bytes_of_every_reset_are_handed_back_none_overwritten() {
     let lost_written: u64 = losses.iter().map(|l| l.written).sum();
     let lost_unsent: u64 = losses.iter().map(|l| l.unsent_bytes as u64).sum();
     assert!(lost_written <= stats.bytes_out);
+    for l in &losses {
+        assert!(l.acked.is_some_and(|a| a <= l.written), "{l:?}");
+    }
     assert!(lost_unsent <= back);
     assert_eq!(
         accepted,
@@ -190,6 +193,10 @@ async fn unread_bytes_of_a_lost_connection_never_reach_the_next_one() {
     let reported = lost(&e);
     assert_eq!(reported.generation, 1);
     assert_eq!(reported.reason, ResetReason::PeerClosed);
+    // "A\n" was written, and the peer acknowledged it (its reply carried
+    // the acknowledgement).
+    assert_eq!(reported.written, 2);
+    assert_eq!(reported.acked, Some(2), "{reported:?}");
     assert_eq!(
         reported.unread_dropped,
         b"reply:A\nHALF-LINE-FROM-OLD-CONNECTION".len()

@@ -116,7 +116,8 @@ impl From<StreamError> for io::Error {
 /// `ConnectionReset` error reports it: every loss is one error, in order.
 ///
 /// Of the bytes written to the stream for this connection, `written`
-/// reached its kernel (what the peer got of them, only the peer can say)
+/// reached its kernel (`acked` of them reached the peer's, where the kernel
+/// tells; whether the peer application read them, only the peer can say)
 /// and `unsent_bytes` never did: [`Stream::take_unsent`](crate::Stream::take_unsent)
 /// hands those back. `unread_dropped` counts the bytes read from it that the
 /// reader never took: a write or flush heard of the loss first, and they
@@ -133,8 +134,9 @@ impl From<StreamError> for io::Error {
 #[non_exhaustive]
 #[error(
     "connection lost ({reason}): #{generation} after {uptime:.2?}, {written} bytes written to \
-     the kernel, {unsent_bytes} never sent (take_unsent has them), {unread_dropped} unread \
-     bytes dropped; the next call uses a new connection"
+     the kernel{}, {unsent_bytes} never sent (take_unsent has them), {unread_dropped} unread \
+     bytes dropped; the next call uses a new connection",
+    acked.map(|a| format!(" ({a} acknowledged by the peer)")).unwrap_or_default()
 )]
 pub struct StreamReset {
     /// Why the connection was lost.
@@ -145,6 +147,13 @@ pub struct StreamReset {
     pub uptime: Duration,
     /// Bytes of this connection handed to its kernel.
     pub written: u64,
+    /// Of `written`, the bytes the peer's TCP acknowledged, as the kernel
+    /// counted them when the connection was lost; `None` where the kernel
+    /// does not tell ([`Reset::acked`](crate::Reset::acked) says where).
+    pub acked: Option<u64>,
+    /// Of `written`, the bytes the kernel still held unacknowledged
+    /// ([`Reset::unacked`](crate::Reset::unacked)).
+    pub unacked: Option<u64>,
     /// Bytes written to the stream for this connection that never reached
     /// the kernel (the unwritten tail of a cut chunk included), handed back
     /// by `take_unsent`.

@@ -233,6 +233,8 @@ impl Handler for StreamHandler {
                 generation: reset.generation(),
                 uptime: reset.uptime(),
                 written: reset.written(),
+                acked: reset.acked(),
+                unacked: reset.unacked(),
                 unsent_bytes: unsent_bytes(&unsent),
                 unread_dropped: 0,
             });
@@ -324,6 +326,8 @@ mod tests {
             generation,
             uptime: Duration::ZERO,
             written: 0,
+            acked: None,
+            unacked: None,
             unsent_bytes: 0,
             unread_dropped: 0,
         }
