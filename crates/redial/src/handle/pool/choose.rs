@@ -1,6 +1,7 @@
 //! Which members of a pool take work now, and every call that uses them:
 //! [`Pool::pick`], [`Pool::pick_least_queued`], [`Pool::send`],
-//! [`Pool::send_wait`], [`Pool::live`], [`Pool::is_ready`] and the waits.
+//! [`Pool::send_wait`], [`Pool::live`], [`Pool::is_ready`] and the waits
+//! ([`Pool::pick_for`] in `keyed.rs` uses the same rule).
 //! One rule ([`Pool::usable`]) serves them all, so they never contradict
 //! each other: a member counted live is a member a pick can return.
 
@@ -19,7 +20,7 @@ use crate::shared::{Refused, Usability};
 /// The members a pool uses now.
 pub(super) struct Usable {
     /// In the order they were added.
-    members: Vec<Connection>,
+    pub(super) members: Vec<Connection>,
     /// How soon a flapping member becomes usable by time alone, when one
     /// is up: the set may change then without any notification.
     next_change: Option<Duration>,

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::sync::Notify;
 
 mod choose;
+mod keyed;
 
 use crate::connection::Connection;
 use crate::disconnect::Disconnecting;
