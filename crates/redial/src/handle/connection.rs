@@ -218,6 +218,8 @@ impl Connection {
     /// connection closes for good first. A connection that is lost again
     /// before the waiter runs is not reported: the wait goes on for the
     /// next one (count connects with [`Connection::stats`] to see those).
+    /// Once `disconnect` or `abort` has been called it never succeeds: it
+    /// waits for the close to finish and fails with how it ended.
     ///
     /// ```no_run
     /// # async fn f(conn: redial::Connection) -> Result<(), redial::ClosedError> {
@@ -230,6 +232,15 @@ impl Connection {
             match self.shared.wait_state(State::Connected).await {
                 State::Closed => return Err(self.closed_error()),
                 _ => {
+                    if self.shared.command().is_some() {
+                        // A disconnect was requested: the connection never
+                        // connects again and its socket refuses writes,
+                        // while its state may still read Connected as the
+                        // close flushes. Wait for the close itself, which
+                        // says how it ended.
+                        self.shared.wait_state(State::Closed).await;
+                        return Err(self.closed_error());
+                    }
                     if let Some(s) = self.socket() {
                         return Ok(s);
                     }
