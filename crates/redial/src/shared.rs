@@ -215,6 +215,8 @@ pub(crate) struct Shared {
     /// The application's reader is full: the driver stops reading (and the
     /// peer is slowed by TCP flow control) until it is cleared.
     read_paused: AtomicBool,
+    /// `reconnect_now` was called: a backoff in progress ends at once.
+    kicked: AtomicBool,
     /// The connection's options (shared, not copied).
     pub(crate) opts: Arc<Options>,
     pub(crate) counters: Counters,
@@ -589,6 +591,7 @@ impl Shared {
             command: AtomicU8::new(CMD_NONE),
             flaps: AtomicU32::new(0),
             read_paused: AtomicBool::new(false),
+            kicked: AtomicBool::new(false),
             opts,
             counters: Counters::default(),
             info: Mutex::new(Info::default()),
@@ -727,6 +730,22 @@ impl Shared {
             CMD_ABORT => Some(Command::Abort),
             _ => None,
         }
+    }
+
+    /// Asks the driver to end a backoff in progress and attempt at once.
+    pub(crate) fn kick(&self) {
+        self.kicked.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Whether [`Shared::kick`] was called and not yet taken.
+    pub(crate) fn kicked(&self) -> bool {
+        self.kicked.load(Ordering::Acquire)
+    }
+
+    /// Whether [`Shared::kick`] was called since the last look (and clears it).
+    pub(crate) fn take_kick(&self) -> bool {
+        self.kicked.swap(false, Ordering::AcqRel)
     }
 
     /// Asks the driver to disconnect (abort wins over a graceful disconnect).

@@ -238,6 +238,15 @@ impl Lifecycle {
         }
     }
 
+    /// The application asked to reconnect now: a backoff in progress ends
+    /// and the next attempt starts (its number unchanged). Changes nothing
+    /// in any other phase.
+    pub fn retry_now(&mut self) {
+        if let Phase::BackingOff { attempt, .. } = self.phase {
+            self.phase = Phase::Connecting { attempt };
+        }
+    }
+
     /// Time passed; starts the next attempt when the backoff deadline is due.
     pub fn timeout(&mut self, now: Instant) {
         if let Phase::BackingOff { until, attempt } = self.phase {
@@ -311,6 +320,26 @@ mod tests {
         assert_eq!(d, [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]);
         assert_eq!(lc.phase(), &Phase::Connecting { attempt: 7 });
         assert_eq!(lc.level(), 5);
+    }
+
+    #[test]
+    fn retry_now_ends_a_backoff_keeping_the_schedule() {
+        let mut now = Instant::now();
+        let mut lc = Lifecycle::new(Arc::new(opts()), 1);
+        lc.start(now);
+        lc.retry_now();
+        assert_eq!(
+            lc.phase(),
+            &Phase::Connecting { attempt: 1 },
+            "not backing off: untouched"
+        );
+        assert_eq!(lc.connect_failed(now), Some(ms(100)));
+        assert_eq!(lc.connect_failed(now), None, "no failure while backing off");
+        lc.retry_now();
+        assert_eq!(lc.phase(), &Phase::Connecting { attempt: 2 });
+        // The schedule goes on from where it was: the next delay is the second.
+        now += ms(1);
+        assert_eq!(lc.connect_failed(now), Some(ms(200)));
     }
 
     #[test]

@@ -351,6 +351,10 @@ impl<H: Handler> Driver<H> {
             if self.check_command() {
                 return;
             }
+            if self.shared.take_kick() {
+                self.lifecycle.retry_now();
+                return;
+            }
             tokio::select! {
                 _ = sleep_until(deadline) => {
                     self.lifecycle.timeout(Instant::now().into_std());
@@ -377,6 +381,10 @@ impl<H: Handler> Driver<H> {
         loop {
             if self.check_command() {
                 return false;
+            }
+            // Reconnect now: the backoff's loop takes the kick.
+            if self.shared.kicked() {
+                return true;
             }
             tokio::select! {
                 _ = &mut changed => return true,
@@ -503,6 +511,8 @@ impl<H: Handler> Driver<H> {
             Some(Ok(io)) => io,
         };
         self.lifecycle.connected(now);
+        // A reconnect-now asked for while this attempt was made is spent.
+        self.shared.take_kick();
         // The transport goes into the socket before the connected period's
         // await, so the task does not also carry it by value.
         self.generation += 1;

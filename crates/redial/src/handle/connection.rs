@@ -344,6 +344,26 @@ impl Connection {
         Disconnecting::new(vec![self.shared.clone()]).keeping(self.runtime.clone())
     }
 
+    /// Reconnects now: a connection that is backing off ends its wait and
+    /// makes its next attempt at once, for the moment the application knows
+    /// the network is back (an interface came up, a peer announced itself).
+    /// The attempt still queues under the manager's cap on attempts in
+    /// flight ([`ManagerBuilder::max_connecting`](crate::ManagerBuilder::max_connecting)),
+    /// and a failed attempt backs off again on the usual schedule. A
+    /// connection that is connected, connecting or closed is not touched;
+    /// one that waits for another connection's probe of the same endpoint
+    /// follows that probe ([`Manager::reconnect_now_to`](crate::Manager::reconnect_now_to)
+    /// reaches them all).
+    ///
+    /// ```no_run
+    /// # fn f(conn: redial::Connection) {
+    /// conn.reconnect_now();
+    /// # }
+    /// ```
+    pub fn reconnect_now(&self) {
+        self.shared.kick();
+    }
+
     /// Closes for good at once with RST; queued bytes are handed back in
     /// [`Close::unsent`](crate::Close::unsent). Sends are refused from the
     /// call on, as after [`Connection::disconnect`].

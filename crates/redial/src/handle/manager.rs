@@ -561,6 +561,42 @@ impl Manager {
         Disconnecting::new(conns).keeping(self.inner.runtime.clone())
     }
 
+    /// Reconnects every connection of this manager that is backing off now
+    /// ([`Connection::reconnect_now`]), pool members included: for the
+    /// moment the network comes back. The attempts queue under the cap on
+    /// attempts in flight ([`ManagerBuilder::max_connecting`]), so a
+    /// thousand connections do not all dial at once.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cm = redial::Manager::new();
+    /// cm.reconnect_now(); // nothing to do: no connection
+    /// # }
+    /// ```
+    pub fn reconnect_now(&self) {
+        for c in self.connections() {
+            c.reconnect_now();
+        }
+    }
+
+    /// Reconnects now every connection to `endpoint` (as written, pool
+    /// members included) that is backing off: for a server known to be
+    /// back. Returns how many connections were asked.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cm = redial::Manager::new();
+    /// assert_eq!(cm.reconnect_now_to("127.0.0.1:11211"), 0);
+    /// # }
+    /// ```
+    pub fn reconnect_now_to(&self, endpoint: impl ToEndpoint) -> usize {
+        let conns = self.connections_to(endpoint);
+        for c in &conns {
+            c.reconnect_now();
+        }
+        conns.len()
+    }
+
     /// Subscribes to every state change of every connection from now on.
     ///
     /// ```

@@ -217,6 +217,21 @@ impl Pool {
         Disconnecting::new(members)
     }
 
+    /// Reconnects every member that is backing off now
+    /// ([`Connection::reconnect_now`]), under the manager's cap on attempts
+    /// in flight.
+    ///
+    /// ```no_run
+    /// # fn f(pool: redial::Pool) {
+    /// pool.reconnect_now();
+    /// # }
+    /// ```
+    pub fn reconnect_now(&self) {
+        for c in self.connections() {
+            c.reconnect_now();
+        }
+    }
+
     /// Whether [`Pool::disconnect`] (or [`Manager::disconnect_all`](crate::Manager::disconnect_all))
     /// was called: the pool then takes no new members.
     ///
