@@ -13,6 +13,7 @@
 //! - [`watch`] — live table and JSON events for a set of endpoints.
 //! - [`chaos`] — the fault proxy as a tool, with its stdin commands.
 //! - [`stop`] — waiting for Ctrl-C or SIGTERM.
+//! - [`logs`] — the library's `tracing` logs on stderr (`RUST_LOG`, `-v`, `-q`).
 //!
 //! Exit codes, shared by every command: 0 ok, 1 runtime failure (or gave
 //! up), 2 usage error (see [`EXIT_OK`], [`EXIT_FAILURE`], [`EXIT_USAGE`]).
@@ -23,6 +24,7 @@ pub mod connect;
 pub mod demo;
 pub mod echo;
 pub mod ledger;
+pub mod logs;
 pub mod narrate;
 pub mod output;
 pub mod report;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap_verbosity_flag::{Verbosity, WarnLevel};
 use redial::Endpoint;
 use redial_chaos::{Direction, ProxyAddr};
 use redial_cli::chaos::{ChaosConfig, ChaosSchedule};
@@ -30,6 +31,8 @@ use redial_cli::{UsageError, EXIT_FAILURE};
         "  redial watch db1:5432 db2:5432\n",
         "  redial chaos --listen 127.0.0.1:7000 --upstream 127.0.0.1:6379 --reset-every 5s\n\n",
         "Durations: 250ms, 5s, 1m30s, 2h, 1d (at most 365d). Sizes: 1000, 64KiB, 1MiB, 1MB.\n\n",
+        "Logs go to stderr: warnings by default, -v info, -vv debug, -vvv trace, -q errors\n",
+        "only, -qq none; RUST_LOG=debug (or RUST_LOG=redial=debug, ...) when no -v/-q.\n\n",
         "Exit codes:\n",
         "  0  ok\n",
         "  1  runtime failure, or gave up reconnecting\n",
@@ -39,6 +42,9 @@ use redial_cli::{UsageError, EXIT_FAILURE};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    // Logs on stderr (see `redial_cli::logs`).
+    #[command(flatten)]
+    verbosity: Verbosity<WarnLevel>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,7 +53,35 @@ enum Command {
     Connect(ConnectArgs),
     Watch(WatchArgs),
     Chaos(ChaosArgs),
+    Completions(CompletionsArgs),
+    Man(ManArgs),
 }
+
+/// Print a shell completion script on stdout.
+///
+/// Load it for the current shell, or save it where the shell looks for
+/// completions.
+#[derive(Debug, Args)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  source <(redial completions bash)\n",
+    "  redial completions zsh > ~/.zfunc/_redial\n",
+    "  redial completions fish > ~/.config/fish/completions/redial.fish",
+))]
+struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_name = "SHELL")]
+    shell: clap_complete::Shell,
+}
+
+/// Print the man page (roff) on stdout.
+#[derive(Debug, Args)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  redial man | man -l -\n",
+    "  redial man > /usr/local/share/man/man1/redial.1",
+))]
+struct ManArgs {}
 
 /// Watch redial survive FIN, RST, refused connects, a blackhole and a slow
 /// link, then see where every message went.
@@ -285,7 +319,7 @@ fn check_options(command: &Command) -> Result<(), UsageError> {
     match command {
         Command::Connect(a) => connect_config(a).options().map(drop),
         Command::Watch(a) => reconnect_options(&a.reconnect).options().map(drop),
-        Command::Demo(_) | Command::Chaos(_) => Ok(()),
+        Command::Demo(_) | Command::Chaos(_) | Command::Completions(_) | Command::Man(_) => Ok(()),
     }
 }
 
@@ -306,6 +340,8 @@ impl Command {
             Command::Connect(_) => "connect",
             Command::Watch(_) => "watch",
             Command::Chaos(_) => "chaos",
+            Command::Completions(_) => "completions",
+            Command::Man(_) => "man",
         }
     }
 }
@@ -398,11 +434,24 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             redial_cli::chaos::run(config, Paint::stderr()).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Completions(a) => {
+            let mut cli = Cli::command();
+            clap_complete::generate(a.shell, &mut cli, "redial", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man(_) => {
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .context("cannot write the man page")?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let v = &cli.verbosity;
+    redial_cli::logs::init(v.tracing_level_filter(), v.is_present());
     let name = cli.command.name();
     if let Err(e) = check_options(&cli.command) {
         usage_error(name, e.0);

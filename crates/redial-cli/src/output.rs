@@ -4,19 +4,20 @@
 //! Data (what a server sent, tables, JSON) goes to stdout through the
 //! callers; this module is for the lines about what is happening.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Whether colour is wanted for a stream: it must be a terminal, and
-/// `NO_COLOR` must be unset or empty (<https://no-color.org>).
+/// Whether colour is wanted for a stream, by the rules command-line tools
+/// share (through `anstream`): `CLICOLOR_FORCE` forces it; otherwise the
+/// stream must be a terminal, `NO_COLOR` (<https://no-color.org>) unset and
+/// `CLICOLOR` not `0`.
 ///
 /// ```
 /// // Under `cargo test` stderr is captured, so no colour.
 /// let _ = redial_cli::output::colour_wanted(&std::io::stderr());
 /// ```
-pub fn colour_wanted(stream: &impl IsTerminal) -> bool {
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    !no_color && stream.is_terminal()
+pub fn colour_wanted(stream: &impl anstream::stream::RawStream) -> bool {
+    anstream::AutoStream::choice(stream) != anstream::ColorChoice::Never
 }
 
 /// ANSI colours, or plain text when colour is off.
