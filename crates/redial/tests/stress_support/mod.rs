@@ -14,6 +14,30 @@ pub mod watchdog;
 
 use std::sync::{Arc, Mutex};
 
+/// Checks (and the operations that provoke them) of defects whose fix is
+/// not on `main` yet: skipped unless `REDIAL_STRESS_ALL=1`. Remove a name
+/// once its fix has landed.
+/// - `send_wait`: `Pool::send_wait` spins on a member that is up but
+///   refuses writes (issue 21, 1);
+/// - `stale_pool_handle`: `disconnect()` through an old handle removes the
+///   newer pool of the name (issue 21, 2);
+/// - `add_during_pool_disconnect`: a member added while the pool is being
+///   disconnected is never disconnected (issue 21, 3);
+/// - `connect_after_disconnect`: an attempt in flight at `disconnect()`
+///   still calls `on_connect` (issue 21, 4).
+pub const AWAITING_FIX: &[&str] = &[
+    "send_wait",
+    "stale_pool_handle",
+    "add_during_pool_disconnect",
+    "connect_after_disconnect",
+];
+
+/// Whether `check` runs.
+pub fn enabled(check: &str) -> bool {
+    !AWAITING_FIX.contains(&check)
+        || std::env::var_os("REDIAL_STRESS_ALL").is_some_and(|v| v == "1")
+}
+
 /// Broken invariants, in the order they were seen.
 #[derive(Clone, Default)]
 pub struct Violations(Arc<Mutex<Vec<String>>>);

@@ -22,7 +22,7 @@ use super::frame::{self, FrameId};
 use super::ledger::Ledger;
 use super::probe::{ConnState, PanicIn, Probe};
 use super::watchdog::Watchdog;
-use super::Violations;
+use super::{enabled, Violations};
 
 /// Connections not yet closed that the workers keep at most.
 const MAX_LIVE: usize = 32;
@@ -233,8 +233,8 @@ pub async fn step(w: &Arc<World>, rng: &mut SplitMix64) {
         56..=62 => pool_add(w, rng),
         63..=70 => pool_send(w, rng).await,
         71..=73 => pool_disconnect(w, rng, false).await,
-        74..=75 => stale_pool_disconnect(w, rng).await,
-        76 => pool_disconnect(w, rng, true).await,
+        74..=75 if enabled("stale_pool_handle") => stale_pool_disconnect(w, rng).await,
+        76 if enabled("add_during_pool_disconnect") => pool_disconnect(w, rng, true).await,
         77..=80 => lookups(w, rng),
         81..=86 => waits(w, rng).await,
         87..=95 => disconnect(w, rng).await,
@@ -486,7 +486,7 @@ fn pool_add(w: &Arc<World>, rng: &mut SplitMix64) {
 async fn pool_send(w: &Arc<World>, rng: &mut SplitMix64) {
     let Some(rec) = pick_pool(w, rng) else { return };
     let lane = w.lane(false);
-    let how = rng.below(3);
+    let how = rng.below(if enabled("send_wait") { 3 } else { 2 });
     w.count(["Pool::send", "Pool::pick + send", "Pool::send_wait"][how as usize]);
     for seq in 0..rng.between(1, 8) as u32 {
         let id = FrameId { lane, seq };

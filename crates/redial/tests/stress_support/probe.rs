@@ -117,7 +117,8 @@ impl ConnState {
     /// `on_connect`, or the entry of a `Resume::With`.
     fn connected(&self, sock: &Socket, callback: &str) {
         let _in = self.enter(callback);
-        if self.stop_requested.load(Ordering::SeqCst) {
+        if self.stop_requested.load(Ordering::SeqCst) && super::enabled("connect_after_disconnect")
+        {
             self.v.add(format!(
                 "conn #{}: {callback} (generation {}) after its disconnect() had returned",
                 self.tag,
