@@ -1,9 +1,11 @@
 //! The life-cycle state machine driven by arbitrary events and times never
 //! panics, and its invariants hold after every event.
 //!
-//! Input bytes: the first 16 choose the options (backoff, jitter, stable
-//! time, give-up policies) and the seed; each following pair is one event
-//! (what happened, how much time passed before it). Invariants checked:
+//! Input bytes: the first ones choose the options (backoff, jitter, stable
+//! time, give-up policies, every duration anywhere in `Duration`'s range,
+//! `Duration::MAX` included) and the seed; each following pair is one
+//! event (what happened, how much time passed before it, sometimes any
+//! duration). Invariants checked:
 //! Closed is absorbing (reached at most once, nothing after it starts an
 //! attempt); reset and connect_failed change nothing outside Connected and
 //! Connecting; every delay is within the backoff bounds; max_attempts trips
@@ -27,34 +29,36 @@ fn ms(n: u64) -> Duration {
 
 fuzz_target!(|data: &[u8]| {
     let mut b = Bytes(data);
-    // Options. Delays in milliseconds up to about a minute, caps up to about
-    // 4.5 hours: wide enough to cross every branch, small enough that
-    // `now + delay` stays far from Instant's range.
-    let initial = ms(u64::from(b.u16() % 2000) + 1);
-    let multiplier = 1.0 + f64::from(b.u8()) / 32.0;
-    let max = initial * (u32::from(b.u8()) + 1) * 32;
+    // Options: every duration anywhere in `Duration`'s range (from zero
+    // up, as `Options::validate` refuses only zero delays).
+    let nonzero = |d: Duration| d.max(Duration::from_nanos(1));
+    let initial = nonzero(b.duration());
+    let multiplier = 1.0 + f64::from(b.u16()) / 256.0;
+    let max = nonzero(b.duration());
     let jitter = match b.u8() % 4 {
         0 => Jitter::None,
         1 => Jitter::Proportional(f64::from(b.u8()) / 255.0),
         2 => Jitter::Full,
         _ => Jitter::Decorrelated,
     };
-    let backoff = Backoff::new(initial, multiplier, max)
-        .expect("valid by construction")
-        .with_jitter(jitter);
-    let mut opts = Options::new()
-        .backoff(backoff)
-        .stable_after(ms(u64::from(b.u16())));
+    let backoff = match Backoff::new(initial, multiplier, max) {
+        Ok(backoff) => backoff.with_jitter(jitter),
+        Err(e) => {
+            assert!(max < initial, "refused a valid backoff: {e}");
+            return;
+        }
+    };
+    let mut opts = Options::new().backoff(backoff).stable_after(b.duration());
     let flags = b.u8();
     let max_attempts = (flags & 1 != 0).then(|| u32::from(b.u8() % 16) + 1);
     if let Some(n) = max_attempts {
         opts = opts.max_attempts(n);
     }
     if flags & 2 != 0 {
-        opts = opts.give_up_after(ms(u64::from(b.u16()) * 4));
+        opts = opts.give_up_after(nonzero(b.duration()));
     }
     if flags & 4 != 0 {
-        opts = opts.restart_intensity(u32::from(b.u8() % 8) + 1, ms(u64::from(b.u16()) + 1));
+        opts = opts.restart_intensity(u32::from(b.u8() % 8) + 1, nonzero(b.duration()));
     }
     let seed = u64::from(b.u16());
 
@@ -67,7 +71,13 @@ fuzz_target!(|data: &[u8]| {
 
     while !b.0.is_empty() {
         let op = b.u8();
-        now += ms(u64::from(b.u8()) * 8);
+        // Mostly short pauses; sometimes any duration (skipped when the
+        // clock cannot hold it: that is the target's arithmetic, not redial's).
+        let pause = match b.u8() {
+            255 => b.duration(),
+            n => ms(u64::from(n) * 8),
+        };
+        now = now.checked_add(pause).unwrap_or(now);
         let before = lc.phase().clone();
         match op % 8 {
             0 => lc.start(now),
@@ -146,7 +156,9 @@ fuzz_target!(|data: &[u8]| {
         match lc.phase() {
             Phase::BackingOff { until, attempt } => {
                 assert_eq!(lc.poll_timeout(), Some(*until));
-                assert!(*until <= now + max, "deadline beyond the cap");
+                if let Some(cap) = now.checked_add(max) {
+                    assert!(*until <= cap, "deadline beyond the cap");
+                }
                 assert_eq!(*attempt, failed + 1);
             }
             Phase::Connecting { attempt } => {

@@ -229,12 +229,9 @@ pub use stream::{Stream, StreamError, StreamReset, DEFAULT_STREAM_OUTAGE_WAIT, S
 #[cfg(feature = "tls")]
 pub use tls::{TlsConfig, TlsError};
 
-/// The life-cycle state machine and the send path with its byte ledger,
-/// reachable only in fuzzing builds (`cargo fuzz` sets `--cfg fuzzing`).
+/// The life-cycle state machine, the send path with its byte ledger, and a
+/// view of a connection's send queue, reachable only in fuzzing builds
+/// (`cargo fuzz` sets `--cfg fuzzing`).
 #[cfg(fuzzing)]
 #[doc(hidden)]
-pub mod fuzzing {
-    pub use crate::data_path::DataPath;
-    pub use crate::ledger::Ledger;
-    pub use crate::lifecycle::{Lifecycle, Phase};
-}
+pub mod fuzzing;
