@@ -314,7 +314,7 @@ async fn run(data: &[u8]) {
                 }
             }
             (2 | 3, App::Stream { stream, taken }) => {
-                *taken += unsent_bytes(&stream.take_unsent());
+                *taken += stream.take_unsent().iter().map(unsent_bytes).sum::<u64>();
             }
             (5 | 6, _) => peer.read(len * 4),
             (7, _) => {
@@ -363,7 +363,7 @@ async fn run(data: &[u8]) {
         );
     }
     if let App::Stream { stream, taken } = &mut app {
-        *taken += unsent_bytes(&stream.take_unsent());
+        *taken += stream.take_unsent().iter().map(unsent_bytes).sum::<u64>();
     }
     let (waiting, inflight, outage) = queue_bytes(app.conn());
     assert_eq!(

@@ -33,8 +33,6 @@ fn within(bound: Duration, what: &str, test: impl FnOnce() + Send + 'static) {
 /// `current_thread` runtime for good and keeps a worker of a
 /// multi-threaded one at 100 %.
 #[test]
-#[ignore = "fails until Stream::poll_write waits for room for the whole write (stream.rs); \
-            run with `cargo test -p redial --test found_by_stress -- --ignored`"]
 fn a_stream_write_larger_than_the_room_left_waits_for_room() {
     within(
         Duration::from_secs(20),
