@@ -12,7 +12,7 @@
 # that fails. Usage: fuzz/run-all.sh --replay [TARGET...]
 set -euo pipefail
 cd "$(dirname "$0")"
-all=(endpoint units lifecycle proxy datapath)
+all=(endpoint units lifecycle proxy datapath datapath_tcp)
 
 if [ "${1:-}" = "--replay" ]; then
   shift

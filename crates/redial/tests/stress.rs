@@ -32,8 +32,9 @@
 //! - every connection ran `on_close` exactly once and is closed, the manager
 //!   lists none, and the servers hold no connection 1 s later;
 //! - the byte ledger: accepted bytes = written (`Stats::bytes_out`) + handed
-//!   back (`SendError`, `Reset::unsent`, `Close::unsent`) + discarded
-//!   (`Stats::sender_dropped`); no frame arrives twice, or arrives although
+//!   back (`SendError`, `Reset::take_unsent`, `Close::take_unsent`) +
+//!   discarded (`Stats::discarded_bytes`: a dropped `Sender`'s refused
+//!   bytes); no frame arrives twice, or arrives although
 //!   it was handed back or refused; between two frames one producer sent
 //!   on one connection nothing accepted is missing (loss only as a tail);
 //! - tasks of the runtime and open descriptors come back to their start.

@@ -840,12 +840,18 @@ pub async fn finish(w: &Arc<World>) {
     }
 }
 
-/// `bytes_out` and `sender_dropped` over every connection of the round,
+/// `bytes_out` and `discarded_bytes` over every connection of the round,
 /// and what is still queued anywhere.
 pub fn totals(w: &World) -> (u64, u64, usize) {
     let conns = w.conns.lock().unwrap();
     conns.iter().fold((0, 0, 0), |(o, d, q), t| {
         let s = t.conn.stats();
-        (o + s.bytes_out, d + s.sender_dropped, q + s.queued)
+        if s.discarded_bytes < s.sender_dropped {
+            w.v.add(format!(
+                "conn #{}: discarded_bytes {} below sender_dropped {}",
+                t.st.tag, s.discarded_bytes, s.sender_dropped
+            ));
+        }
+        (o + s.bytes_out, d + s.discarded_bytes, q + s.queued)
     })
 }

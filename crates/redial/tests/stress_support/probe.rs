@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use redial::{Close, Handler, Reset, Resume, Socket};
+use redial::{Close, Handler, Reset, Resume, Socket, Unsent};
 use redial_chaos::SplitMix64;
 
 use super::frame::{self, FrameId, Parser};
@@ -114,6 +114,18 @@ impl ConnState {
         }
     }
 
+    /// Enters what a reset or close hands back in the ledger: taken most of
+    /// the time, otherwise only read (a handler that saw the bytes had them
+    /// handed back either way; only the default handler's are discarded).
+    fn hand_back(&self, unsent: &Unsent, take: impl FnOnce() -> Unsent, what: &str) {
+        let what = format!("conn #{} {what}", self.tag);
+        if self.roll(10) < 7 {
+            self.ledger.unsent(&self.v, &take(), &what);
+        } else {
+            self.ledger.unsent(&self.v, unsent, &what);
+        }
+    }
+
     /// `on_connect`, or the entry of a `Resume::With`.
     fn connected(&self, sock: &Socket, callback: &str) {
         let _in = self.enter(callback);
@@ -187,8 +199,7 @@ impl Handler for Probe {
     fn on_reset(&mut self, reset: &Reset) -> Resume {
         let st = &self.0;
         let _in = st.enter("on_reset");
-        st.ledger
-            .unsent(&st.v, reset.unsent(), &format!("conn #{} reset", st.tag));
+        st.hand_back(reset.unsent(), || reset.take_unsent(), "reset");
         st.maybe_panic(2, |p| match p {
             PanicIn::Reset(n) => Some(n),
             _ => None,
@@ -218,8 +229,7 @@ impl Handler for Probe {
         if n > 1 {
             st.v.add(format!("conn #{}: on_close ran {n} times", st.tag));
         }
-        st.ledger
-            .unsent(&st.v, close.unsent(), &format!("conn #{} close", st.tag));
+        st.hand_back(close.unsent(), || close.take_unsent(), "close");
         *st.close_reason.lock().unwrap() = Some(close.reason().to_string());
         st.closed.store(true, Ordering::SeqCst);
     }
