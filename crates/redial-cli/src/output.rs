@@ -1,11 +1,12 @@
 //! Where text goes and how it looks: state lines on stderr (with a
-//! timestamp), colour only on a terminal and never with `NO_COLOR`.
+//! timestamp), colour by the shared rules (`NO_COLOR`, `CLICOLOR`,
+//! `CLICOLOR_FORCE`, terminal or not) through `anstream` and `anstyle`.
 //!
 //! Data (what a server sent, tables, JSON) goes to stdout through the
 //! callers; this module is for the lines about what is happening.
 
 use std::io::Write;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Whether colour is wanted for a stream, by the rules command-line tools
 /// share (through `anstream`): `CLICOLOR_FORCE` forces it; otherwise the
@@ -20,7 +21,7 @@ pub fn colour_wanted(stream: &impl anstream::stream::RawStream) -> bool {
     anstream::AutoStream::choice(stream) != anstream::ColorChoice::Never
 }
 
-/// ANSI colours, or plain text when colour is off.
+/// ANSI colours (`anstyle`), or plain text when colour is off.
 ///
 /// ```
 /// use redial_cli::output::Paint;
@@ -44,12 +45,12 @@ impl Paint {
         Paint { on: false }
     }
 
-    /// Colours when stderr is a terminal and `NO_COLOR` is not set.
+    /// Colours by [`colour_wanted`] for stderr.
     pub fn stderr() -> Self {
         Paint::new(colour_wanted(&std::io::stderr()))
     }
 
-    /// Colours when stdout is a terminal and `NO_COLOR` is not set.
+    /// Colours by [`colour_wanted`] for stdout.
     pub fn stdout() -> Self {
         Paint::new(colour_wanted(&std::io::stdout()))
     }
@@ -59,9 +60,9 @@ impl Paint {
         self.on
     }
 
-    fn wrap(&self, code: &str, s: &str) -> String {
+    fn wrap(&self, style: anstyle::Style, s: &str) -> String {
         if self.on {
-            format!("\x1b[{code}m{s}\x1b[0m")
+            format!("{style}{s}{style:#}")
         } else {
             s.to_string()
         }
@@ -69,23 +70,23 @@ impl Paint {
 
     /// Red: something broke.
     pub fn red(&self, s: &str) -> String {
-        self.wrap("31", s)
+        self.wrap(anstyle::AnsiColor::Red.on_default(), s)
     }
     /// Green: something came back.
     pub fn green(&self, s: &str) -> String {
-        self.wrap("32", s)
+        self.wrap(anstyle::AnsiColor::Green.on_default(), s)
     }
     /// Yellow: a fault was switched, a warning.
     pub fn yellow(&self, s: &str) -> String {
-        self.wrap("33", s)
+        self.wrap(anstyle::AnsiColor::Yellow.on_default(), s)
     }
     /// Dim: timestamps and details.
     pub fn dim(&self, s: &str) -> String {
-        self.wrap("2", s)
+        self.wrap(anstyle::Style::new().dimmed(), s)
     }
     /// Bold: headings.
     pub fn bold(&self, s: &str) -> String {
-        self.wrap("1", s)
+        self.wrap(anstyle::Style::new().bold(), s)
     }
 }
 
@@ -150,12 +151,8 @@ impl Elapsed {
 /// assert_eq!(&t[2..3], ":");
 /// ```
 pub fn wall_clock() -> String {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let ms = since.as_millis() % 86_400_000;
-    let (h, m, s, milli) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
-    format!("{h:02}:{m:02}:{s:02}.{milli:03}")
+    // `2025-01-31T14:03:27.512Z` -> `14:03:27.512`
+    rfc3339(SystemTime::now())[11..23].to_string()
 }
 
 /// A state line with the wall-clock stamp, dimmed when painting.
@@ -171,27 +168,9 @@ pub fn stamped(paint: Paint, msg: &str) {
 /// assert_eq!(redial_cli::output::rfc3339(t), "2023-11-14T22:13:20.123Z");
 /// ```
 pub fn rfc3339(t: SystemTime) -> String {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        since.subsec_millis()
-    )
+    // Before 1970 or past 9999 cannot come from a clock this tool reads.
+    let t = jiff::Timestamp::try_from(t).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 /// The wall-clock time of a monotonic `Instant` (as events carry).

@@ -61,46 +61,55 @@ impl std::error::Error for UnitError {}
 /// ```
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 
-const DURATION_HELP: &str = "expected a number with a unit, as in 250ms, 5s, 1m, 1h or 1m30s";
-const SIZE_HELP: &str = "expected a byte count, as in 1000, 64KiB, 1MiB or 1.5MB";
+const DURATION_HELP: &str =
+    "expected a number with a unit (ns, us, ms, s, m, h or d), as in 250ms, 5s, 1m, 1h or 1m30s";
+const SIZE_HELP: &str = "expected a byte count, as in 1000, 64KiB, 1MiB or 1.5MB \
+     (units: B, KB, KiB, MB, MiB, GB, GiB, TB, TiB, PB, PiB)";
 
-/// Splits `12.5ms` into (`12.5`, `ms`), starting at `s`; returns the rest.
-fn number_then_unit(s: &str) -> (&str, &str, &str) {
-    let num_end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, rest) = s.split_at(num_end);
-    let unit_end = rest
-        .find(|c: char| c.is_ascii_digit() || c == '.')
-        .unwrap_or(rest.len());
-    let (unit, rest) = rest.split_at(unit_end);
-    (num, unit.trim(), rest)
+/// Whether `s` is only digits and dots: a number without a unit.
+fn is_bare_number(s: &str) -> bool {
+    s.chars().all(|c| c.is_ascii_digit() || c == '.')
 }
 
-/// Parses a decimal like `12`, `1.5` or `.5` into an exact fraction
-/// (numerator, power of ten). `None` for anything else or too many digits.
-fn decimal(num: &str) -> Option<(u128, u32)> {
-    if num.is_empty() || num == "." || num.matches('.').count() > 1 {
-        return None;
+/// `s` with every run of digits replaced by `1`: if that parses and `s`
+/// does not, `s` failed only for its size.
+fn with_small_numbers(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_digits = false;
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            if !in_digits {
+                out.push('1');
+            }
+            in_digits = true;
+        } else {
+            out.push(c);
+            in_digits = false;
+        }
     }
-    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-    if int.len() + frac.len() > 30 {
-        return None;
-    }
-    let digits = format!("{int}{frac}");
-    let n: u128 = digits.parse().ok()?;
-    Some((n, frac.len() as u32))
+    out
 }
 
-/// Reads a duration: one or more `<number><unit>` parts, with units `ns`,
-/// `us` (or `µs`), `ms`, `s`, `m`, `h`, `d`; fractions allowed (`1.5s`).
-/// A bare `0` is zero; any other bare number is refused, since `250` could
-/// mean milliseconds or seconds.
+/// A non-negative duration as `jiff`'s friendly format reads it, with a
+/// day counted as 24 hours; `None` for anything else.
+fn friendly(s: &str) -> Option<Duration> {
+    let span: jiff::Span = s.parse().ok()?;
+    let d = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .ok()?;
+    Duration::try_from(d).ok()
+}
+
+/// Reads a duration: one or more `<number><unit>` parts (`jiff`'s friendly
+/// format: `250ms`, `1m30s`, `1.5s`, `2h`, `1d`, `1 day 2h`), with a day
+/// counted as 24 hours. On top of it: a bare `0` is zero; any other bare
+/// number is refused, since `250` could mean milliseconds or seconds;
+/// negative durations and anything above [`MAX_DURATION`] are refused.
 ///
 /// # Errors
 ///
-/// A [`UnitError`] quoting the input: empty, no unit, unknown unit, or
-/// longer than [`MAX_DURATION`].
+/// A [`UnitError`] quoting the input: empty, no unit, unknown unit,
+/// negative, or longer than [`MAX_DURATION`].
 ///
 /// ```
 /// use redial_cli::units::parse_duration;
@@ -113,61 +122,42 @@ fn decimal(num: &str) -> Option<(u128, u32)> {
 /// ```
 pub fn parse_duration(input: &str) -> Result<Duration, UnitError> {
     let s = input.trim();
-    if s.is_empty() {
+    if s.is_empty() || s.starts_with(['-', '+']) {
         return Err(UnitError::new(input, DURATION_HELP));
     }
     if s == "0" {
         return Ok(Duration::ZERO);
     }
-    let mut total_ns: u128 = 0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let (num, unit, after) = number_then_unit(rest);
-        let Some((n, scale)) = decimal(num) else {
-            return Err(UnitError::new(input, DURATION_HELP));
-        };
-        let unit_ns: u128 = match unit {
-            "ns" => 1,
-            "us" | "µs" => 1_000,
-            "ms" => 1_000_000,
-            "s" | "sec" | "secs" => 1_000_000_000,
-            "m" | "min" | "mins" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            "d" => 86_400_000_000_000,
-            "" => {
-                return Err(UnitError::new(
-                    input,
-                    format!("no unit: write {num}ms or {num}s"),
-                ))
-            }
-            other => {
-                return Err(UnitError::new(
-                    input,
-                    format!("unknown unit `{other}`; use ns, us, ms, s, m, h or d"),
-                ))
-            }
-        };
-        let part = n
-            .checked_mul(unit_ns)
-            .map(|v| v / 10u128.pow(scale))
-            .ok_or_else(|| UnitError::new(input, "too large"))?;
-        total_ns = total_ns
-            .checked_add(part)
-            .ok_or_else(|| UnitError::new(input, "too large"))?;
-        rest = after;
+    if is_bare_number(s) {
+        return Err(UnitError::new(
+            input,
+            format!("no unit: write {s}ms or {s}s"),
+        ));
     }
-    if total_ns > MAX_DURATION.as_nanos() {
+    // `.5s` is `0.5s`.
+    let s = if s.starts_with('.') {
+        format!("0{s}")
+    } else {
+        s.to_string()
+    };
+    let d = match friendly(&s) {
+        Some(d) => d,
+        None if friendly(&with_small_numbers(&s)).is_some() => {
+            return Err(UnitError::new(input, "longer than the maximum of 365d"))
+        }
+        None => return Err(UnitError::new(input, DURATION_HELP)),
+    };
+    if d > MAX_DURATION {
         return Err(UnitError::new(input, "longer than the maximum of 365d"));
     }
-    let secs =
-        u64::try_from(total_ns / 1_000_000_000).map_err(|_| UnitError::new(input, "too large"))?;
-    Ok(Duration::new(secs, (total_ns % 1_000_000_000) as u32))
+    Ok(d)
 }
 
-/// Reads a byte count: a bare number (bytes), or a number with `B`, `KB`,
-/// `MB`, `GB` (powers of 1000) or `KiB`, `MiB`, `GiB` (powers of 1024);
-/// `K`, `M` and `G` alone mean 1024-based, as in most tools. Units are not
-/// case sensitive and may follow a space; fractions round down to a byte.
+/// Reads a byte count (`parse-size`): a bare number (bytes), or a number
+/// with `B`, `KB`, `MB`, `GB` (powers of 1000) or `KiB`, `MiB`, `GiB`
+/// (powers of 1024). On top of it: `K`, `M`, `G`, `T` and `P` alone mean
+/// 1024-based, as in most tools. Units are not case sensitive and may
+/// follow a space; fractions round down to a byte.
 ///
 /// # Errors
 ///
@@ -180,44 +170,30 @@ pub fn parse_duration(input: &str) -> Result<Duration, UnitError> {
 /// assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
 /// assert_eq!(parse_size("1MB").unwrap(), 1_000_000);
 /// assert_eq!(parse_size("1.5 KiB").unwrap(), 1536);
+/// assert_eq!(parse_size("2K").unwrap(), 2048);
 /// assert!(parse_size("12 parsecs").is_err());
 /// ```
 pub fn parse_size(input: &str) -> Result<u64, UnitError> {
     let s = input.trim();
-    let (num, unit, rest) = number_then_unit(s);
-    if !rest.is_empty() {
+    // A lone prefix letter is binary (`64K` = 64KiB).
+    let binary = s.chars().last().is_some_and(|c| "kKmMgGtTpP".contains(c))
+        && s.len() > 1
+        && s[..s.len() - 1].ends_with(|c: char| c.is_ascii_digit() || c == ' ');
+    let s = if binary {
+        format!("{s}i")
+    } else {
+        s.to_string()
+    };
+    // parse-size reads `1e3` and `1_000`: people do not write sizes so.
+    if s.contains(['e', 'E', '_']) && !s.ends_with(['b', 'B']) {
         return Err(UnitError::new(input, SIZE_HELP));
     }
-    let Some((n, scale)) = decimal(num) else {
-        return Err(UnitError::new(input, SIZE_HELP));
-    };
-    let mult: u128 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "tb" => 1_000_000_000_000,
-        "pb" => 1_000_000_000_000_000,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "t" | "tib" => 1 << 40,
-        // format_size prints PiB for huge values: read them back too.
-        "p" | "pib" => 1 << 50,
-        _ => {
-            return Err(UnitError::new(
-                input,
-                format!(
-                    "unknown unit `{unit}`; use B, KB, KiB, MB, MiB, GB, GiB, TB, TiB, PB or PiB"
-                ),
-            ))
-        }
-    };
-    let bytes = n
-        .checked_mul(mult)
-        .map(|v| v / 10u128.pow(scale))
-        .ok_or_else(|| UnitError::new(input, "too large"))?;
-    u64::try_from(bytes).map_err(|_| UnitError::new(input, "too large"))
+    parse_size::Config::new()
+        .parse_size(&s)
+        .map_err(|e| match e {
+            parse_size::Error::PosOverflow => UnitError::new(input, "too large"),
+            _ => UnitError::new(input, SIZE_HELP),
+        })
 }
 
 /// [`parse_size`] for something that must fit in memory (a buffer).
@@ -358,6 +334,10 @@ mod tests {
 
     #[test]
     fn bad_durations_name_the_input() {
+        assert!(parse_duration("250")
+            .unwrap_err()
+            .to_string()
+            .contains("write 250ms or 250s"));
         for s in [
             "",
             "250",
@@ -372,11 +352,8 @@ mod tests {
             let e = parse_duration(s).unwrap_err();
             assert!(e.to_string().contains(&format!("`{s}`")), "{s}: {e}");
         }
-        assert!(parse_duration("999999999999999999999999999999d")
-            .unwrap_err()
-            .to_string()
-            .contains("too large"));
         for s in [
+            "999999999999999999999999999999d",
             "99999999999999999999999h",
             "200000000000000d",
             "366d",
