@@ -196,11 +196,11 @@ pub fn parse_size(input: &str) -> Result<u64, UnitError> {
         })
 }
 
-/// [`parse_size`] for something that must fit in memory (a buffer).
+/// [`parse_size()`] for something that must fit in memory (a buffer).
 ///
 /// # Errors
 ///
-/// As [`parse_size`], or when the count does not fit a `usize`.
+/// As [`parse_size()`], or when the count does not fit a `usize`.
 ///
 /// ```
 /// assert_eq!(redial_cli::units::parse_size_usize("4KiB").unwrap(), 4096);
