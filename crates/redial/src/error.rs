@@ -98,6 +98,15 @@ pub enum PoolError {
     /// The empty string names no pool.
     #[error("a pool name cannot be empty")]
     EmptyName,
+    /// [`Manager::create_pool_following`](crate::Manager::create_pool_following)
+    /// was given what it cannot follow (not `host:port`, or bad options).
+    #[error("cannot follow {target:?}: {reason}")]
+    CannotFollow {
+        /// The target as given.
+        target: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Bytes that were not queued, handed back whole with the reason.

@@ -77,6 +77,27 @@ pub enum EventKind {
         /// Bytes handed back in `Close::unsent`.
         unsent_bytes: usize,
     },
+    /// A pool that follows a name made this member for an address the
+    /// name now resolves to.
+    MemberAdded {
+        /// The address.
+        address: SocketAddr,
+    },
+    /// A pool that follows a name is draining this member: its address is
+    /// gone from the name. It takes no new sends; what is queued is
+    /// flushed, then it closes.
+    MemberDraining {
+        /// The address.
+        address: SocketAddr,
+    },
+    /// A pool that follows a name could not resolve it and keeps its
+    /// members (`connection` is 0: no one connection is meant).
+    ResolveFailed {
+        /// Why.
+        error: String,
+        /// Addresses kept from the last lookup that succeeded.
+        kept: usize,
+    },
 }
 
 /// A subscription to a manager's events.

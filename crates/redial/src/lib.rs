@@ -220,6 +220,9 @@ pub use options::{
     DEFAULT_KEEPALIVE_IDLE, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_RETRIES,
     DEFAULT_SEND_QUEUE_LIMIT, DEFAULT_STABLE_AFTER, DEFAULT_USER_TIMEOUT,
 };
+pub use pool::follow::{
+    Follow, Resolver, DEFAULT_FOLLOW_EVERY, DEFAULT_FOLLOW_MIN_GAP, FOLLOW_LOOKUP_TIMEOUT,
+};
 pub use pool::Pool;
 pub use reset::{Close, CloseReason, Partial, Reset, ResetReason, Unsent};
 pub use sender::{Sender, SENDER_BATCH};

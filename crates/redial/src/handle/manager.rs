@@ -22,6 +22,7 @@ use crate::events::{Event, Events, EVENTS_CAPACITY};
 use crate::gate::AttemptGate;
 use crate::handler::Handler;
 use crate::options::Options;
+use crate::pool::follow::Follow;
 use crate::pool::Pool;
 use crate::shared::{Command, PoolTag, Shared};
 
@@ -127,6 +128,16 @@ impl ManagerInner {
                 a
             }
         }
+    }
+
+    /// The sender of the manager's events.
+    pub(crate) fn events_sender(&self) -> broadcast::Sender<Event> {
+        self.events.clone()
+    }
+
+    /// The runtime the manager's tasks run on.
+    pub(crate) fn runtime_handle(&self) -> &Handle {
+        &self.handle
     }
 
     /// Unregisters `pool`, and only it: a newer pool that took the same
@@ -507,6 +518,60 @@ impl Manager {
         }
         let pool = Pool::new(name, Arc::downgrade(&self.inner));
         r.pools.insert(name.to_string(), pool.clone());
+        Ok(pool)
+    }
+
+    /// Creates a pool that follows a name: one member per address
+    /// `follow`'s `host:port` resolves to (or [`Follow::per_address`]),
+    /// each with the handler `handlers` makes for its address. An error
+    /// when the pool's name is taken or the target is not `host:port`.
+    ///
+    /// This is how a client follows a fleet behind a name (a Kubernetes
+    /// headless service, Consul's DNS interface, a round-robin record)
+    /// with no coordination service: the name is resolved again every
+    /// [`Follow::every`] (default 30 s, as gRPC) and soon after a member's
+    /// connection fails. A new address gets new members; a member whose
+    /// address is gone is drained (it takes no new sends or picks, its
+    /// queued bytes are flushed within the grace period and what could not
+    /// go out is handed back to its handler's `on_close`), then closed. A
+    /// lookup that fails or returns nothing keeps the last good members,
+    /// logs a warning and emits [`EventKind::ResolveFailed`](crate::EventKind::ResolveFailed):
+    /// DNS trouble never empties the pool. Members added and drained are
+    /// events too ([`EventKind::MemberAdded`](crate::EventKind::MemberAdded),
+    /// [`EventKind::MemberDraining`](crate::EventKind::MemberDraining)).
+    /// The first members appear after the first lookup: wait with
+    /// [`Pool::wait_live`]. The pool follows the name until
+    /// [`Pool::disconnect`] or [`Manager::disconnect_all`].
+    ///
+    /// ```no_run
+    /// # async fn f(cm: redial::Manager) -> Result<(), redial::PoolError> {
+    /// use redial::Follow;
+    ///
+    /// let pool = cm.create_pool_following("cache", Follow::new("cache.svc:11211").per_address(2), |_addr| {
+    ///     redial::handler().on_data(|_, _| {})
+    /// })?;
+    /// pool.wait_live(1).await;
+    /// let _ = pool.pick_for("user:42").map(|c| c.send("get user:42\r\n"));
+    /// # Ok(()) }
+    /// ```
+    pub fn create_pool_following<H, F>(
+        &self,
+        name: &str,
+        follow: Follow,
+        handlers: F,
+    ) -> Result<Pool, PoolError>
+    where
+        H: Handler,
+        F: FnMut(std::net::SocketAddr) -> H + Send + 'static,
+    {
+        follow
+            .validate()
+            .map_err(|reason| PoolError::CannotFollow {
+                target: follow.target().to_string(),
+                reason,
+            })?;
+        let pool = self.create_pool(name)?;
+        crate::pool::follow::start(&self.inner, pool.clone(), follow, handlers);
         Ok(pool)
     }
 

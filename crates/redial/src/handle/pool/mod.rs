@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::sync::Notify;
 
 mod choose;
+pub(crate) mod follow;
 mod keyed;
 
 use crate::connection::Connection;
@@ -92,6 +93,8 @@ impl Pool {
     pub(crate) fn close(&self) -> Vec<Arc<crate::shared::Shared>> {
         let m = self.members();
         self.inner.closed.store(true, Ordering::Release);
+        // A pool that follows a name stops following.
+        self.inner.changed.notify_waiters();
         m.iter().map(|c| c.shared.clone()).collect()
     }
 
