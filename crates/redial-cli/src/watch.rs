@@ -4,8 +4,12 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
+use crossterm::cursor::{Hide, MoveToPreviousLine, MoveUp, Show};
+use crossterm::style::Print;
+use crossterm::terminal::{Clear, ClearType};
+use crossterm::{execute, queue};
 use redial::{Connection, Endpoint, Event, EventKind, Manager, State};
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::connect::Reconnect;
 use crate::output::{colour_wanted, rfc3339, system_time_of, wall_clock, Paint};
@@ -31,62 +35,160 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// One event as a JSON object, keys in this order: `time`, `event`,
-/// `connection`, `endpoint`, `pool`, then the fields of its kind
-/// (`attempt`; `generation`, `peer`; `error`, `retry_in_ms`; `reason`,
-/// `uptime_ms`, `unsent_bytes`).
+/// One line of `redial watch --json`: one state change of one connection.
+///
+/// Keys, in this order: `time` (RFC 3339, UTC, milliseconds), `event`,
+/// `connection` (its id), `endpoint`, `pool` (or `null`), then the fields
+/// of the event (see [`EventDetail`] and [`EVENT_FIELDS`]).
 ///
 /// ```no_run
 /// # fn f(ev: &redial::Event) {
-/// println!("{}", redial_cli::watch::event_json(ev));
+/// let line = redial_cli::watch::WatchEvent::from(ev);
+/// println!("{}", serde_json::to_string(&line).unwrap());
 /// # }
 /// ```
-pub fn event_json(ev: &Event) -> Value {
-    let mut v = json!({ "time": rfc3339(system_time_of(ev.at)) });
-    let (name, extra) = match &ev.kind {
-        EventKind::Connecting { attempt } => ("connecting", json!({ "attempt": attempt })),
-        EventKind::Connected { generation, peer } => (
-            "connected",
-            json!({ "generation": generation, "peer": peer.map(|p| p.to_string()) }),
-        ),
-        EventKind::ConnectFailed {
-            attempt,
-            error,
-            retry_in,
-            ..
-        } => (
-            "connect_failed",
-            json!({ "attempt": attempt, "error": error, "retry_in_ms": retry_in.map(ms) }),
-        ),
-        EventKind::Reset {
-            reason,
-            uptime,
-            unsent_bytes,
-        } => (
-            "reset",
-            json!({
-                "reason": reason.to_string(),
-                "uptime_ms": ms(*uptime),
-                "unsent_bytes": unsent_bytes,
-            }),
-        ),
-        EventKind::Closed {
-            reason,
-            unsent_bytes,
-        } => (
-            "closed",
-            json!({ "reason": reason.to_string(), "unsent_bytes": unsent_bytes }),
-        ),
-        _ => ("other", json!({ "debug": format!("{:?}", ev.kind) })),
-    };
-    if let (Value::Object(map), Value::Object(more)) = (&mut v, extra) {
-        map.insert("event".into(), Value::String(name.into()));
-        map.insert("connection".into(), ev.connection.into());
-        map.insert("endpoint".into(), ev.endpoint.to_string().into());
-        map.insert("pool".into(), ev.pool.as_deref().into());
-        map.extend(more);
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WatchEvent {
+    /// When it happened, as `2025-01-31T14:03:27.512Z`.
+    pub time: String,
+    /// Which change: `connecting`, `connected`, `connect_failed`, `reset`,
+    /// `closed` (or `other` for a kind this version does not know).
+    pub event: &'static str,
+    /// The connection's id.
+    pub connection: u64,
+    /// The endpoint, as given.
+    pub endpoint: String,
+    /// The pool the connection belongs to.
+    pub pool: Option<String>,
+    /// The fields of this kind of event.
+    #[serde(flatten)]
+    pub detail: EventDetail,
+}
+
+/// The fields each kind of event adds to a [`WatchEvent`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum EventDetail {
+    /// `connecting`: attempt number (1 for the first of a series).
+    Connecting {
+        /// Attempt number.
+        attempt: u32,
+    },
+    /// `connected`: which connection of this handle it is, and the peer.
+    Connected {
+        /// 1 for the first connection, 2 after the first reconnect, ...
+        generation: u64,
+        /// The peer's address (`null` for a Unix socket).
+        peer: Option<String>,
+    },
+    /// `connect_failed`: the attempt, why, and when the next one is.
+    ConnectFailed {
+        /// Attempt number.
+        attempt: u32,
+        /// Why it failed.
+        error: String,
+        /// Milliseconds until the next attempt (`null`: no more attempts).
+        retry_in_ms: Option<u64>,
+    },
+    /// `reset`: a connection was lost.
+    Reset {
+        /// Why.
+        reason: String,
+        /// How long it had been up, in milliseconds.
+        uptime_ms: u64,
+        /// Bytes queued but never written to the kernel.
+        unsent_bytes: usize,
+    },
+    /// `closed`: the connection will not come back.
+    Closed {
+        /// Why.
+        reason: String,
+        /// Bytes queued but never written to the kernel.
+        unsent_bytes: usize,
+    },
+    /// `other`: a kind this version does not know, as debug text.
+    Other {
+        /// The event's debug form.
+        debug: String,
+    },
+}
+
+/// Every key of a [`WatchEvent`] line: the common ones, then those of each
+/// `event` (the documented schema, checked against real runs in tests).
+pub const EVENT_FIELDS: &[(&str, &[&str])] = &[
+    ("*", &["time", "event", "connection", "endpoint", "pool"]),
+    ("connecting", &["attempt"]),
+    ("connected", &["generation", "peer"]),
+    ("connect_failed", &["attempt", "error", "retry_in_ms"]),
+    ("reset", &["reason", "uptime_ms", "unsent_bytes"]),
+    ("closed", &["reason", "unsent_bytes"]),
+    ("other", &["debug"]),
+];
+
+impl From<&Event> for WatchEvent {
+    fn from(ev: &Event) -> Self {
+        let (event, detail) = match &ev.kind {
+            EventKind::Connecting { attempt } => {
+                ("connecting", EventDetail::Connecting { attempt: *attempt })
+            }
+            EventKind::Connected { generation, peer } => (
+                "connected",
+                EventDetail::Connected {
+                    generation: *generation,
+                    peer: peer.map(|p| p.to_string()),
+                },
+            ),
+            EventKind::ConnectFailed {
+                attempt,
+                error,
+                retry_in,
+                ..
+            } => (
+                "connect_failed",
+                EventDetail::ConnectFailed {
+                    attempt: *attempt,
+                    error: error.clone(),
+                    retry_in_ms: retry_in.map(ms),
+                },
+            ),
+            EventKind::Reset {
+                reason,
+                uptime,
+                unsent_bytes,
+            } => (
+                "reset",
+                EventDetail::Reset {
+                    reason: reason.to_string(),
+                    uptime_ms: ms(*uptime),
+                    unsent_bytes: *unsent_bytes,
+                },
+            ),
+            EventKind::Closed {
+                reason,
+                unsent_bytes,
+            } => (
+                "closed",
+                EventDetail::Closed {
+                    reason: reason.to_string(),
+                    unsent_bytes: *unsent_bytes,
+                },
+            ),
+            other => (
+                "other",
+                EventDetail::Other {
+                    debug: format!("{other:?}"),
+                },
+            ),
+        };
+        WatchEvent {
+            time: rfc3339(system_time_of(ev.at)),
+            event,
+            connection: ev.connection,
+            endpoint: ev.endpoint.to_string(),
+            pool: ev.pool.as_deref().map(str::to_string),
+            detail,
+        }
     }
-    v
 }
 
 fn paint_state(paint: Paint, state: State) -> String {
@@ -135,7 +237,16 @@ fn terminal_size() -> (usize, usize) {
         .unwrap_or((120, 40))
 }
 
+/// A count of terminal rows for a cursor move (a terminal has far fewer
+/// than `u16::MAX`).
+fn rows(n: usize) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
+}
+
 /// Draws the table in place: moves up over the previous drawing first.
+/// Cursor moves and erasing come from `crossterm`; a full-screen UI
+/// (`ratatui`, alternate screen) would hide the table when the command
+/// stops, and one redrawn table needs no panes or layout.
 struct Screen {
     lines: usize,
     paint: Paint,
@@ -165,22 +276,28 @@ impl Screen {
         // Up over the last drawing, then overwrite line by line, erasing
         // each line's rest and any lines left over. No clear-screen: it
         // would push the old drawing into a terminal's scrollback.
-        let mut frame = String::new();
+        let mut frame: Vec<u8> = Vec::new();
         if self.lines > 0 {
-            frame.push_str(&format!("\x1b[{}A\r", self.lines));
+            let _ = queue!(frame, MoveToPreviousLine(rows(self.lines)));
         }
         let count = text.lines().count();
         for line in text.lines() {
-            frame.push_str(line);
-            frame.push_str("\x1b[K\n");
+            let _ = queue!(
+                frame,
+                Print(line),
+                Clear(ClearType::UntilNewLine),
+                Print("\n")
+            );
         }
         let extra = self.lines.saturating_sub(count);
         if extra > 0 {
-            frame.push_str(&"\x1b[K\n".repeat(extra));
-            frame.push_str(&format!("\x1b[{extra}A"));
+            for _ in 0..extra {
+                let _ = queue!(frame, Clear(ClearType::UntilNewLine), Print("\n"));
+            }
+            let _ = queue!(frame, MoveUp(rows(extra)));
         }
         let mut out = std::io::stdout().lock();
-        let _ = out.write_all(frame.as_bytes());
+        let _ = out.write_all(&frame);
         let _ = out.flush();
         self.lines = count;
     }
@@ -188,7 +305,11 @@ impl Screen {
 
 fn print_json(ev: &Event) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", event_json(ev));
+    // Serialising these types cannot fail; a closed stdout is not worth
+    // failing for.
+    if serde_json::to_writer(&mut out, &WatchEvent::from(ev)).is_ok() {
+        let _ = writeln!(out);
+    }
     let _ = out.flush();
 }
 
@@ -253,7 +374,7 @@ pub async fn run(config: WatchConfig) -> anyhow::Result<()> {
         paint: Paint::new(colour_wanted(&std::io::stdout())),
     };
     let mut out = std::io::stdout().lock();
-    let _ = write!(out, "\x1b[?25l");
+    let _ = execute!(out, Hide);
     drop(out);
     let stop = crate::stop::requested();
     tokio::pin!(stop);
@@ -268,7 +389,6 @@ pub async fn run(config: WatchConfig) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(3), cm.disconnect_all()).await;
     screen.draw(&conns, "disconnected.\n", "(stopped)");
     let mut out = std::io::stdout().lock();
-    let _ = write!(out, "\x1b[?25h");
-    let _ = out.flush();
+    let _ = execute!(out, Show);
     Ok(())
 }

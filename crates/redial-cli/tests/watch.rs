@@ -67,6 +67,37 @@ fn json_events_follow_a_server_that_stops_and_starts() {
     assert_eq!(closed["reason"], "disconnected by the application");
     let status = redial.wait(T);
     assert!(status.success(), "{status:?}");
+
+    // Every line has exactly the documented keys, in the documented order.
+    let kinds: Vec<String> = redial
+        .stdout
+        .seen
+        .iter()
+        .map(|line| matches_schema(line))
+        .collect();
+    for kind in [
+        "connecting",
+        "connected",
+        "reset",
+        "connect_failed",
+        "closed",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "no {kind} in {kinds:?}");
+    }
+}
+
+/// Checks `line` against `redial_cli::watch::EVENT_FIELDS`; returns its kind.
+fn matches_schema(line: &str) -> String {
+    use redial_cli::watch::EVENT_FIELDS;
+    let v: serde_json::Map<String, Value> =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not an object: {line}: {e}"));
+    let kind = v["event"].as_str().unwrap().to_string();
+    let fields = |k: &str| EVENT_FIELDS.iter().find(|(n, _)| *n == k).map(|(_, f)| *f);
+    let mut want: Vec<&str> = fields("*").unwrap().to_vec();
+    want.extend(fields(&kind).unwrap_or_else(|| panic!("undocumented event {kind}: {line}")));
+    let got: Vec<&str> = v.keys().map(String::as_str).collect();
+    assert_eq!(got, want, "{line}");
+    kind
 }
 
 #[test]
