@@ -201,7 +201,7 @@ use self::core::{backoff, ledger, lifecycle};
 #[cfg(feature = "tls")]
 pub use driver::tls;
 use driver::{dial, gate, kernel, probe, scratch};
-use handle::{connection, disconnect, global, manager, pool, sender, socket, stream};
+use handle::{connection, disconnect, global, manager, pool, sender, socket, status, stream};
 
 pub use backoff::{
     Backoff, Delays, Jitter, DEFAULT_INITIAL, DEFAULT_JITTER, DEFAULT_MAX, DEFAULT_MULTIPLIER,
@@ -228,6 +228,7 @@ pub use reset::{Close, CloseReason, Partial, Reset, ResetReason, Unsent};
 pub use sender::{Sender, SENDER_BATCH};
 pub use shared::{State, FLAPPING_AFTER};
 pub use socket::Socket;
+pub use status::{EndpointDown, PoolStatus, StateCounts, Status};
 pub use stream::{Stream, StreamError, StreamReset, DEFAULT_STREAM_OUTAGE_WAIT, STREAM_READ_LIMIT};
 #[cfg(feature = "tls")]
 pub use tls::{TlsConfig, TlsError};

@@ -240,6 +240,8 @@ pub(crate) struct Info {
     pub(crate) last_error: Option<Box<str>>,
     pub(crate) close_reason: Option<Box<CloseReason>>,
     pub(crate) socket: Option<crate::socket::Socket>,
+    /// When the next attempt after a failed one starts (`Manager::status`).
+    pub(crate) next_attempt: Option<Instant>,
 }
 
 pub(crate) struct Queue {

@@ -277,6 +277,8 @@ impl<H: Handler> Driver<H> {
     }
 
     fn emit(&self, kind: EventKind) {
+        let at = std::time::Instant::now();
+        self.shared.observe(&kind, at);
         if self.link.events.receiver_count() == 0 {
             return;
         }
@@ -284,7 +286,7 @@ impl<H: Handler> Driver<H> {
             connection: self.shared.id,
             endpoint: self.shared.endpoint.clone(),
             pool: self.shared.pool.as_ref().map(|p| p.name.clone()),
-            at: std::time::Instant::now(),
+            at,
             kind,
         });
     }

@@ -700,6 +700,39 @@ impl Manager {
         self.inner.attempts.reset_peak()
     }
 
+    /// A snapshot: every open connection by state (pool members
+    /// included), attempts in flight, the endpoints that are down with
+    /// their next attempt, and each pool's live and total members. Reads
+    /// the state each connection keeps, without waiting for any of them:
+    /// cheap enough to call every second with thousands of connections.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cm = redial::Manager::new();
+    /// let s = cm.status();
+    /// println!("{} up, {} down endpoints", s.connections.connected, s.endpoints_down.len());
+    /// assert_eq!(s.connections.total(), 0);
+    /// # }
+    /// ```
+    pub fn status(&self) -> crate::Status {
+        let (connections, endpoints_down, pools) = {
+            let r = self.inner.registry();
+            let (counts, down) = crate::status::tally(r.conns.values().map(|c| &*c.shared));
+            let pools: Vec<Pool> = r.pools.values().cloned().collect();
+            (counts, down, pools)
+        };
+        // Each pool is read after the registry lock is released: a pool
+        // adding a member takes its own lock, then the registry's.
+        let mut pools: Vec<crate::PoolStatus> = pools.iter().map(Pool::status).collect();
+        pools.sort_by(|a, b| a.name.cmp(&b.name));
+        crate::Status {
+            connections,
+            attempts_in_flight: self.attempts_in_flight(),
+            endpoints_down,
+            pools,
+        }
+    }
+
     /// The runtime the manager's connections run on.
     ///
     /// ```

@@ -14,4 +14,5 @@ pub(crate) mod manager;
 pub(crate) mod pool;
 pub(crate) mod sender;
 pub(crate) mod socket;
+pub(crate) mod status;
 pub(crate) mod stream;

@@ -250,4 +250,29 @@ impl Pool {
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::Acquire)
     }
+
+    /// A snapshot: members by state, how many take sends now
+    /// ([`Pool::live`]) and how many there are. Cheap enough to call every
+    /// second.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), redial::PoolError> {
+    /// let pool = redial::Manager::new().create_pool("cache")?;
+    /// let s = pool.status();
+    /// println!("{}: {}/{} live", s.name, s.live, s.total);
+    /// assert_eq!(s.members.total(), s.total);
+    /// # Ok(()) }
+    /// ```
+    pub fn status(&self) -> crate::PoolStatus {
+        let members = {
+            let m = self.members();
+            crate::status::tally(m.iter().map(|c| &*c.shared)).0
+        };
+        crate::PoolStatus {
+            name: self.inner.name.to_string(),
+            live: self.live(),
+            total: members.total(),
+            members,
+        }
+    }
 }
