@@ -24,7 +24,12 @@ pub struct Downable {
 impl Downable {
     /// Listens on a free port of `ip`.
     pub async fn start(ip: &str) -> Downable {
-        let listener = TcpListener::bind((ip, 0)).await.expect("bind");
+        Self::start_at(format!("{ip}:0").parse().expect("an IP address")).await
+    }
+
+    /// Listens on `addr`.
+    pub async fn start_at(addr: SocketAddr) -> Downable {
+        let listener = TcpListener::bind(addr).await.expect("bind");
         let mut s = Downable {
             addr: listener.local_addr().expect("local addr"),
             task: None,
