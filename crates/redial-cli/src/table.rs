@@ -1,56 +1,12 @@
-//! Plain-text tables: columns padded to their widest cell, text to the
-//! left, numbers to the right. Used by the demo summary and `watch`.
-//! Cells may hold ANSI colour codes; they take no width.
+//! Plain-text tables, laid out by `comfy-table`: no borders, two spaces
+//! between columns, text to the left, numbers to the right, no trailing
+//! spaces. Used by the demo summary and `watch`. Cells may hold ANSI colour
+//! codes; they take no width. Given a width, cells are cut (with `…`)
+//! so that every line fits, rather than wrapped.
 
-/// Characters a terminal shows for `s`: ANSI escape sequences take none.
-///
-/// ```
-/// assert_eq!(redial_cli::table::visible_len("\x1b[32mup\x1b[0m"), 2);
-/// ```
-pub fn visible_len(s: &str) -> usize {
-    let mut n = 0;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            n += 1;
-        }
-    }
-    n
-}
-
-/// `s` cut to `max` visible characters, escape sequences kept (and a reset
-/// appended when one was cut off).
-fn cut_visible(s: &str, max: usize) -> String {
-    let mut out = String::new();
-    let mut n = 0;
-    let mut styled = false;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            out.push(c);
-            styled = true;
-            for c in chars.by_ref() {
-                out.push(c);
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else if n < max {
-            out.push(c);
-            n += 1;
-        }
-    }
-    if styled && n >= max {
-        out.push_str("\x1b[0m");
-    }
-    out
-}
+use comfy_table::{
+    CellAlignment, ColumnConstraint, ContentArrangement, ContentLineStyle, TableStyle, Width,
+};
 
 /// How a column lines up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +45,8 @@ impl Table {
         }
     }
 
-    /// Cuts every rendered line to `width` characters (a terminal's width).
+    /// Fits every rendered line in `width` characters (a terminal's
+    /// width), cutting the widest cells.
     #[must_use]
     pub fn max_width(mut self, width: usize) -> Self {
         self.max_width = Some(width);
@@ -119,52 +76,67 @@ impl Table {
     /// The table as text, one line per row after the heading, each ending
     /// in a newline, with no trailing spaces.
     pub fn render(&self) -> String {
-        let n = self.headers.len();
-        let mut widths: Vec<usize> = self.headers.iter().map(|h| visible_len(h)).collect();
-        for row in &self.rows {
-            for (i, cell) in row.iter().take(n).enumerate() {
-                widths[i] = widths[i].max(visible_len(cell));
-            }
-        }
+        // First pass: the widest cell of each column, for the rules.
+        let widths = self.layout(&[]).column_max_content_widths();
         let mut out = String::new();
-        let mut line = |cells: &[String]| {
-            let mut s = String::new();
-            for (i, w) in widths.iter().enumerate() {
-                let cell = cells.get(i).map(String::as_str).unwrap_or("");
-                let pad = w.saturating_sub(visible_len(cell));
-                if i > 0 {
-                    s.push_str("  ");
-                }
-                match self.align[i] {
-                    Align::Left => {
-                        s.push_str(cell);
-                        s.push_str(&" ".repeat(pad));
-                    }
-                    Align::Right => {
-                        s.push_str(&" ".repeat(pad));
-                        s.push_str(cell);
-                    }
-                }
-            }
-            let mut s = s.trim_end().to_string();
-            if let Some(max) = self.max_width {
-                if visible_len(&s) > max {
-                    s = cut_visible(&s, max);
-                }
-            }
-            out.push_str(&s);
+        for line in self.layout(&widths).lines() {
+            out.push_str(line.trim_end());
             out.push('\n');
-        };
-        line(&self.headers);
-        for row in &self.rows {
-            if row.is_empty() {
-                let dashes: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-                line(&dashes);
-            } else {
-                line(row);
-            }
         }
         out
+    }
+
+    /// The comfy-table of this table, rules drawn `widths` wide.
+    fn layout(&self, widths: &[u16]) -> comfy_table::Table {
+        let n = self.headers.len();
+        let mut t = comfy_table::Table::new();
+        // No borders; a space between columns (plus one of padding). The
+        // rule under some rows is drawn by hand: comfy-table rules every
+        // row or none.
+        let between = ContentLineStyle::none().junction(' ');
+        t.load_style(
+            TableStyle::new()
+                .header_lines(between)
+                .content_lines(between),
+        )
+        .set_header(self.headers.clone());
+        match self.max_width {
+            Some(w) => {
+                t.set_content_arrangement(ContentArrangement::Dynamic)
+                    .set_width(u16::try_from(w).unwrap_or(u16::MAX))
+                    .set_truncation_indicator("…");
+            }
+            None => {
+                t.set_content_arrangement(ContentArrangement::Disabled);
+            }
+        }
+        for row in &self.rows {
+            let cells: Vec<String> = (0..n)
+                .map(|i| match (row.is_empty(), widths.get(i)) {
+                    (true, Some(w)) => "-".repeat(usize::from(*w)),
+                    _ => row.get(i).cloned().unwrap_or_default(),
+                })
+                .collect();
+            let mut r = comfy_table::Row::from(cells);
+            r.max_height(1);
+            t.add_row(r);
+        }
+        for (i, column) in t.column_iter_mut().enumerate() {
+            column.set_padding((0, 1));
+            column.set_cell_alignment(match self.align.get(i) {
+                Some(Align::Right) => CellAlignment::Right,
+                _ => CellAlignment::Left,
+            });
+        }
+        if self.max_width.is_some() {
+            // The first column (a name) is never cut below its heading.
+            let heading = self.headers.first().map_or(0, |h| h.chars().count());
+            if let Some(first) = t.column_mut(0) {
+                let w = u16::try_from(heading).unwrap_or(u16::MAX);
+                first.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(w)));
+            }
+        }
+        t
     }
 }
 
@@ -183,9 +155,12 @@ mod tests {
 
     #[test]
     fn cuts_to_width() {
-        let mut t = Table::new(&[("heading", Align::Left)]).max_width(3);
-        t.row(vec!["long cell".into()]);
-        assert_eq!(t.render(), "hea\nlon\n");
+        let mut t = Table::new(&[("name", Align::Left), ("error", Align::Left)]).max_width(20);
+        t.row(vec!["db1".into(), "connection refused by the peer".into()]);
+        let out = t.render();
+        assert!(out.lines().all(|l| l.chars().count() <= 20), "{out}");
+        assert_eq!(out.lines().count(), 2, "cut, not wrapped:\n{out}");
+        assert!(out.contains('…'), "{out}");
     }
 
     #[test]
@@ -193,9 +168,5 @@ mod tests {
         let mut t = Table::new(&[("state", Align::Left), ("n", Align::Right)]);
         t.row(vec!["\x1b[32mup\x1b[0m".into(), "1".into()]);
         assert_eq!(t.render(), "state  n\n\x1b[32mup\x1b[0m     1\n");
-        assert_eq!(
-            cut_visible("\x1b[31mabcdef\x1b[0m", 3),
-            "\x1b[31mabc\x1b[0m\x1b[0m"
-        );
     }
 }
