@@ -383,6 +383,8 @@ impl crate::shared::Shared {
     /// a disconnect the application asked for, an end for another reason,
     /// or a socket of an earlier connection.
     pub(crate) fn send_error(&self, refused: Refused, data: Vec<u8>) -> SendError {
+        #[cfg(feature = "metrics")]
+        self.metrics.refused(&refused);
         if !matches!(refused, Refused::Closed) {
             return refused.with_data(data);
         }

@@ -190,6 +190,8 @@ mod error;
 mod events;
 mod handle;
 mod handler;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod options;
 mod reset;
 mod shared;

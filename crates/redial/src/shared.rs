@@ -221,6 +221,8 @@ pub(crate) struct Shared {
     pub(crate) opts: Arc<Options>,
     pub(crate) counters: Counters,
     pub(crate) info: Mutex<Info>,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::metrics::ConnMetrics,
 }
 
 #[derive(Default)]
@@ -572,6 +574,8 @@ impl Shared {
     ) -> Self {
         Shared {
             id,
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::ConnMetrics::new(&endpoint, pool.as_ref().map(|p| &*p.name)),
             endpoint,
             pool,
             queue: SpinMutex::new(Queue {
@@ -625,7 +629,12 @@ impl Shared {
     /// caller then owes a [`Shared::state_changed`]).
     pub(crate) fn mark_state(&self, s: State) -> bool {
         let v = s.to_u8();
-        self.state.swap(v, Ordering::AcqRel) != v
+        let changed = self.state.swap(v, Ordering::AcqRel) != v;
+        #[cfg(feature = "metrics")]
+        if changed {
+            self.metrics.set_state(s);
+        }
+        changed
     }
 
     /// Wakes whoever waits for a state change.

@@ -34,6 +34,8 @@ impl AttemptGate {
         let permit = self.permits.clone().acquire_owned().await.ok();
         let now = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
         self.peak.fetch_max(now, Ordering::AcqRel);
+        #[cfg(feature = "metrics")]
+        crate::metrics::attempt_in_flight(true);
         Attempt {
             gate: self,
             _permit: permit,
@@ -52,5 +54,7 @@ impl AttemptGate {
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         self.gate.in_flight.fetch_sub(1, Ordering::AcqRel);
+        #[cfg(feature = "metrics")]
+        crate::metrics::attempt_in_flight(false);
     }
 }

@@ -88,6 +88,8 @@ impl Batch {
         self.pos = (self.pos + n).min(self.data.len());
         let mut q = shared.queue();
         q.wrote(n, self.unwritten() as usize);
+        #[cfg(feature = "metrics")]
+        shared.metrics.wrote(n, q.queued());
         shared.wake_writers(q);
     }
 
@@ -185,6 +187,8 @@ pub(crate) fn settle(shared: &Shared, dropped: Option<&Unsent>, callback: &'stat
     {
         let mut q = shared.queue();
         q.ledger.discard_returned(bytes);
+        #[cfg(feature = "metrics")]
+        shared.metrics.discarded(bytes);
         q.check();
     }
     warn!(
@@ -781,6 +785,8 @@ impl<H: Handler> Driver<H> {
                         .counters
                         .bytes_in
                         .fetch_add(n as u64, Ordering::Relaxed);
+                    #[cfg(feature = "metrics")]
+                    shared.metrics.read(n);
                     let data = &buf[..n];
                     match guarded("on_data", || handler.on_data(sock, data)) {
                         Ok(()) => Step::Data,

@@ -203,6 +203,8 @@ impl Drop for Sender {
                 q.ledger.discard_refused(bytes);
                 q.check();
             }
+            #[cfg(feature = "metrics")]
+            self.shared.metrics.discarded(bytes as u64);
             tracing::warn!(
                 connection = self.shared.id,
                 endpoint = %self.shared.endpoint,

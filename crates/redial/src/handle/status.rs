@@ -187,5 +187,7 @@ impl Shared {
             _ => None,
         };
         self.info().next_attempt = next;
+        #[cfg(feature = "metrics")]
+        self.metrics.event(kind, at, self.opts.stable_after);
     }
 }

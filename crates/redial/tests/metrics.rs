@@ -1,0 +1,275 @@
+//! The `metrics` feature, with a real recorder: through a real loss and
+//! reconnect (a loopback server that goes away and comes back), the
+//! counters, gauges and histograms move as the events say.
+#![cfg(feature = "metrics")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod fleet;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use common::wait_until;
+use fleet::Downable;
+use metrics::{
+    Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+};
+use redial::{Backoff, EventKind, Jitter, Manager, Options};
+
+/// A metric: its name and its labels, sorted.
+type Id = (String, Vec<(String, String)>);
+
+/// Every value recorded, by metric.
+#[derive(Default)]
+struct Store {
+    counters: Mutex<BTreeMap<Id, Arc<AtomicU64>>>,
+    gauges: Mutex<BTreeMap<Id, Arc<AtomicU64>>>,
+    histograms: Mutex<BTreeMap<Id, Arc<Samples>>>,
+}
+
+#[derive(Default)]
+struct Samples(Mutex<Vec<f64>>);
+
+impl HistogramFn for Samples {
+    fn record(&self, value: f64) {
+        self.0.lock().unwrap().push(value);
+    }
+}
+
+fn id(key: &Key) -> Id {
+    let mut labels: Vec<(String, String)> = key
+        .labels()
+        .map(|l| (l.key().to_string(), l.value().to_string()))
+        .collect();
+    labels.sort();
+    (key.name().to_string(), labels)
+}
+
+struct Rec(&'static Store);
+
+impl Recorder for Rec {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        let c = self
+            .0
+            .counters
+            .lock()
+            .unwrap()
+            .entry(id(key))
+            .or_default()
+            .clone();
+        Counter::from_arc(c)
+    }
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        let g = self
+            .0
+            .gauges
+            .lock()
+            .unwrap()
+            .entry(id(key))
+            .or_default()
+            .clone();
+        Gauge::from_arc(g)
+    }
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        let h = self
+            .0
+            .histograms
+            .lock()
+            .unwrap()
+            .entry(id(key))
+            .or_default()
+            .clone();
+        Histogram::from_arc(h)
+    }
+}
+
+fn store() -> &'static Store {
+    static STORE: OnceLock<&'static Store> = OnceLock::new();
+    STORE.get_or_init(|| {
+        let s: &'static Store = Box::leak(Box::default());
+        metrics::set_global_recorder(Rec(s)).expect("the only recorder");
+        s
+    })
+}
+
+/// The labels of a metric of one endpoint in pool "p", plus `extra`.
+fn labels(endpoint: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut l: Vec<(String, String)> = [("endpoint", endpoint), ("pool", "p")]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    l.sort();
+    l
+}
+
+fn counter(name: &str, labels: Vec<(String, String)>) -> u64 {
+    let c = store().counters.lock().unwrap();
+    c.get(&(name.to_string(), labels))
+        .map_or(0, |v| v.load(Ordering::SeqCst))
+}
+
+/// Sum of a counter over every value of its `reason` label.
+fn counter_all_reasons(name: &str, endpoint: &str) -> u64 {
+    let c = store().counters.lock().unwrap();
+    c.iter()
+        .filter(|((n, l), _)| n == name && l.iter().any(|(k, v)| k == "endpoint" && v == endpoint))
+        .map(|(_, v)| v.load(Ordering::SeqCst))
+        .sum()
+}
+
+fn gauge(name: &str, labels: Vec<(String, String)>) -> f64 {
+    let g = store().gauges.lock().unwrap();
+    g.get(&(name.to_string(), labels))
+        .map_or(0.0, |v| f64::from_bits(v.load(Ordering::SeqCst)))
+}
+
+fn samples(name: &str, labels: Vec<(String, String)>) -> Vec<f64> {
+    let h = store().histograms.lock().unwrap();
+    h.get(&(name.to_string(), labels))
+        .map_or(Vec::new(), |s| s.0.lock().unwrap().clone())
+}
+
+const SOON: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_move_as_events_say_through_a_loss_and_a_reconnect() {
+    store();
+    let mut server = Downable::start("127.0.0.1").await;
+    let ep = server.addr.to_string();
+    let ep = ep.as_str();
+    let cm = Manager::new();
+    let mut events = cm.events();
+    let pool = cm.create_pool("p").unwrap();
+    let opts = Options::new()
+        .backoff(
+            Backoff::new(Duration::from_millis(100), 1.0, Duration::from_millis(100))
+                .unwrap()
+                .with_jitter(Jitter::None),
+        )
+        .stable_after(Duration::from_secs(3600));
+    let conn = pool
+        .add_connection_with(server.addr, redial::handler(), opts)
+        .unwrap();
+    let connected = || gauge("redial_connections", labels(ep, &[("state", "connected")]));
+    wait_until("connected gauge", SOON, || connected() == 1.0).await;
+    assert_eq!(
+        gauge("redial_pool_members", vec![("pool".into(), "p".into())]),
+        1.0
+    );
+    assert_eq!(
+        gauge(
+            "redial_pool_members_connected",
+            vec![("pool".into(), "p".into())]
+        ),
+        1.0
+    );
+
+    conn.send("hello").unwrap();
+    wait_until("5 bytes sent", SOON, || {
+        counter("redial_sent_bytes_total", labels(ep, &[])) == 5
+    })
+    .await;
+    wait_until("5 bytes at the server", SOON, || {
+        server.received.load(Ordering::SeqCst) == 5
+    })
+    .await;
+
+    server.down();
+    wait_until("two refused attempts", SOON, || {
+        counter(
+            "redial_connect_failures_total",
+            labels(ep, &[("reason", "refused")]),
+        ) >= 2
+    })
+    .await;
+    assert_eq!(connected(), 0.0);
+    assert_eq!(
+        gauge(
+            "redial_pool_members_connected",
+            vec![("pool".into(), "p".into())]
+        ),
+        0.0
+    );
+    assert!(conn.send("while down").is_err());
+    assert_eq!(
+        counter(
+            "redial_sends_refused_total",
+            labels(ep, &[("reason", "not_connected")])
+        ),
+        1
+    );
+
+    server.up().await;
+    wait_until("connected again", SOON, || connected() == 1.0).await;
+    cm.disconnect_all().await;
+
+    // Every event of the connection so far, to hold the counters against.
+    let (mut attempts, mut opened, mut failed, mut lost, mut closed) = (0, 0, 0, 0, 0);
+    while let Some(e) = events.try_recv() {
+        match e.kind {
+            EventKind::Connecting { .. } => attempts += 1,
+            EventKind::Connected { .. } => opened += 1,
+            EventKind::ConnectFailed { .. } => failed += 1,
+            EventKind::Reset { .. } => lost += 1,
+            EventKind::Closed { .. } => closed += 1,
+            _ => {}
+        }
+    }
+    assert_eq!((opened, lost, closed), (2, 1, 1));
+    assert!(failed >= 2);
+    let c = |name| counter(name, labels(ep, &[]));
+    assert_eq!(c("redial_connect_attempts_total"), attempts);
+    assert_eq!(c("redial_connections_opened_total"), opened);
+    assert_eq!(
+        counter_all_reasons("redial_connect_failures_total", ep),
+        failed
+    );
+    assert_eq!(
+        counter_all_reasons("redial_connection_losses_total", ep),
+        lost
+    );
+    assert_eq!(
+        counter(
+            "redial_connection_closes_total",
+            labels(ep, &[("reason", "disconnected")])
+        ),
+        1
+    );
+    assert_eq!(c("redial_give_ups_total"), 0);
+    // Lost well before `stable_after` (an hour): a flap.
+    assert_eq!(c("redial_flaps_total"), 1);
+    assert_eq!(c("redial_sent_bytes_total"), 5);
+    assert_eq!(
+        samples("redial_connect_duration_seconds", labels(ep, &[])).len() as u64,
+        opened + failed
+    );
+    let downtime = samples("redial_downtime_seconds", labels(ep, &[]));
+    assert_eq!(downtime.len(), 1);
+    assert!(downtime[0] > 0.0);
+    // One lifetime for the lost connection, one for the closed one.
+    assert_eq!(
+        samples("redial_connection_lifetime_seconds", labels(ep, &[])).len(),
+        2
+    );
+    // Closed: it left every gauge.
+    for state in ["connecting", "connected", "backing_off"] {
+        assert_eq!(
+            gauge("redial_connections", labels(ep, &[("state", state)])),
+            0.0,
+            "{state}"
+        );
+    }
+    assert_eq!(
+        gauge("redial_pool_members", vec![("pool".into(), "p".into())]),
+        0.0
+    );
+    assert_eq!(gauge("redial_queued_bytes", labels(ep, &[])), 0.0);
+    assert_eq!(gauge("redial_connect_attempts_in_flight", vec![]), 0.0);
+}
