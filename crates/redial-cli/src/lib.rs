@@ -1,37 +1,33 @@
 //! The library behind the `redial` command: argument-free building blocks
 //! that the binary wires to its flags.
 //!
-//! - [`units`] — durations and sizes as people write them (`250ms`, `64KiB`).
-//! - [`output`] — stderr state lines, timestamps, colour rules.
-//! - [`table`] — plain-text tables.
-//! - [`demo`] — the `demo` scenario: [`schedule`] says what breaks when,
-//!   [`tally`] counts the messages in an [`account`] (the per-connection
-//!   equation the soak checks too), [`report`] sums them up, [`narrate`]
-//!   prints resets and recoveries, [`echo`] is the echo server.
-//! - [`connect`] — the reconnecting netcat; [`ledger`] accounts for its
-//!   input.
+//! Modules are grouped by the command they serve; shared pieces sit at
+//! the top:
+//!
+//! - [`demo`] — the `demo` scenario: [`demo::schedule`](mod@demo::schedule) says what breaks
+//!   when, [`demo::tally`] counts the messages in an [`demo::account`] (the
+//!   per-connection equation the soak checks too), [`demo::report`] sums
+//!   them up, [`demo::narrate`] prints resets and recoveries,
+//!   [`demo::echo`] is the echo server.
+//! - [`connect`] — the reconnecting netcat; [`connect::ledger`] accounts
+//!   for its input.
 //! - [`watch`] — live table and JSON events for a set of endpoints.
 //! - [`chaos`] — the fault proxy as a tool, with its stdin commands.
-//! - [`stop`] — waiting for Ctrl-C or SIGTERM.
+//! - [`output`] — stderr state lines, timestamps, colour rules, and
+//!   [`output::table`] for plain-text tables.
+//! - [`units`] — durations and sizes as people write them (`250ms`, `64KiB`).
 //! - [`logs`] — the library's `tracing` logs on stderr (`RUST_LOG`, `-v`, `-q`).
+//! - [`stop`] — waiting for Ctrl-C or SIGTERM.
 //!
 //! Exit codes, shared by every command: 0 ok, 1 runtime failure (or gave
 //! up), 2 usage error (see [`EXIT_OK`], [`EXIT_FAILURE`], [`EXIT_USAGE`]).
 
-pub mod account;
 pub mod chaos;
 pub mod connect;
 pub mod demo;
-pub mod echo;
-pub mod ledger;
 pub mod logs;
-pub mod narrate;
 pub mod output;
-pub mod report;
-pub mod schedule;
 pub mod stop;
-pub mod table;
-pub mod tally;
 pub mod units;
 pub mod watch;
 

@@ -1,4 +1,4 @@
-//! A copy of `crates/redial-cli/src/account.rs` (redial-soak does not
+//! A copy of `crates/redial-cli/src/demo/account.rs` (redial-soak does not
 //! depend on the CLI): the per-connection equation that `redial demo`, its
 //! test and this soak all check. Everything from the equation on must stay
 //! the same as there; a test compares the two files.
@@ -35,7 +35,7 @@
 //! unanswered.
 //!
 //! ```
-//! use redial_cli::account::Account;
+//! use redial_cli::demo::account::Account;
 //!
 //! let mut a = Account::new(9);
 //! for n in 0..4 {

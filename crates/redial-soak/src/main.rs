@@ -726,7 +726,7 @@ mod copy_tests {
     #[test]
     fn the_account_is_the_same_as_the_demos() {
         let ours = include_str!("account.rs");
-        let theirs = include_str!("../../redial-cli/src/account.rs");
+        let theirs = include_str!("../../redial-cli/src/demo/account.rs");
         let from = |s: &'static str| s.find("//! ```text").map(|i| &s[i..]);
         assert!(from(ours).is_some());
         assert_eq!(

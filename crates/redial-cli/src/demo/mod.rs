@@ -4,6 +4,13 @@
 //! timeout must notice, a slow link — with every reset and recovery shown
 //! as it happens and a summary of where each message went.
 
+pub mod account;
+pub mod echo;
+pub mod narrate;
+pub mod report;
+pub mod schedule;
+pub mod tally;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -15,13 +22,13 @@ use redial::{
 use redial_chaos::Proxy;
 use tokio::sync::watch;
 
-use crate::echo::EchoServer;
+use crate::demo::echo::EchoServer;
+use crate::demo::tally::{message, Tally};
 use crate::output::{status, Elapsed, Paint};
-use crate::tally::{message, Tally};
 use crate::units::format_duration;
 
-pub use crate::report::Report;
-pub use crate::schedule::{idle_timeout_for, schedule, Action, Step};
+pub use crate::demo::report::Report;
+pub use crate::demo::schedule::{idle_timeout_for, schedule, Action, Step};
 
 /// What `redial demo` runs.
 #[derive(Debug, Clone)]
@@ -142,7 +149,7 @@ pub async fn run(config: DemoConfig, paint: Paint) -> anyhow::Result<Report> {
         lock(&labels).insert(conn.id(), label.clone());
         members.push(Member { label, conn, tally });
     }
-    let narrator = tokio::spawn(crate::narrate::narrate(
+    let narrator = tokio::spawn(crate::demo::narrate::narrate(
         events,
         labels.clone(),
         clock,

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use crate::demo::tally::Row;
+use crate::output::table::{Align, Table};
 use crate::output::Paint;
-use crate::table::{Align, Table};
-use crate::tally::Row;
 
 /// The outcome of a run: one row per connection.
 #[derive(Debug, Clone)]
@@ -124,7 +124,7 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::account::Counts;
+    use crate::demo::account::Counts;
 
     fn row(frames: Counts) -> Row {
         Row {

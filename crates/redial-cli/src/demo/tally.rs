@@ -1,13 +1,13 @@
 //! The demo's bookkeeping for one connection: numbered messages fed to an
 //! [`Account`], which checks the per-connection equation (see
-//! [`account`](crate::account)), plus the resets and recoveries for the
+//! [`account`](crate::demo::account)), plus the resets and recoveries for the
 //! table.
 //!
 //! Messages are fixed-size lines, `00000042\n`, so byte counts convert to
 //! message counts exactly.
 //!
 //! ```
-//! use redial_cli::tally::{message, Tally};
+//! use redial_cli::demo::tally::{message, Tally};
 //!
 //! let mut t = Tally::default();
 //! t.connected();
@@ -22,7 +22,7 @@
 
 use redial::{Close, Reset, SendError, Unsent};
 
-use crate::account::{unacked_max, Account, Counts};
+use crate::demo::account::{unacked_max, Account, Counts};
 
 /// Bytes in one message: eight digits and a newline.
 pub const MSG_LEN: usize = 9;

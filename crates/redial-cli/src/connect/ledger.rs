@@ -7,7 +7,7 @@
 //! received the last of them (lost in flight).
 //!
 //! ```
-//! use redial_cli::ledger::Ledger;
+//! use redial_cli::connect::ledger::Ledger;
 //!
 //! let mut l = Ledger::default();
 //! l.read(100);
@@ -110,7 +110,7 @@ impl Ledger {
     /// The account in one line, for stderr.
     ///
     /// ```
-    /// let mut l = redial_cli::ledger::Ledger::default();
+    /// let mut l = redial_cli::connect::ledger::Ledger::default();
     /// l.read(10);
     /// assert_eq!(
     ///     l.summary(10),

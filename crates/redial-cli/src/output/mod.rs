@@ -5,6 +5,8 @@
 //! Data (what a server sent, tables, JSON) goes to stdout through the
 //! callers; this module is for the lines about what is happening.
 
+pub mod table;
+
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime};
 

@@ -12,8 +12,8 @@ use redial::{Connection, Endpoint, Event, EventKind, Manager, State};
 use serde::Serialize;
 
 use crate::connect::Reconnect;
+use crate::output::table::{Align, Table};
 use crate::output::{colour_wanted, rfc3339, system_time_of, wall_clock, Paint};
-use crate::table::{Align, Table};
 use crate::units::{format_duration, format_size};
 
 /// What `redial watch` does.

@@ -34,7 +34,7 @@
 //! unanswered.
 //!
 //! ```
-//! use redial_cli::account::Account;
+//! use redial_cli::demo::account::Account;
 //!
 //! let mut a = Account::new(9);
 //! for n in 0..4 {

@@ -20,7 +20,7 @@ pub enum Align {
 /// A table built row by row and rendered at once.
 ///
 /// ```
-/// use redial_cli::table::{Align, Table};
+/// use redial_cli::output::table::{Align, Table};
 ///
 /// let mut t = Table::new(&[("conn", Align::Left), ("resets", Align::Right)]);
 /// t.row(vec!["pool#1".into(), "3".into()]);

@@ -6,6 +6,8 @@
 //! the lost connection never handed to the kernel. On stdin EOF the queue
 //! is flushed, FIN is sent, and `run` returns.
 
+pub mod ledger;
+
 use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -17,7 +19,7 @@ use redial::{
 };
 use tokio::io::AsyncReadExt;
 
-use crate::ledger::Ledger;
+use crate::connect::ledger::Ledger;
 use crate::output::{stamped, Paint};
 use crate::units::{format_duration, format_size};
 use crate::UsageError;
