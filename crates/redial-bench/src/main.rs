@@ -42,6 +42,7 @@ struct Args {
     quick: bool,
     runs: usize,
     only: Option<Vec<String>>,
+    peers: Option<Vec<String>>,
     no_node: bool,
     no_netns: bool,
     write: bool,
@@ -52,6 +53,7 @@ fn parse(args: &[String]) -> Result<Args> {
         quick: false,
         runs: 3,
         only: None,
+        peers: None,
         no_node: false,
         no_netns: false,
         write: true,
@@ -66,11 +68,16 @@ fn parse(args: &[String]) -> Result<Args> {
                     .next()
                     .map(|v| v.split(',').map(str::to_string).collect())
             }
+            "--peers" => {
+                a.peers = it
+                    .next()
+                    .map(|v| v.split(',').map(str::to_string).collect())
+            }
             "--no-node" => a.no_node = true,
             "--no-netns" => a.no_netns = true,
             "--no-write" => a.write = false,
             "-h" | "--help" => {
-                println!("usage: redial-bench [--quick] [--runs N] [--only throughput,producers,fanout,pingpong,recovery,scale] [--no-node] [--no-netns] [--no-write]");
+                println!("usage: redial-bench [--quick] [--runs N] [--only throughput,producers,fanout,pingpong,recovery,scale] [--peers redial,tokio-mpsc,..] [--no-node] [--no-netns] [--no-write]");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other} (try --help)"),
@@ -225,6 +232,7 @@ fn orchestrate(argv: &[String]) -> Result<ExitCode> {
         quick: args.quick,
         runs: args.runs,
         node,
+        peers: args.peers.clone(),
         failures: Vec::new(),
         notes: Vec::new(),
     };
@@ -260,7 +268,7 @@ fn orchestrate(argv: &[String]) -> Result<ExitCode> {
     };
     let md = render(&args, &ctx, &sections, &facts);
     println!("{md}");
-    if args.write && args.only.is_none() {
+    if args.write && args.only.is_none() && args.peers.is_none() {
         write_benchmarks(&md)?;
         eprintln!("wrote BENCHMARKS.md");
     }

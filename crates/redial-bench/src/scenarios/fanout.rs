@@ -77,11 +77,12 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
         ctx.runs.max(MIN_RUNS)
     };
     let (conns, m) = counts(ctx.quick);
+    let peers: Vec<Peer> = PEERS.into_iter().filter(|p| ctx.usable(*p)).collect();
     let mut samples: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
     let mut vs_best: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for run in 0..runs {
         let mut this_run: BTreeMap<&'static str, f64> = BTreeMap::new();
-        for p in PEERS {
+        for &p in &peers {
             eprintln!("fanout: run {} {}", run + 1, p.id());
             match one(ctx, p) {
                 Ok(s) => {
@@ -112,7 +113,7 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
         ">client CPU ms",
         ">vs best tokio + BufWriter, same run (min / median / max)",
     ]);
-    for p in PEERS {
+    for &p in &peers {
         let Some(v) = samples.get(p.id()) else {
             t.row(vec![label(p).into(), "failed".into()]);
             continue;

@@ -30,6 +30,8 @@ pub struct Ctx {
     pub runs: usize,
     /// Node's version, or why the node rows are skipped.
     pub node: Result<String, String>,
+    /// `--peers`: only these peers run (ids), when given.
+    pub peers: Option<Vec<String>>,
     /// Count checks that failed (bytes missing, connections not back, ...).
     pub failures: Vec<String>,
     /// Peers left out, and why (printed once per scenario).
@@ -39,6 +41,11 @@ pub struct Ctx {
 impl Ctx {
     /// Whether `peer` can run here; a skipped node peer says why once.
     pub fn usable(&mut self, peer: Peer) -> bool {
+        if let Some(only) = &self.peers {
+            if !only.iter().any(|p| p == peer.id()) {
+                return false;
+            }
+        }
         if !peer.is_node() {
             return true;
         }
