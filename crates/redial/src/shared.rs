@@ -198,7 +198,11 @@ pub(crate) struct Shared {
     /// A spin lock: every `send` takes it, and unlocking it is a plain
     /// store where a `Mutex` needs a second atomic read-modify-write, which
     /// is most of a send's cost. Every critical section is a few field
-    /// updates or one copy; a waiter yields its thread.
+    /// updates or one copy; a waiter yields its thread instead of putting
+    /// it (and every task of that runtime worker) to sleep. Measured
+    /// against `std::sync::Mutex` and `parking_lot::Mutex` with 8
+    /// producers on one connection, it kept 1.4-1.6x their rate (see
+    /// BENCHMARKS.md, "The send queue's lock").
     queue: SpinMutex<Queue, Yield>,
     /// Wakes the driver: bytes queued on an empty queue, or a command.
     pub(crate) wake: Notify,
@@ -519,7 +523,7 @@ impl Queue {
     /// dropped sender has nowhere else to put them.
     pub(crate) fn push_chunks(
         &mut self,
-        held: &Chunks,
+        held: &mut Chunks,
         policy: Outage,
         force: bool,
     ) -> Result<Pushed, Refused> {
@@ -532,7 +536,15 @@ impl Queue {
                 self.room_for(len)?;
             }
             let before = self.buf.len();
-            self.append_chunks(held);
+            if before == 0 && self.ends.is_empty() {
+                // Nothing queued: take the sender's buffers whole and give
+                // it the queue's empty ones, instead of copying its batch
+                // under the lock.
+                std::mem::swap(&mut self.buf, &mut held.buf);
+                std::mem::swap(&mut self.ends, &mut held.ends);
+            } else {
+                self.append_chunks(held);
+            }
             self.ledger.accept(len);
             self.check();
             return Ok(self.pushed_since(before));
@@ -828,7 +840,6 @@ impl Shared {
     pub(crate) async fn push_chunks_wait(&self, held: &mut Chunks) -> Result<Pushed, Refused> {
         let pushed = match self.push_chunks(held, false) {
             Err(Refused::Full { .. }) => {
-                let held = &*held;
                 self.push_when_room(|q| q.push_chunks(held, self.opts.outage, false))
                     .await
             }
@@ -918,7 +929,7 @@ mod tests {
         let mut q = queue(100);
         q.push_connection(b"abc", Outage::Reject).unwrap();
         let p = q
-            .push_chunks(&chunks(&["de", "fgh"]), Outage::Reject, false)
+            .push_chunks(&mut chunks(&["de", "fgh"]), Outage::Reject, false)
             .unwrap();
         assert!(!p.was_empty);
         assert_eq!(q.buf, b"abcdefgh");
@@ -930,19 +941,45 @@ mod tests {
     }
 
     #[test]
+    fn a_hand_over_into_an_empty_queue_moves_the_batch_without_copying_it() {
+        let mut q = queue(100);
+        let mut held = chunks(&["ab", "cde"]);
+        let batch = held.buf.as_ptr();
+        let p = q.push_chunks(&mut held, Outage::Reject, false).unwrap();
+        assert!(p.was_empty);
+        assert_eq!(
+            q.buf.as_ptr(),
+            batch,
+            "the sender's buffer itself is queued"
+        );
+        assert_eq!((&q.buf[..], &q.ends[..]), (&b"abcde"[..], &[2, 5][..]));
+        assert!(held.buf.is_empty() && held.ends.is_empty());
+        // Behind queued bytes it is appended, whole.
+        let mut more = chunks(&["f"]);
+        q.push_chunks(&mut more, Outage::Reject, false).unwrap();
+        assert_eq!((&q.buf[..], &q.ends[..]), (&b"abcdef"[..], &[2, 5, 6][..]));
+        // An empty chunk queued alone is kept.
+        let mut q = queue(100);
+        q.push_connection(b"", Outage::Reject).unwrap();
+        q.push_chunks(&mut chunks(&["x"]), Outage::Reject, false)
+            .unwrap();
+        assert_eq!(q.ends, [0, 1]);
+    }
+
+    #[test]
     fn a_hand_over_past_the_limit_is_refused_whole_unless_forced() {
         let mut q = queue(10);
         q.push_connection(b"12345678", Outage::Reject).unwrap();
-        let held = chunks(&["ab", "cd"]);
+        let mut held = chunks(&["ab", "cd"]);
         assert!(matches!(
-            q.push_chunks(&held, Outage::Reject, false),
+            q.push_chunks(&mut held, Outage::Reject, false),
             Err(Refused::Full {
                 queued: 8,
                 limit: 10
             })
         ));
         assert_eq!(q.buf, b"12345678", "nothing of a refused hand-over");
-        q.push_chunks(&held, Outage::Reject, true).unwrap();
+        q.push_chunks(&mut held, Outage::Reject, true).unwrap();
         assert_eq!(q.buf, b"12345678abcd");
     }
 
@@ -950,15 +987,15 @@ mod tests {
     fn while_down_a_hand_over_follows_the_outage_policy() {
         let mut q = queue(10);
         q.accepting = false;
-        let held = chunks(&["ab", "cd"]);
+        let mut held = chunks(&["ab", "cd"]);
         assert!(matches!(
-            q.push_chunks(&held, Outage::Reject, true),
+            q.push_chunks(&mut held, Outage::Reject, true),
             Err(Refused::NotConnected)
         ));
         let policy = Outage::Buffer { max_bytes: 6 };
-        q.push_chunks(&held, policy, false).unwrap();
+        q.push_chunks(&mut held, policy, false).unwrap();
         assert!(matches!(
-            q.push_chunks(&held, policy, false),
+            q.push_chunks(&mut held, policy, false),
             Err(Refused::OutageFull {
                 buffered: 4,
                 limit: 6
@@ -969,7 +1006,7 @@ mod tests {
         assert_eq!(q.ends, [2, 4]);
         q.closed = true;
         assert!(matches!(
-            q.push_chunks(&held, policy, true),
+            q.push_chunks(&mut held, policy, true),
             Err(Refused::Closed)
         ));
     }

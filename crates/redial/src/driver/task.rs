@@ -281,18 +281,7 @@ impl<H: Handler> Driver<H> {
     }
 
     fn emit(&self, kind: EventKind) {
-        let at = std::time::Instant::now();
-        self.shared.observe(&kind, at);
-        if self.link.events.receiver_count() == 0 {
-            return;
-        }
-        let _ = self.link.events.send(Event {
-            connection: self.shared.id,
-            endpoint: self.shared.endpoint.clone(),
-            pool: self.shared.pool.as_ref().map(|p| p.name.clone()),
-            at,
-            kind,
-        });
+        emit(&self.link, &self.shared, kind);
     }
 
     /// The connection's whole life. A plain function returning the future,
@@ -441,7 +430,7 @@ impl<H: Handler> Driver<H> {
             let endpoint = &self.shared.endpoint;
             let opts = self.lifecycle.options();
             let health = self.health.clone();
-            let id = self.shared.id;
+            let (link, shared) = (&self.link, &*self.shared);
             // Boxed: an attempt's state (resolver, connect, TLS handshake)
             // is large and short-lived; inline, every idle connection's task
             // would carry its size for good.
@@ -449,9 +438,12 @@ impl<H: Handler> Driver<H> {
                 let _attempt = attempts.enter().await;
                 // Checked again with the permit in hand: while this one
                 // queued, another may have found the endpoint down.
-                if health.is_some_and(|h| !h.may_attempt(id)) {
+                if health.is_some_and(|h| !h.may_attempt(shared.id)) {
                     return None;
                 }
+                // The attempt starts now (not when it ends): the event's
+                // time is what "attempt -> connected" is measured from.
+                emit(link, shared, EventKind::Connecting { attempt });
                 Some(dial(endpoint, opts, rotate).await)
             });
             let r = loop {
@@ -469,7 +461,6 @@ impl<H: Handler> Driver<H> {
                 Some(None) => continue, // parked: wait for the probe
                 Some(Some(r)) => {
                     self.rotate = self.rotate.wrapping_add(1);
-                    self.emit(EventKind::Connecting { attempt });
                     debug!(attempt, "connect attempt made");
                     break Some(r);
                 }
@@ -1046,6 +1037,23 @@ impl<H: Handler> Driver<H> {
 /// overflowing (a duration of centuries means "never").
 pub(crate) fn after(now: Instant, d: Duration) -> Instant {
     Instant::from_std(crate::lifecycle::deadline(now.into_std(), d))
+}
+
+/// Notes an event of `shared`'s connection for its status, and sends it
+/// if anyone listens.
+fn emit(link: &Link, shared: &Shared, kind: EventKind) {
+    let at = std::time::Instant::now();
+    shared.observe(&kind, at);
+    if link.events.receiver_count() == 0 {
+        return;
+    }
+    let _ = link.events.send(Event {
+        connection: shared.id,
+        endpoint: shared.endpoint.clone(),
+        pool: shared.pool.as_ref().map(|p| p.name.clone()),
+        at,
+        kind,
+    });
 }
 
 async fn wait_timer(timer: &mut Option<std::pin::Pin<Box<Sleep>>>) {
