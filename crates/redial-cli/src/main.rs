@@ -74,14 +74,20 @@ struct CompletionsArgs {
     shell: clap_complete::Shell,
 }
 
-/// Print the man page (roff) on stdout.
+/// Print the man page (roff) on stdout: redial(1), or a command's own
+/// page, redial-connect(1) and so on.
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n",
     "  redial man | man -l -\n",
-    "  redial man > /usr/local/share/man/man1/redial.1",
+    "  redial man > /usr/local/share/man/man1/redial.1\n",
+    "  redial man connect > /usr/local/share/man/man1/redial-connect.1",
 ))]
-struct ManArgs {}
+struct ManArgs {
+    /// The command whose page to print (default: redial's own).
+    #[arg(value_name = "COMMAND", value_parser = ["demo", "connect", "watch", "chaos", "completions", "man"])]
+    command: Option<String>,
+}
 
 /// Watch redial survive FIN, RST, refused connects, a blackhole and a slow
 /// link, then see where every message went.
@@ -439,11 +445,26 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             clap_complete::generate(a.shell, &mut cli, "redial", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man(_) => {
-            clap_mangen::Man::new(Cli::command())
-                .render(&mut std::io::stdout())
-                .context("cannot write the man page")?;
-            Ok(ExitCode::SUCCESS)
+        Command::Man(a) => {
+            let mut cli = Cli::command();
+            // Building names the commands' pages `redial-connect`, ...
+            cli.build();
+            let page = match &a.command {
+                Some(name) => cli
+                    .find_subcommand(name)
+                    .cloned()
+                    .ok_or_else(|| anyhow::anyhow!("no command `{name}`"))?
+                    .version(env!("CARGO_PKG_VERSION")),
+                None => cli,
+            };
+            match clap_mangen::Man::new(page).render(&mut std::io::stdout()) {
+                // `redial man | head`: the reader has what it wanted.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+                other => {
+                    other.context("cannot write the man page")?;
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
         }
     }
 }

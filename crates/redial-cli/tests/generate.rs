@@ -64,3 +64,21 @@ fn man_page_is_roff_and_lists_every_command() {
     // The global log flags are documented.
     assert!(page.contains("verbose"), "{page}");
 }
+
+#[test]
+fn every_command_has_its_own_man_page_with_its_flags() {
+    for (cmd, flag) in [
+        ("demo", "connections"),
+        ("connect", "max\\-attempts"),
+        ("watch", "json"),
+        ("chaos", "reset\\-every"),
+        ("completions", "SHELL"),
+        ("man", "COMMAND"),
+    ] {
+        let page = stdout_of(&["man", cmd]);
+        let title = format!(".TH redial-{cmd} 1");
+        assert!(page.contains(&title), "{cmd}:\n{page}");
+        assert!(page.contains(env!("CARGO_PKG_VERSION")), "{cmd}:\n{page}");
+        assert!(page.contains(flag), "{cmd} page lacks {flag}:\n{page}");
+    }
+}

@@ -232,8 +232,8 @@ pub fn render_table(conns: &[Connection], paint: Paint, width: usize) -> String 
 }
 
 fn terminal_size() -> (usize, usize) {
-    terminal_size::terminal_size()
-        .map(|(w, h)| (usize::from(w.0), usize::from(h.0)))
+    crossterm::terminal::size()
+        .map(|(w, h)| (usize::from(w), usize::from(h)))
         .unwrap_or((120, 40))
 }
 
