@@ -10,6 +10,18 @@
 //! per-module directives still apply on top.
 
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::FormatTime;
+
+/// Log lines carry the same UTC time of day as the command's own state
+/// lines (`14:03:27.512`), so the two read as one timeline.
+struct WallClock;
+
+impl FormatTime for WallClock {
+    fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
+        w.write_str(&crate::output::wall_clock())
+    }
+}
 
 /// Installs the stderr subscriber. `level` comes from `-v` / `-q`;
 /// `explicit` says whether any was given (then it overrides `RUST_LOG`'s
@@ -36,6 +48,7 @@ pub fn init(level: LevelFilter, explicit: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_timer(WallClock)
         .with_ansi(ansi)
         .try_init();
 }

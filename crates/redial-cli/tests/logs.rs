@@ -64,6 +64,14 @@ fn rust_log_debug_shows_each_attempt_on_stderr_and_nothing_on_stdout() {
             "no library log of failed attempt {attempt}:\n{err}"
         );
     }
+    // Stamped like the command's own lines: `14:03:27.512 DEBUG ...`.
+    for line in &debug {
+        let stamp = line.split(' ').next().unwrap();
+        assert!(
+            stamp.len() == 12 && &stamp[2..3] == ":" && &stamp[8..9] == ".",
+            "{line}"
+        );
+    }
     // The library's span names the endpoint.
     assert!(debug.iter().all(|l| l.contains("redial")), "{err}");
     // The command's own lines are still there.
