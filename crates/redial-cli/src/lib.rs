@@ -11,7 +11,8 @@
 //!   [`demo::echo`] is the echo server.
 //! - [`connect`] — the reconnecting netcat; [`connect::ledger`] accounts
 //!   for its input.
-//! - [`watch`] — live table and JSON events for a set of endpoints.
+//! - [`watch`] — live table and JSON events for a set of endpoints;
+//!   [`watch::prometheus`] answers scrapes of `--metrics`.
 //! - [`chaos`] — the fault proxy as a tool, with its stdin commands.
 //! - [`output`] — stderr state lines, timestamps, colour rules, and
 //!   [`output::table`] for plain-text tables.

@@ -183,7 +183,8 @@ struct ConnectArgs {
 #[command(after_help = concat!(
     "Examples:\n",
     "  redial watch db1:5432 db2:5432 cache.local:6379\n",
-    "  redial watch --file endpoints.txt --json | jq .\n\n",
+    "  redial watch --file endpoints.txt --json | jq .\n",
+    "  redial watch db1:5432 --json --metrics 127.0.0.1:9100\n\n",
     "Exit codes:\n",
     "  0  stopped with Ctrl-C (or SIGTERM) after a clean disconnect\n",
     "  1  runtime failure\n",
@@ -202,6 +203,10 @@ struct WatchArgs {
     /// Connections kept to each endpoint (one pool per endpoint).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     connections: u16,
+    /// Serve redial's metrics in the Prometheus text format on ADDR
+    /// (HOST:PORT; GET /metrics).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
     #[command(flatten)]
     reconnect: Reconnect,
 }
@@ -412,6 +417,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 json: a.json,
                 reconnect: reconnect_options(&a.reconnect),
                 refresh: Duration::from_secs(1),
+                metrics: a.metrics,
             };
             redial_cli::watch::run(config).await?;
             Ok(ExitCode::SUCCESS)

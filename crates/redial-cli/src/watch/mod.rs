@@ -1,6 +1,8 @@
 //! `redial watch`: a pool to every endpoint, shown as a live table on a
 //! terminal or as one JSON object per state change otherwise.
 
+pub mod prometheus;
+
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -29,6 +31,8 @@ pub struct WatchConfig {
     pub reconnect: Reconnect,
     /// Time between two redraws of the table.
     pub refresh: Duration,
+    /// Where to answer Prometheus scrapes (`--metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -320,6 +324,11 @@ fn print_json(ev: &Event) {
 /// When the options are invalid or a connection cannot be made.
 pub async fn run(config: WatchConfig) -> anyhow::Result<()> {
     let json_mode = config.json || !std::io::stdout().is_terminal();
+    if let Some(addr) = config.metrics {
+        // Before any connection: each takes its metric handles when made.
+        let addr = prometheus::serve(addr).await?;
+        eprintln!("metrics: http://{addr}/metrics");
+    }
     let cm = Manager::new();
     let mut events = cm.events();
     let opts = config
