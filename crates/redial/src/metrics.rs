@@ -46,7 +46,7 @@
 //! | `redial_pool_members` | gauge | `pool` only | members of each pool | `db.client.connection.max` (the pool's size) |
 //! | `redial_pool_members_connected` | gauge | `pool` only | members that are up (a flapping member counts, unlike [`Pool::live`](crate::Pool::live)) | `db.client.connection.count{state="idle"}` plus `"used"` |
 //! | `redial_queued_bytes` | gauge | | bytes accepted and not yet written, as of the last write or state change | |
-//! | `redial_connect_duration_seconds` | histogram | | from the start of an attempt (a wait for a place under the cap included) to connected or failed | `db.client.connection.create_time`; Envoy `upstream_cx_connect_ms` |
+//! | `redial_connect_duration_seconds` | histogram | | from the start of an attempt (once the cap on attempts in flight let it through) to connected or failed | `db.client.connection.create_time`; Envoy `upstream_cx_connect_ms` |
 //! | `redial_connection_lifetime_seconds` | histogram | | how long each connection was up, lost or closed | `db.client.connection.use_time` (roughly); Envoy `upstream_cx_length_ms` |
 //! | `redial_downtime_seconds` | histogram | | from a loss to connected again | |
 
@@ -286,9 +286,6 @@ impl ConnMetrics {
                 gauge!(POOL_MEMBERS, std::slice::from_ref(p).iter()).decrement(1.0);
             }
         }
-        if s == State::Connecting {
-            self.times().attempt_started = Some(Instant::now());
-        }
     }
 
     /// `n` bytes reached the kernel; `queued` are still waiting.
@@ -334,7 +331,10 @@ impl ConnMetrics {
     /// What an event counts; `stable_after` tells a flap.
     pub(crate) fn event(&self, kind: &EventKind, at: Instant, stable_after: std::time::Duration) {
         match kind {
-            EventKind::Connecting { .. } => self.count("redial_connect_attempts_total", 1),
+            EventKind::Connecting { .. } => {
+                self.count("redial_connect_attempts_total", 1);
+                self.times().attempt_started = Some(at);
+            }
             EventKind::Connected { .. } => {
                 self.count("redial_connections_opened_total", 1);
                 let mut t = self.times();
