@@ -117,11 +117,29 @@ async fn run<W: AsyncWrite + Unpin>(
             tokio::task::yield_now().await;
         }
     }
-    if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(10), w.flush()).await {
-        errors += 1;
-        written_to_lost += told(&w, Some(&e)).1;
+    // The proxy applies a reset when a connection next moves bytes, so a
+    // loss can come after the last write: flush until the server has seen
+    // no new frame for a while, counting every loss a flush reports.
+    let mut received = usize::MAX;
+    for _ in 0..30 {
+        match tokio::time::timeout(Duration::from_secs(10), w.flush()).await {
+            Ok(Err(e)) => {
+                errors += 1;
+                let (back, written) = told(&w, Some(&e));
+                handed_back += back;
+                written_to_lost += written;
+                continue;
+            }
+            Ok(Ok(())) => {}
+            Err(_) => panic!("a flush hung"),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = seen.lock().unwrap().frames.len();
+        if now == received {
+            break;
+        }
+        received = now;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
     handed_back += told(&w, None).0;
     let seen = std::mem::take(&mut *seen.lock().unwrap());
     Outcome {
