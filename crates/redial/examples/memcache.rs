@@ -315,10 +315,11 @@ impl Handler for McHandler {
         })
     }
 
-    fn on_connect_failed(&mut self, err: &std::io::Error, attempt: u32) {
+    fn on_connect_failed(&mut self, err: &std::io::Error, attempt: u32) -> redial::Retry {
         if self.verbose {
             println!("[{}] connect attempt {attempt} failed: {err}", self.label);
         }
+        redial::Retry::OnSchedule
     }
 
     fn on_close(&mut self, close: &Close) {

@@ -253,10 +253,11 @@ impl Handler for SubHandler {
         })
     }
 
-    fn on_connect_failed(&mut self, err: &std::io::Error, attempt: u32) {
+    fn on_connect_failed(&mut self, err: &std::io::Error, attempt: u32) -> redial::Retry {
         if self.verbose {
             println!("[subscriber] connect attempt {attempt} failed: {err}");
         }
+        redial::Retry::OnSchedule
     }
 }
 
@@ -416,10 +417,11 @@ impl Handler for CmdHandler {
         }
     }
 
-    fn on_connect_failed(&mut self, err: &std::io::Error, attempt: u32) {
+    fn on_connect_failed(&mut self, err: &std::io::Error, attempt: u32) -> redial::Retry {
         if self.verbose {
             println!("[publisher] connect attempt {attempt} failed: {err}");
         }
+        redial::Retry::OnSchedule
     }
 
     fn on_reset(&mut self, reset: &Reset) -> Resume {

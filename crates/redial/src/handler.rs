@@ -49,6 +49,59 @@ impl Resume {
     }
 }
 
+/// What to do after a failed connect attempt: the value
+/// [`Handler::on_connect_failed`] returns. The default,
+/// [`Retry::OnSchedule`], is what redial always did.
+///
+/// Retrying cannot fix some errors: a certificate the server's name does
+/// not match or that a CA rejects ([`TlsError`](crate::TlsError) inside
+/// the `io::Error`, feature `tls`), a host name that does not exist, a
+/// port that is not allowed. Return [`Retry::GiveUp`] for them and the
+/// connection closes with [`CloseReason::Terminal`](crate::CloseReason::Terminal),
+/// carrying the error, instead of retrying for ever. (An authentication
+/// refused after connecting is the protocol's: say [`Resume::Stop`] from
+/// `on_reset`, or disconnect from the entry that sent the credentials.)
+///
+/// ```
+/// use std::io::{Error, ErrorKind};
+/// use std::time::Duration;
+/// use redial::{Handler, Retry, Socket};
+///
+/// struct Client;
+/// impl Handler for Client {
+///     fn on_data(&mut self, _: &Socket, _: &[u8]) {}
+///     fn on_connect_failed(&mut self, err: &Error, attempt: u32) -> Retry {
+///         match err.kind() {
+///             ErrorKind::PermissionDenied | ErrorKind::InvalidData => Retry::GiveUp,
+///             ErrorKind::ConnectionRefused if attempt > 10 => Retry::After(Duration::from_secs(60)),
+///             _ => Retry::OnSchedule,
+///         }
+///     }
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Retry {
+    /// Retry on the backoff schedule (and its give-up limits).
+    #[default]
+    OnSchedule,
+    /// Retry after this delay instead of the schedule's next one (the
+    /// schedule still advances, and its give-up limits still apply).
+    After(std::time::Duration),
+    /// Do not retry: close for good with
+    /// [`CloseReason::Terminal`](crate::CloseReason::Terminal) (`on_close`
+    /// follows).
+    GiveUp,
+}
+
+/// A closure that returns nothing, as `on_connect_failed` closures did
+/// before [`Retry`]: retry on schedule.
+impl From<()> for Retry {
+    fn from((): ()) -> Self {
+        Retry::OnSchedule
+    }
+}
+
 impl fmt::Debug for Resume {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -115,9 +168,13 @@ pub trait Handler: Send + 'static {
     }
 
     /// Connect attempt number `attempt` (1-based, counted within the current
-    /// failure streak) failed; the next one follows on the backoff schedule.
-    fn on_connect_failed(&mut self, err: &io::Error, attempt: u32) {
+    /// failure streak) failed. Return what to do next: by default
+    /// ([`Retry::OnSchedule`]) the next attempt follows on the backoff
+    /// schedule; [`Retry::GiveUp`] ends the connection on an error that
+    /// retrying cannot fix.
+    fn on_connect_failed(&mut self, err: &io::Error, attempt: u32) -> Retry {
         let _ = (err, attempt);
+        Retry::OnSchedule
     }
 
     /// No byte was read for the heartbeat interval
@@ -141,7 +198,7 @@ pub trait Handler: Send + 'static {
 type OnSocket = Box<dyn FnMut(&Socket) + Send>;
 type OnData = Box<dyn FnMut(&Socket, &[u8]) + Send>;
 type OnReset = Box<dyn FnMut(&Reset) -> Resume + Send>;
-type OnFailed = Box<dyn FnMut(&io::Error, u32) + Send>;
+type OnFailed = Box<dyn FnMut(&io::Error, u32) -> Retry + Send>;
 type OnClose = Box<dyn FnMut(&Close) + Send>;
 
 /// A [`Handler`] made of closures; start with [`handler`].
@@ -216,8 +273,11 @@ impl FnHandler {
     /// # let _ = h;
     /// ```
     #[must_use]
-    pub fn on_connect_failed(mut self, f: impl FnMut(&io::Error, u32) + Send + 'static) -> Self {
-        self.failed = Some(Box::new(f));
+    pub fn on_connect_failed<R: Into<Retry>>(
+        mut self,
+        mut f: impl FnMut(&io::Error, u32) -> R + Send + 'static,
+    ) -> Self {
+        self.failed = Some(Box::new(move |e, n| f(e, n).into()));
         self
     }
     /// Sets `on_idle`.
@@ -270,9 +330,10 @@ impl Handler for FnHandler {
             }
         }
     }
-    fn on_connect_failed(&mut self, err: &io::Error, attempt: u32) {
-        if let Some(f) = &mut self.failed {
-            f(err, attempt)
+    fn on_connect_failed(&mut self, err: &io::Error, attempt: u32) -> Retry {
+        match &mut self.failed {
+            Some(f) => f(err, attempt),
+            None => Retry::OnSchedule,
         }
     }
     fn on_idle(&mut self, sock: &Socket) {

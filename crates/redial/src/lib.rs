@@ -215,7 +215,7 @@ pub use endpoint::{Endpoint, EndpointError, ToEndpoint};
 pub use error::{ConnectError, OptionsError, PoolError, SendError, WaitError};
 pub use events::{Event, EventKind, Events, EVENTS_CAPACITY};
 pub use global::{connect, create_pool, disconnect_all, get_connection, get_pool, global};
-pub use handler::{handler, Entry, FnHandler, Handler, Resume};
+pub use handler::{handler, Entry, FnHandler, Handler, Resume, Retry};
 pub use manager::{Manager, ManagerBuilder, DEFAULT_MAX_CONNECTING};
 pub use options::{
     Keepalive, Options, Outage, DEFAULT_CLOSE_GRACE, DEFAULT_CONNECT_TIMEOUT,

@@ -33,7 +33,7 @@
 //! | `redial_connect_failures_total` | counter | `reason`: `refused`, `timeout`, `dns`, `tls`, `other` | failed attempts | `db.client.connection.timeouts` (`reason="timeout"`); Envoy `upstream_cx_connect_fail`, `upstream_cx_connect_timeout` |
 //! | `redial_connections_opened_total` | counter | | connections made | Envoy `upstream_cx_total` |
 //! | `redial_connection_losses_total` | counter | `reason`: `peer_closed`, `peer_reset`, `timed_out` (keepalive or user timeout), `idle_timeout`, `error` | live connections lost ([`Reset`](crate::Reset)) | Envoy `upstream_cx_destroy_remote` |
-//! | `redial_connection_closes_total` | counter | `reason`: `disconnected`, `grace_expired`, `aborted`, `stopped`, `gave_up`, `restart_intensity`, `handler_panicked`, `shutdown` | connections ended for good ([`Close`](crate::Close)) | Envoy `upstream_cx_destroy_local` |
+//! | `redial_connection_closes_total` | counter | `reason`: `disconnected`, `grace_expired`, `aborted`, `stopped`, `gave_up`, `restart_intensity`, `handler_panicked`, `terminal`, `shutdown` | connections ended for good ([`Close`](crate::Close)) | Envoy `upstream_cx_destroy_local` |
 //! | `redial_give_ups_total` | counter | | failure streaks that tripped the give-up policy | |
 //! | `redial_flaps_total` | counter | | connections lost before [`Options::stable_after`](crate::Options::stable_after) | |
 //! | `redial_sent_bytes_total` | counter | | bytes handed to the kernel (or TLS) | Envoy `upstream_cx_tx_bytes_total` |
@@ -446,6 +446,7 @@ fn close_reason(r: &CloseReason) -> &'static str {
         CloseReason::GaveUp { .. } => "gave_up",
         CloseReason::RestartIntensity { .. } => "restart_intensity",
         CloseReason::HandlerPanicked { .. } => "handler_panicked",
+        CloseReason::Terminal { .. } => "terminal",
         CloseReason::Shutdown => "shutdown",
     }
 }

@@ -409,6 +409,17 @@ pub enum CloseReason {
         /// The panic message, when it was a string.
         message: String,
     },
+    /// [`Handler::on_connect_failed`](crate::Handler::on_connect_failed)
+    /// returned [`Retry::GiveUp`](crate::Retry::GiveUp): the error of this
+    /// attempt is one retrying cannot fix.
+    Terminal {
+        /// The attempt that failed (1-based, within the failure streak).
+        attempt: u32,
+        /// The error's kind.
+        kind: std::io::ErrorKind,
+        /// The error, as text.
+        error: String,
+    },
     /// The runtime the connection ran on shut down: the manager had a
     /// runtime of its own and it and every handle of its connections were
     /// dropped, or the application's runtime ended.
@@ -444,6 +455,9 @@ impl fmt::Display for CloseReason {
             }
             CloseReason::HandlerPanicked { callback, message } => {
                 write!(f, "handler panicked in {callback}: {message}")
+            }
+            CloseReason::Terminal { attempt, error, .. } => {
+                write!(f, "gave up on attempt {attempt}: {error} (on_connect_failed said retrying cannot fix it)")
             }
             CloseReason::Shutdown => f.write_str(
                 "the runtime shut down (the manager and every handle of its connections were dropped, or the application's runtime ended)",

@@ -147,8 +147,9 @@ impl Handler for Stamper {
         stamp("reset");
         Resume::Reconnect
     }
-    fn on_connect_failed(&mut self, _: &std::io::Error, _: u32) {
+    fn on_connect_failed(&mut self, _: &std::io::Error, _: u32) -> redial::Retry {
         stamp("fail");
+        redial::Retry::OnSchedule
     }
 }
 
@@ -197,9 +198,10 @@ impl Handler for Count {
         self.0.lost();
         Resume::Reconnect
     }
-    fn on_connect_failed(&mut self, _: &std::io::Error, _: u32) {
+    fn on_connect_failed(&mut self, _: &std::io::Error, _: u32) -> redial::Retry {
         self.0.attempt_ended();
         self.0.failed();
+        redial::Retry::OnSchedule
     }
 }
 

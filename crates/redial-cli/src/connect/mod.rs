@@ -250,7 +250,7 @@ impl Handler for Netcat {
         })
     }
 
-    fn on_connect_failed(&mut self, err: &std::io::Error, attempt: u32) {
+    fn on_connect_failed(&mut self, err: &std::io::Error, attempt: u32) -> redial::Retry {
         self.down_since.get_or_insert_with(Instant::now);
         let error = err.to_string();
         let changed = self.last_failure.as_deref() != Some(error.as_str());
@@ -259,7 +259,7 @@ impl Handler for Netcat {
         // error): a long outage says so without flooding the terminal.
         let last = self.max_attempts == Some(attempt);
         if !(changed || attempt.is_power_of_two() || last) {
-            return;
+            return redial::Retry::OnSchedule;
         }
         let of = self
             .max_attempts
@@ -269,6 +269,7 @@ impl Handler for Netcat {
             "attempt {attempt}{of} to connect to {} failed: {err}",
             self.endpoint
         )));
+        redial::Retry::OnSchedule
     }
 
     fn on_close(&mut self, close: &Close) {

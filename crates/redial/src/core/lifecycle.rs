@@ -238,6 +238,17 @@ impl Lifecycle {
         }
     }
 
+    /// The application chose the delay of the backoff just begun (after a
+    /// failed attempt): it ends `delay` from `now` instead. The delay it
+    /// takes, `None` when not backing off (the give-up policy closed it).
+    pub fn delay_to(&mut self, now: Instant, delay: Duration) -> Option<Duration> {
+        if let Phase::BackingOff { until, .. } = &mut self.phase {
+            *until = deadline(now, delay);
+            return Some(delay);
+        }
+        None
+    }
+
     /// The application asked to reconnect now: a backoff in progress ends
     /// and the next attempt starts (its number unchanged). Changes nothing
     /// in any other phase.
@@ -320,6 +331,19 @@ mod tests {
         assert_eq!(d, [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]);
         assert_eq!(lc.phase(), &Phase::Connecting { attempt: 7 });
         assert_eq!(lc.level(), 5);
+    }
+
+    #[test]
+    fn delay_to_replaces_only_a_backoff_in_progress() {
+        let now = Instant::now();
+        let mut lc = Lifecycle::new(Arc::new(opts()), 1);
+        lc.start(now);
+        assert_eq!(lc.delay_to(now, ms(7)), None, "not backing off");
+        assert_eq!(lc.connect_failed(now), Some(ms(100)));
+        assert_eq!(lc.delay_to(now, ms(7)), Some(ms(7)));
+        assert_eq!(lc.poll_timeout(), Some(now + ms(7)));
+        lc.timeout(now + ms(7));
+        assert_eq!(lc.phase(), &Phase::Connecting { attempt: 2 });
     }
 
     #[test]

@@ -486,17 +486,34 @@ impl<H: Handler> Driver<H> {
                 self.shared.record_failed_attempt(&err);
                 self.shared.info().last_error = Some(err.to_string().into());
                 debug!(attempt, error = %err, "connect failed");
-                if let Err(reason) = guarded("on_connect_failed", || {
+                let retry = match guarded("on_connect_failed", || {
                     self.handler.on_connect_failed(&err, attempt)
                 }) {
-                    self.lifecycle.close(reason);
-                    return;
-                }
-                let retry_in = if crate::shared::reached_and_dropped(&err) {
+                    Ok(r) => r,
+                    Err(reason) => {
+                        self.lifecycle.close(reason);
+                        return;
+                    }
+                };
+                let mut retry_in = if crate::shared::reached_and_dropped(&err) {
                     self.lifecycle.connect_dropped(now)
                 } else {
                     self.lifecycle.connect_failed(now)
                 };
+                match retry {
+                    crate::Retry::GiveUp => {
+                        let (kind, error) = (err.kind(), err.to_string());
+                        let reason = CloseReason::Terminal {
+                            attempt,
+                            kind,
+                            error,
+                        };
+                        self.lifecycle.close(reason);
+                        retry_in = None;
+                    }
+                    crate::Retry::After(d) => retry_in = self.lifecycle.delay_to(now, d),
+                    _ => {}
+                }
                 self.emit(EventKind::ConnectFailed {
                     attempt,
                     error: err.to_string(),

@@ -214,8 +214,9 @@ impl Handler for Probe {
         }
     }
 
-    fn on_connect_failed(&mut self, _err: &std::io::Error, _attempt: u32) {
+    fn on_connect_failed(&mut self, _err: &std::io::Error, _attempt: u32) -> redial::Retry {
         let _in = self.0.enter("on_connect_failed");
+        redial::Retry::OnSchedule
     }
 
     fn on_idle(&mut self, _sock: &Socket) {
