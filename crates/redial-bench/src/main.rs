@@ -120,6 +120,14 @@ fn main() -> ExitCode {
         }
         Some("client") if args.len() >= 3 => {
             raise_nofile();
+            // The recorder is the process's from here on; its handle (for
+            // rendering) is not needed.
+            #[cfg(feature = "metrics")]
+            if let Err(e) = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()
+            {
+                eprintln!("redial-bench: installing the metrics recorder: {e}");
+                return ExitCode::FAILURE;
+            }
             peers::run(&args[1], &args[2], &kv::Kv::parse(&args[3..])).map(|_| ExitCode::SUCCESS)
         }
         _ => orchestrate(&args),
