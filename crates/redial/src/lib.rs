@@ -199,7 +199,7 @@ mod shared;
 // Short paths for the crate's own use: `crate::lifecycle` rather than
 // `crate::core::lifecycle`. The folders above are the layers; these names
 // are the rooms inside them.
-use self::core::{backoff, ledger, lifecycle};
+use self::core::{backoff, ledger, lifecycle, timers};
 #[cfg(feature = "tls")]
 pub use driver::tls;
 use driver::{dial, gate, kernel, probe, scratch};

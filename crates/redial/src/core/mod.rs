@@ -11,3 +11,4 @@ pub(crate) mod ledger;
 pub(crate) mod lifecycle;
 #[cfg(test)]
 mod props;
+pub(crate) mod timers;

@@ -27,21 +27,15 @@ use crate::reset::{Close, CloseReason, Evidence, Handed, Partial, Reset, ResetRe
 use crate::scratch;
 use crate::shared::{Command, Queue, Shared, State};
 use crate::socket::Socket;
+use crate::timers::{Timers, Trim};
 
 /// Reads per readiness wake-up before the driver turns to its writes, so a
 /// peer that floods us cannot starve our own sending.
 const MAX_READS_PER_WAKE: usize = 16;
 /// Send buffers that grew past this are released once the connection has
-/// been idle for [`TRIM_AFTER`], so a burst does not pin memory on a
-/// connection that goes quiet again.
+/// been idle for a while (see [`Timers::drained`]), so a burst does not
+/// pin memory on a connection that goes quiet again.
 const KEEP_BATCH_CAPACITY: usize = 64 * 1024;
-/// How long the send queue must stay empty before a burst's buffers are
-/// released: long enough that a steady stream of sends keeps them.
-const TRIM_AFTER: Duration = Duration::from_millis(250);
-/// After its FIN, a disconnecting connection waits at most this long for
-/// the peer's FIN (reading what still arrives), so closing does not turn
-/// into an RST that could destroy the peer's unread data.
-const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 /// What a live connection left behind: the bytes it never wrote, and what
 /// is known of the ones it did.
@@ -55,7 +49,23 @@ enum Outcome {
     /// The I/O error, if any, is formatted only after `on_reset`.
     Lost(ResetReason, Option<io::Error>),
     Command(Command),
-    Panicked(&'static str, String),
+    Panicked(Panicked),
+}
+
+/// A handler callback panicked: which one, and what it said.
+#[derive(Debug)]
+pub(crate) struct Panicked {
+    callback: &'static str,
+    message: String,
+}
+
+impl From<Panicked> for CloseReason {
+    fn from(p: Panicked) -> Self {
+        CloseReason::HandlerPanicked {
+            callback: p.callback,
+            message: p.message,
+        }
+    }
 }
 
 /// The batch of queued bytes the driver is writing.
@@ -66,9 +76,8 @@ pub(crate) struct Batch {
     pos: usize,
     /// Batches taken so far (tells a burst from an idle spell).
     taken: u64,
-    /// When to release a burst's buffers, and the batch count then: a
-    /// batch taken since means the connection was not idle after all.
-    release_at: Option<(Instant, u64)>,
+    /// When to release a burst's buffers (armed when it drained).
+    release: Option<Trim>,
 }
 
 impl Batch {
@@ -222,9 +231,9 @@ fn panic_message(p: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Runs a handler callback; a panic becomes a close reason.
-fn guarded<R>(callback: &'static str, f: impl FnOnce() -> R) -> Result<R, CloseReason> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|p| CloseReason::HandlerPanicked {
+/// Runs a handler callback, containing a panic.
+fn guarded<R>(callback: &'static str, f: impl FnOnce() -> R) -> Result<R, Panicked> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|p| Panicked {
         callback,
         message: panic_message(&*p),
     })
@@ -490,8 +499,8 @@ impl<H: Handler> Driver<H> {
                     self.handler.on_connect_failed(&err, attempt)
                 }) {
                     Ok(r) => r,
-                    Err(reason) => {
-                        self.lifecycle.close(reason);
+                    Err(panicked) => {
+                        self.lifecycle.close(panicked.into());
                         return;
                     }
                 };
@@ -583,10 +592,9 @@ impl<H: Handler> Driver<H> {
                 self.hard_close(&sock, written_at_connect);
                 self.lifecycle.close(CloseReason::Aborted);
             }
-            Outcome::Panicked(callback, message) => {
+            Outcome::Panicked(panicked) => {
                 self.hard_close(&sock, written_at_connect);
-                self.lifecycle
-                    .close(CloseReason::HandlerPanicked { callback, message });
+                self.lifecycle.close(panicked.into());
             }
         }
     }
@@ -624,13 +632,8 @@ impl<H: Handler> Driver<H> {
             Some(e) => e(sock),
             None => handler.on_connect(sock),
         });
-        if let Err(reason) = started {
-            return Some(match reason {
-                CloseReason::HandlerPanicked { callback, message } => {
-                    Outcome::Panicked(callback, message)
-                }
-                _ => Outcome::Command(Command::Abort),
-            });
+        if let Err(panicked) = started {
+            return Some(Outcome::Panicked(panicked));
         }
         {
             let mut q = self.shared.queue();
@@ -699,7 +702,7 @@ impl<H: Handler> Driver<H> {
             Ok(Resume::Stop) => {
                 self.lifecycle.reset(now, false);
             }
-            Err(reason) => self.lifecycle.close(reason),
+            Err(panicked) => self.lifecycle.close(panicked.into()),
         }
         let at_once = matches!(self.lifecycle.phase(), Phase::Connecting { .. });
         self.shared.record_retry(at_once);
@@ -774,14 +777,14 @@ impl<H: Handler> Driver<H> {
         }
     }
 
-    /// Reads what is ready and hands it to `on_data`. `Some` when the
-    /// connection ended.
-    fn read_ready(&mut self, sock: &Socket, last_read: &mut Instant) -> Option<Outcome> {
+    /// Reads what is ready and hands it to `on_data`, telling `timers`
+    /// when data came. `Some` when the connection ended.
+    fn read_ready(&mut self, sock: &Socket, timers: &mut Timers) -> Option<Outcome> {
         enum Step {
             Data,
             Eof,
             Failed(io::Error),
-            Panicked(CloseReason),
+            Panicked(Panicked),
         }
         for _ in 0..MAX_READS_PER_WAKE {
             let handler = &mut self.handler;
@@ -798,21 +801,18 @@ impl<H: Handler> Driver<H> {
                     let data = &buf[..n];
                     match guarded("on_data", || handler.on_data(sock, data)) {
                         Ok(()) => Step::Data,
-                        Err(reason) => Step::Panicked(reason),
+                        Err(panicked) => Step::Panicked(panicked),
                     }
                 }
                 Err(e) => Step::Failed(e),
             });
             match step {
-                Step::Data => *last_read = Instant::now(),
+                Step::Data => timers.read(Instant::now().into_std()),
                 Step::Failed(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
                 Step::Failed(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Step::Failed(e) => return Some(Outcome::Lost(ResetReason::from_io(&e), Some(e))),
                 Step::Eof => return Some(Outcome::Lost(ResetReason::PeerClosed, None)),
-                Step::Panicked(CloseReason::HandlerPanicked { callback, message }) => {
-                    return Some(Outcome::Panicked(callback, message))
-                }
-                Step::Panicked(_) => return Some(Outcome::Command(Command::Abort)),
+                Step::Panicked(panicked) => return Some(Outcome::Panicked(panicked)),
             }
             if self.shared.command().is_some() || self.shared.reads_paused() {
                 return None;
@@ -822,24 +822,13 @@ impl<H: Handler> Driver<H> {
     }
 
     /// The connected period: moves bytes both ways until the connection is
-    /// lost, the application closes it, or a callback panics.
+    /// lost, the application closes it, or a callback panics. It sleeps on
+    /// one deadline, the earliest of the core's [`Timers`].
     async fn pump(&mut self, sock: &Socket) -> Outcome {
-        let mut last_read = Instant::now();
-        let mut last_beat = last_read;
+        let mut timers = Timers::new(Instant::now().into_std());
+        // Boxed and allocated only while a deadline is set: an idle
+        // connection without timers carries no timer.
         let mut timer: Option<std::pin::Pin<Box<Sleep>>> = None;
-        // Options are read where needed, not copied: every byte held across
-        // an await is carried by every idle connection.
-        let next_deadline =
-            |o: &Options, last_read: Instant, last_beat: Instant, batch: &Option<Box<Batch>>| {
-                let a = o.idle_timeout.map(|d| after(last_read, d));
-                let b = o.heartbeat.map(|d| after(last_read.max(last_beat), d));
-                let c = batch.as_deref().and_then(|b| b.release_at).map(|t| t.0);
-                [a, b, c].into_iter().flatten().min()
-            };
-        if let Some(d) = next_deadline(self.lifecycle.options(), last_read, last_beat, &self.batch)
-        {
-            timer = Some(Box::pin(sleep_until(d)));
-        }
         loop {
             if let Some(cmd) = self.shared.command() {
                 return Outcome::Command(cmd);
@@ -851,16 +840,13 @@ impl<H: Handler> Driver<H> {
             let drained = self
                 .batch
                 .as_deref_mut()
-                .filter(|b| flushed && b.oversized() && b.release_at.is_none());
+                .filter(|b| flushed && b.oversized() && b.release.is_none());
             if let Some(b) = drained {
-                let at = Instant::now() + TRIM_AFTER;
-                b.release_at = Some((at, b.taken));
-                match timer.as_mut() {
-                    Some(t) if t.deadline() <= at => {}
-                    Some(t) => t.as_mut().reset(at),
-                    None => timer = Some(Box::pin(sleep_until(at))),
-                }
+                b.release = Some(Trim::drained(Instant::now().into_std(), b.taken));
             }
+            // Options are read where needed, not copied: every byte held
+            // across an await is carried by every idle connection.
+            arm_earlier(&mut timer, self.next_deadline(&timers));
             let reading = !self.shared.reads_paused();
             let writing = !flushed;
             tokio::select! {
@@ -870,11 +856,9 @@ impl<H: Handler> Driver<H> {
                 // connection's) task.
                 r = std::future::poll_fn(|cx| sock.io().poll_ready(cx, reading, writing)), if reading || writing => {
                     match r {
-                        Err(e) => {
-                            return Outcome::Lost(ResetReason::from_io(&e), Some(e));
-                        }
+                        Err(e) => return Outcome::Lost(ResetReason::from_io(&e), Some(e)),
                         Ok(true) => {
-                            if let Some(end) = self.read_ready(sock, &mut last_read) {
+                            if let Some(end) = self.read_ready(sock, &mut timers) {
                                 return end;
                             }
                         }
@@ -883,42 +867,48 @@ impl<H: Handler> Driver<H> {
                 }
                 _ = self.shared.wake.notified() => {}
                 _ = wait_timer(&mut timer) => {
-                    let now = Instant::now();
-                    if self.shared.reads_paused() {
-                        // Not reading is the application's choice, not the
-                        // peer's silence.
-                        last_read = now;
+                    if let Some(end) = self.on_timer(sock, &mut timers) {
+                        return end;
                     }
-                    let opts = self.lifecycle.options();
-                    if opts.idle_timeout.is_some_and(|d| now >= after(last_read, d)) {
-                        return Outcome::Lost(ResetReason::IdleTimeout, None);
-                    }
-                    if let Some(d) = opts.heartbeat {
-                        if now >= after(last_read.max(last_beat), d) {
-                            last_beat = now;
-                            if let Err(CloseReason::HandlerPanicked { callback, message }) =
-                                guarded("on_idle", || self.handler.on_idle(sock))
-                            {
-                                return Outcome::Panicked(callback, message);
-                            }
-                        }
-                    }
-                    if let Some(b) = self.batch.as_deref_mut() {
-                        if let Some((_, taken)) = b.release_at.filter(|t| now >= t.0) {
-                            b.release_at = None;
-                            // Still busy: checked again when it next drains.
-                            if b.taken == taken && b.trim(&self.shared) {
-                                self.batch = None;
-                            }
-                        }
-                    }
-                    match (timer.as_mut(), next_deadline(self.lifecycle.options(), last_read, last_beat, &self.batch)) {
-                        (Some(t), Some(d)) => t.as_mut().reset(d),
-                        _ => timer = None,
-                    }
+                    rearm(&mut timer, self.next_deadline(&timers));
                 }
             }
         }
+    }
+
+    /// Carries out what the core's timers found due. `Some` when that ends
+    /// the connected period.
+    fn on_timer(&mut self, sock: &Socket, timers: &mut Timers) -> Option<Outcome> {
+        let now = Instant::now().into_std();
+        if self.shared.reads_paused() {
+            // Not reading is the application's choice, not the peer's
+            // silence.
+            timers.read(now);
+        }
+        let due = timers.fire(now, self.lifecycle.options());
+        if due.idle {
+            return Some(Outcome::Lost(ResetReason::IdleTimeout, None));
+        }
+        if due.heartbeat {
+            if let Err(panicked) = guarded("on_idle", || self.handler.on_idle(sock)) {
+                return Some(Outcome::Panicked(panicked));
+            }
+        }
+        if let Some(b) = self.batch.as_deref_mut() {
+            // A batch taken since the drain means it is still busy: checked
+            // again when it next drains.
+            let due = Trim::fire(&mut b.release, now);
+            if due.is_some_and(|taken| b.taken == taken && b.trim(&self.shared)) {
+                self.batch = None;
+            }
+        }
+        None
+    }
+
+    /// The earliest deadline of the connected period, from the core.
+    fn next_deadline(&self, timers: &Timers) -> Option<std::time::Instant> {
+        let trim = self.batch.as_deref().and_then(|b| b.release.as_ref());
+        timers.poll_timeout(self.lifecycle.options(), trim)
     }
 
     /// Flushes what is queued within the grace period, sends FIN, and waits
@@ -932,7 +922,9 @@ impl<H: Handler> Driver<H> {
             q.accepting = false;
             q.closed = true;
         }
-        let deadline = after(Instant::now(), self.lifecycle.options().close_grace);
+        let now = Instant::now();
+        let grace = Timers::grace_deadline(now.into_std(), self.lifecycle.options());
+        let deadline = Instant::from_std(grace);
         match self.flush_until(sock, deadline).await {
             Some(true) => {}
             Some(false) => {
@@ -951,9 +943,8 @@ impl<H: Handler> Driver<H> {
         }
         sock.io().close_notify();
         let _ = sock.sock_ref().shutdown(std::net::Shutdown::Write);
-        let now = Instant::now();
-        self.drain_until(sock, after(now, CLOSE_LINGER).min(deadline.max(now)))
-            .await;
+        let linger = Timers::linger_until(Instant::now().into_std(), grace);
+        self.drain_until(sock, Instant::from_std(linger)).await;
         let ended = self.teardown(sock, true, since);
         self.leftover = Some(Box::new(ended));
         CloseReason::Disconnected
@@ -990,8 +981,10 @@ impl<H: Handler> Driver<H> {
                 if sock.io().readable().await.is_err() {
                     return;
                 }
-                let mut last = Instant::now();
-                if this.read_ready(sock, &mut last).is_some() {
+                // The connected period's deadlines are over: only the
+                // linger's, outside, still holds.
+                let mut timers = Timers::new(Instant::now().into_std());
+                if this.read_ready(sock, &mut timers).is_some() {
                     return;
                 }
             }
@@ -1071,6 +1064,31 @@ fn emit(link: &Link, shared: &Shared, kind: EventKind) {
         at,
         kind,
     });
+}
+
+/// Moves the timer to `at` if that is earlier (or arms it). A read pushes
+/// the idle and heartbeat deadlines out; the timer is not touched for
+/// that, on the hot path: it fires at the old deadline, finds nothing due,
+/// and [`rearm`] sets it to the new one.
+fn arm_earlier(timer: &mut Option<std::pin::Pin<Box<Sleep>>>, at: Option<std::time::Instant>) {
+    let Some(at) = at.map(Instant::from_std) else {
+        return;
+    };
+    match timer.as_mut() {
+        Some(t) if t.deadline() <= at => {}
+        Some(t) => t.as_mut().reset(at),
+        None => *timer = Some(Box::pin(sleep_until(at))),
+    }
+}
+
+/// Sets the timer to the core's next deadline after it fired (or drops
+/// it when there is none).
+fn rearm(timer: &mut Option<std::pin::Pin<Box<Sleep>>>, at: Option<std::time::Instant>) {
+    match (timer.as_mut(), at) {
+        (Some(t), Some(at)) => t.as_mut().reset(Instant::from_std(at)),
+        (None, Some(at)) => *timer = Some(Box::pin(sleep_until(Instant::from_std(at)))),
+        (_, None) => *timer = None,
+    }
 }
 
 async fn wait_timer(timer: &mut Option<std::pin::Pin<Box<Sleep>>>) {

@@ -1,0 +1,256 @@
+//! The deadlines of a live connection — idle timeout, heartbeat, release of
+//! a burst's buffers, close grace — kept as plain data with time passed in.
+//!
+//! The driver tells [`Timers`] what happened (`read`, a drain that armed a
+//! [`Trim`]) and when, sleeps until [`Timers::poll_timeout`], and on waking
+//! asks [`Timers::fire`] what is due. Nothing here sleeps, so every
+//! deadline is tested below with a fake clock.
+//!
+//! The release of a burst's buffers is a separate [`Trim`] value: it is
+//! kept with the buffers it releases (on the heap), so that the task of
+//! every idle connection, which carries [`Timers`], stays small.
+
+use std::time::{Duration, Instant};
+
+use crate::lifecycle::deadline;
+use crate::options::Options;
+
+/// How long the send queue must stay empty before a burst's buffers are
+/// released: long enough that a steady stream of sends keeps them.
+pub(crate) const TRIM_AFTER: Duration = Duration::from_millis(250);
+
+/// After its FIN, a disconnecting connection waits at most this long for
+/// the peer's FIN (reading what still arrives), so closing does not turn
+/// into an RST that could destroy the peer's unread data.
+pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// The deadlines of one connected period.
+#[derive(Debug, Clone)]
+pub(crate) struct Timers {
+    /// When the peer last sent something (or reading was paused by the
+    /// application, which is no silence of the peer's).
+    last_read: Instant,
+    /// When `on_idle` last ran.
+    last_beat: Instant,
+}
+
+/// When to release a burst's buffers, and the batch count then: a batch
+/// taken since means the connection was not idle after all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Trim {
+    at: Instant,
+    taken: u64,
+}
+
+impl Trim {
+    /// The send queue drained at `now` with buffers larger than an idle
+    /// connection should keep, after `taken` batches: release them
+    /// [`TRIM_AFTER`] from now.
+    pub(crate) fn drained(now: Instant, taken: u64) -> Self {
+        Trim {
+            at: deadline(now, TRIM_AFTER),
+            taken,
+        }
+    }
+
+    /// Takes the release out of `slot` if it is due at `now`: the batch
+    /// count it was armed at, for the driver to compare with its own.
+    pub(crate) fn fire(slot: &mut Option<Trim>, now: Instant) -> Option<u64> {
+        let t = slot.take_if(|t| now >= t.at)?;
+        Some(t.taken)
+    }
+}
+
+/// What [`Timers::fire`] found due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Due {
+    /// Nothing was read for `idle_timeout`: the connection counts as lost.
+    pub idle: bool,
+    /// Nothing was read or sent by `on_idle` for `heartbeat`: call it.
+    pub heartbeat: bool,
+}
+
+impl Timers {
+    /// A connected period that began at `now`.
+    pub(crate) fn new(now: Instant) -> Self {
+        Timers {
+            last_read: now,
+            last_beat: now,
+        }
+    }
+
+    /// The peer sent something at `now` (or reading was paused then).
+    pub(crate) fn read(&mut self, now: Instant) {
+        self.last_read = now;
+    }
+
+    /// The earliest deadline under `opts` and of the armed `trim`, if
+    /// any: the driver sleeps until then.
+    pub(crate) fn poll_timeout(&self, opts: &Options, trim: Option<&Trim>) -> Option<Instant> {
+        let idle = opts.idle_timeout.map(|d| deadline(self.last_read, d));
+        let beat = opts
+            .heartbeat
+            .map(|d| deadline(self.last_read.max(self.last_beat), d));
+        [idle, beat, trim.map(|t| t.at)].into_iter().flatten().min()
+    }
+
+    /// What is due at `now`. A heartbeat found due is counted as done (the
+    /// driver calls `on_idle`); an idle timeout ends the connection, so it
+    /// is left as it is.
+    pub(crate) fn fire(&mut self, now: Instant, opts: &Options) -> Due {
+        let mut due = Due::default();
+        if opts
+            .idle_timeout
+            .is_some_and(|d| now >= deadline(self.last_read, d))
+        {
+            due.idle = true;
+            return due;
+        }
+        if let Some(d) = opts.heartbeat {
+            if now >= deadline(self.last_read.max(self.last_beat), d) {
+                self.last_beat = now;
+                due.heartbeat = true;
+            }
+        }
+        due
+    }
+
+    /// When a disconnect that begins at `now` must have flushed what is
+    /// queued: after that the connection is reset.
+    pub(crate) fn grace_deadline(now: Instant, opts: &Options) -> Instant {
+        deadline(now, opts.close_grace)
+    }
+
+    /// How long, after our FIN at `now`, to wait for the peer's: at most
+    /// [`CLOSE_LINGER`], and never past the grace deadline (nor before
+    /// `now`).
+    pub(crate) fn linger_until(now: Instant, grace: Instant) -> Instant {
+        deadline(now, CLOSE_LINGER).min(grace.max(now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(idle: Option<u64>, beat: Option<u64>) -> Options {
+        let mut o = Options::new();
+        o.idle_timeout = idle.map(Duration::from_secs);
+        o.heartbeat = beat.map(Duration::from_secs);
+        o
+    }
+
+    #[test]
+    fn no_deadline_without_timers_or_a_burst() {
+        let t0 = Instant::now();
+        let t = Timers::new(t0);
+        assert_eq!(t.poll_timeout(&opts(None, None), None), None);
+    }
+
+    #[test]
+    fn idle_timeout_counts_from_the_last_read() {
+        let t0 = Instant::now();
+        let o = opts(Some(10), None);
+        let mut t = Timers::new(t0);
+        assert_eq!(t.poll_timeout(&o, None), Some(t0 + Duration::from_secs(10)));
+        t.read(t0 + Duration::from_secs(4));
+        assert_eq!(t.poll_timeout(&o, None), Some(t0 + Duration::from_secs(14)));
+        assert!(!t.fire(t0 + Duration::from_secs(13), &o).idle);
+        let due = t.fire(t0 + Duration::from_secs(14), &o);
+        assert!(due.idle);
+    }
+
+    #[test]
+    fn heartbeat_repeats_after_each_beat_and_waits_for_reads() {
+        let t0 = Instant::now();
+        let o = opts(None, Some(3));
+        let mut t = Timers::new(t0);
+        assert_eq!(t.poll_timeout(&o, None), Some(t0 + Duration::from_secs(3)));
+        assert!(!t.fire(t0 + Duration::from_secs(2), &o).heartbeat);
+        assert!(t.fire(t0 + Duration::from_secs(3), &o).heartbeat);
+        // Counted as done: the next one is a period later.
+        assert_eq!(t.poll_timeout(&o, None), Some(t0 + Duration::from_secs(6)));
+        assert!(!t.fire(t0 + Duration::from_secs(3), &o).heartbeat);
+        // A read pushes it out.
+        t.read(t0 + Duration::from_secs(5));
+        assert_eq!(t.poll_timeout(&o, None), Some(t0 + Duration::from_secs(8)));
+    }
+
+    #[test]
+    fn idle_timeout_wins_over_a_heartbeat_due_at_the_same_time() {
+        let t0 = Instant::now();
+        let o = opts(Some(5), Some(5));
+        let mut t = Timers::new(t0);
+        let due = t.fire(t0 + Duration::from_secs(5), &o);
+        assert_eq!(
+            due,
+            Due {
+                idle: true,
+                ..Due::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_burst_is_released_after_the_queue_stayed_empty() {
+        let t0 = Instant::now();
+        let o = opts(None, None);
+        let t = Timers::new(t0);
+        let mut trim = Some(Trim::drained(t0, 7));
+        assert_eq!(t.poll_timeout(&o, trim.as_ref()), Some(t0 + TRIM_AFTER));
+        assert_eq!(Trim::fire(&mut trim, t0 + TRIM_AFTER / 2), None);
+        assert!(trim.is_some(), "not due yet: still armed");
+        assert_eq!(Trim::fire(&mut trim, t0 + TRIM_AFTER), Some(7));
+        assert_eq!(trim, None);
+        assert_eq!(t.poll_timeout(&o, trim.as_ref()), None);
+    }
+
+    #[test]
+    fn the_earliest_deadline_is_the_one_slept_on() {
+        let t0 = Instant::now();
+        let o = opts(Some(60), Some(30));
+        let mut t = Timers::new(t0);
+        let mut trim = Some(Trim::drained(t0, 1));
+        assert_eq!(t.poll_timeout(&o, trim.as_ref()), Some(t0 + TRIM_AFTER));
+        assert_eq!(t.fire(t0 + TRIM_AFTER, &o), Due::default());
+        assert_eq!(Trim::fire(&mut trim, t0 + TRIM_AFTER), Some(1));
+        assert_eq!(
+            t.poll_timeout(&o, trim.as_ref()),
+            Some(t0 + Duration::from_secs(30))
+        );
+        assert!(t.fire(t0 + Duration::from_secs(30), &o).heartbeat);
+        assert_eq!(t.poll_timeout(&o, None), Some(t0 + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn huge_durations_mean_never_and_do_not_overflow() {
+        let t0 = Instant::now();
+        let mut o = opts(None, None);
+        o.idle_timeout = Some(Duration::MAX);
+        o.heartbeat = Some(Duration::MAX);
+        o.close_grace = Duration::MAX;
+        let mut t = Timers::new(t0);
+        let at = t.poll_timeout(&o, None).expect("a deadline far away");
+        assert!(at > t0 + Duration::from_secs(365 * 24 * 3600));
+        assert_eq!(t.fire(t0 + Duration::from_secs(3600), &o), Due::default());
+        assert!(Timers::grace_deadline(t0, &o) > t0);
+    }
+
+    #[test]
+    fn linger_stops_at_the_grace_deadline() {
+        let t0 = Instant::now();
+        let mut o = opts(None, None);
+        o.close_grace = Duration::from_millis(300);
+        let grace = Timers::grace_deadline(t0, &o);
+        assert_eq!(grace, t0 + Duration::from_millis(300));
+        // FIN sent at once: the linger is cut to what is left of the grace.
+        assert_eq!(Timers::linger_until(t0, grace), grace);
+        // A long grace: the linger is the usual second.
+        o.close_grace = Duration::from_secs(30);
+        let grace = Timers::grace_deadline(t0, &o);
+        assert_eq!(Timers::linger_until(t0, grace), t0 + CLOSE_LINGER);
+        // Past the grace already: no wait at all.
+        let late = grace + Duration::from_secs(1);
+        assert_eq!(Timers::linger_until(late, grace), late);
+    }
+}
