@@ -319,8 +319,11 @@ impl Chunks {
 /// [`Socket::write`](crate::Socket::write)) yields once. A producer that
 /// never has to wait for room would otherwise fill the whole queue before
 /// the driver, on the same thread, writes its first byte: the peer would
-/// sit idle meanwhile, and the queue would grow to its limit.
-const HAND_OVER_EVERY: usize = 256 * 1024;
+/// sit idle meanwhile, and the queue would grow to its limit. 64 KiB (not
+/// more): with 1,000 connections on a 2-worker runtime, each producer filled
+/// this much before any connection task ran, and at 256 KiB the queues took
+/// 4x the memory and half the rate (BENCHMARKS.md, scenario 1c).
+const HAND_OVER_EVERY: usize = 64 * 1024;
 
 /// What a push did.
 #[derive(Debug, Clone, Copy, Default)]

@@ -125,7 +125,7 @@ impl Connection {
             .map_err(|r| self.shared.send_error(r, data.to_vec()))
     }
 
-    /// Queues bytes, waiting while the queue is full. Every 256 KiB queued
+    /// Queues bytes, waiting while the queue is full. Every 64 KiB queued
     /// that the connection has not yet taken, it also yields once, so a
     /// producer that runs on the connection's thread lets it write early
     /// instead of filling the whole queue first.
