@@ -45,7 +45,7 @@
 //! | `redial_connect_attempts_in_flight` | gauge | none | attempts in flight, every manager of the process | `db.client.connection.pending_requests` (roughly) |
 //! | `redial_pool_members` | gauge | `pool` only | members of each pool | `db.client.connection.max` (the pool's size) |
 //! | `redial_pool_members_connected` | gauge | `pool` only | members that are up (a flapping member counts, unlike [`Pool::live`](crate::Pool::live)) | `db.client.connection.count{state="idle"}` plus `"used"` |
-//! | `redial_queued_bytes` | gauge | | bytes accepted and not yet written, as of the last write or state change | |
+//! | `redial_queued_bytes` | gauge | | bytes accepted and not yet written (the send queue and the outage buffer), as of the last write or state change | |
 //! | `redial_connect_duration_seconds` | histogram | | from the start of an attempt (once the cap on attempts in flight let it through) to connected or failed | `db.client.connection.create_time`; Envoy `upstream_cx_connect_ms` |
 //! | `redial_connection_lifetime_seconds` | histogram | | how long each connection was up, lost or closed | `db.client.connection.use_time` (roughly); Envoy `upstream_cx_length_ms` |
 //! | `redial_downtime_seconds` | histogram | | from a loss to connected again | |
@@ -290,7 +290,7 @@ impl ConnMetrics {
 
     /// `n` bytes reached the kernel; `queued` are still waiting.
     #[inline]
-    pub(crate) fn wrote(&self, n: usize, queued: usize) {
+    pub(crate) fn wrote(&self, n: usize, queued: u64) {
         self.sent.increment(n as u64);
         self.queued_now(queued);
     }
@@ -302,8 +302,8 @@ impl ConnMetrics {
     }
 
     /// Moves the queued-bytes gauge by what changed since it last moved.
-    pub(crate) fn queued_now(&self, queued: usize) {
-        let now = queued as u64;
+    pub(crate) fn queued_now(&self, queued: u64) {
+        let now = queued;
         let before = self.last_queued.swap(now, Ordering::AcqRel);
         if now > before {
             self.queued.increment((now - before) as f64);

@@ -98,7 +98,7 @@ impl Batch {
         let mut q = shared.queue();
         q.wrote(n, self.unwritten() as usize);
         #[cfg(feature = "metrics")]
-        shared.metrics.wrote(n, q.queued());
+        shared.metrics.wrote(n, q.held());
         shared.wake_writers(q);
     }
 

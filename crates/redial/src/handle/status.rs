@@ -188,6 +188,10 @@ impl Shared {
         };
         self.info().next_attempt = next;
         #[cfg(feature = "metrics")]
-        self.metrics.event(kind, at, self.opts.stable_after);
+        {
+            let held = self.queue().held();
+            self.metrics.queued_now(held);
+            self.metrics.event(kind, at, self.opts.stable_after);
+        }
     }
 }
