@@ -54,9 +54,10 @@ impl Resume {
 /// [`Retry::OnSchedule`], is what redial always did.
 ///
 /// Retrying cannot fix some errors: a certificate the server's name does
-/// not match or that a CA rejects ([`TlsError`](crate::TlsError) inside
-/// the `io::Error`, feature `tls`), a host name that does not exist, a
-/// port that is not allowed. Return [`Retry::GiveUp`] for them and the
+/// not match or that no trusted CA signed (feature `tls`: an
+/// [`ErrorKind::InvalidData`](std::io::ErrorKind::InvalidData) error whose
+/// text starts `TLS handshake:`), a host name that does not exist, a port
+/// that is not allowed. Return [`Retry::GiveUp`] for them and the
 /// connection closes with [`CloseReason::Terminal`](crate::CloseReason::Terminal),
 /// carrying the error, instead of retrying for ever. (An authentication
 /// refused after connecting is the protocol's: say [`Resume::Stop`] from

@@ -38,6 +38,25 @@ mod closure {
     }
 }
 
+mod fleet {
+    include!("readme/fleet.rs");
+    pub(super) fn run() -> Result<(), Box<dyn std::error::Error>> {
+        main()
+    }
+}
+mod reconnect_now {
+    include!("readme/reconnect_now.rs");
+    pub(super) fn run() -> Result<(), Box<dyn std::error::Error>> {
+        main()
+    }
+}
+mod give_up {
+    include!("readme/give_up.rs");
+    pub(super) fn run() -> Result<(), Box<dyn std::error::Error>> {
+        main()
+    }
+}
+
 /// Every example: its file name, its text, and its `main`.
 type Main = fn() -> Result<(), Box<dyn std::error::Error>>;
 const EXAMPLES: &[(&str, &str, Main)] = &[
@@ -48,6 +67,13 @@ const EXAMPLES: &[(&str, &str, Main)] = &[
     ),
     ("sender", include_str!("readme/sender.rs"), sender::run),
     ("closure", include_str!("readme/closure.rs"), closure::run),
+    ("fleet", include_str!("readme/fleet.rs"), fleet::run),
+    (
+        "reconnect_now",
+        include_str!("readme/reconnect_now.rs"),
+        reconnect_now::run,
+    ),
+    ("give_up", include_str!("readme/give_up.rs"), give_up::run),
 ];
 
 /// Set in the child process: the example to run.
@@ -81,6 +107,18 @@ fn main() {
         (
             "closure_example_gets_its_reply",
             closure_example_gets_its_reply,
+        ),
+        (
+            "fleet_example_follows_localhost_and_sends_a_key_to_its_member",
+            fleet_example_follows_localhost_and_sends_a_key_to_its_member,
+        ),
+        (
+            "reconnect_now_example_connects_without_waiting_out_its_backoff",
+            reconnect_now_example_connects_without_waiting_out_its_backoff,
+        ),
+        (
+            "give_up_example_closes_on_a_refused_connect",
+            give_up_example_closes_on_a_refused_connect,
         ),
     ];
     let filter: Vec<String> = std::env::args()
@@ -297,4 +335,27 @@ fn closure_example_gets_its_reply() {
     let out = run_example("closure", &[("REDIS", addr.to_string())]);
     assert_eq!(out, "+PONG\r\n");
     assert_eq!(ended(&received, 1), [b"PING\r\n".to_vec()]);
+}
+
+fn fleet_example_follows_localhost_and_sends_a_key_to_its_member() {
+    let (addr, received) = server(memcached_like);
+    // `localhost` may resolve to ::1 too; nothing listens there, so that
+    // member is never live and the key goes to 127.0.0.1.
+    let out = run_example("fleet", &[("CACHE", format!("localhost:{}", addr.port()))]);
+    assert_eq!(out, format!("user:42 -> {addr}\n"));
+    let got = ended(&received, 1);
+    assert_eq!(got, [b"version\r\nget user:42\r\n".to_vec()]);
+}
+
+fn reconnect_now_example_connects_without_waiting_out_its_backoff() {
+    let out = run_example("reconnect_now", &[]);
+    assert_eq!(out, "connected without waiting out the backoff\n");
+}
+
+fn give_up_example_closes_on_a_refused_connect() {
+    let out = run_example("give_up", &[]);
+    assert!(
+        out.starts_with("connection closed for good: gave up on attempt 1: "),
+        "{out}"
+    );
 }
