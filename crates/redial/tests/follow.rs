@@ -219,3 +219,36 @@ async fn a_target_without_a_port_is_refused() {
     assert!(matches!(err, PoolError::CannotFollow { .. }), "{err}");
     assert!(cm.get_pool("p").is_none(), "the pool was left registered");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_all_stops_following() {
+    let a = Downable::start("127.0.0.1").await;
+    let lookups = Arc::new(AtomicU64::new(0));
+    let l = lookups.clone();
+    let addr = a.addr;
+    let resolver = Resolver::from_fn(move |_, _| {
+        l.fetch_add(1, Ordering::SeqCst);
+        async move { Ok(vec![addr]) }
+    });
+    let cm = Manager::new();
+    let follow = Follow::new("cache.test:11211")
+        .every(Duration::from_millis(20))
+        .resolver(resolver);
+    let pool = cm
+        .create_pool_following("fleet", follow, |_| redial::handler())
+        .unwrap();
+    tokio::time::timeout(LONG, pool.wait_live(1)).await.unwrap();
+    wait_until("a few lookups", LONG, || {
+        lookups.load(Ordering::SeqCst) >= 3
+    })
+    .await;
+    cm.disconnect_all().await;
+    // At most the lookup in flight at the call finishes; then none (at
+    // 20 ms a running follower would make about ten more here).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let after = lookups.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(lookups.load(Ordering::SeqCst), after, "still following");
+    assert!(pool.connections().is_empty());
+    assert!(cm.connections().is_empty());
+}
