@@ -181,6 +181,7 @@
 //! attempts in flight by [`ManagerBuilder::max_connecting`] (64). Reads use
 //! one 64 KiB buffer per worker thread, not one per connection.
 
+mod clock;
 mod core;
 #[cfg(any(test, fuzzing))]
 mod data_path;

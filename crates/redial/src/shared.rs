@@ -680,7 +680,8 @@ impl Shared {
         let Some(since) = self.info().connected_since else {
             return Usability::No;
         };
-        match self.opts.stable_after.checked_sub(since.elapsed()) {
+        let up = crate::clock::now().saturating_duration_since(since);
+        match self.opts.stable_after.checked_sub(up) {
             Some(left) if !left.is_zero() => Usability::Flapping {
                 losses,
                 stable_in: left,

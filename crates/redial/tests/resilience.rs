@@ -1,87 +1,18 @@
-//! Resilience beyond reconnect: dead-peer detection (idle timeout,
-//! heartbeat), lists of addresses that fail over, restart intensity, and
-//! pools that pick well (flapping members, waiting sends, readiness).
+//! Resilience beyond reconnect: lists of addresses that fail over, restart
+//! intensity, and pools that pick well (flapping members, waiting sends,
+//! readiness).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod harness;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use harness::{fast_options, read_to_end, recording, Calls, Server};
-use redial::{CloseReason, Endpoint, EventKind, Manager, ResetReason, SendError, State};
-use tokio::io::AsyncReadExt;
+use redial::{CloseReason, Endpoint, Manager, SendError};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_peer_is_reset_by_the_idle_timeout_within_its_bound() {
-    let mut server = Server::start().await;
-    let calls = Calls::default();
-    let cm = Manager::new();
-    let mut events = cm.events();
-    let idle = Duration::from_secs(1);
-    let conn = cm
-        .connect_with(
-            server.addr,
-            recording(&calls),
-            fast_options(10, 100).idle_timeout(Some(idle)),
-        )
-        .unwrap();
-    let _silent = server.next(5).await;
-    // Taken before the wait returns: on a busy machine the waiter may run
-    // after the driver started its idle clock.
-    let up = Instant::now();
-    conn.wait_connected().await.unwrap();
-    calls.wait("reset IdleTimeout", 1, 10).await;
-    let took = up.elapsed();
-    assert!(
-        took >= idle,
-        "reset after {took:?}, before the idle timeout"
-    );
-    assert!(
-        took <= idle + idle / 5,
-        "reset after {took:?}: more than the idle timeout plus 20%"
-    );
-    let mut saw = false;
-    while let Some(e) = events.try_recv() {
-        if let EventKind::Reset { reason, .. } = e.kind {
-            assert_eq!(reason, ResetReason::IdleTimeout);
-            saw = true;
-        }
-    }
-    assert!(saw);
-    conn.disconnect().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn heartbeat_calls_on_idle_so_the_application_can_ping() {
-    let mut server = Server::start().await;
-    let beats = Arc::new(AtomicUsize::new(0));
-    let b = beats.clone();
-    let h = redial::handler().on_data(|_, _| {}).on_idle(move |sock| {
-        b.fetch_add(1, Ordering::SeqCst);
-        let _ = sock.send("PING\n");
-    });
-    let cm = Manager::new();
-    let conn = cm
-        .connect_with(
-            server.addr,
-            h,
-            fast_options(10, 100).heartbeat(Some(Duration::from_millis(100))),
-        )
-        .unwrap();
-    let mut peer = server.next(5).await;
-    let mut buf = [0u8; 10];
-    tokio::time::timeout(Duration::from_secs(5), peer.stream.read_exact(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(&buf, b"PING\nPING\n");
-    assert!(beats.load(Ordering::SeqCst) >= 2);
-    assert_eq!(conn.state(), State::Connected, "a heartbeat is not a reset");
-    conn.disconnect().await;
-}
+// The idle timeout and the heartbeat are tested exactly on a paused clock
+// in `paused.rs`.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_list_skips_a_dead_address() {

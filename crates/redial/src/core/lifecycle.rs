@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use crate::backoff::Place;
 use crate::options::Options;
 use crate::reset::CloseReason;
+use crate::State;
 
 /// The farthest a backoff deadline is set: a century is "never" for a
 /// connection, and stays far inside what an `Instant` can hold.
@@ -54,10 +55,28 @@ pub enum Phase {
     Closed(CloseReason),
 }
 
+/// Where the driver is inside a phase, where that changes what the public
+/// [`State`] shows: the phase alone says "connected" from the moment the
+/// attempt succeeds, the application sees it once `on_connect` ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Within {
+    /// Nothing more than the phase says.
+    Plain,
+    /// Connecting, but waiting while another connection probes the
+    /// endpoint: shown as backing off.
+    Parked,
+    /// Connected and open to senders (`on_connect` ran).
+    Open,
+    /// Connected, but lost: shown as backing off while `on_reset` decides.
+    Lost,
+}
+
 /// The life-cycle state machine of one managed connection.
 #[derive(Debug)]
 pub struct Lifecycle {
     phase: Phase,
+    /// See [`Within`]; the public state is [`Lifecycle::state`].
+    within: Within,
     /// Where the connection is in the backoff schedule.
     place: Place,
     /// The policy, shared with the other connections made with the same
@@ -83,6 +102,7 @@ impl Lifecycle {
     pub fn new(opts: Arc<Options>, seed: u64) -> Self {
         Lifecycle {
             phase: Phase::Idle,
+            within: Within::Plain,
             place: Place::new(&opts.backoff, seed),
             opts,
             streak_start: None,
@@ -108,6 +128,50 @@ impl Lifecycle {
         self.place.level().saturating_sub(1)
     }
 
+    /// The public state, derived from the phase (and where the driver is
+    /// within it) here and nowhere else.
+    pub fn state(&self) -> State {
+        match (&self.phase, self.within) {
+            (Phase::Idle, _) => State::Connecting,
+            (Phase::Connecting { .. }, Within::Parked) => State::BackingOff,
+            (Phase::Connecting { .. }, _) => State::Connecting,
+            (Phase::Connected { .. }, Within::Open) => State::Connected,
+            (Phase::Connected { .. }, Within::Lost) => State::BackingOff,
+            // Up, but `on_connect` has not run yet.
+            (Phase::Connected { .. }, _) => State::Connecting,
+            (Phase::BackingOff { .. }, _) => State::BackingOff,
+            (Phase::Closed(_), _) => State::Closed,
+        }
+    }
+
+    /// While connecting: whether the attempt waits for another
+    /// connection's probe of the endpoint.
+    pub fn parked(&mut self, parked: bool) {
+        if let Phase::Connecting { .. } = self.phase {
+            self.within = if parked {
+                Within::Parked
+            } else {
+                Within::Plain
+            };
+        }
+    }
+
+    /// While connected: `on_connect` ran, and the connection is open to
+    /// senders.
+    pub fn opened(&mut self) {
+        if let Phase::Connected { .. } = self.phase {
+            self.within = Within::Open;
+        }
+    }
+
+    /// While connected: the connection was lost; [`Lifecycle::reset`]
+    /// follows once the application said what comes next.
+    pub fn lost(&mut self) {
+        if let Phase::Connected { .. } = self.phase {
+            self.within = Within::Lost;
+        }
+    }
+
     /// The one deadline the driver must wake up for, if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
@@ -127,6 +191,7 @@ impl Lifecycle {
     /// The attempt under way succeeded.
     pub fn connected(&mut self, now: Instant) {
         if let Phase::Connecting { .. } = self.phase {
+            self.within = Within::Plain;
             // Reached after attempts that found the server down: an outage
             // ended (the server restarted), so the next outage starts the
             // schedule over, and the next loss is retried at once whatever
@@ -161,6 +226,7 @@ impl Lifecycle {
         let Phase::Connecting { attempt } = self.phase else {
             return None;
         };
+        self.within = Within::Plain;
         self.found_down |= down;
         self.failed = self.failed.saturating_add(1);
         let start = *self.streak_start.get_or_insert(now);
@@ -196,6 +262,7 @@ impl Lifecycle {
         let Phase::Connected { since } = self.phase else {
             return None;
         };
+        self.within = Within::Plain;
         if !resume {
             self.phase = Phase::Closed(CloseReason::Stopped);
             return None;
@@ -590,5 +657,50 @@ mod tests {
             );
             assert_eq!(lc.poll_timeout(), None);
         }
+    }
+
+    #[test]
+    fn the_public_state_follows_the_phase_and_the_step_within_it() {
+        let now = Instant::now();
+        let mut lc = Lifecycle::new(Arc::new(opts()), 1);
+        assert_eq!(lc.state(), State::Connecting);
+        lc.start(now);
+        assert_eq!(lc.state(), State::Connecting);
+        lc.parked(true);
+        assert_eq!(lc.state(), State::BackingOff, "waiting for the probe");
+        lc.parked(false);
+        assert_eq!(lc.state(), State::Connecting);
+        lc.parked(true);
+        lc.connected(now);
+        assert_eq!(lc.state(), State::Connecting, "up, on_connect not run");
+        lc.opened();
+        assert_eq!(lc.state(), State::Connected);
+        lc.lost();
+        assert_eq!(lc.state(), State::BackingOff, "lost, on_reset deciding");
+        lc.reset(now, true);
+        assert_eq!(lc.state(), State::Connecting, "retried at once");
+        // Inputs that do not apply to the phase change nothing.
+        lc.opened();
+        lc.lost();
+        assert_eq!(lc.state(), State::Connecting);
+        lc.connect_failed(now);
+        assert_eq!(lc.state(), State::BackingOff);
+        lc.parked(true);
+        lc.timeout(now + ms(100_000));
+        assert_eq!(lc.state(), State::Connecting);
+        lc.close(CloseReason::Disconnected);
+        assert_eq!(lc.state(), State::Closed);
+    }
+
+    #[test]
+    fn a_parked_attempt_that_fails_is_not_shown_parked_on_the_next() {
+        let now = Instant::now();
+        let mut lc = Lifecycle::new(Arc::new(opts()), 1);
+        lc.start(now);
+        lc.parked(true);
+        lc.connect_failed(now);
+        lc.timeout(now + ms(100_000));
+        assert_eq!(lc.phase(), &Phase::Connecting { attempt: 2 });
+        assert_eq!(lc.state(), State::Connecting);
     }
 }

@@ -207,7 +207,9 @@ impl Connection {
             bytes_in: c.bytes_in.load(Ordering::Relaxed),
             bytes_out: ledger.written,
             queued,
-            uptime: info.connected_since.map(|t| t.elapsed()),
+            uptime: info
+                .connected_since
+                .map(|t| crate::clock::now().saturating_duration_since(t)),
             last_error: info.last_error.as_deref().map(str::to_string),
             sender_dropped: c.sender_dropped.load(Ordering::Relaxed),
             discarded_bytes: ledger.discarded,
