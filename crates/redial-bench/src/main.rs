@@ -13,6 +13,8 @@
 //! installs connman with npm (that needs the registry), then re-runs itself
 //! in a private network namespace (`unshare -n`, loopback only) so that the
 //! kernel's connect counter sees no other process.
+
+#![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod clock;

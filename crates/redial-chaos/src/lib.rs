@@ -47,6 +47,8 @@
 //! - `addr` — [`ProxyAddr`], turning `"127.0.0.1:0"` and friends into addresses.
 //! - `error` — [`Error`].
 
+#![forbid(unsafe_code)]
+
 mod addr;
 mod error;
 mod fault;

@@ -23,6 +23,8 @@
 //! Exit codes, shared by every command: 0 ok, 1 runtime failure (or gave
 //! up), 2 usage error (see [`EXIT_OK`], [`EXIT_FAILURE`], [`EXIT_USAGE`]).
 
+#![forbid(unsafe_code)]
+
 pub mod chaos;
 pub mod connect;
 pub mod demo;

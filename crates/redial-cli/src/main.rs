@@ -1,6 +1,8 @@
 //! The `redial` command: argument definitions and dispatch. Everything it
 //! does lives in the `redial_cli` library.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

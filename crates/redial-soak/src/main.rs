@@ -26,6 +26,8 @@
 //!             [--rate FRAMES_PER_S] [--seed N]
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod account;
 mod acct;
 mod echo;

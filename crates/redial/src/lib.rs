@@ -181,6 +181,11 @@
 //! attempts in flight by [`ManagerBuilder::max_connecting`] (64). Reads use
 //! one 64 KiB buffer per worker thread, not one per connection.
 
+// Unsafe code is refused everywhere but in one place, documented there:
+// driver/kernel.rs reads the kernel's per-socket counters (getsockopt,
+// ioctl) that no safe wrapper offers.
+#![deny(unsafe_code)]
+
 mod clock;
 mod core;
 #[cfg(any(test, fuzzing))]

@@ -145,7 +145,7 @@ impl Unsent {
     }
 
     pub(crate) fn append(&mut self, data: &[u8], ends: &[usize]) {
-        crate::shared::append_chunks(
+        crate::ledger::append_chunks(
             Arc::make_mut(&mut self.data),
             Arc::make_mut(&mut self.ends),
             data,

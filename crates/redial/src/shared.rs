@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 use crate::endpoint::Endpoint;
 use crate::error::SendError;
-use crate::ledger::Ledger;
+use crate::ledger::{append_chunks, Ledger};
 use crate::options::{Options, Outage};
 use crate::reset::{CloseReason, Unsent};
 
@@ -271,19 +271,6 @@ pub(crate) struct Queue {
     /// Where every accepted byte went; updated with the bytes it counts,
     /// under this lock (see `ledger.rs`).
     pub(crate) ledger: Ledger,
-}
-
-/// Appends the chunks `data` (ending at `data_ends`) to `buf` and its
-/// chunk ends `ends`, shifting their offsets: the chunks stay whole.
-pub(crate) fn append_chunks(
-    buf: &mut Vec<u8>,
-    ends: &mut Vec<usize>,
-    data: &[u8],
-    data_ends: &[usize],
-) {
-    let base = buf.len();
-    buf.extend_from_slice(data);
-    ends.extend(data_ends.iter().map(|e| e + base));
 }
 
 /// Bytes and the end offset of every chunk in them: what an
@@ -897,6 +884,16 @@ impl Shared {
             }
             notified.await;
         }
+    }
+}
+
+/// Names the connection by id and endpoint: what tells two apart in a log.
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("id", &self.id)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
     }
 }
 

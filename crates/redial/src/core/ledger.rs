@@ -84,6 +84,19 @@ impl Ledger {
     }
 }
 
+/// Appends the chunks `data` (ending at `data_ends`) to `buf` and its
+/// chunk ends `ends`, shifting their offsets: the chunks stay whole.
+pub(crate) fn append_chunks(
+    buf: &mut Vec<u8>,
+    ends: &mut Vec<usize>,
+    data: &[u8],
+    data_ends: &[usize],
+) {
+    let base = buf.len();
+    buf.extend_from_slice(data);
+    ends.extend(data_ends.iter().map(|e| e + base));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,9 +14,9 @@ use socket2::{SockRef, TcpKeepalive};
 use tokio::net::{TcpSocket, UnixStream};
 use tokio::time::{sleep, timeout, Instant};
 
+use crate::driver::transport::Transport;
 use crate::endpoint::{Endpoint, Kind};
 use crate::options::Options;
-use crate::socket::Transport;
 
 /// Delay before racing the next address against one that has not answered
 /// yet: RFC 8305's recommended "connection attempt delay".

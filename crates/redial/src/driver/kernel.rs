@@ -28,9 +28,9 @@ pub(crate) struct TcpCounts {
 /// The counts of a connection's transport: plain TCP only. Under TLS the
 /// kernel counts records, which cannot be compared with the application's
 /// bytes, and a Unix socket has no acknowledgements.
-pub(crate) fn of(transport: &crate::socket::Transport) -> Option<TcpCounts> {
+pub(crate) fn of(transport: &crate::driver::transport::Transport) -> Option<TcpCounts> {
     match transport {
-        crate::socket::Transport::Tcp(s) => tcp_counts(s),
+        crate::driver::transport::Transport::Tcp(s) => tcp_counts(s),
         _ => None,
     }
 }

@@ -15,5 +15,6 @@ pub(crate) mod scratch;
 pub(crate) mod task;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub(crate) mod transport;
 
 pub(crate) use task::Driver;

@@ -1155,7 +1155,11 @@ mod tests {
             let t = tokio::net::TcpStream::connect(l.local_addr().unwrap())
                 .await
                 .unwrap();
-            let sock = Socket::new(driver.shared.clone(), 1, crate::socket::Transport::Tcp(t));
+            let sock = Socket::new(
+                driver.shared.clone(),
+                1,
+                crate::driver::transport::Transport::Tcp(t),
+            );
             println!(
                 "pump future: {} bytes",
                 std::mem::size_of_val(&driver.pump(&sock))

@@ -38,15 +38,6 @@ pub struct Disconnecting {
     runtime: Option<Arc<OwnedRuntime>>,
 }
 
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection")
-            .field("id", &self.id)
-            .field("endpoint", &self.endpoint)
-            .finish()
-    }
-}
-
 impl Disconnecting {
     pub(crate) fn new(targets: Vec<Arc<Shared>>) -> Self {
         Disconnecting {

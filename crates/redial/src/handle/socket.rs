@@ -6,7 +6,6 @@
 //! outlives reconnects.
 
 use std::fmt;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -14,109 +13,9 @@ use socket2::SockRef;
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::disconnect::Disconnecting;
+use crate::driver::transport::Transport;
 use crate::error::SendError;
 use crate::shared::{Command, Shared};
-
-/// The transport under a connection.
-pub(crate) enum Transport {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-    #[cfg(feature = "tls")]
-    Tls(Box<crate::tls::TlsTransport>),
-}
-
-impl Transport {
-    pub(crate) async fn readable(&self) -> io::Result<()> {
-        match self {
-            Transport::Tcp(s) => s.readable().await,
-            Transport::Unix(s) => s.readable().await,
-            #[cfg(feature = "tls")]
-            Transport::Tls(t) => t.tcp.readable().await,
-        }
-    }
-    /// Polls for the directions asked for: `Ok(true)` when readable,
-    /// `Ok(false)` when only writable. The wakers wait in the socket's own
-    /// registration, so the connection's task carries no waiter for them.
-    pub(crate) fn poll_ready(
-        &self,
-        cx: &mut std::task::Context<'_>,
-        read: bool,
-        write: bool,
-    ) -> std::task::Poll<io::Result<bool>> {
-        use std::task::Poll;
-        let (r, w) = match self {
-            Transport::Tcp(s) => (
-                read.then(|| s.poll_read_ready(cx)),
-                write.then(|| s.poll_write_ready(cx)),
-            ),
-            Transport::Unix(s) => (
-                read.then(|| s.poll_read_ready(cx)),
-                write.then(|| s.poll_write_ready(cx)),
-            ),
-            #[cfg(feature = "tls")]
-            Transport::Tls(t) => (
-                read.then(|| t.tcp.poll_read_ready(cx)),
-                write.then(|| t.tcp.poll_write_ready(cx)),
-            ),
-        };
-        match (r, w) {
-            (Some(Poll::Ready(Err(e))), _) | (_, Some(Poll::Ready(Err(e)))) => Poll::Ready(Err(e)),
-            (Some(Poll::Ready(Ok(()))), _) => Poll::Ready(Ok(true)),
-            (_, Some(Poll::Ready(Ok(())))) => Poll::Ready(Ok(false)),
-            _ => Poll::Pending,
-        }
-    }
-    pub(crate) async fn writable(&self) -> io::Result<()> {
-        match self {
-            Transport::Tcp(s) => s.writable().await,
-            Transport::Unix(s) => s.writable().await,
-            #[cfg(feature = "tls")]
-            Transport::Tls(t) => t.tcp.writable().await,
-        }
-    }
-    pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Transport::Tcp(s) => s.try_read(buf),
-            Transport::Unix(s) => s.try_read(buf),
-            #[cfg(feature = "tls")]
-            Transport::Tls(t) => t.try_read(buf),
-        }
-    }
-    pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Transport::Tcp(s) => s.try_write(buf),
-            Transport::Unix(s) => s.try_write(buf),
-            #[cfg(feature = "tls")]
-            Transport::Tls(t) => t.try_write(buf),
-        }
-    }
-    pub(crate) fn sock_ref(&self) -> SockRef<'_> {
-        match self {
-            Transport::Tcp(s) => SockRef::from(s),
-            Transport::Unix(s) => SockRef::from(s),
-            #[cfg(feature = "tls")]
-            Transport::Tls(t) => SockRef::from(&t.tcp),
-        }
-    }
-
-    /// Writes what the transport itself still holds (TLS records);
-    /// `Ok(true)` when nothing is left.
-    pub(crate) fn flush_pending(&self) -> io::Result<bool> {
-        match self {
-            #[cfg(feature = "tls")]
-            Transport::Tls(t) => t.flush_pending(),
-            _ => Ok(true),
-        }
-    }
-
-    /// Ends the session politely before the FIN (TLS close_notify).
-    pub(crate) fn close_notify(&self) {
-        #[cfg(feature = "tls")]
-        if let Transport::Tls(t) = self {
-            t.close_notify();
-        }
-    }
-}
 
 pub(crate) struct SocketInner {
     pub(crate) shared: Arc<Shared>,
