@@ -380,6 +380,69 @@ impl Model {
         })
     }
 
+    /// Attempt number `attempt` failed at `now`: the expected delay.
+    fn failed_attempt(&mut self, attempt: u32, now: Instant) -> Option<Duration> {
+        self.failed += 1;
+        // Max attempts: the n-th failure in a row closes.
+        if self.cfg.max_attempts.is_some_and(|m| self.failed >= m) {
+            self.phase = self.gave_up(now);
+            return None;
+        }
+        let d = self.delays.next().unwrap();
+        // Budget: the next attempt would start past it.
+        let elapsed = now.saturating_duration_since(self.streak_start);
+        if self
+            .cfg
+            .give_up_after_ms
+            .is_some_and(|b| elapsed + d > ms(b))
+        {
+            self.phase = self.gave_up(now);
+            return None;
+        }
+        self.phase = Phase::BackingOff {
+            until: now + d,
+            attempt: attempt + 1,
+        };
+        Some(d)
+    }
+
+    /// The connection up since `since` was lost at `now` and is to resume:
+    /// the expected delay.
+    fn lost(&mut self, since: Instant, now: Instant) -> Option<Duration> {
+        // Intensity: more than N losses within T, this one included.
+        if let Some((n, within)) = self.cfg.intensity {
+            self.resets.push_back(now);
+            self.resets.retain(|&t| now.duration_since(t) <= ms(within));
+            if self.resets.len() > n as usize {
+                self.phase = Phase::Closed(CloseReason::RestartIntensity {
+                    resets: self.resets.len() as u32,
+                    within: ms(within),
+                });
+                return None;
+            }
+        }
+        self.streak_start = now;
+        self.failed = 0;
+        let stable = now.duration_since(since) >= ms(self.cfg.stable_after_ms);
+        let after_short = self.short_lived;
+        self.short_lived = !stable;
+        if stable {
+            self.delays.reset();
+            self.phase = Phase::Connecting { attempt: 1 };
+            Some(Duration::ZERO)
+        } else if !after_short {
+            self.phase = Phase::Connecting { attempt: 1 };
+            Some(Duration::ZERO)
+        } else {
+            let d = self.delays.next().unwrap();
+            self.phase = Phase::BackingOff {
+                until: now + d,
+                attempt: 1,
+            };
+            Some(d)
+        }
+    }
+
     /// Applies `ev` at `now`; returns the expected output.
     fn step(&mut self, ev: &Ev, now: Instant) -> Option<Duration> {
         if !applies(ev, &self.phase, now) {
@@ -402,68 +465,12 @@ impl Model {
                 self.phase = Phase::Connected { since: now };
                 None
             }
-            (Ev::ConnectFailed, Phase::Connecting { attempt }) => {
-                self.failed += 1;
-                // Max attempts: the n-th failure in a row closes.
-                if self.cfg.max_attempts.is_some_and(|m| self.failed >= m) {
-                    self.phase = self.gave_up(now);
-                    return None;
-                }
-                let d = self.delays.next().unwrap();
-                // Budget: the next attempt would start past it.
-                let elapsed = now.saturating_duration_since(self.streak_start);
-                if self
-                    .cfg
-                    .give_up_after_ms
-                    .is_some_and(|b| elapsed + d > ms(b))
-                {
-                    self.phase = self.gave_up(now);
-                    return None;
-                }
-                self.phase = Phase::BackingOff {
-                    until: now + d,
-                    attempt: attempt + 1,
-                };
-                Some(d)
-            }
+            (Ev::ConnectFailed, Phase::Connecting { attempt }) => self.failed_attempt(attempt, now),
             (Ev::Reset { resume: false }, _) => {
                 self.phase = Phase::Closed(CloseReason::Stopped);
                 None
             }
-            (Ev::Reset { resume: true }, Phase::Connected { since }) => {
-                // Intensity: more than N losses within T, this one included.
-                if let Some((n, within)) = self.cfg.intensity {
-                    self.resets.push_back(now);
-                    self.resets.retain(|&t| now.duration_since(t) <= ms(within));
-                    if self.resets.len() > n as usize {
-                        self.phase = Phase::Closed(CloseReason::RestartIntensity {
-                            resets: self.resets.len() as u32,
-                            within: ms(within),
-                        });
-                        return None;
-                    }
-                }
-                self.streak_start = now;
-                self.failed = 0;
-                let stable = now.duration_since(since) >= ms(self.cfg.stable_after_ms);
-                let after_short = self.short_lived;
-                self.short_lived = !stable;
-                if stable {
-                    self.delays.reset();
-                    self.phase = Phase::Connecting { attempt: 1 };
-                    Some(Duration::ZERO)
-                } else if !after_short {
-                    self.phase = Phase::Connecting { attempt: 1 };
-                    Some(Duration::ZERO)
-                } else {
-                    let d = self.delays.next().unwrap();
-                    self.phase = Phase::BackingOff {
-                        until: now + d,
-                        attempt: 1,
-                    };
-                    Some(d)
-                }
-            }
+            (Ev::Reset { resume: true }, Phase::Connected { since }) => self.lost(since, now),
             (Ev::Timeout, Phase::BackingOff { attempt, .. }) => {
                 self.phase = Phase::Connecting { attempt };
                 None

@@ -497,47 +497,7 @@ impl<H: Handler> Driver<H> {
                 return;
             }
             Some(Err(err)) => {
-                self.shared
-                    .counters
-                    .failed_attempts
-                    .fetch_add(1, Ordering::Relaxed);
-                self.shared.record_failed_attempt(&err);
-                self.shared.info().last_error = Some(err.to_string().into());
-                debug!(attempt, error = %err, "connect failed");
-                let retry = match guarded("on_connect_failed", || {
-                    self.handler.on_connect_failed(&err, attempt)
-                }) {
-                    Ok(r) => r,
-                    Err(panicked) => {
-                        self.lifecycle.close(panicked.into());
-                        return;
-                    }
-                };
-                let mut retry_in = if crate::shared::reached_and_dropped(&err) {
-                    self.lifecycle.connect_dropped(now)
-                } else {
-                    self.lifecycle.connect_failed(now)
-                };
-                match retry {
-                    crate::Retry::GiveUp => {
-                        let (kind, error) = (err.kind(), err.to_string());
-                        let reason = CloseReason::Terminal {
-                            attempt,
-                            kind,
-                            error,
-                        };
-                        self.lifecycle.close(reason);
-                        retry_in = None;
-                    }
-                    crate::Retry::After(d) => retry_in = self.lifecycle.delay_to(now, d),
-                    _ => {}
-                }
-                self.emit(EventKind::ConnectFailed {
-                    attempt,
-                    error: err.to_string(),
-                    retry_in,
-                    level: self.lifecycle.level(),
-                });
+                self.connect_failed(attempt, &err, now);
                 return;
             }
             Some(Ok(io)) => io,
@@ -550,6 +510,52 @@ impl<H: Handler> Driver<H> {
         self.generation += 1;
         let sock = Socket::new(self.shared.clone(), self.generation, io);
         self.connected(sock).await;
+    }
+
+    /// The attempt failed: counts it, asks `on_connect_failed` what next,
+    /// and lets the life cycle schedule the next attempt (or close).
+    fn connect_failed(&mut self, attempt: u32, err: &io::Error, now: std::time::Instant) {
+        self.shared
+            .counters
+            .failed_attempts
+            .fetch_add(1, Ordering::Relaxed);
+        self.shared.record_failed_attempt(err);
+        self.shared.info().last_error = Some(err.to_string().into());
+        debug!(attempt, error = %err, "connect failed");
+        let retry = match guarded("on_connect_failed", || {
+            self.handler.on_connect_failed(err, attempt)
+        }) {
+            Ok(r) => r,
+            Err(panicked) => {
+                self.lifecycle.close(panicked.into());
+                return;
+            }
+        };
+        let mut retry_in = if crate::shared::reached_and_dropped(err) {
+            self.lifecycle.connect_dropped(now)
+        } else {
+            self.lifecycle.connect_failed(now)
+        };
+        match retry {
+            crate::Retry::GiveUp => {
+                let (kind, error) = (err.kind(), err.to_string());
+                let reason = CloseReason::Terminal {
+                    attempt,
+                    kind,
+                    error,
+                };
+                self.lifecycle.close(reason);
+                retry_in = None;
+            }
+            crate::Retry::After(d) => retry_in = self.lifecycle.delay_to(now, d),
+            _ => {}
+        }
+        self.emit(EventKind::ConnectFailed {
+            attempt,
+            error: err.to_string(),
+            retry_in,
+            level: self.lifecycle.level(),
+        });
     }
 
     /// When the live connection came up (the life cycle keeps it, so the
