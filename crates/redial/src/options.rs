@@ -257,25 +257,52 @@ impl Default for Options {
 }
 
 impl fmt::Debug for Options {
+    /// Every setting; the socket hook and the TLS configuration show
+    /// whether they are set.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Options")
-            .field("backoff", &self.backoff)
-            .field("stable_after", &self.stable_after)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("max_attempts", &self.max_attempts)
-            .field("give_up_after", &self.give_up_after)
-            .field("restart_intensity", &self.restart_intensity)
-            .field("nodelay", &self.nodelay)
-            .field("send_queue_limit", &self.send_queue_limit)
-            .field("outage", &self.outage)
-            .field("bind", &self.bind)
-            .field("socket_hook", &self.socket_hook.is_some())
-            .field("keepalive", &self.keepalive)
-            .field("user_timeout", &self.user_timeout)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("heartbeat", &self.heartbeat)
-            .field("close_grace", &self.close_grace)
-            .finish()
+        // Destructured, so a new setting cannot be left out here.
+        let Options {
+            backoff,
+            stable_after,
+            connect_timeout,
+            max_attempts,
+            give_up_after,
+            restart_intensity,
+            nodelay,
+            send_queue_limit,
+            outage,
+            bind,
+            socket_hook,
+            keepalive,
+            user_timeout,
+            idle_timeout,
+            heartbeat,
+            close_grace,
+            seed,
+            #[cfg(feature = "tls")]
+            tls,
+        } = self;
+        let mut d = f.debug_struct("Options");
+        d.field("backoff", backoff)
+            .field("stable_after", stable_after)
+            .field("connect_timeout", connect_timeout)
+            .field("max_attempts", max_attempts)
+            .field("give_up_after", give_up_after)
+            .field("restart_intensity", restart_intensity)
+            .field("nodelay", nodelay)
+            .field("send_queue_limit", send_queue_limit)
+            .field("outage", outage)
+            .field("bind", bind)
+            .field("socket_hook", &socket_hook.is_some())
+            .field("keepalive", keepalive)
+            .field("user_timeout", user_timeout)
+            .field("idle_timeout", idle_timeout)
+            .field("heartbeat", heartbeat)
+            .field("close_grace", close_grace)
+            .field("seed", seed);
+        #[cfg(feature = "tls")]
+        d.field("tls", &tls.is_some());
+        d.finish()
     }
 }
 
@@ -606,6 +633,14 @@ impl Options {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_shows_every_setting() {
+        let text = format!("{:?}", Options::new().seed(7));
+        for name in ["close_grace", "heartbeat", "seed: Some(7)", "socket_hook"] {
+            assert!(text.contains(name), "{name} missing from {text}");
+        }
+    }
 
     #[test]
     fn options_are_the_same_when_every_setting_is() {
