@@ -185,54 +185,9 @@ impl std::fmt::Debug for Stream {
 }
 
 impl Manager {
-    /// A [`Stream`] over a new managed connection. A reset shows as one
-    /// `ConnectionReset` error on the next read or write.
-    ///
-    /// ```no_run
-    /// # fn f(cm: redial::Manager) -> Result<(), redial::ConnectError> {
-    /// let stream = cm.stream("127.0.0.1:6379", redial::Options::new())?;
-    /// # let _ = stream; Ok(()) }
-    /// ```
-    pub fn stream(&self, endpoint: impl ToEndpoint, opts: Options) -> Result<Stream, ConnectError> {
-        self.make_stream(endpoint, opts, false)
-    }
-
-    /// A [`Stream`] that hides resets: reads and writes wait across outages
-    /// and never fail with `ConnectionReset` (a write still gives up after
-    /// the outage wait, [`Stream::set_outage_wait`]; `None` makes it wait as
-    /// long as the connection keeps trying).
-    ///
-    /// What it can lose or duplicate, so choose it only for streams that
-    /// tolerate both (logs, metrics): bytes that were in kernel buffers when
-    /// a connection died are lost; chunks never handed to the kernel are
-    /// sent again on the next connection, the cut one whole, so its first
-    /// bytes may arrive twice; the peer sees the stream restart mid-message,
-    /// and the reader gets the lost connection's last unread bytes followed
-    /// by the next connection's. (A stream wrapper that reconnects without
-    /// saying so, as `stubborn-io` does, has the same losses without this
-    /// list.)
-    ///
-    /// What it never does is drop what did not leave: the re-send goes into
-    /// the next connection's queue before any new write, as much as the
-    /// queue's limit takes at once, and the rest as room is made (a write
-    /// or flush waits for it first). If the stream closes before all of it
-    /// is re-sent, [`Stream::take_unsent`] hands it back, and a `warn!`
-    /// says so.
-    ///
-    /// ```no_run
-    /// # fn f(cm: redial::Manager) -> Result<(), redial::ConnectError> {
-    /// let logs = cm.stream_transparent("127.0.0.1:5140", redial::Options::new())?;
-    /// # let _ = logs; Ok(()) }
-    /// ```
-    pub fn stream_transparent(
-        &self,
-        endpoint: impl ToEndpoint,
-        opts: Options,
-    ) -> Result<Stream, ConnectError> {
-        self.make_stream(endpoint, opts, true)
-    }
-
-    fn make_stream(
+    /// Opens a stream over a new managed connection: [`Manager::stream`]
+    /// and [`Manager::stream_transparent`].
+    pub(crate) fn make_stream(
         &self,
         endpoint: impl ToEndpoint,
         opts: Options,
