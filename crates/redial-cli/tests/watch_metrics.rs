@@ -165,11 +165,12 @@ fn scrapes_follow_a_server_that_goes_away_and_comes_back() {
     let connected = [("endpoint", ep), ("state", "connected")];
 
     let (conn, _) = listener.accept().unwrap();
-    let s = scrape_until(m, "one connection up", |s| {
+    // The gauges are updated one after the other: wait for both.
+    let s = scrape_until(m, "one connection up and its pool member counted", |s| {
         sum(s, "redial_connections", &connected) == 1.0
+            && sum(s, "redial_pool_members", &[("pool", ep)]) == 1.0
     });
     assert_eq!(sum(&s, "redial_connections_opened_total", &mine), 1.0);
-    assert_eq!(sum(&s, "redial_pool_members", &[("pool", ep)]), 1.0);
     assert_eq!(sum(&s, "redial_connection_losses_total", &mine), 0.0);
 
     // Away: the listener goes first, so the reconnects are refused.
