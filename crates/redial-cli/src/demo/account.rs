@@ -1,6 +1,5 @@
 //! The per-connection equation that `redial demo`, its test and the soak
-//! (`redial-soak`, which keeps a copy of this file: keep the two the same)
-//! all check:
+//! (`redial-soak`, which compiles this same file) all check:
 //!
 //! ```text
 //! accepted = echoed + handed back + lost in flight + unanswered
