@@ -185,6 +185,7 @@ struct ConnectArgs {
 #[command(after_help = concat!(
     "Examples:\n",
     "  redial watch db1:5432 db2:5432 cache.local:6379\n",
+    "  redial watch --follow cache.svc.cluster.local:11211 --resolve-every 5s\n",
     "  redial watch --file endpoints.txt --json | jq .\n",
     "  redial watch db1:5432 --json --metrics 127.0.0.1:9100\n\n",
     "Exit codes:\n",
@@ -193,16 +194,25 @@ struct ConnectArgs {
     "  2  usage error (a bad endpoint, on the command line or in --file)",
 ))]
 struct WatchArgs {
-    #[arg(value_name = "ENDPOINT", value_parser = parse_endpoint, required_unless_present = "file",
+    #[arg(value_name = "ENDPOINT", value_parser = parse_endpoint, required_unless_present_any = ["file", "follow"],
           help = "Endpoints to watch: HOST:PORT, [V6ADDR]:PORT or unix:/path")]
     endpoints: Vec<Endpoint>,
+    /// Follow a name (HOST:PORT): a member per address it resolves to,
+    /// added and drained as the name changes. Repeatable.
+    #[arg(long, value_name = "NAME:PORT", value_parser = parse_follow)]
+    follow: Vec<String>,
+    /// How often a followed name is resolved again (also soon after a
+    /// member's connection fails).
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, default_value = "30s")]
+    resolve_every: Duration,
     /// Read endpoints from a file, one a line (# starts a comment).
     #[arg(long, value_name = "PATH")]
     file: Option<PathBuf>,
     /// One JSON object per state change on stdout, even on a terminal.
     #[arg(long)]
     json: bool,
-    /// Connections kept to each endpoint (one pool per endpoint).
+    /// Connections kept to each endpoint (one pool per endpoint), or to
+    /// each address of a followed name.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     connections: u16,
     /// Serve redial's metrics in the Prometheus text format on ADDR
@@ -286,6 +296,16 @@ struct ChaosArgs {
 
 fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
     s.parse::<Endpoint>().map_err(|e| e.to_string())
+}
+
+/// A name to follow: `host:port` (an address works too, and then never
+/// changes).
+fn parse_follow(s: &str) -> Result<String, String> {
+    s.parse::<Endpoint>().map_err(|e| e.to_string())?;
+    if s.starts_with("unix:") || s.contains(',') {
+        return Err(format!("`{s}`: expected NAME:PORT"));
+    }
+    Ok(s.to_string())
 }
 
 fn parse_listen(s: &str) -> Result<SocketAddr, String> {
@@ -415,6 +435,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             let config = WatchConfig {
                 endpoints,
+                follow: a.follow,
+                resolve_every: a.resolve_every,
                 per_endpoint: usize::from(a.connections),
                 json: a.json,
                 reconnect: reconnect_options(&a.reconnect),

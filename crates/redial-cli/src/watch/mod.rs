@@ -1,8 +1,11 @@
-//! `redial watch`: a pool to every endpoint, shown as a live table on a
-//! terminal or as one JSON object per state change otherwise.
+//! `redial watch`: a pool to every endpoint, and one that follows each
+//! `--follow` name (members added and drained as the name changes), shown
+//! as a live table on a terminal or as one JSON object per state change
+//! otherwise.
 
 pub mod prometheus;
 
+use std::collections::{HashSet, VecDeque};
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -10,7 +13,7 @@ use crossterm::cursor::{Hide, MoveToPreviousLine, MoveUp, Show};
 use crossterm::style::Print;
 use crossterm::terminal::{Clear, ClearType};
 use crossterm::{execute, queue};
-use redial::{Connection, Endpoint, Event, EventKind, Manager, State};
+use redial::{Connection, Endpoint, Event, EventKind, Follow, Manager, Pool, State};
 use serde::Serialize;
 
 use crate::connect::Reconnect;
@@ -23,7 +26,12 @@ use crate::units::{format_duration, format_size};
 pub struct WatchConfig {
     /// Endpoints to keep connections to.
     pub endpoints: Vec<Endpoint>,
-    /// Connections per endpoint.
+    /// Names to follow (`host:port`): one pool each, with `per_endpoint`
+    /// members per address the name resolves to.
+    pub follow: Vec<String>,
+    /// How often a followed name is resolved again.
+    pub resolve_every: Duration,
+    /// Connections per endpoint (per address of a followed name).
     pub per_endpoint: usize,
     /// JSON lines even on a terminal.
     pub json: bool,
@@ -56,7 +64,8 @@ pub struct WatchEvent {
     /// When it happened, as `2025-01-31T14:03:27.512Z`.
     pub time: String,
     /// Which change: `connecting`, `connected`, `connect_failed`, `reset`,
-    /// `closed` (or `other` for a kind this version does not know).
+    /// `closed`; for a followed name `member_added`, `member_draining`,
+    /// `resolve_failed` (or `other` for a kind this version does not know).
     pub event: &'static str,
     /// The connection's id.
     pub connection: u64,
@@ -110,6 +119,21 @@ pub enum EventDetail {
         /// Bytes queued but never written to the kernel.
         unsent_bytes: usize,
     },
+    /// `member_added` or `member_draining`: a followed name gained this
+    /// address (the connection is its new member) or lost it (the member
+    /// flushes what is queued, then closes).
+    Member {
+        /// The address, as `ip:port`.
+        address: String,
+    },
+    /// `resolve_failed`: a followed name could not be resolved; the
+    /// members stay (`connection` is 0).
+    ResolveFailed {
+        /// Why.
+        error: String,
+        /// Addresses kept from the last lookup that succeeded.
+        kept: usize,
+    },
     /// `other`: a kind this version does not know, as debug text.
     Other {
         /// The event's debug form.
@@ -126,6 +150,9 @@ pub const EVENT_FIELDS: &[(&str, &[&str])] = &[
     ("connect_failed", &["attempt", "error", "retry_in_ms"]),
     ("reset", &["reason", "uptime_ms", "unsent_bytes"]),
     ("closed", &["reason", "unsent_bytes"]),
+    ("member_added", &["address"]),
+    ("member_draining", &["address"]),
+    ("resolve_failed", &["error", "kept"]),
     ("other", &["debug"]),
 ];
 
@@ -177,6 +204,25 @@ impl From<&Event> for WatchEvent {
                     unsent_bytes: *unsent_bytes,
                 },
             ),
+            EventKind::MemberAdded { address } => (
+                "member_added",
+                EventDetail::Member {
+                    address: address.to_string(),
+                },
+            ),
+            EventKind::MemberDraining { address } => (
+                "member_draining",
+                EventDetail::Member {
+                    address: address.to_string(),
+                },
+            ),
+            EventKind::ResolveFailed { error, kept } => (
+                "resolve_failed",
+                EventDetail::ResolveFailed {
+                    error: error.clone(),
+                    kept: *kept,
+                },
+            ),
             other => (
                 "other",
                 EventDetail::Other {
@@ -195,7 +241,10 @@ impl From<&Event> for WatchEvent {
     }
 }
 
-fn paint_state(paint: Paint, state: State) -> String {
+fn paint_state(paint: Paint, state: State, draining: bool) -> String {
+    if draining && state != State::Closed {
+        return paint.yellow("draining");
+    }
     let s = state.to_string();
     match state {
         State::Connected => paint.green(&s),
@@ -204,8 +253,15 @@ fn paint_state(paint: Paint, state: State) -> String {
     }
 }
 
-/// The table of every connection, `width` columns wide at most.
-pub fn render_table(conns: &[Connection], paint: Paint, width: usize) -> String {
+/// The table of every connection, `width` columns wide at most. A
+/// connection whose id is in `draining` (a followed name lost its address)
+/// shows as `draining` until it closes.
+pub fn render_table(
+    conns: &[Connection],
+    draining: &HashSet<u64>,
+    paint: Paint,
+    width: usize,
+) -> String {
     let mut t = Table::new(&[
         ("endpoint", Align::Left),
         ("conn", Align::Right),
@@ -223,7 +279,7 @@ pub fn render_table(conns: &[Connection], paint: Paint, width: usize) -> String 
         t.row(vec![
             c.endpoint().to_string(),
             format!("#{}", c.id()),
-            paint_state(paint, c.state()),
+            paint_state(paint, c.state(), draining.contains(&c.id())),
             s.uptime.map(format_duration).unwrap_or_else(|| "-".into()),
             s.resets.to_string(),
             s.failed_attempts.to_string(),
@@ -233,6 +289,81 @@ pub fn render_table(conns: &[Connection], paint: Paint, width: usize) -> String 
         ]);
     }
     t.render()
+}
+
+/// One event as a line under the table: the time of day, the event's name
+/// and its fields as `key=value`, as in the JSON lines.
+///
+/// ```
+/// use redial_cli::watch::{event_line, EventDetail, WatchEvent};
+/// let ev = WatchEvent {
+///     time: "2025-01-31T14:03:27.512Z".into(),
+///     event: "member_added",
+///     connection: 3,
+///     endpoint: "10.0.0.7:11211".into(),
+///     pool: Some("cache.svc:11211".into()),
+///     detail: EventDetail::Member { address: "10.0.0.7:11211".into() },
+/// };
+/// assert_eq!(event_line(&ev), "14:03:27.512  member_added  #3  address=10.0.0.7:11211");
+/// ```
+pub fn event_line(ev: &WatchEvent) -> String {
+    let time = ev
+        .time
+        .split_once('T')
+        .map_or(ev.time.as_str(), |(_, t)| t.trim_end_matches('Z'));
+    let mut line = format!("{time}  {}  #{}", ev.event, ev.connection);
+    if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&ev.detail) {
+        for (k, v) in fields {
+            match v {
+                serde_json::Value::String(s) => line.push_str(&format!("  {k}={s}")),
+                v => line.push_str(&format!("  {k}={v}")),
+            }
+        }
+    }
+    line
+}
+
+/// How many membership events the table keeps under it.
+const RECENT_EVENTS: usize = 6;
+
+/// What the table shows besides the connections: the pools that follow a
+/// name (whose members come and go), the members being drained, and the
+/// last membership events.
+#[derive(Default)]
+struct Fleet {
+    following: Vec<Pool>,
+    draining: HashSet<u64>,
+    recent: VecDeque<String>,
+}
+
+impl Fleet {
+    /// Notes a membership event; other kinds show in the table itself.
+    fn saw(&mut self, ev: &Event) {
+        match ev.kind {
+            EventKind::MemberDraining { .. } => {
+                self.draining.insert(ev.connection);
+            }
+            EventKind::MemberAdded { .. } | EventKind::ResolveFailed { .. } => {}
+            EventKind::Closed { .. } => {
+                self.draining.remove(&ev.connection);
+                return;
+            }
+            _ => return,
+        }
+        if self.recent.len() == RECENT_EVENTS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(event_line(&WatchEvent::from(ev)));
+    }
+
+    /// The fixed connections, then the live members of every followed name.
+    fn connections(&self, fixed: &[Connection]) -> Vec<Connection> {
+        let mut all = fixed.to_vec();
+        for p in &self.following {
+            all.extend(p.connections());
+        }
+        all
+    }
 }
 
 fn terminal_size() -> (usize, usize) {
@@ -257,7 +388,7 @@ struct Screen {
 }
 
 impl Screen {
-    fn draw(&mut self, conns: &[Connection], footer: &str, hint: &str) {
+    fn draw(&mut self, conns: &[Connection], fleet: &Fleet, footer: &str, hint: &str) {
         let (width, height) = terminal_size();
         let up = conns
             .iter()
@@ -270,11 +401,27 @@ impl Screen {
             conns.len(),
             up
         );
-        let room = height.saturating_sub(4).max(1);
+        let room = height
+            .saturating_sub(4 + fleet.recent.len() + usize::from(!fleet.recent.is_empty()))
+            .max(1);
         let shown = &conns[..conns.len().min(room)];
-        text.push_str(&render_table(shown, self.paint, width.saturating_sub(1)));
+        text.push_str(&render_table(
+            shown,
+            &fleet.draining,
+            self.paint,
+            width.saturating_sub(1),
+        ));
         if shown.len() < conns.len() {
             text.push_str(&format!("... {} more\n", conns.len() - shown.len()));
+        }
+        if !fleet.recent.is_empty() {
+            text.push_str(&self.paint.bold("recent membership events"));
+            text.push('\n');
+            for line in &fleet.recent {
+                let cut: String = line.chars().take(width.saturating_sub(1)).collect();
+                text.push_str(&cut);
+                text.push('\n');
+            }
         }
         text.push_str(footer);
         // Up over the last drawing, then overwrite line by line, erasing
@@ -317,6 +464,57 @@ fn print_json(ev: &Event) {
     let _ = out.flush();
 }
 
+/// A pool named after `base`, or `base#2`, `base#3`... when that is taken
+/// (the same endpoint given twice).
+fn pool_name(cm: &Manager, base: &str) -> String {
+    let mut name = base.to_string();
+    let mut n = 1;
+    while cm.get_pool(&name).is_some() {
+        n += 1;
+        name = format!("{base}#{n}");
+    }
+    name
+}
+
+/// Makes the pools: one per endpoint with its fixed connections (returned),
+/// and one per followed name (in `fleet`).
+fn start(
+    cm: &Manager,
+    config: &WatchConfig,
+    opts: &redial::Options,
+    fleet: &mut Fleet,
+) -> anyhow::Result<Vec<Connection>> {
+    let mut conns = Vec::new();
+    for ep in &config.endpoints {
+        let pool = cm.create_pool(&pool_name(cm, &ep.to_string()))?;
+        for _ in 0..config.per_endpoint {
+            let handler = redial::handler().on_data(|_, _| {});
+            conns.push(
+                pool.add_connection_with(ep.clone(), handler, opts.clone())
+                    .map_err(crate::start_error)?,
+            );
+        }
+    }
+    for name in &config.follow {
+        let follow = Follow::new(name)
+            .per_address(config.per_endpoint)
+            .every(config.resolve_every)
+            .options(opts.clone());
+        let pool = cm
+            .create_pool_following(&pool_name(cm, name), follow, |_addr| {
+                redial::handler().on_data(|_, _| {})
+            })
+            .map_err(|e| match e {
+                redial::PoolError::CannotFollow { .. } => {
+                    anyhow::Error::from(crate::UsageError(format!("--follow {e}")))
+                }
+                other => other.into(),
+            })?;
+        fleet.following.push(pool);
+    }
+    Ok(conns)
+}
+
 /// Keeps the connections until Ctrl-C or SIGTERM, then disconnects them all.
 ///
 /// # Errors
@@ -335,28 +533,8 @@ pub async fn run(config: WatchConfig) -> anyhow::Result<()> {
         .reconnect
         .options()?
         .close_grace(Duration::from_secs(1));
-    let mut conns = Vec::new();
-    for ep in &config.endpoints {
-        let base = ep.to_string();
-        let mut name = base.clone();
-        let mut n = 1;
-        let pool = loop {
-            match cm.create_pool(&name) {
-                Ok(p) => break p,
-                Err(_) => {
-                    n += 1;
-                    name = format!("{base}#{n}");
-                }
-            }
-        };
-        for _ in 0..config.per_endpoint {
-            let handler = redial::handler().on_data(|_, _| {});
-            conns.push(
-                pool.add_connection_with(ep.clone(), handler, opts.clone())
-                    .map_err(crate::start_error)?,
-            );
-        }
-    }
+    let mut fleet = Fleet::default();
+    let conns = start(&cm, &config, &opts, &mut fleet)?;
 
     if json_mode {
         let stop = crate::stop::requested();
@@ -377,7 +555,6 @@ pub async fn run(config: WatchConfig) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    drop(events);
     let mut screen = Screen {
         lines: 0,
         paint: Paint::new(colour_wanted(&std::io::stdout())),
@@ -390,13 +567,20 @@ pub async fn run(config: WatchConfig) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(config.refresh);
     loop {
         tokio::select! {
-            _ = tick.tick() => screen.draw(&conns, "", "(Ctrl-C to stop)"),
+            _ = tick.tick() => screen.draw(&fleet.connections(&conns), &fleet, "", "(Ctrl-C to stop)"),
+            ev = events.recv() => match ev {
+                Some(ev) => fleet.saw(&ev),
+                None => break,
+            },
             _ = &mut stop => break,
         }
     }
-    screen.draw(&conns, "disconnecting...\n", "(stopping)");
+    // The members of followed names as they were: the disconnect removes
+    // them from their pools.
+    let shown = fleet.connections(&conns);
+    screen.draw(&shown, &fleet, "disconnecting...\n", "(stopping)");
     let _ = tokio::time::timeout(Duration::from_secs(3), cm.disconnect_all()).await;
-    screen.draw(&conns, "disconnected.\n", "(stopped)");
+    screen.draw(&shown, &fleet, "disconnected.\n", "(stopped)");
     let mut out = std::io::stdout().lock();
     let _ = execute!(out, Show);
     Ok(())
