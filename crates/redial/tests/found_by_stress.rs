@@ -3,10 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::mpsc;
+use std::io::Read;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use redial::{Manager, Options};
+use redial::{CloseReason, Manager, Options, Resume, Socket};
 use tokio::io::AsyncWriteExt;
 
 /// Runs `test` on a `current_thread` runtime of its own thread and fails
@@ -71,5 +74,110 @@ fn a_stream_write_larger_than_the_room_left_waits_for_room() {
                 assert_eq!(got, 68 * 1024);
             });
         },
+    );
+}
+
+/// How a start callback (`on_connect`, or the entry of a `Resume::With`)
+/// that the driver has already begun is cut short by the test.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    Disconnect,
+    Abort,
+}
+
+/// A start callback the driver has begun when `disconnect()`/`abort()` is
+/// called (from another thread) must have returned by the time the call
+/// returns: from then on no callback but `on_close` may run. The driver
+/// looked for a command, found none, and only then called the callback;
+/// a request posted in between returned while `on_connect` was still to
+/// come (the stress test saw it as "on_connect after its disconnect() had
+/// returned", multi-threaded). A slow callback holds that window open.
+/// The socket must also be closed once the returned future resolves.
+fn start_callback_racing_a_stop(stop: Stop, via_resume_with: bool) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (entered_tx, entered) = mpsc::channel::<()>();
+    let returned = Arc::new(AtomicBool::new(false));
+    let slow_start = {
+        let returned = returned.clone();
+        move |_: &Socket| {
+            let _ = entered_tx.send(());
+            std::thread::sleep(Duration::from_millis(300));
+            returned.store(true, Ordering::SeqCst);
+        }
+    };
+    let h = if via_resume_with {
+        // The first connection is dropped by the peer; `on_reset` resumes
+        // with the slow entry, which runs on the second.
+        let mut entry = Some(slow_start);
+        redial::handler()
+            .on_connect(|_| {})
+            .on_reset(move |_| match entry.take() {
+                Some(e) => Resume::with(e),
+                None => Resume::Stop,
+            })
+    } else {
+        redial::handler().on_connect(slow_start)
+    };
+    let (closed_tx, closed) = mpsc::channel();
+    let h = h.on_close(move |c| {
+        let _ = closed_tx.send(c.reason().clone());
+    });
+    // Outside tokio: the manager runs its own runtime's threads, and this
+    // thread calls disconnect while a driver is inside the callback.
+    let cm = Manager::new();
+    let conn = cm.connect_with(addr, h, Options::new()).unwrap();
+    if via_resume_with {
+        let (first, _) = listener.accept().unwrap();
+        drop(first);
+    }
+    let (mut peer, _) = listener.accept().unwrap();
+    entered
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the start callback runs");
+    let closing = match stop {
+        Stop::Disconnect => conn.disconnect(),
+        Stop::Abort => conn.abort(),
+    };
+    assert!(
+        returned.load(Ordering::SeqCst),
+        "{stop:?} returned while the start callback (Resume::With entry: {via_resume_with}) still ran"
+    );
+    closing.wait_blocking();
+    let want = match stop {
+        Stop::Disconnect => CloseReason::Disconnected,
+        Stop::Abort => CloseReason::Aborted,
+    };
+    assert_eq!(closed.try_recv().ok(), Some(want), "on_close ran before the wait ended");
+    // Closed by the time the disconnect resolved: FIN (or RST) is here.
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 16];
+    match peer.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("socket still open after {stop:?} resolved: {other:?}"),
+    }
+}
+
+#[test]
+fn disconnect_returns_after_an_on_connect_already_begun() {
+    within(Duration::from_secs(60), "disconnect during on_connect", || {
+        start_callback_racing_a_stop(Stop::Disconnect, false);
+    });
+}
+
+#[test]
+fn abort_returns_after_an_on_connect_already_begun() {
+    within(Duration::from_secs(60), "abort during on_connect", || {
+        start_callback_racing_a_stop(Stop::Abort, false);
+    });
+}
+
+#[test]
+fn disconnect_returns_after_a_resume_with_entry_already_begun() {
+    within(
+        Duration::from_secs(60),
+        "disconnect during a Resume::With entry",
+        || start_callback_racing_a_stop(Stop::Disconnect, true),
     );
 }
