@@ -177,6 +177,23 @@ pub(crate) enum Command {
     Abort,
 }
 
+thread_local! {
+    /// Start gates this thread holds: it runs a start callback.
+    static STARTS_HERE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// A start in progress (see [`Shared::begin_start`]); dropped when the
+/// start callback has returned.
+pub(crate) struct Starting<'a> {
+    _gate: MutexGuard<'a, ()>,
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        STARTS_HERE.set(STARTS_HERE.get().saturating_sub(1));
+    }
+}
+
 const CMD_NONE: u8 = 0;
 const CMD_DISCONNECT: u8 = 1;
 const CMD_ABORT: u8 = 2;
@@ -212,6 +229,11 @@ pub(crate) struct Shared {
     pub(crate) changed: Notify,
     state: AtomicU8,
     command: AtomicU8,
+    /// Held by the driver from its last look at `command` until
+    /// `on_connect` (or a `Resume::With` entry) returns; a request waits
+    /// for it, so a start either sees the request or has finished by the
+    /// time the request returns (see [`Shared::begin_start`]).
+    start_gate: Mutex<()>,
     /// A packed [`FlapCount`]: connections lost in a row before
     /// `stable_after`; from [`FLAPPING_AFTER`] on, pools skip this member
     /// until its current connection has stayed up that long.
@@ -597,6 +619,7 @@ impl Shared {
             changed: Notify::new(),
             state: AtomicU8::new(State::Connecting.to_u8()),
             command: AtomicU8::new(CMD_NONE),
+            start_gate: Mutex::new(()),
             flaps: AtomicU32::new(0),
             read_paused: AtomicBool::new(false),
             kicked: AtomicBool::new(false),
@@ -780,6 +803,28 @@ impl Shared {
         if let Some(p) = &self.pool {
             p.changed.notify_waiters();
         }
+        // A start that passed its last look for a command before the store
+        // above is running on another thread: wait for its callback to
+        // return, so nothing but `on_close` follows this call. Not from
+        // inside a start callback: it holds a gate itself, and two of them
+        // stopping each other would wait for ever.
+        if STARTS_HERE.get() == 0 {
+            drop(self.start_gate.lock().unwrap_or_else(|p| p.into_inner()));
+        }
+    }
+
+    /// Enters a start (`on_connect` or a `Resume::With` entry): the pending
+    /// command, if there is one, instead. The check and the callback are
+    /// one step for [`Shared::request`]: it posts its command before it
+    /// waits for the gate, and the driver looks for a command only once it
+    /// holds the gate.
+    pub(crate) fn begin_start(&self) -> Result<Starting<'_>, Command> {
+        let gate = self.start_gate.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(cmd) = self.command() {
+            return Err(cmd);
+        }
+        STARTS_HERE.set(STARTS_HERE.get() + 1);
+        Ok(Starting { _gate: gate })
     }
 
     /// Pushes bytes, waking the driver when the queue was empty.

@@ -148,7 +148,11 @@ fn start_callback_racing_a_stop(stop: Stop, via_resume_with: bool) {
         Stop::Disconnect => CloseReason::Disconnected,
         Stop::Abort => CloseReason::Aborted,
     };
-    assert_eq!(closed.try_recv().ok(), Some(want), "on_close ran before the wait ended");
+    assert_eq!(
+        closed.try_recv().ok(),
+        Some(want),
+        "on_close ran before the wait ended"
+    );
     // Closed by the time the disconnect resolved: FIN (or RST) is here.
     peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = [0u8; 16];
@@ -161,9 +165,13 @@ fn start_callback_racing_a_stop(stop: Stop, via_resume_with: bool) {
 
 #[test]
 fn disconnect_returns_after_an_on_connect_already_begun() {
-    within(Duration::from_secs(60), "disconnect during on_connect", || {
-        start_callback_racing_a_stop(Stop::Disconnect, false);
-    });
+    within(
+        Duration::from_secs(60),
+        "disconnect during on_connect",
+        || {
+            start_callback_racing_a_stop(Stop::Disconnect, false);
+        },
+    );
 }
 
 #[test]
@@ -180,4 +188,65 @@ fn disconnect_returns_after_a_resume_with_entry_already_begun() {
         "disconnect during a Resume::With entry",
         || start_callback_racing_a_stop(Stop::Disconnect, true),
     );
+}
+
+/// The wait of a disconnect for a start callback in progress is skipped
+/// from inside a start callback: two connections whose `on_connect` run at
+/// once on two workers, each disconnecting the other and then itself, do
+/// not wait for each other for ever.
+#[test]
+fn start_callbacks_that_disconnect_each_other_do_not_deadlock() {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
+    within(Duration::from_secs(60), "crossed disconnects", || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let inside = Arc::new(AtomicUsize::new(0));
+            let slots: [Arc<Mutex<Option<redial::Connection>>>; 2] = Default::default();
+            let cm = Manager::new();
+            let mut conns = Vec::new();
+            for i in 0..2 {
+                let (inside, other) = (inside.clone(), slots[1 - i].clone());
+                let h = redial::handler().on_connect(move |sock| {
+                    // Both callbacks in progress at once, and both handles
+                    // in place (the test's own count), or 5 s passed.
+                    inside.fetch_add(1, Ordering::SeqCst);
+                    let t = std::time::Instant::now();
+                    while inside.load(Ordering::SeqCst) < 3 && t.elapsed() < Duration::from_secs(5)
+                    {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    if let Some(c) = other.lock().unwrap().as_ref() {
+                        let _ = c.disconnect();
+                    }
+                    let _ = sock.disconnect();
+                });
+                let c = cm.connect_with(addr, h, Options::new()).unwrap();
+                *slots[i].lock().unwrap() = Some(c.clone());
+                conns.push(c);
+            }
+            inside.fetch_add(1, Ordering::SeqCst);
+            let accepted = tokio::task::spawn_blocking(move || {
+                let a = listener.accept().unwrap();
+                let b = listener.accept().unwrap();
+                (a, b)
+            });
+            for c in &conns {
+                assert_eq!(
+                    tokio::time::timeout(Duration::from_secs(30), c.closed())
+                        .await
+                        .expect("closes"),
+                    CloseReason::Disconnected
+                );
+            }
+            assert_eq!(inside.load(Ordering::SeqCst), 3);
+            drop(accepted.await.unwrap());
+        });
+    });
 }

@@ -584,10 +584,10 @@ impl<H: Handler> Driver<H> {
             .counters
             .connects
             .fetch_add(1, Ordering::Relaxed);
-        if self.ended_before_start(&sock, written_at_connect) {
-            return;
-        }
-        let early = self.start(&sock);
+        let early = match self.start(&sock) {
+            Ok(early) => early,
+            Err(cmd) => return self.ended_before_start(&sock, cmd, written_at_connect),
+        };
         let outcome = match early {
             Some(end) => end,
             None => {
@@ -618,11 +618,8 @@ impl<H: Handler> Driver<H> {
     /// called may still complete: the new connection is then closed at
     /// once (FIN, or RST for an abort), before `Disconnecting` resolves,
     /// and the application is never told it was up (no `on_connect`, no
-    /// `Resume::With` entry). True when it was.
-    fn ended_before_start(&mut self, sock: &Socket, since: u64) -> bool {
-        let Some(cmd) = self.shared.command() else {
-            return false;
-        };
+    /// `Resume::With` entry).
+    fn ended_before_start(&mut self, sock: &Socket, cmd: Command, since: u64) {
         debug!("connected after a disconnect was requested: closing at once");
         let reason = match cmd {
             Command::Disconnect => CloseReason::Disconnected,
@@ -632,23 +629,29 @@ impl<H: Handler> Driver<H> {
             }
         };
         let ended = self.teardown(sock, true, since);
+        // A `Connection::socket()` taken meanwhile must not keep it open.
+        sock.close_shared();
         self.leftover = Some(Box::new(ended));
         self.lifecycle.close(reason);
-        true
     }
 
     /// Runs `on_connect` (or the entry of `Resume::With`) and opens the
-    /// connection to senders. `Some` when a panicking callback ends the
-    /// connected period before it begins.
-    fn start(&mut self, sock: &Socket) -> Option<Outcome> {
+    /// connection to senders. `Ok(Some)` when a panicking callback ends
+    /// the connected period before it begins; `Err` when disconnect or
+    /// abort was requested first: then no callback ran.
+    fn start(&mut self, sock: &Socket) -> Result<Option<Outcome>, Command> {
+        // The last look for a command, under the gate that makes a request
+        // wait until the callback has returned.
+        let starting = self.shared.begin_start()?;
         let entry = self.entry.take();
         let handler = &mut self.handler;
         let started = guarded("on_connect", || match entry {
             Some(e) => e(sock),
             None => handler.on_connect(sock),
         });
+        drop(starting);
         if let Err(panicked) = started {
-            return Some(Outcome::Panicked(panicked));
+            return Ok(Some(Outcome::Panicked(panicked)));
         }
         {
             let mut q = self.shared.queue();
@@ -662,7 +665,7 @@ impl<H: Handler> Driver<H> {
             peer: sock.peer_addr(),
         });
         debug!(generation = self.generation, "connected");
-        None
+        Ok(None)
     }
 
     /// The live connection was lost: tells `on_reset`, then decides what

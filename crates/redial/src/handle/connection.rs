@@ -333,7 +333,11 @@ impl Connection {
     /// From the call on, every send (on this handle, its sockets and
     /// senders) is refused with
     /// [`SendError::Disconnected`](crate::SendError::Disconnected): what was
-    /// queued before the call goes out, nothing after it.
+    /// queued before the call goes out, nothing after it. Once it has
+    /// returned, no callback but `on_close` runs: an `on_connect` (or
+    /// `Resume::With` entry) already under way on another thread is waited
+    /// for (not when called from inside one), and an attempt that completes
+    /// later is closed without it.
     ///
     /// ```no_run
     /// # async fn f(conn: redial::Connection) {
@@ -368,7 +372,8 @@ impl Connection {
 
     /// Closes for good at once with RST; queued bytes are handed back in
     /// [`Close::unsent`](crate::Close::unsent). Sends are refused from the
-    /// call on, as after [`Connection::disconnect`].
+    /// call on, and no callback but `on_close` runs once it has returned,
+    /// as after [`Connection::disconnect`].
     ///
     /// ```no_run
     /// # fn f(conn: redial::Connection) {
