@@ -334,10 +334,10 @@ impl Connection {
     /// senders) is refused with
     /// [`SendError::Disconnected`](crate::SendError::Disconnected): what was
     /// queued before the call goes out, nothing after it. Once it has
-    /// returned, no callback but `on_close` runs: an `on_connect` (or
-    /// `Resume::With` entry) already under way on another thread is waited
-    /// for (not when called from inside one), and an attempt that completes
-    /// later is closed without it.
+    /// returned, no `on_connect` (nor `Resume::With` entry) starts: one
+    /// already under way on another thread is waited for (not when called
+    /// from inside one), and an attempt that completes later is closed
+    /// without it.
     ///
     /// ```no_run
     /// # async fn f(conn: redial::Connection) {
@@ -372,8 +372,8 @@ impl Connection {
 
     /// Closes for good at once with RST; queued bytes are handed back in
     /// [`Close::unsent`](crate::Close::unsent). Sends are refused from the
-    /// call on, and no callback but `on_close` runs once it has returned,
-    /// as after [`Connection::disconnect`].
+    /// call on, and no `on_connect` starts once it has returned, as after
+    /// [`Connection::disconnect`].
     ///
     /// ```no_run
     /// # fn f(conn: redial::Connection) {
