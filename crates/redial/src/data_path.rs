@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::driver::task::{refill_slot, settle, take_back, Batch};
+use crate::driver::batch::{refill_slot, settle, take_back, Batch};
 use crate::error::SendError;
 use crate::ledger::Ledger;
 use crate::options::{Options, Outage};

@@ -212,7 +212,7 @@ mod shared;
 use self::core::{backoff, ledger, lifecycle, timers};
 #[cfg(feature = "tls")]
 pub use driver::tls;
-use driver::{dial, gate, kernel, probe, scratch};
+use driver::{dial, gate, kernel, probe};
 use handle::{connection, disconnect, global, manager, pool, sender, socket, status, stream};
 
 pub use backoff::{

@@ -249,7 +249,7 @@ async fn pool_keeps_sending_through_live_members_while_resets_hit_a_subset() {
 }
 
 // Regression test (found here as a core bug, fixed in f0feeef): in
-// crates/redial/src/driver/task.rs, `Driver::connected` (the `Outcome::Lost`
+// crates/redial/src/driver/teardown.rs, `Driver::end` (the `Outcome::Lost`
 // branch), the driver used to call `on_reset` before moving the public
 // state away from Connected. While `on_reset` ran, `Connection::state()`
 // still said Connected although the socket was gone (`socket()` None,

@@ -21,7 +21,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -426,6 +426,7 @@ fn a_peer_that_accepts_and_closes_at_once_is_retried_on_the_backoff_schedule() {
 #[cfg(feature = "tls")]
 #[test]
 fn a_peer_resetting_the_tls_handshake_is_a_failed_attempt_on_the_schedule() {
+    use std::io::Read;
     use std::sync::atomic::AtomicU32;
     let _serial = serial();
     let (l, addr) = listener();

@@ -8,14 +8,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::broadcast;
 
 use crate::connection::Connection;
 use crate::disconnect::Disconnecting;
-use crate::driver::Driver;
+use crate::driver::{Driver, Link};
 use crate::endpoint::{Endpoint, ToEndpoint};
 use crate::error::{ConnectError, PoolError};
 use crate::events::{Event, Events, EVENTS_CAPACITY};
@@ -37,36 +37,6 @@ pub const DEFAULT_MAX_CONNECTING: usize = 64;
 pub(crate) fn default_options() -> Arc<Options> {
     static DEFAULT: std::sync::OnceLock<Arc<Options>> = std::sync::OnceLock::new();
     DEFAULT.get_or_init(|| Arc::new(Options::default())).clone()
-}
-
-/// What a connection's driver keeps of its manager.
-pub(crate) struct Link {
-    pub(crate) events: broadcast::Sender<Event>,
-    pub(crate) attempts: Arc<AttemptGate>,
-    manager: Weak<ManagerInner>,
-}
-
-impl Link {
-    pub(crate) fn new(
-        events: broadcast::Sender<Event>,
-        attempts: Arc<AttemptGate>,
-        manager: Weak<ManagerInner>,
-    ) -> Self {
-        Link {
-            events,
-            attempts,
-            manager,
-        }
-    }
-
-    pub(crate) fn deregister(&self, shared: &Arc<Shared>) {
-        if let Some(m) = self.manager.upgrade() {
-            m.registry().conns.remove(&shared.id);
-            if let Some(p) = &m.probes {
-                p.release(&shared.endpoint);
-            }
-        }
-    }
 }
 
 #[derive(Default)]
@@ -114,6 +84,15 @@ pub(crate) struct ManagerInner {
 impl ManagerInner {
     pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets a connection that closed for good, and its place in the
+    /// endpoint's probe.
+    pub(crate) fn forget(&self, shared: &Shared) {
+        self.registry().conns.remove(&shared.id);
+        if let Some(p) = &self.probes {
+            p.release(&shared.endpoint);
+        }
     }
 
     /// `opts` behind an `Arc`, shared with earlier connections whose

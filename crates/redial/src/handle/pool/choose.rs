@@ -211,7 +211,7 @@ impl Pool {
         timeout: std::time::Duration,
     ) -> Result<(), SendError> {
         let data = data.as_ref();
-        let deadline = crate::driver::task::after(Instant::now(), timeout);
+        let deadline = crate::driver::after(Instant::now(), timeout);
         let timed_out = || SendError::TimedOut {
             data: data.to_vec(),
             waited: timeout,
@@ -337,7 +337,7 @@ async fn wait_change(
 ) -> bool {
     let far = Instant::now() + Duration::from_secs(86_400 * 365);
     let deadline_at = deadline.unwrap_or(far);
-    let change_at = next_change.map_or(far, |d| crate::driver::task::after(Instant::now(), d));
+    let change_at = next_change.map_or(far, |d| crate::driver::after(Instant::now(), d));
     tokio::select! {
         _ = notified => true,
         _ = tokio::time::sleep_until(change_at) => true,

@@ -323,7 +323,7 @@ where
             }
             // Wait for the schedule, or a member's failure (then no sooner
             // than the minimum gap), or the pool's end.
-            let scheduled = crate::driver::task::after(last_lookup, self.follow.every);
+            let scheduled = crate::driver::after(last_lookup, self.follow.every);
             loop {
                 let changed = self.pool.inner.changed.notified();
                 tokio::pin!(changed);
@@ -336,7 +336,7 @@ where
                     _ = changed => {}
                     ev = rx.recv() => match ev {
                         Ok(ev) if self.is_member_failure(&ev) => {
-                            let soonest = crate::driver::task::after(last_lookup, self.follow.min_gap);
+                            let soonest = crate::driver::after(last_lookup, self.follow.min_gap);
                             tokio::time::sleep_until(soonest.min(scheduled)).await;
                             break;
                         }

@@ -1,0 +1,228 @@
+//! Getting a connection up: the backoff between attempts, the waits on
+//! another connection that probes or scouts the endpoint during an outage
+//! (see `probe.rs`), one attempt through the manager's gate (see `dial.rs`
+//! for the connect itself), and what a failed attempt leads to.
+
+use std::io;
+use std::sync::atomic::Ordering;
+
+use tokio::time::{sleep_until, Instant};
+use tracing::debug;
+
+use super::dial::dial;
+use super::{emit, guarded, Driver};
+use crate::events::EventKind;
+use crate::handler::Handler;
+use crate::reset::CloseReason;
+use crate::socket::Socket;
+
+impl<H: Handler> Driver<H> {
+    pub(super) async fn back_off(&mut self) {
+        self.publish();
+        let Some(until) = self.lifecycle.poll_timeout() else {
+            return;
+        };
+        if !self.wait_for_scout(until).await {
+            return;
+        }
+        let deadline = Instant::from_std(until);
+        loop {
+            if self.check_command() {
+                return;
+            }
+            if self.shared.take_kick() {
+                self.lifecycle.retry_now();
+                return;
+            }
+            tokio::select! {
+                _ = sleep_until(deadline) => {
+                    self.lifecycle.timeout(Instant::now().into_std());
+                    return;
+                }
+                _ = self.shared.wake.notified() => {}
+            }
+        }
+    }
+
+    /// Waits, without a timer, while another connection's attempt to this
+    /// endpoint is due first (see `probe.rs`). False when a command closed
+    /// the connection meanwhile.
+    async fn wait_for_scout(&mut self, until: std::time::Instant) -> bool {
+        let Some(health) = self.health.clone() else {
+            return true;
+        };
+        let changed = health.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if !health.wait_for_scout(self.shared.id, until) {
+            return true;
+        }
+        loop {
+            if self.check_command() {
+                return false;
+            }
+            // Reconnect now: the backoff's loop takes the kick.
+            if self.shared.kicked() {
+                return true;
+            }
+            tokio::select! {
+                _ = &mut changed => return true,
+                _ = self.shared.wake.notified() => {}
+            }
+        }
+    }
+
+    /// Waits while another connection probes this endpoint. False when a
+    /// command closed the connection meanwhile.
+    async fn wait_for_probe(&mut self) -> bool {
+        let Some(health) = self.health.clone() else {
+            return true;
+        };
+        let mut announced = false;
+        loop {
+            let changed = health.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if health.may_attempt(self.shared.id) {
+                return true;
+            }
+            if !announced {
+                self.shared.record_unreachable();
+                self.lifecycle.parked(true);
+                self.publish();
+                debug!("endpoint down: waiting for the connection that probes it");
+                announced = true;
+            }
+            tokio::select! {
+                _ = changed => {}
+                _ = self.shared.wake.notified() => {
+                    if self.check_command() {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) async fn attempt(&mut self, attempt: u32) {
+        let result = loop {
+            if self.check_command() || !self.wait_for_probe().await {
+                return;
+            }
+            self.lifecycle.parked(false);
+            self.publish();
+            let rotate = self.rotate;
+            let attempts = self.link.attempts.clone();
+            let endpoint = &self.shared.endpoint;
+            let opts = self.lifecycle.options();
+            let health = self.health.clone();
+            let (link, shared) = (&self.link, &*self.shared);
+            // Boxed: an attempt's state (resolver, connect, TLS handshake)
+            // is large and short-lived; inline, every idle connection's task
+            // would carry its size for good.
+            let mut dialing = Box::pin(async move {
+                let _attempt = attempts.enter().await;
+                // Checked again with the permit in hand: while this one
+                // queued, another may have found the endpoint down.
+                if health.is_some_and(|h| !h.may_attempt(shared.id)) {
+                    return None;
+                }
+                // The attempt starts now (not when it ends): the event's
+                // time is what "attempt -> connected" is measured from.
+                emit(link, shared, EventKind::Connecting { attempt });
+                Some(dial(endpoint, opts, rotate).await)
+            });
+            let r = loop {
+                tokio::select! {
+                    r = &mut dialing => break Some(r),
+                    _ = self.shared.wake.notified() => {
+                        if self.shared.command().is_some() {
+                            break None;
+                        }
+                    }
+                }
+            };
+            match r {
+                None => break None,
+                Some(None) => continue, // parked: wait for the probe
+                Some(Some(r)) => {
+                    self.rotate = self.rotate.wrapping_add(1);
+                    debug!(attempt, "connect attempt made");
+                    break Some(r);
+                }
+            }
+        };
+        if let (Some(h), Some(r)) = (&self.health, &result) {
+            match r {
+                Ok(_) => h.succeeded(),
+                Err(_) => h.failed(self.shared.id),
+            }
+        }
+        let now = Instant::now().into_std();
+        let io = match result {
+            None => {
+                self.check_command();
+                return;
+            }
+            Some(Err(err)) => {
+                self.connect_failed(attempt, &err, now);
+                return;
+            }
+            Some(Ok(io)) => io,
+        };
+        self.lifecycle.connected(now);
+        // A reconnect-now asked for while this attempt was made is spent.
+        self.shared.take_kick();
+        // The transport goes into the socket before the connected period's
+        // await, so the task does not also carry it by value.
+        self.generation += 1;
+        let sock = Socket::new(self.shared.clone(), self.generation, io);
+        self.connected(sock).await;
+    }
+
+    /// The attempt failed: counts it, asks `on_connect_failed` what next,
+    /// and lets the life cycle schedule the next attempt (or close).
+    fn connect_failed(&mut self, attempt: u32, err: &io::Error, now: std::time::Instant) {
+        self.shared
+            .counters
+            .failed_attempts
+            .fetch_add(1, Ordering::Relaxed);
+        self.shared.record_failed_attempt(err);
+        self.shared.info().last_error = Some(err.to_string().into());
+        debug!(attempt, error = %err, "connect failed");
+        let retry = match guarded("on_connect_failed", || {
+            self.handler.on_connect_failed(err, attempt)
+        }) {
+            Ok(r) => r,
+            Err(panicked) => {
+                self.lifecycle.close(panicked.into());
+                return;
+            }
+        };
+        let mut retry_in = if crate::shared::reached_and_dropped(err) {
+            self.lifecycle.connect_dropped(now)
+        } else {
+            self.lifecycle.connect_failed(now)
+        };
+        match retry {
+            crate::Retry::GiveUp => {
+                let (kind, error) = (err.kind(), err.to_string());
+                let reason = CloseReason::Terminal {
+                    attempt,
+                    kind,
+                    error,
+                };
+                self.lifecycle.close(reason);
+                retry_in = None;
+            }
+            crate::Retry::After(d) => retry_in = self.lifecycle.delay_to(now, d),
+            _ => {}
+        }
+        self.emit(EventKind::ConnectFailed {
+            attempt,
+            error: err.to_string(),
+            retry_in,
+            level: self.lifecycle.level(),
+        });
+    }
+}

@@ -1,0 +1,306 @@
+//! The connected period: the live connection's bytes moved both ways.
+//! Reads go into the worker thread's scratch buffer and straight to
+//! `on_data`; writes take the whole send queue in one swap (see
+//! `batch.rs`) and hand it to the kernel in as few `write` calls as it will
+//! take. The period sleeps on one deadline, the earliest of the core's
+//! [`Timers`], and ends in `teardown.rs`.
+
+use std::io;
+use std::sync::atomic::Ordering;
+
+use tokio::time::{sleep_until, Instant, Sleep};
+use tracing::debug;
+
+use super::batch::{refill_slot, Batch};
+use super::{guarded, scratch, Driver, Panicked};
+use crate::events::EventKind;
+use crate::handler::Handler;
+use crate::lifecycle::Phase;
+use crate::reset::ResetReason;
+use crate::shared::{Command, Shared};
+use crate::socket::Socket;
+use crate::timers::{Timers, Trim};
+
+/// Reads per readiness wake-up before the driver turns to its writes, so a
+/// peer that floods us cannot starve our own sending.
+const MAX_READS_PER_WAKE: usize = 16;
+
+/// How a connected period ended (see [`Driver::end`]).
+pub(super) enum Outcome {
+    /// The I/O error, if any, is formatted only after `on_reset`.
+    Lost(ResetReason, Option<io::Error>),
+    Command(Command),
+    Panicked(Panicked),
+    /// A command came while the attempt was in flight: the connection
+    /// ended before it started.
+    Unstarted(Command),
+}
+
+impl<H: Handler> Driver<H> {
+    /// When the live connection came up (the life cycle keeps it, so the
+    /// connected period's task does not).
+    pub(super) fn connected_since(&self) -> std::time::Instant {
+        match self.lifecycle.phase() {
+            Phase::Connected { since } => *since,
+            _ => crate::clock::now(),
+        }
+    }
+
+    pub(super) async fn connected(&mut self, sock: Socket) {
+        let written_at_connect = {
+            let mut q = self.shared.queue();
+            q.generation = self.generation;
+            q.socket_open = true;
+            q.accepting = false;
+            q.ledger.written
+        };
+        {
+            let mut info = self.shared.info();
+            info.connected_since = Some(self.connected_since());
+            info.socket = Some(sock.clone());
+        }
+        self.shared
+            .counters
+            .connects
+            .fetch_add(1, Ordering::Relaxed);
+        let early = match self.start(&sock) {
+            Ok(early) => early,
+            // The attempt was in flight when `disconnect` or `abort` was
+            // called: the connection never starts.
+            Err(cmd) => Some(Outcome::Unstarted(cmd)),
+        };
+        let outcome = match early {
+            Some(end) => end,
+            None => {
+                // Dropped before the await, so the task does not carry it.
+                drop(early);
+                self.pump(&sock).await
+            }
+        };
+        self.end(sock, outcome, written_at_connect).await;
+    }
+
+    /// Runs `on_connect` (or the entry of `Resume::With`) and opens the
+    /// connection to senders. `Ok(Some)` when a panicking callback ends
+    /// the connected period before it begins; `Err` when disconnect or
+    /// abort was requested first: then no callback ran.
+    fn start(&mut self, sock: &Socket) -> Result<Option<Outcome>, Command> {
+        // The last look for a command, under the gate that makes a request
+        // wait until the callback has returned.
+        let starting = self.shared.begin_start()?;
+        let entry = self.entry.take();
+        let handler = &mut self.handler;
+        let started = guarded("on_connect", || match entry {
+            Some(e) => e(sock),
+            None => handler.on_connect(sock),
+        });
+        drop(starting);
+        if let Err(panicked) = started {
+            return Ok(Some(Outcome::Panicked(panicked)));
+        }
+        {
+            let mut q = self.shared.queue();
+            q.release_outage();
+            q.accepting = true;
+        }
+        self.lifecycle.opened();
+        self.publish();
+        self.emit(EventKind::Connected {
+            generation: self.generation,
+            peer: sock.peer_addr(),
+        });
+        debug!(generation = self.generation, "connected");
+        Ok(None)
+    }
+
+    /// Writes as much as the kernel takes now. `Ok(true)` when everything
+    /// queued has been written.
+    pub(super) fn flush_now(
+        shared: &Shared,
+        sock: &Socket,
+        slot: &mut Option<Box<Batch>>,
+    ) -> Result<bool, io::Error> {
+        loop {
+            let spent = slot.as_ref().is_none_or(|b| b.done());
+            if spent && !refill_slot(slot, shared) {
+                return sock.io().flush_pending();
+            }
+            let Some(batch) = slot.as_deref_mut() else {
+                return sock.io().flush_pending();
+            };
+            match sock.io().try_write(&batch.data[batch.pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => batch.advance(shared, n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads what is ready and hands it to `on_data`, telling `timers`
+    /// when data came. `Some` when the connection ended.
+    pub(super) fn read_ready(&mut self, sock: &Socket, timers: &mut Timers) -> Option<Outcome> {
+        enum Step {
+            Data,
+            Eof,
+            Failed(io::Error),
+            Panicked(Panicked),
+        }
+        for _ in 0..MAX_READS_PER_WAKE {
+            let handler = &mut self.handler;
+            let shared = &self.shared;
+            let step = scratch::with(|buf| match sock.io().try_read(buf) {
+                Ok(0) => Step::Eof,
+                Ok(n) => {
+                    shared
+                        .counters
+                        .bytes_in
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    #[cfg(feature = "metrics")]
+                    shared.metrics.read(n);
+                    let data = &buf[..n];
+                    match guarded("on_data", || handler.on_data(sock, data)) {
+                        Ok(()) => Step::Data,
+                        Err(panicked) => Step::Panicked(panicked),
+                    }
+                }
+                Err(e) => Step::Failed(e),
+            });
+            match step {
+                Step::Data => timers.read(Instant::now().into_std()),
+                Step::Failed(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Step::Failed(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Step::Failed(e) => return Some(Outcome::Lost(ResetReason::from_io(&e), Some(e))),
+                Step::Eof => return Some(Outcome::Lost(ResetReason::PeerClosed, None)),
+                Step::Panicked(panicked) => return Some(Outcome::Panicked(panicked)),
+            }
+            if self.shared.command().is_some() || self.shared.reads_paused() {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// The connected period: moves bytes both ways until the connection is
+    /// lost, the application closes it, or a callback panics. It sleeps on
+    /// one deadline, the earliest of the core's [`Timers`].
+    pub(super) async fn pump(&mut self, sock: &Socket) -> Outcome {
+        let mut timers = Timers::new(Instant::now().into_std());
+        // Boxed and allocated only while a deadline is set: an idle
+        // connection without timers carries no timer.
+        let mut timer: Option<std::pin::Pin<Box<Sleep>>> = None;
+        loop {
+            if let Some(cmd) = self.shared.command() {
+                return Outcome::Command(cmd);
+            }
+            let flushed = match Self::flush_now(&self.shared, sock, &mut self.batch) {
+                Ok(f) => f,
+                Err(e) => return Outcome::Lost(ResetReason::from_io(&e), Some(e)),
+            };
+            let drained = self
+                .batch
+                .as_deref_mut()
+                .filter(|b| flushed && b.oversized() && b.release.is_none());
+            if let Some(b) = drained {
+                b.release = Some(Trim::drained(Instant::now().into_std(), b.taken));
+            }
+            // Options are read where needed, not copied: every byte held
+            // across an await is carried by every idle connection.
+            arm_earlier(&mut timer, self.next_deadline(&timers));
+            let reading = !self.shared.reads_paused();
+            let writing = !flushed;
+            tokio::select! {
+                biased;
+                // Polled rather than awaited as a future: the wakers wait
+                // in the socket's registration, not in this (every idle
+                // connection's) task.
+                r = std::future::poll_fn(|cx| sock.io().poll_ready(cx, reading, writing)), if reading || writing => {
+                    match r {
+                        Err(e) => return Outcome::Lost(ResetReason::from_io(&e), Some(e)),
+                        Ok(true) => {
+                            if let Some(end) = self.read_ready(sock, &mut timers) {
+                                return end;
+                            }
+                        }
+                        Ok(false) => {} // writable: the loop flushes
+                    }
+                }
+                _ = self.shared.wake.notified() => {}
+                _ = wait_timer(&mut timer) => {
+                    if let Some(end) = self.on_timer(sock, &mut timers) {
+                        return end;
+                    }
+                    rearm(&mut timer, self.next_deadline(&timers));
+                }
+            }
+        }
+    }
+
+    /// Carries out what the core's timers found due. `Some` when that ends
+    /// the connected period.
+    fn on_timer(&mut self, sock: &Socket, timers: &mut Timers) -> Option<Outcome> {
+        let now = Instant::now().into_std();
+        if self.shared.reads_paused() {
+            // Not reading is the application's choice, not the peer's
+            // silence.
+            timers.read(now);
+        }
+        let due = timers.fire(now, self.lifecycle.options());
+        if due.idle {
+            return Some(Outcome::Lost(ResetReason::IdleTimeout, None));
+        }
+        if due.heartbeat {
+            if let Err(panicked) = guarded("on_idle", || self.handler.on_idle(sock)) {
+                return Some(Outcome::Panicked(panicked));
+            }
+        }
+        if let Some(b) = self.batch.as_deref_mut() {
+            // A batch taken since the drain means it is still busy: checked
+            // again when it next drains.
+            let due = Trim::fire(&mut b.release, now);
+            if due.is_some_and(|taken| b.taken == taken && b.trim(&self.shared)) {
+                self.batch = None;
+            }
+        }
+        None
+    }
+
+    /// The earliest deadline of the connected period, from the core.
+    fn next_deadline(&self, timers: &Timers) -> Option<std::time::Instant> {
+        let trim = self.batch.as_deref().and_then(|b| b.release.as_ref());
+        timers.poll_timeout(self.lifecycle.options(), trim)
+    }
+}
+
+/// Moves the timer to `at` if that is earlier (or arms it). A read pushes
+/// the idle and heartbeat deadlines out; the timer is not touched for
+/// that, on the hot path: it fires at the old deadline, finds nothing due,
+/// and [`rearm`] sets it to the new one.
+fn arm_earlier(timer: &mut Option<std::pin::Pin<Box<Sleep>>>, at: Option<std::time::Instant>) {
+    let Some(at) = at.map(Instant::from_std) else {
+        return;
+    };
+    match timer.as_mut() {
+        Some(t) if t.deadline() <= at => {}
+        Some(t) => t.as_mut().reset(at),
+        None => *timer = Some(Box::pin(sleep_until(at))),
+    }
+}
+
+/// Sets the timer to the core's next deadline after it fired (or drops
+/// it when there is none).
+fn rearm(timer: &mut Option<std::pin::Pin<Box<Sleep>>>, at: Option<std::time::Instant>) {
+    match (timer.as_mut(), at) {
+        (Some(t), Some(at)) => t.as_mut().reset(Instant::from_std(at)),
+        (None, Some(at)) => *timer = Some(Box::pin(sleep_until(Instant::from_std(at)))),
+        (_, None) => *timer = None,
+    }
+}
+
+async fn wait_timer(timer: &mut Option<std::pin::Pin<Box<Sleep>>>) {
+    match timer {
+        Some(t) => t.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
