@@ -399,6 +399,9 @@ async fn cut_after_mid_large_write_hands_back_partial_and_later_chunks() {
         .send_queue_limit(64 << 20)
         .configure_socket(|s| s.set_send_buffer_size(64 * 1024));
     let r = recorded(&proxy, opts).await;
+    // Connected is the kernel's handshake: the proxy may not have taken the
+    // connection from its backlog yet, and refusing would reset it there.
+    proxy.wait_accepted(1, LONG).await.unwrap();
 
     const CUT: u64 = 256 * 1024;
     proxy.cut_after(CUT);
