@@ -6,12 +6,12 @@
 
 use std::sync::Arc;
 
+use crate::core::ledger::Ledger;
 use crate::driver::batch::{refill_slot, settle, take_back, Batch};
 use crate::error::SendError;
-use crate::ledger::Ledger;
+use crate::handle::sender::Sender;
 use crate::options::{Options, Outage};
 use crate::reset::{Handed, Unsent};
-use crate::sender::Sender;
 use crate::shared::{Shared, State};
 
 /// One connection's send path, driven by hand.

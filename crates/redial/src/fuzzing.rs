@@ -3,9 +3,9 @@
 //! sockets and its byte ledger, and a view of a live connection's send
 //! queue that the loopback data-path target checks its ledger against.
 
+pub use crate::core::ledger::Ledger;
+pub use crate::core::lifecycle::{Lifecycle, Phase};
 pub use crate::data_path::DataPath;
-pub use crate::ledger::Ledger;
-pub use crate::lifecycle::{Lifecycle, Phase};
 
 /// A connection's queued bytes: `(queued, inflight, outage)` — queued and
 /// not yet taken by the driver, taken and not yet written, and held in the

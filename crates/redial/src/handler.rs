@@ -7,8 +7,8 @@
 use std::fmt;
 use std::io;
 
+use crate::handle::socket::Socket;
 use crate::reset::{Close, Reset};
-use crate::socket::Socket;
 
 /// The entry point [`Resume::With`] runs instead of `on_connect` on the
 /// next connect.

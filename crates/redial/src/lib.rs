@@ -206,44 +206,43 @@ mod options;
 mod reset;
 mod shared;
 
-// Short paths for the crate's own use: `crate::lifecycle` rather than
-// `crate::core::lifecycle`. The folders above are the layers; these names
-// are the rooms inside them.
-use self::core::{backoff, ledger, lifecycle, timers};
+// The public names, from the layer that holds each: `core` (pure
+// decisions), `driver` (the I/O task), `handle` (what the application
+// holds), and the shared vocabulary at the root.
 #[cfg(feature = "tls")]
 pub use driver::tls;
-use driver::{dial, gate, kernel, probe};
-use handle::{connection, disconnect, global, manager, pool, sender, socket, status, stream};
 
-pub use backoff::{
+pub use self::core::backoff::{
     Backoff, Delays, Jitter, DEFAULT_INITIAL, DEFAULT_JITTER, DEFAULT_MAX, DEFAULT_MULTIPLIER,
 };
-pub use connection::{ClosedError, Connection, Stats};
-pub use dial::HAPPY_EYEBALLS_DELAY;
-pub use disconnect::Disconnecting;
+pub use driver::dial::HAPPY_EYEBALLS_DELAY;
+#[cfg(feature = "tls")]
+pub use driver::tls::{TlsConfig, TlsError};
 pub use endpoint::{Endpoint, EndpointError, ToEndpoint};
 pub use error::{ConnectError, OptionsError, PoolError, SendError, WaitError};
 pub use events::{Event, EventKind, Events, EVENTS_CAPACITY};
-pub use global::{connect, create_pool, disconnect_all, get_connection, get_pool, global};
+pub use handle::connection::{ClosedError, Connection, Stats};
+pub use handle::disconnect::Disconnecting;
+pub use handle::global::{connect, create_pool, disconnect_all, get_connection, get_pool, global};
+pub use handle::manager::{Manager, ManagerBuilder, DEFAULT_MAX_CONNECTING};
+pub use handle::pool::follow::{
+    Follow, Resolver, DEFAULT_FOLLOW_EVERY, DEFAULT_FOLLOW_MIN_GAP, FOLLOW_LOOKUP_TIMEOUT,
+};
+pub use handle::pool::Pool;
+pub use handle::sender::{Sender, SENDER_BATCH};
+pub use handle::socket::Socket;
+pub use handle::status::{EndpointDown, PoolStatus, StateCounts, Status};
+pub use handle::stream::{
+    Stream, StreamError, StreamReset, DEFAULT_STREAM_OUTAGE_WAIT, STREAM_READ_LIMIT,
+};
 pub use handler::{handler, Entry, FnHandler, Handler, Resume, Retry};
-pub use manager::{Manager, ManagerBuilder, DEFAULT_MAX_CONNECTING};
 pub use options::{
     Keepalive, Options, Outage, DEFAULT_CLOSE_GRACE, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_KEEPALIVE_IDLE, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_RETRIES,
     DEFAULT_SEND_QUEUE_LIMIT, DEFAULT_STABLE_AFTER, DEFAULT_USER_TIMEOUT,
 };
-pub use pool::follow::{
-    Follow, Resolver, DEFAULT_FOLLOW_EVERY, DEFAULT_FOLLOW_MIN_GAP, FOLLOW_LOOKUP_TIMEOUT,
-};
-pub use pool::Pool;
 pub use reset::{Close, CloseReason, Partial, Reset, ResetReason, Unsent};
-pub use sender::{Sender, SENDER_BATCH};
 pub use shared::{State, FLAPPING_AFTER};
-pub use socket::Socket;
-pub use status::{EndpointDown, PoolStatus, StateCounts, Status};
-pub use stream::{Stream, StreamError, StreamReset, DEFAULT_STREAM_OUTAGE_WAIT, STREAM_READ_LIMIT};
-#[cfg(feature = "tls")]
-pub use tls::{TlsConfig, TlsError};
 
 /// The life-cycle state machine, the send path with its byte ledger, and a
 /// view of a connection's send queue, reachable only in fuzzing builds

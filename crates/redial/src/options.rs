@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use socket2::SockRef;
 
-use crate::backoff::Backoff;
+use crate::core::backoff::Backoff;
 use crate::error::OptionsError;
 
 /// The kernel's limits for socket options that take a duration (Linux:
@@ -167,7 +167,7 @@ pub struct Options {
     pub(crate) close_grace: Duration,
     pub(crate) seed: Option<u64>,
     #[cfg(feature = "tls")]
-    pub(crate) tls: Option<crate::tls::TlsConfig>,
+    pub(crate) tls: Option<crate::driver::tls::TlsConfig>,
 }
 
 impl Options {
@@ -561,7 +561,7 @@ impl Options {
     /// ```
     #[cfg(feature = "tls")]
     #[must_use]
-    pub fn tls(mut self, tls: crate::tls::TlsConfig) -> Self {
+    pub fn tls(mut self, tls: crate::driver::tls::TlsConfig) -> Self {
         self.tls = Some(tls);
         self
     }

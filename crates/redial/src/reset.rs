@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::kernel::TcpCounts;
+use crate::driver::kernel::TcpCounts;
 
 /// Why a live connection was lost.
 ///
@@ -145,7 +145,7 @@ impl Unsent {
     }
 
     pub(crate) fn append(&mut self, data: &[u8], ends: &[usize]) {
-        crate::ledger::append_chunks(
+        crate::core::ledger::append_chunks(
             Arc::make_mut(&mut self.data),
             Arc::make_mut(&mut self.ends),
             data,

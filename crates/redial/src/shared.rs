@@ -16,9 +16,9 @@ use spin::mutex::{SpinMutex, SpinMutexGuard};
 use spin::relax::Yield;
 use tokio::sync::Notify;
 
+use crate::core::ledger::{append_chunks, Ledger};
 use crate::endpoint::Endpoint;
 use crate::error::SendError;
-use crate::ledger::{append_chunks, Ledger};
 use crate::options::{Options, Outage};
 use crate::reset::{CloseReason, Unsent};
 
@@ -267,7 +267,7 @@ pub(crate) struct Info {
     // Boxed: rarely set, and every connection carries the field.
     pub(crate) last_error: Option<Box<str>>,
     pub(crate) close_reason: Option<Box<CloseReason>>,
-    pub(crate) socket: Option<crate::socket::Socket>,
+    pub(crate) socket: Option<crate::handle::socket::Socket>,
     /// When the next attempt after a failed one starts (`Manager::status`).
     pub(crate) next_attempt: Option<Instant>,
 }

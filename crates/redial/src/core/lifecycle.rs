@@ -26,7 +26,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backoff::Place;
+use crate::core::backoff::Place;
 use crate::options::Options;
 use crate::reset::CloseReason;
 use crate::State;
@@ -345,7 +345,7 @@ impl Lifecycle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backoff::{Backoff, Jitter};
+    use crate::core::backoff::{Backoff, Jitter};
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
-use crate::backoff::{Backoff, Delays, Jitter};
-use crate::lifecycle::{Lifecycle, Phase};
+use crate::core::backoff::{Backoff, Delays, Jitter};
+use crate::core::lifecycle::{Lifecycle, Phase};
 use crate::options::Options;
 use crate::reset::CloseReason;
 

@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::lifecycle::deadline;
+use crate::core::lifecycle::deadline;
 use crate::options::Options;
 
 /// How long the send queue must stay empty before a burst's buffers are

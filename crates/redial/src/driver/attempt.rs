@@ -12,9 +12,9 @@ use tracing::debug;
 use super::dial::dial;
 use super::{emit, guarded, Driver};
 use crate::events::EventKind;
+use crate::handle::socket::Socket;
 use crate::handler::Handler;
 use crate::reset::CloseReason;
-use crate::socket::Socket;
 
 impl<H: Handler> Driver<H> {
     pub(super) async fn back_off(&mut self) {

@@ -5,9 +5,9 @@
 //! [`settle`]. Pure bookkeeping on the shared queue: no socket here, so the
 //! fuzz target (`data_path.rs`) drives the same code.
 
+use crate::core::timers::Trim;
 use crate::reset::{Partial, Unsent};
 use crate::shared::{Queue, Shared};
-use crate::timers::Trim;
 use tracing::warn;
 
 /// Send buffers that grew past this are released once the connection has

@@ -13,13 +13,13 @@ use tracing::debug;
 
 use super::batch::{refill_slot, Batch};
 use super::{guarded, scratch, Driver, Panicked};
+use crate::core::lifecycle::Phase;
+use crate::core::timers::{Timers, Trim};
 use crate::events::EventKind;
+use crate::handle::socket::Socket;
 use crate::handler::Handler;
-use crate::lifecycle::Phase;
 use crate::reset::ResetReason;
 use crate::shared::{Command, Shared};
-use crate::socket::Socket;
-use crate::timers::{Timers, Trim};
 
 /// Reads per readiness wake-up before the driver turns to its writes, so a
 /// peer that floods us cannot starve our own sending.

@@ -111,7 +111,7 @@ async fn connect_tcp(
             };
             // The handshake shares the attempt's connect timeout.
             let left = opts.connect_timeout.saturating_sub(started.elapsed());
-            match timeout(left, crate::tls::handshake(stream, tls, host)).await {
+            match timeout(left, crate::driver::tls::handshake(stream, tls, host)).await {
                 Ok(Ok(t)) => Ok(Transport::Tls(Box::new(t))),
                 Ok(Err(e)) => Err(with_context(e, &format!("connect {addr}"))),
                 Err(_) => Err(io::Error::new(

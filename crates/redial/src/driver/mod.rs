@@ -40,10 +40,10 @@ use tracing::{info_span, Instrument};
 use self::batch::Batch;
 use self::gate::AttemptGate;
 use self::teardown::Ended;
+use crate::core::lifecycle::{Lifecycle, Phase};
 use crate::events::{Event, EventKind};
+use crate::handle::manager::ManagerInner;
 use crate::handler::{Entry, Handler};
-use crate::lifecycle::{Lifecycle, Phase};
-use crate::manager::ManagerInner;
 use crate::options::Options;
 use crate::reset::CloseReason;
 use crate::shared::{Command, Shared};
@@ -123,7 +123,7 @@ pub(crate) struct Driver<H: Handler> {
     rotate: usize,
     /// Shared with the other connections to the endpoint that never give
     /// up: one probes while it is down (see `probe.rs`).
-    health: Option<Arc<crate::probe::EndpointHealth>>,
+    health: Option<Arc<crate::driver::probe::EndpointHealth>>,
     /// The bytes being written on the live connection; allocated when the
     /// first are taken, released when a burst's buffers are.
     batch: Option<Box<Batch>>,
@@ -157,7 +157,10 @@ impl<H: Handler> Driver<H> {
     }
 
     /// Shares the endpoint's probe with the other connections to it.
-    pub(crate) fn with_health(mut self, health: Option<Arc<crate::probe::EndpointHealth>>) -> Self {
+    pub(crate) fn with_health(
+        mut self,
+        health: Option<Arc<crate::driver::probe::EndpointHealth>>,
+    ) -> Self {
         self.health = health;
         self
     }
@@ -226,7 +229,7 @@ impl<H: Handler> Driver<H> {
 /// `now + d` for a user's duration: saturates far in the future instead of
 /// overflowing (a duration of centuries means "never").
 pub(crate) fn after(now: Instant, d: Duration) -> Instant {
-    Instant::from_std(crate::lifecycle::deadline(now.into_std(), d))
+    Instant::from_std(crate::core::lifecycle::deadline(now.into_std(), d))
 }
 
 /// Notes an event of `shared`'s connection for its status, and sends it
@@ -259,7 +262,7 @@ impl<H: Handler> Drop for Driver<H> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::socket::Socket;
+    use crate::handle::socket::Socket;
 
     /// An idle connection's cost is mostly its task: keep the driver's
     /// future small (the benchmark's target is 2 KiB per connection).

@@ -15,13 +15,13 @@ use tracing::debug;
 use super::batch::{settle, take_back};
 use super::connected::Outcome;
 use super::{guarded, Driver};
+use crate::core::lifecycle::Phase;
+use crate::core::timers::Timers;
 use crate::events::EventKind;
+use crate::handle::socket::Socket;
 use crate::handler::{Handler, Resume};
-use crate::lifecycle::Phase;
 use crate::reset::{Close, CloseReason, Evidence, Handed, Reset, ResetReason, Unsent};
 use crate::shared::Command;
-use crate::socket::Socket;
-use crate::timers::Timers;
 
 /// What a live connection left behind: the bytes it never wrote, and what
 /// is known of the ones it did.
@@ -180,7 +180,7 @@ impl<H: Handler> Driver<H> {
     /// on and the outage buffer is handed back too. `since` is the ledger's
     /// written count when this connection came up.
     fn teardown(&mut self, sock: &Socket, closing: bool, since: u64) -> Ended {
-        let kernel = crate::kernel::of(sock.io());
+        let kernel = crate::driver::kernel::of(sock.io());
         let mut unsent = Unsent::default();
         let mut q = self.shared.queue();
         take_back(&mut self.batch, &mut q, &mut unsent);

@@ -14,7 +14,7 @@ pub(crate) enum Transport {
     Tcp(TcpStream),
     Unix(UnixStream),
     #[cfg(feature = "tls")]
-    Tls(Box<crate::tls::TlsTransport>),
+    Tls(Box<crate::driver::tls::TlsTransport>),
 }
 
 impl Transport {

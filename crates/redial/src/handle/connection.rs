@@ -6,14 +6,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::disconnect::{block_on_until, Disconnecting};
 use crate::endpoint::Endpoint;
 use crate::error::{SendError, WaitError};
-use crate::manager::OwnedRuntime;
+use crate::handle::disconnect::{block_on_until, Disconnecting};
+use crate::handle::manager::OwnedRuntime;
+use crate::handle::sender::Sender;
+use crate::handle::socket::Socket;
 use crate::reset::CloseReason;
-use crate::sender::Sender;
 use crate::shared::{Command, Shared, State};
-use crate::socket::Socket;
 
 /// Counters of one managed connection.
 ///

@@ -7,7 +7,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
 use std::time::Instant;
 
-use crate::manager::OwnedRuntime;
+use crate::handle::manager::OwnedRuntime;
 use crate::shared::{Shared, State};
 
 /// A disconnect that has been requested. The request is made when

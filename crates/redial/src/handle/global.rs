@@ -3,13 +3,13 @@
 
 use std::sync::OnceLock;
 
-use crate::connection::Connection;
-use crate::disconnect::Disconnecting;
 use crate::endpoint::ToEndpoint;
 use crate::error::{ConnectError, PoolError};
+use crate::handle::connection::Connection;
+use crate::handle::disconnect::Disconnecting;
+use crate::handle::manager::Manager;
+use crate::handle::pool::Pool;
 use crate::handler::Handler;
-use crate::manager::Manager;
-use crate::pool::Pool;
 
 static GLOBAL: OnceLock<Manager> = OnceLock::new();
 

@@ -13,19 +13,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::broadcast;
 
-use crate::connection::Connection;
-use crate::disconnect::Disconnecting;
+use crate::driver::gate::AttemptGate;
 use crate::driver::{Driver, Link};
 use crate::endpoint::{Endpoint, ToEndpoint};
 use crate::error::{ConnectError, PoolError};
 use crate::events::{Event, Events, EVENTS_CAPACITY};
-use crate::gate::AttemptGate;
+use crate::handle::connection::Connection;
+use crate::handle::disconnect::Disconnecting;
+use crate::handle::pool::follow::Follow;
+use crate::handle::pool::Pool;
+use crate::handle::stream::Stream;
 use crate::handler::Handler;
 use crate::options::Options;
-use crate::pool::follow::Follow;
-use crate::pool::Pool;
 use crate::shared::{Command, PoolTag, Shared};
-use crate::stream::Stream;
 
 /// Default cap on connect attempts in flight across a manager: enough to
 /// bring back thousands of connections within a second on a LAN, few
@@ -73,7 +73,7 @@ pub(crate) struct ManagerInner {
     registry: Mutex<Registry>,
     events: broadcast::Sender<Event>,
     attempts: Arc<AttemptGate>,
-    probes: Option<crate::probe::Probes>,
+    probes: Option<crate::driver::probe::Probes>,
     next_id: AtomicU64,
     seed: u64,
     /// The options of the last connection made with options of its own:
@@ -270,7 +270,9 @@ impl ManagerBuilder {
                 registry: Mutex::new(Registry::default()),
                 events,
                 attempts: Arc::new(AttemptGate::new(self.max_connecting)),
-                probes: self.probe_per_endpoint.then(crate::probe::Probes::default),
+                probes: self
+                    .probe_per_endpoint
+                    .then(crate::driver::probe::Probes::default),
                 next_id: AtomicU64::new(1),
                 seed,
                 last_options: Mutex::new(None),
@@ -601,7 +603,7 @@ impl Manager {
                 reason,
             })?;
         let pool = self.create_pool(name)?;
-        crate::pool::follow::start(&self.inner, pool.clone(), follow, handlers);
+        crate::handle::pool::follow::start(&self.inner, pool.clone(), follow, handlers);
         Ok(pool)
     }
 
@@ -747,7 +749,7 @@ impl Manager {
     pub fn status(&self) -> crate::Status {
         let (connections, endpoints_down, pools) = {
             let r = self.inner.registry();
-            let (counts, down) = crate::status::tally(r.conns.values().map(|c| &*c.shared));
+            let (counts, down) = crate::handle::status::tally(r.conns.values().map(|c| &*c.shared));
             let pools: Vec<Pool> = r.pools.values().cloned().collect();
             (counts, down, pools)
         };

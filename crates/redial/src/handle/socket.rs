@@ -12,9 +12,9 @@ use std::sync::Arc;
 use socket2::SockRef;
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::disconnect::Disconnecting;
 use crate::driver::transport::Transport;
 use crate::error::SendError;
+use crate::handle::disconnect::Disconnecting;
 use crate::shared::{Command, Shared};
 
 pub(crate) struct SocketInner {

@@ -13,8 +13,8 @@ use tokio::sync::futures::Notified;
 use tokio::time::Instant;
 
 use super::Pool;
-use crate::connection::Connection;
 use crate::error::SendError;
+use crate::handle::connection::Connection;
 use crate::shared::{Refused, Usability};
 
 /// The members a pool uses now.

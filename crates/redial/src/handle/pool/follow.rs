@@ -26,11 +26,11 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::Pool;
-use crate::connection::Connection;
 use crate::endpoint::{Endpoint, Kind};
 use crate::events::{Event, EventKind};
+use crate::handle::connection::Connection;
+use crate::handle::manager::ManagerInner;
 use crate::handler::Handler;
-use crate::manager::ManagerInner;
 use crate::options::Options;
 
 /// How often a followed name is resolved again when nothing fails: 30 s,

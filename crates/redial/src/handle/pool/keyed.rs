@@ -9,7 +9,7 @@
 //! keys the same way.
 
 use super::Pool;
-use crate::connection::Connection;
+use crate::handle::connection::Connection;
 
 /// FNV-1a offset basis and prime (64-bit).
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;

@@ -10,12 +10,12 @@ mod choose;
 pub(crate) mod follow;
 mod keyed;
 
-use crate::connection::Connection;
-use crate::disconnect::Disconnecting;
 use crate::endpoint::ToEndpoint;
 use crate::error::ConnectError;
+use crate::handle::connection::Connection;
+use crate::handle::disconnect::Disconnecting;
+use crate::handle::manager::ManagerInner;
 use crate::handler::Handler;
-use crate::manager::ManagerInner;
 use crate::options::Options;
 use crate::shared::{Command, PoolTag, State};
 
@@ -171,7 +171,7 @@ impl Pool {
             .ok_or(ConnectError::ManagerClosed)?;
         let opts = match opts {
             Some(o) => manager.share_options(o),
-            None => crate::manager::default_options(),
+            None => crate::handle::manager::default_options(),
         };
         let conn = manager.spawn(endpoint, handler, opts, Some(self.inner.tag.clone()));
         m.retain(|c| c.state() != State::Closed);
@@ -266,7 +266,7 @@ impl Pool {
     pub fn status(&self) -> crate::PoolStatus {
         let members = {
             let m = self.members();
-            crate::status::tally(m.iter().map(|c| &*c.shared)).0
+            crate::handle::status::tally(m.iter().map(|c| &*c.shared)).0
         };
         crate::PoolStatus {
             name: self.inner.name.to_string(),

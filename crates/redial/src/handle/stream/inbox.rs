@@ -14,10 +14,10 @@ use std::task::Waker;
 
 use tracing::{debug, warn};
 
+use crate::handle::socket::Socket;
 use crate::handler::{Handler, Resume};
 use crate::reset::{Close, CloseReason, Partial, Reset, Unsent};
 use crate::shared::{Pushed, Refused};
-use crate::socket::Socket;
 
 use super::error::StreamReset;
 

@@ -22,10 +22,10 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{sleep_until, Instant, Sleep};
 
-use crate::connection::Connection;
 use crate::endpoint::ToEndpoint;
 use crate::error::ConnectError;
-use crate::manager::Manager;
+use crate::handle::connection::Connection;
+use crate::handle::manager::Manager;
 use crate::options::Options;
 use crate::reset::{CloseReason, Unsent};
 use crate::shared::{Pushed, Queue, Refused, Shared};
