@@ -107,6 +107,19 @@ pub(crate) enum Kind {
 }
 
 impl Endpoint {
+    /// Delay before racing the next address against one that has not answered
+    /// yet: RFC 8305's recommended "connection attempt delay".
+    ///
+    /// Value: 250 ms.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(redial::Endpoint::HAPPY_EYEBALLS_DELAY, Duration::from_millis(250));
+    /// ```
+    pub const HAPPY_EYEBALLS_DELAY: std::time::Duration = crate::driver::dial::HAPPY_EYEBALLS_DELAY;
+}
+
+impl Endpoint {
     pub(crate) fn from_kind(kind: Kind) -> Self {
         Endpoint {
             kind: Arc::new(kind),

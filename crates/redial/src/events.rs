@@ -10,10 +10,6 @@ use tokio::sync::broadcast;
 use crate::endpoint::Endpoint;
 use crate::reset::{CloseReason, ResetReason};
 
-/// How many events a slow subscriber may fall behind before it starts
-/// missing the oldest ones (it is told how many with [`Events::missed`]).
-pub const EVENTS_CAPACITY: usize = 4096;
-
 /// One state change of one connection.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -117,6 +113,18 @@ pub struct Events {
 }
 
 impl Events {
+    /// How many events a slow subscriber may fall behind before it starts
+    /// missing the oldest ones (it is told how many with [`Events::missed`]).
+    ///
+    /// Value: 4096 events.
+    ///
+    /// ```
+    /// assert_eq!(redial::Events::CAPACITY, 4096);
+    /// ```
+    pub const CAPACITY: usize = 4096;
+}
+
+impl Events {
     pub(crate) fn new(rx: broadcast::Receiver<Event>) -> Self {
         Events { rx, missed: 0 }
     }
@@ -161,7 +169,7 @@ impl Events {
     }
 
     /// Events this subscriber missed because it fell more than
-    /// [`EVENTS_CAPACITY`] behind.
+    /// [`Events::CAPACITY`] behind.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {

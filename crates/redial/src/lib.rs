@@ -64,7 +64,7 @@
 //! Bytes of the lost connection are never mixed into the next one's, and
 //! what never left is kept for [`Stream::take_unsent`]. While the
 //! connection is down, a write waits for it at most
-//! [`DEFAULT_STREAM_OUTAGE_WAIT`], then fails `NotConnected`.
+//! [`Stream::DEFAULT_OUTAGE_WAIT`], then fails `NotConnected`.
 //!
 //! ```
 //! use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -177,7 +177,7 @@
 //!
 //! Every queue is bounded: the send queue by
 //! [`Options::send_queue_limit`] (4 MiB), the outage buffer by
-//! [`Outage::Buffer`]'s `max_bytes`, events by [`EVENTS_CAPACITY`], connect
+//! [`Outage::Buffer`]'s `max_bytes`, events by [`Events::CAPACITY`], connect
 //! attempts in flight by [`ManagerBuilder::max_connecting`] (64). Reads use
 //! one 64 KiB buffer per worker thread, not one per connection.
 
@@ -212,37 +212,26 @@ mod shared;
 #[cfg(feature = "tls")]
 pub use driver::tls;
 
-pub use self::core::backoff::{
-    Backoff, Delays, Jitter, DEFAULT_INITIAL, DEFAULT_JITTER, DEFAULT_MAX, DEFAULT_MULTIPLIER,
-};
-pub use driver::dial::HAPPY_EYEBALLS_DELAY;
+pub use self::core::backoff::{Backoff, Delays, Jitter};
 #[cfg(feature = "tls")]
 pub use driver::tls::{TlsConfig, TlsError};
 pub use endpoint::{Endpoint, EndpointError, ToEndpoint};
 pub use error::{ConnectError, OptionsError, PoolError, SendError, WaitError};
-pub use events::{Event, EventKind, Events, EVENTS_CAPACITY};
+pub use events::{Event, EventKind, Events};
 pub use handle::connection::{ClosedError, Connection, Stats};
 pub use handle::disconnect::Disconnecting;
 pub use handle::global::{connect, create_pool, disconnect_all, get_connection, get_pool, global};
-pub use handle::manager::{Manager, ManagerBuilder, DEFAULT_MAX_CONNECTING};
-pub use handle::pool::follow::{
-    Follow, Resolver, DEFAULT_FOLLOW_EVERY, DEFAULT_FOLLOW_MIN_GAP, FOLLOW_LOOKUP_TIMEOUT,
-};
+pub use handle::manager::{Manager, ManagerBuilder};
+pub use handle::pool::follow::{Follow, Resolver};
 pub use handle::pool::Pool;
-pub use handle::sender::{Sender, SENDER_BATCH};
+pub use handle::sender::Sender;
 pub use handle::socket::Socket;
 pub use handle::status::{EndpointDown, PoolStatus, StateCounts, Status};
-pub use handle::stream::{
-    Stream, StreamError, StreamReset, DEFAULT_STREAM_OUTAGE_WAIT, STREAM_READ_LIMIT,
-};
+pub use handle::stream::{Stream, StreamError, StreamReset};
 pub use handler::{handler, Entry, FnHandler, Handler, Resume, Retry};
-pub use options::{
-    Keepalive, Options, Outage, DEFAULT_CLOSE_GRACE, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_KEEPALIVE_IDLE, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_RETRIES,
-    DEFAULT_SEND_QUEUE_LIMIT, DEFAULT_STABLE_AFTER, DEFAULT_USER_TIMEOUT,
-};
+pub use options::{Keepalive, Options, Outage};
 pub use reset::{Close, CloseReason, Partial, Reset, ResetReason, Unsent};
-pub use shared::{State, FLAPPING_AFTER};
+pub use shared::State;
 
 /// The life-cycle state machine, the send path with its byte ledger, and a
 /// view of a connection's send queue, reachable only in fuzzing builds

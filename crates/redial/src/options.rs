@@ -22,36 +22,6 @@ const MAX_KEEPALIVE_TIME: Duration = Duration::from_secs(32_767);
 const MAX_KEEPALIVE_RETRIES: u32 = 127;
 const MAX_USER_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 
-/// Default connect timeout per address: a SYN that gets no answer in 10 s
-/// has met a dead host or a firewall that drops; waiting the kernel's ~2 min
-/// helps nobody.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default time a connection must stay up before the backoff schedule starts
-/// over: a server that accepts and closes at once is not "up".
-pub const DEFAULT_STABLE_AFTER: Duration = Duration::from_secs(5);
-/// Default bound of bytes accepted by `send` and not yet written to the
-/// kernel: large enough for bursts, small enough that a stalled peer cannot
-/// eat the process's memory.
-pub const DEFAULT_SEND_QUEUE_LIMIT: usize = 4 * 1024 * 1024;
-/// Default time `disconnect` spends flushing queued bytes before it closes
-/// anyway and hands the rest back in [`Close::unsent`](crate::Close::unsent).
-pub const DEFAULT_CLOSE_GRACE: Duration = Duration::from_secs(5);
-/// Default keepalive idle time before the first probe. Together with
-/// [`DEFAULT_KEEPALIVE_INTERVAL`] and [`DEFAULT_KEEPALIVE_RETRIES`], a
-/// silent peer is declared dead 20 + 4 × 5 = 40 s after the last byte,
-/// the same bound as [`DEFAULT_USER_TIMEOUT`] so the two detectors agree.
-/// gRPC pings every 20 s; 40 s keeps probes rare on idle fleets while still
-/// beating Linux's 2 h 11 min by two orders of magnitude.
-pub const DEFAULT_KEEPALIVE_IDLE: Duration = Duration::from_secs(20);
-/// Default interval between keepalive probes.
-pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
-/// Default number of unanswered keepalive probes before the kernel resets.
-pub const DEFAULT_KEEPALIVE_RETRIES: u32 = 4;
-/// Default TCP_USER_TIMEOUT: data unacknowledged for this long resets the
-/// connection (Linux alone would retransmit for 15+ minutes). Equal to the
-/// keepalive bound so an idle and a busy dead peer are found equally fast.
-pub const DEFAULT_USER_TIMEOUT: Duration = Duration::from_secs(40);
-
 /// TCP keepalive probe settings.
 ///
 /// ```
@@ -74,6 +44,42 @@ pub struct Keepalive {
     pub interval: Duration,
     /// Unanswered probes before the connection is reset.
     pub retries: u32,
+}
+
+impl Keepalive {
+    /// Default keepalive idle time before the first probe. Together with
+    /// [`Keepalive::DEFAULT_INTERVAL`] and [`Keepalive::DEFAULT_RETRIES`], a
+    /// silent peer is declared dead 20 + 4 × 5 = 40 s after the last byte,
+    /// the same bound as [`Options::DEFAULT_USER_TIMEOUT`] so the two detectors agree.
+    /// gRPC pings every 20 s; 40 s keeps probes rare on idle fleets while still
+    /// beating Linux's 2 h 11 min by two orders of magnitude.
+    ///
+    /// Value: 20 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(redial::Keepalive::DEFAULT_IDLE, Duration::from_secs(20));
+    /// ```
+    pub const DEFAULT_IDLE: Duration = Duration::from_secs(20);
+
+    /// Default interval between keepalive probes.
+    ///
+    /// Value: 5 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(redial::Keepalive::DEFAULT_INTERVAL, Duration::from_secs(5));
+    /// ```
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+
+    /// Default number of unanswered keepalive probes before the kernel resets.
+    ///
+    /// Value: 4.
+    ///
+    /// ```
+    /// assert_eq!(redial::Keepalive::DEFAULT_RETRIES, 4);
+    /// ```
+    pub const DEFAULT_RETRIES: u32 = 4;
 }
 
 impl Keepalive {
@@ -100,9 +106,9 @@ impl Keepalive {
 impl Default for Keepalive {
     fn default() -> Self {
         Keepalive {
-            idle: DEFAULT_KEEPALIVE_IDLE,
-            interval: DEFAULT_KEEPALIVE_INTERVAL,
-            retries: DEFAULT_KEEPALIVE_RETRIES,
+            idle: Keepalive::DEFAULT_IDLE,
+            interval: Keepalive::DEFAULT_INTERVAL,
+            retries: Keepalive::DEFAULT_RETRIES,
         }
     }
 }
@@ -171,6 +177,65 @@ pub struct Options {
 }
 
 impl Options {
+    /// Default connect timeout per address: a SYN that gets no answer in 10 s
+    /// has met a dead host or a firewall that drops; waiting the kernel's ~2 min
+    /// helps nobody.
+    ///
+    /// Value: 10 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(redial::Options::DEFAULT_CONNECT_TIMEOUT, Duration::from_secs(10));
+    /// ```
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// Default time a connection must stay up before the backoff schedule starts
+    /// over: a server that accepts and closes at once is not "up".
+    ///
+    /// Value: 5 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(redial::Options::DEFAULT_STABLE_AFTER, Duration::from_secs(5));
+    /// ```
+    pub const DEFAULT_STABLE_AFTER: Duration = Duration::from_secs(5);
+
+    /// Default bound of bytes accepted by `send` and not yet written to the
+    /// kernel: large enough for bursts, small enough that a stalled peer cannot
+    /// eat the process's memory.
+    ///
+    /// Value: 4 MiB.
+    ///
+    /// ```
+    /// assert_eq!(redial::Options::DEFAULT_SEND_QUEUE_LIMIT, 4 * 1024 * 1024);
+    /// ```
+    pub const DEFAULT_SEND_QUEUE_LIMIT: usize = 4 * 1024 * 1024;
+
+    /// Default time `disconnect` spends flushing queued bytes before it closes
+    /// anyway and hands the rest back in [`Close::unsent`](crate::Close::unsent).
+    ///
+    /// Value: 5 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(redial::Options::DEFAULT_CLOSE_GRACE, Duration::from_secs(5));
+    /// ```
+    pub const DEFAULT_CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+    /// Default TCP_USER_TIMEOUT: data unacknowledged for this long resets the
+    /// connection (Linux alone would retransmit for 15+ minutes). Equal to the
+    /// keepalive bound so an idle and a busy dead peer are found equally fast.
+    ///
+    /// Value: 40 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(redial::Options::DEFAULT_USER_TIMEOUT, Duration::from_secs(40));
+    /// ```
+    pub const DEFAULT_USER_TIMEOUT: Duration = Duration::from_secs(40);
+}
+
+impl Options {
     /// Equal in every setting; hooks and TLS configurations count as equal
     /// when they are the same value (one `Arc`), not merely alike.
     pub(crate) fn same_as(&self, other: &Options) -> bool {
@@ -234,21 +299,21 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             backoff: Backoff::default(),
-            stable_after: DEFAULT_STABLE_AFTER,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            stable_after: Options::DEFAULT_STABLE_AFTER,
+            connect_timeout: Options::DEFAULT_CONNECT_TIMEOUT,
             max_attempts: None,
             give_up_after: None,
             restart_intensity: None,
             nodelay: true,
-            send_queue_limit: DEFAULT_SEND_QUEUE_LIMIT,
+            send_queue_limit: Options::DEFAULT_SEND_QUEUE_LIMIT,
             outage: Outage::Reject,
             bind: None,
             socket_hook: None,
             keepalive: Some(Keepalive::default()),
-            user_timeout: Some(DEFAULT_USER_TIMEOUT),
+            user_timeout: Some(Options::DEFAULT_USER_TIMEOUT),
             idle_timeout: None,
             heartbeat: None,
-            close_grace: DEFAULT_CLOSE_GRACE,
+            close_grace: Options::DEFAULT_CLOSE_GRACE,
             seed: None,
             #[cfg(feature = "tls")]
             tls: None,

@@ -89,7 +89,7 @@ impl std::fmt::Display for State {
 /// count twice. An ordinary restart or two must not take a member out of
 /// rotation. Nor does flapping ever take a whole pool out: when every
 /// connected member flaps, the pool uses those that lost the fewest.
-pub const FLAPPING_AFTER: u32 = 3;
+pub(crate) const FLAPPING_AFTER: u32 = 3;
 
 /// What counts a member's losses toward [`FLAPPING_AFTER`]; kept packed in
 /// one atomic word of every connection (`Shared::flaps`).

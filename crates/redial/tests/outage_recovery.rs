@@ -11,7 +11,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{wait_until, TestServer};
-use redial::{EventKind, Events, Manager, State, DEFAULT_INITIAL, DEFAULT_MULTIPLIER};
+use redial::{Backoff, EventKind, Events, Manager, State};
 use redial_chaos::Proxy;
 
 const LONG: Duration = Duration::from_secs(20);
@@ -60,7 +60,7 @@ async fn a_second_outage_soon_after_the_first_starts_the_schedule_over() {
         .unwrap();
     let cm = Manager::new();
     let mut events = cm.events();
-    // The default options: the backoff the DEFAULT_INITIAL doc speaks of.
+    // The default options: the backoff the Backoff::DEFAULT_INITIAL doc speaks of.
     let conn = cm.connect(proxy.local_addr(), redial::handler()).unwrap();
     conn.wait_connected().await.unwrap();
     conn.send("hi").unwrap();
@@ -81,7 +81,8 @@ async fn a_second_outage_soon_after_the_first_starts_the_schedule_over() {
         let want: Vec<u32> = (0..failed.len() as u32).collect();
         assert_eq!(levels, want, "outage {outage}: {failed:?}");
         for &(_, retry_in, level) in &failed {
-            let base = DEFAULT_INITIAL.mul_f64(DEFAULT_MULTIPLIER.powi(level as i32));
+            let base =
+                Backoff::DEFAULT_INITIAL.mul_f64(Backoff::DEFAULT_MULTIPLIER.powi(level as i32));
             assert!(
                 retry_in <= base.mul_f64(JITTER) && retry_in >= base.mul_f64(2.0 - JITTER),
                 "outage {outage}: retry_in {retry_in:?} at level {level}"
@@ -99,7 +100,7 @@ async fn a_second_outage_soon_after_the_first_starts_the_schedule_over() {
         );
         // Doubling delays: found within about the outage's length again.
         assert!(
-            found_after <= outage_len.mul_f64(2.0) + DEFAULT_INITIAL,
+            found_after <= outage_len.mul_f64(2.0) + Backoff::DEFAULT_INITIAL,
             "outage {outage}: next attempt planned {found_after:?} after the restart"
         );
         assert_eq!(conn.state(), State::Connected);

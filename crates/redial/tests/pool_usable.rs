@@ -28,8 +28,8 @@ fn picks(pool: &Pool, n: usize, pick: impl Fn(&Pool) -> Option<Connection>) -> H
 
 /// Losses that make a member flap when the server accepts and drops every
 /// connection: the loss right after the immediate retry is not counted
-/// (see `FLAPPING_AFTER`), so one more than the count.
-const FLAP_LOSSES: u64 = redial::FLAPPING_AFTER as u64 + 1;
+/// (see `Pool::FLAPPING_AFTER`), so one more than the count.
+const FLAP_LOSSES: u64 = redial::Pool::FLAPPING_AFTER as u64 + 1;
 
 /// Plays a server that accepts and drops every connection (the proxy
 /// resets each one as soon as it reaches the server) until `member` has

@@ -131,8 +131,8 @@ async fn a_flapping_member_is_not_picked_until_it_stayed_up() {
     let _held = steady.next(5).await;
     // B flaps (accepts and closes at once), then stays up. The loss after
     // the immediate retry is not counted (it may be a dying server's), so
-    // it takes one drop more than FLAPPING_AFTER.
-    for _ in 0..=redial::FLAPPING_AFTER {
+    // it takes one drop more than Pool::FLAPPING_AFTER.
+    for _ in 0..=redial::Pool::FLAPPING_AFTER {
         drop(flappy.next(5).await.stream);
     }
     let _b_up = flappy.next(5).await;

@@ -10,7 +10,7 @@ mod harness;
 use std::time::Duration;
 
 use harness::{fast_options, in_buffered_outage, read_to_end, Server};
-use redial::{Connection, Manager, SendError, State, SENDER_BATCH};
+use redial::{Connection, Manager, SendError, Sender, State};
 
 /// A connection to `server` with the tests' fast schedule, once connected.
 async fn connected(cm: &Manager, server: &Server) -> Connection {
@@ -49,10 +49,10 @@ async fn a_sender_holds_until_flushed_and_delivers_everything_in_order() {
     tx.flush().await.unwrap();
     assert_eq!(tx.held(), 0);
     // Many batches' worth, then the rest on flush.
-    let n = 3 * (SENDER_BATCH / 64) as u32 + 17;
+    let n = 3 * (Sender::BATCH / 64) as u32 + 17;
     for i in 2..n {
         tx.write(message(i)).await.unwrap();
-        assert!(tx.held() <= SENDER_BATCH + 64);
+        assert!(tx.held() <= Sender::BATCH + 64);
     }
     tx.flush().await.unwrap();
     let reader = tokio::spawn(read_to_end(peer.stream, 20));
@@ -71,18 +71,18 @@ async fn a_full_batch_is_handed_over_without_a_flush() {
     let conn = connected(&cm, &server).await;
     let peer = server.next(5).await;
     let mut tx = conn.sender();
-    let n = (SENDER_BATCH / 64) as u32;
+    let n = (Sender::BATCH / 64) as u32;
     for i in 0..n {
         tx.send(message(i)).unwrap();
     }
     assert_eq!(tx.held(), 0, "a full batch stays with the sender");
     // The connection writes it with the sender still alive and unflushed.
     let reader = tokio::spawn(read_to_end(peer.stream, 20));
-    while conn.stats().bytes_out < SENDER_BATCH as u64 {
+    while conn.stats().bytes_out < Sender::BATCH as u64 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     conn.disconnect().await;
-    assert_eq!(reader.await.unwrap().len(), SENDER_BATCH);
+    assert_eq!(reader.await.unwrap().len(), Sender::BATCH);
     drop(tx);
 }
 
@@ -120,7 +120,7 @@ async fn a_full_queue_refuses_a_try_flush_and_write_waits_for_room() {
     let mut server = Server::start().await;
     let cm = Manager::new();
     let opts = fast_options(10, 100)
-        .send_queue_limit(SENDER_BATCH)
+        .send_queue_limit(Sender::BATCH)
         .configure_socket(|s| s.set_send_buffer_size(4096));
     let conn = cm
         .connect_with(server.addr, redial::handler(), opts)
@@ -141,7 +141,7 @@ async fn a_full_queue_refuses_a_try_flush_and_write_waits_for_room() {
     match e {
         SendError::Full { data, limit, .. } => {
             assert_eq!(data, vec![7u8; 1000]);
-            assert_eq!(limit, SENDER_BATCH);
+            assert_eq!(limit, Sender::BATCH);
         }
         other => panic!("expected Full, got {other:?}"),
     }

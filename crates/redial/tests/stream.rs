@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use harness::{fast_options, read_to_end, Server};
-use redial::{Manager, STREAM_READ_LIMIT};
+use redial::{Manager, Stream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LinesCodec};
@@ -166,9 +166,9 @@ async fn a_reader_that_does_not_read_stops_the_socket_reads() {
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let read_in = stream.connection().stats().bytes_in as usize;
-    assert!(read_in >= STREAM_READ_LIMIT, "only {read_in} read");
+    assert!(read_in >= Stream::READ_LIMIT, "only {read_in} read");
     assert!(
-        read_in <= STREAM_READ_LIMIT + 64 * 1024,
+        read_in <= Stream::READ_LIMIT + 64 * 1024,
         "read {read_in} bytes with nobody reading"
     );
     assert!(!flood.is_finished(), "the peer was not slowed down");

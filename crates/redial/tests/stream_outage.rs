@@ -10,7 +10,7 @@ use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
 use harness::{fast_options, Server};
-use redial::{Manager, Outage, State, StreamError, DEFAULT_STREAM_OUTAGE_WAIT};
+use redial::{Manager, Outage, State, Stream, StreamError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Issue 20: a write while nothing listens used to wait forever. It now
@@ -73,7 +73,7 @@ async fn a_write_right_after_creating_the_stream_waits_for_the_first_connection(
     let write = tokio::spawn(async move { stream.write_all(b"first").await.map(|()| stream) });
     // Down for a while, well within the default outage wait.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(DEFAULT_STREAM_OUTAGE_WAIT >= Duration::from_secs(5));
+    assert!(Stream::DEFAULT_OUTAGE_WAIT >= Duration::from_secs(5));
     server.relisten().await;
     let mut peer = server.next(10).await.stream;
     let mut stream = write.await.unwrap().unwrap();

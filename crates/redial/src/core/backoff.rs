@@ -8,31 +8,6 @@ use std::time::Duration;
 
 use crate::error::OptionsError;
 
-/// Default first delay after a failed attempt: long enough that a refused
-/// port is not hammered, short enough that a restarting server is found
-/// within a fraction of a second.
-///
-/// A lost connection is retried at once; while the server stays down the
-/// delays double from here (0.1, 0.2, 0.4, 0.8 s, …), so a server back
-/// after an outage of `T` is found within about `T` more: a process
-/// restart of a few hundred milliseconds within a fraction of a second, a
-/// 2 s outage within about 1.5 s. Every outage starts here again: a
-/// connection made after failed attempts starts the schedule over, as does
-/// one that stayed up [`Options::stable_after`](crate::Options::stable_after).
-/// For faster recovery from longer outages, choose a smaller multiplier or
-/// cap (with `Backoff::new(100 ms, 1.5, 1 s)` a 2 s outage is found within
-/// about 0.5 s, at the cost of more attempts against a server that is down).
-pub const DEFAULT_INITIAL: Duration = Duration::from_millis(100);
-
-/// Default growth factor between successive delays.
-pub const DEFAULT_MULTIPLIER: f64 = 2.0;
-/// Default cap: a server that is down for minutes is still retried twice a
-/// minute, and recovery is noticed within 30 s at worst.
-pub const DEFAULT_MAX: Duration = Duration::from_secs(30);
-/// Default jitter: ±20 %, enough to spread a fleet's reconnects without
-/// making a single connection's schedule unpredictable.
-pub const DEFAULT_JITTER: Jitter = Jitter::Proportional(0.2);
-
 /// How delays are randomised so that many clients do not retry in lockstep.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
@@ -74,12 +49,67 @@ pub struct Backoff {
 impl Default for Backoff {
     fn default() -> Self {
         Backoff {
-            initial: DEFAULT_INITIAL,
-            multiplier: DEFAULT_MULTIPLIER,
-            max: DEFAULT_MAX,
-            jitter: DEFAULT_JITTER,
+            initial: Self::DEFAULT_INITIAL,
+            multiplier: Self::DEFAULT_MULTIPLIER,
+            max: Self::DEFAULT_MAX,
+            jitter: Self::DEFAULT_JITTER,
         }
     }
+}
+
+impl Backoff {
+    /// Default first delay after a failed attempt: long enough that a refused
+    /// port is not hammered, short enough that a restarting server is found
+    /// within a fraction of a second.
+    ///
+    /// A lost connection is retried at once; while the server stays down the
+    /// delays double from here (0.1, 0.2, 0.4, 0.8 s, …), so a server back
+    /// after an outage of `T` is found within about `T` more: a process
+    /// restart of a few hundred milliseconds within a fraction of a second, a
+    /// 2 s outage within about 1.5 s. Every outage starts here again: a
+    /// connection made after failed attempts starts the schedule over, as does
+    /// one that stayed up [`Options::stable_after`](crate::Options::stable_after).
+    /// For faster recovery from longer outages, choose a smaller multiplier or
+    /// cap (with `Backoff::new(100 ms, 1.5, 1 s)` a 2 s outage is found within
+    /// about 0.5 s, at the cost of more attempts against a server that is down).
+    ///
+    /// Value: 100 ms.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(redial::Backoff::DEFAULT_INITIAL, Duration::from_millis(100));
+    /// ```
+    pub const DEFAULT_INITIAL: Duration = Duration::from_millis(100);
+
+    /// Default growth factor between successive delays.
+    ///
+    /// Value: 2.0.
+    ///
+    /// ```
+    /// assert_eq!(redial::Backoff::DEFAULT_MULTIPLIER, 2.0);
+    /// ```
+    pub const DEFAULT_MULTIPLIER: f64 = 2.0;
+
+    /// Default cap: a server that is down for minutes is still retried twice a
+    /// minute, and recovery is noticed within 30 s at worst.
+    ///
+    /// Value: 30 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(redial::Backoff::DEFAULT_MAX, Duration::from_secs(30));
+    /// ```
+    pub const DEFAULT_MAX: Duration = Duration::from_secs(30);
+
+    /// Default jitter: ±20 %, enough to spread a fleet's reconnects without
+    /// making a single connection's schedule unpredictable.
+    ///
+    /// Value: ±20 % (`Jitter::Proportional(0.2)`).
+    ///
+    /// ```
+    /// assert_eq!(redial::Backoff::DEFAULT_JITTER, redial::Jitter::Proportional(0.2));
+    /// ```
+    pub const DEFAULT_JITTER: Jitter = Jitter::Proportional(0.2);
 }
 
 impl Backoff {
@@ -112,7 +142,7 @@ impl Backoff {
             initial,
             multiplier,
             max,
-            jitter: DEFAULT_JITTER,
+            jitter: Self::DEFAULT_JITTER,
         })
     }
 

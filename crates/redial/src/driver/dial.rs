@@ -20,7 +20,7 @@ use crate::options::Options;
 
 /// Delay before racing the next address against one that has not answered
 /// yet: RFC 8305's recommended "connection attempt delay".
-pub const HAPPY_EYEBALLS_DELAY: Duration = Duration::from_millis(250);
+pub(crate) const HAPPY_EYEBALLS_DELAY: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone)]
 enum Target {

@@ -17,7 +17,7 @@ use crate::driver::gate::AttemptGate;
 use crate::driver::{Driver, Link};
 use crate::endpoint::{Endpoint, ToEndpoint};
 use crate::error::{ConnectError, PoolError};
-use crate::events::{Event, Events, EVENTS_CAPACITY};
+use crate::events::{Event, Events};
 use crate::handle::connection::Connection;
 use crate::handle::disconnect::Disconnecting;
 use crate::handle::pool::follow::Follow;
@@ -26,11 +26,6 @@ use crate::handle::stream::Stream;
 use crate::handler::Handler;
 use crate::options::Options;
 use crate::shared::{Command, PoolTag, Shared};
-
-/// Default cap on connect attempts in flight across a manager: enough to
-/// bring back thousands of connections within a second on a LAN, few
-/// enough that a recovering server is not hit by a wall of SYNs.
-pub const DEFAULT_MAX_CONNECTING: usize = 64;
 
 /// The default options, shared by every connection made without options of
 /// its own, so each of them does not carry its own copy.
@@ -181,8 +176,21 @@ pub struct ManagerBuilder {
 }
 
 impl ManagerBuilder {
+    /// Default cap on connect attempts in flight across a manager: enough to
+    /// bring back thousands of connections within a second on a LAN, few
+    /// enough that a recovering server is not hit by a wall of SYNs.
+    ///
+    /// Value: 64.
+    ///
+    /// ```
+    /// assert_eq!(redial::ManagerBuilder::DEFAULT_MAX_CONNECTING, 64);
+    /// ```
+    pub const DEFAULT_MAX_CONNECTING: usize = 64;
+}
+
+impl ManagerBuilder {
     /// At most this many connect attempts in flight across the manager
-    /// (default [`DEFAULT_MAX_CONNECTING`]); at least 1.
+    /// (default [`ManagerBuilder::DEFAULT_MAX_CONNECTING`]); at least 1.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -258,7 +266,7 @@ impl ManagerBuilder {
                 (rt.handle().clone(), Some(rt))
             }
         };
-        let (events, _) = broadcast::channel(EVENTS_CAPACITY);
+        let (events, _) = broadcast::channel(Events::CAPACITY);
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -433,7 +441,7 @@ impl Manager {
     /// ```
     pub fn builder() -> ManagerBuilder {
         ManagerBuilder {
-            max_connecting: DEFAULT_MAX_CONNECTING,
+            max_connecting: ManagerBuilder::DEFAULT_MAX_CONNECTING,
             own_runtime: false,
             probe_per_endpoint: true,
         }

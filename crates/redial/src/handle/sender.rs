@@ -11,18 +11,13 @@ use std::sync::Arc;
 use crate::error::SendError;
 use crate::shared::{Chunks, Refused, Shared, State};
 
-/// A [`Sender`] hands what it holds to the connection once it holds this
-/// many bytes (and on [`Sender::flush`]), so it never holds more than this
-/// plus one message.
-pub const SENDER_BATCH: usize = 64 * 1024;
-
 /// A sending handle for one producer, made by
 /// [`Connection::sender`](crate::Connection::sender): what
 /// [`BufWriter`](std::io::BufWriter) is to a socket.
 ///
 /// `send` and `write` append to the sender's own buffer; the buffer goes to
 /// the connection (to its current socket, or to the outage policy while
-/// it is down) when it holds [`SENDER_BATCH`] bytes, and on
+/// it is down) when it holds [`Sender::BATCH`] bytes, and on
 /// [`flush`](Sender::flush). Flush when a message must go out now, for
 /// example before waiting for its reply.
 ///
@@ -31,7 +26,7 @@ pub const SENDER_BATCH: usize = 64 * 1024;
 ///   [`SendError`], every byte the sender held, in order;
 /// - a sender dropped while holding bytes hands them over, past the send
 ///   queue's or the outage buffer's limit if need be (by at most what it
-///   held, under [`SENDER_BATCH`] plus one message). If the connection refuses
+///   held, under [`Sender::BATCH`] plus one message). If the connection refuses
 ///   them (it is closed, or down and rejecting sends), they are discarded:
 ///   counted in [`Stats::sender_dropped`](crate::Stats::sender_dropped)
 ///   and [`Stats::discarded_bytes`](crate::Stats::discarded_bytes) and
@@ -59,6 +54,19 @@ pub const SENDER_BATCH: usize = 64 * 1024;
 pub struct Sender {
     shared: Arc<Shared>,
     held: Chunks,
+}
+
+impl Sender {
+    /// A [`Sender`] hands what it holds to the connection once it holds this
+    /// many bytes (and on [`Sender::flush`]), so it never holds more than this
+    /// plus one message.
+    ///
+    /// Value: 64 KiB.
+    ///
+    /// ```
+    /// assert_eq!(redial::Sender::BATCH, 64 * 1024);
+    /// ```
+    pub const BATCH: usize = 64 * 1024;
 }
 
 impl Sender {
@@ -176,7 +184,7 @@ impl Sender {
     #[inline]
     fn hold(&mut self, data: &[u8]) -> bool {
         self.held.push(data);
-        self.held.buf.len() >= SENDER_BATCH || self.shared.state() == State::Closed
+        self.held.buf.len() >= Sender::BATCH || self.shared.state() == State::Closed
     }
 
     /// Empties the sender into the error for a refused hand-over.

@@ -72,7 +72,7 @@ impl Pool {
     ///
     /// Live means: connected, taking sends (not disconnecting), and not
     /// flapping. A member flaps when its last
-    /// [`FLAPPING_AFTER`](crate::FLAPPING_AFTER) connections were each lost
+    /// [`Pool::FLAPPING_AFTER`](crate::Pool::FLAPPING_AFTER) connections were each lost
     /// before [`Options::stable_after`](crate::Options::stable_after) and
     /// made again at once: it is skipped until its current connection has
     /// stayed up that long. When every member that is up flaps, the pool

@@ -33,18 +33,6 @@ use crate::handle::manager::ManagerInner;
 use crate::handler::Handler;
 use crate::options::Options;
 
-/// How often a followed name is resolved again when nothing fails: 30 s,
-/// gRPC's minimum re-resolution interval.
-pub const DEFAULT_FOLLOW_EVERY: Duration = Duration::from_secs(30);
-
-/// The least time between two lookups when members' connections fail: a
-/// fleet that is down does not turn into a stream of DNS queries.
-pub const DEFAULT_FOLLOW_MIN_GAP: Duration = Duration::from_secs(1);
-
-/// How long one lookup may take before it counts as failed (the system
-/// resolver retries for about this long when its server does not answer).
-pub const FOLLOW_LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
-
 type Lookup = Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send>>;
 
 /// Turns a host and port into addresses, for a pool that follows a name.
@@ -112,8 +100,11 @@ impl Resolver {
     }
 
     async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
-        match tokio::time::timeout(FOLLOW_LOOKUP_TIMEOUT, (self.lookup)(host.into(), port)).await {
-            Err(_) => Err(format!("lookup timed out after {FOLLOW_LOOKUP_TIMEOUT:?}")),
+        match tokio::time::timeout(Follow::LOOKUP_TIMEOUT, (self.lookup)(host.into(), port)).await {
+            Err(_) => Err(format!(
+                "lookup timed out after {:?}",
+                Follow::LOOKUP_TIMEOUT
+            )),
             Ok(Err(e)) => Err(e.to_string()),
             Ok(Ok(a)) if a.is_empty() => Err("the name has no addresses".into()),
             Ok(Ok(mut a)) => {
@@ -147,9 +138,44 @@ pub struct Follow {
 }
 
 impl Follow {
+    /// How often a followed name is resolved again when nothing fails: 30 s,
+    /// gRPC's minimum re-resolution interval.
+    ///
+    /// Value: 30 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(redial::Follow::DEFAULT_EVERY, Duration::from_secs(30));
+    /// ```
+    pub const DEFAULT_EVERY: Duration = Duration::from_secs(30);
+
+    /// The least time between two lookups when members' connections fail: a
+    /// fleet that is down does not turn into a stream of DNS queries.
+    ///
+    /// Value: 1 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(redial::Follow::DEFAULT_MIN_GAP, Duration::from_secs(1));
+    /// ```
+    pub const DEFAULT_MIN_GAP: Duration = Duration::from_secs(1);
+
+    /// How long one lookup may take before it counts as failed (the system
+    /// resolver retries for about this long when its server does not answer).
+    ///
+    /// Value: 10 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(redial::Follow::LOOKUP_TIMEOUT, Duration::from_secs(10));
+    /// ```
+    pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
+impl Follow {
     /// Follows `target`, a `host:port` (an address works too, and then
     /// never changes): one member per address, resolved again every
-    /// [`DEFAULT_FOLLOW_EVERY`] and after failures, with the system
+    /// [`Follow::DEFAULT_EVERY`](Follow::DEFAULT_EVERY) and after failures, with the system
     /// resolver and the default [`Options`].
     ///
     /// ```
@@ -160,8 +186,8 @@ impl Follow {
         Follow {
             target: target.into(),
             per_address: 1,
-            every: DEFAULT_FOLLOW_EVERY,
-            min_gap: DEFAULT_FOLLOW_MIN_GAP,
+            every: Follow::DEFAULT_EVERY,
+            min_gap: Follow::DEFAULT_MIN_GAP,
             resolver: Resolver::system(),
             options: None,
         }
@@ -180,7 +206,7 @@ impl Follow {
     }
 
     /// How often the name is resolved again when nothing fails (default
-    /// [`DEFAULT_FOLLOW_EVERY`]).
+    /// [`Follow::DEFAULT_EVERY`](Follow::DEFAULT_EVERY)).
     ///
     /// ```
     /// let follow = redial::Follow::new("cache.svc:11211").every(std::time::Duration::from_secs(5));
@@ -193,7 +219,7 @@ impl Follow {
     }
 
     /// The least time between two lookups, which a member's failed
-    /// connection brings forward (default [`DEFAULT_FOLLOW_MIN_GAP`]).
+    /// connection brings forward (default [`Follow::DEFAULT_MIN_GAP`](Follow::DEFAULT_MIN_GAP)).
     ///
     /// ```
     /// let follow = redial::Follow::new("cache.svc:11211").min_gap(std::time::Duration::from_secs(5));

@@ -65,6 +65,31 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
+    /// A pool member whose connections were lost this many times in a row
+    /// before [`Options::stable_after`](crate::Options::stable_after), each
+    /// next one made without a connect attempt failing in between, flaps: a
+    /// server that accepts and closes every connection. Pools skip it until
+    /// its current connection has stayed up `stable_after`.
+    ///
+    /// Restarts are not flapping. While a server is down its port refuses
+    /// (or attempts time out): such a failed attempt, or waiting for another
+    /// connection's probe of the endpoint, ends the run of losses. And the
+    /// loss of a connection made by the immediate retry that follows a loss
+    /// is not counted: that retry often lands on the dying server, which
+    /// accepts it and is gone a moment later, so one kill would otherwise
+    /// count twice. An ordinary restart or two must not take a member out of
+    /// rotation. Nor does flapping ever take a whole pool out: when every
+    /// connected member flaps, the pool uses those that lost the fewest.
+    ///
+    /// Value: 3 losses in a row.
+    ///
+    /// ```
+    /// assert_eq!(redial::Pool::FLAPPING_AFTER, 3);
+    /// ```
+    pub const FLAPPING_AFTER: u32 = crate::shared::FLAPPING_AFTER;
+}
+
+impl Pool {
     pub(crate) fn new(name: &str, manager: Weak<ManagerInner>) -> Self {
         let name: Arc<str> = name.into();
         let changed = Arc::new(Notify::new());

@@ -23,7 +23,7 @@ use super::error::StreamReset;
 
 /// Bytes a [`Stream`](super::Stream) holds for its reader before it stops
 /// reading from the socket (TCP flow control then slows the peer).
-pub const STREAM_READ_LIMIT: usize = 256 * 1024;
+pub(crate) const STREAM_READ_LIMIT: usize = 256 * 1024;
 
 pub(crate) enum Piece {
     /// Bytes read, and how many of them the reader has taken.

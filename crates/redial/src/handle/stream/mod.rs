@@ -31,16 +31,8 @@ use crate::reset::{CloseReason, Unsent};
 use crate::shared::{Pushed, Queue, Refused, Shared};
 
 pub use error::{StreamError, StreamReset};
-pub use inbox::STREAM_READ_LIMIT;
-use inbox::{Inbox, Piece, StreamHandler, StreamShared};
 
-/// How long a [`Stream`] write waits for a connection while it is down,
-/// before it fails with [`StreamError::Down`] (see
-/// [`Stream::set_outage_wait`]): long enough for a server restart and for a
-/// connect attempt to a silent host to time out
-/// ([`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT)), short
-/// enough that a program notices an outage instead of hanging in it.
-pub const DEFAULT_STREAM_OUTAGE_WAIT: Duration = Duration::from_secs(10);
+use inbox::{Inbox, Piece, StreamHandler, StreamShared, STREAM_READ_LIMIT};
 
 type Wait = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 
@@ -118,7 +110,7 @@ async fn wait_drained(shared: Arc<Shared>) {
 ///
 /// While the connection is down (connecting, or backing off between
 /// attempts), a write waits for the next connection for at most the outage
-/// wait ([`DEFAULT_STREAM_OUTAGE_WAIT`]; [`Stream::set_outage_wait`]
+/// wait ([`Stream::DEFAULT_OUTAGE_WAIT`]; [`Stream::set_outage_wait`]
 /// changes it), then fails with `NotConnected` and [`StreamError::Down`],
 /// its bytes not taken, so a program notices an outage instead of hanging
 /// in it; the connection keeps trying, and a later write may succeed. With
@@ -207,11 +199,38 @@ impl Manager {
             write_wait: None,
             flush_wait: None,
             close_wait: None,
-            outage_wait: Some(DEFAULT_STREAM_OUTAGE_WAIT),
+            outage_wait: Some(Stream::DEFAULT_OUTAGE_WAIT),
             down_deadline: None,
             yield_next: false,
         })
     }
+}
+
+impl Stream {
+    /// How long a [`Stream`] write waits for a connection while it is down,
+    /// before it fails with [`StreamError::Down`] (see
+    /// [`Stream::set_outage_wait`]): long enough for a server restart and for a
+    /// connect attempt to a silent host to time out
+    /// ([`Options::DEFAULT_CONNECT_TIMEOUT`](crate::Options::DEFAULT_CONNECT_TIMEOUT)), short
+    /// enough that a program notices an outage instead of hanging in it.
+    ///
+    /// Value: 10 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(redial::Stream::DEFAULT_OUTAGE_WAIT, Duration::from_secs(10));
+    /// ```
+    pub const DEFAULT_OUTAGE_WAIT: Duration = Duration::from_secs(10);
+
+    /// Bytes a [`Stream`] holds for its reader before it stops
+    /// reading from the socket (TCP flow control then slows the peer).
+    ///
+    /// Value: 256 KiB.
+    ///
+    /// ```
+    /// assert_eq!(redial::Stream::READ_LIMIT, 256 * 1024);
+    /// ```
+    pub const READ_LIMIT: usize = crate::handle::stream::inbox::STREAM_READ_LIMIT;
 }
 
 impl Stream {
@@ -241,7 +260,7 @@ impl Stream {
     /// How long a write waits for a connection while the connection is
     /// down (connecting or backing off) before it fails with
     /// `io::ErrorKind::NotConnected` and [`StreamError::Down`], its bytes
-    /// not taken; [`DEFAULT_STREAM_OUTAGE_WAIT`] unless set. `None` waits
+    /// not taken; [`Stream::DEFAULT_OUTAGE_WAIT`] unless set. `None` waits
     /// as long as the connection keeps trying. The wait starts when a write
     /// finds the connection down, and ends with any write that is taken.
     ///
