@@ -210,7 +210,12 @@ async fn scale(addrs: Vec<SocketAddr>, n: u64) -> Result<()> {
     let go = control(c.clone());
     println!("ready");
     go.notified().await;
-    let cm = Manager::new();
+    // REDIAL_BENCH_MAX_CONNECTING overrides the manager's cap, for
+    // comparing caps by hand (the tables always use the default).
+    let cm = match std::env::var("REDIAL_BENCH_MAX_CONNECTING") {
+        Ok(v) => Manager::builder().max_connecting(v.parse()?).build(),
+        Err(_) => Manager::new(),
+    };
     let hook_c = c.clone();
     // The hook runs right before connect(), after the manager's cap let the
     // attempt through: start of an attempt in flight.

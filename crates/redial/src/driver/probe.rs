@@ -17,20 +17,96 @@
 //!
 //! Only connections that never give up take part: one with `max_attempts`
 //! or `give_up_after` counts its own attempts, so it always makes them.
+//!
+//! ## How often the probe looks
+//!
+//! A connection's own backoff doubles, so after an outage of length T its
+//! next attempt can be about T away: ten thousand connections waiting on
+//! it would come back seconds after the server did. The probe stands in
+//! for all of them, so it may look more often, and [`probe_delay`] decides
+//! how much more. Its rule, with `D` the delay the prober's own schedule
+//! chose, `n` the connections sharing the probe and `T` how long the
+//! endpoint has been down:
+//!
+//! ```text
+//! bound = max(500 ms, T / 16)        // notice a return within ~6 % of T
+//! fast  = max(bound, D / n)          // never faster than n schedules
+//! delay = D                          if fast >= D
+//!       = fast * (1 - 0.2 * u)       otherwise, u uniform in [0, 1)
+//! ```
+//!
+//! Once the outage is a few seconds old each probe waits ~1/16 longer than
+//! the one before (the delays grow by ~1.06x, not 2x), so the number of
+//! probes grows with the logarithm of the outage: about 25 in a 10 s
+//! outage, 55-60 in 60 s, 90 in 5 minutes, and the return is noticed within
+//! `max(500 ms, T / 16)`. Why that is safe for a fleet of clients:
+//!
+//! - It is one probe per endpoint per manager, whatever the number of
+//!   connections, and `D / n` keeps it from ever looking more often than
+//!   the `n` connections' own schedules would: a lone connection (`n = 1`)
+//!   keeps exactly the schedule the user configured, and so does every
+//!   connection outside the probe.
+//! - The rate falls as the outage goes on (one probe per T/16), so a long
+//!   outage is not hammered: after a minute, one probe every 3-4 s per
+//!   client; and never more often than the schedule's initial delay or
+//!   500 ms, whichever the schedule reaches first.
+//! - The jitter only shortens a delay, so the bound holds, and it spreads
+//!   clients that lost the server at the same instant; when the server
+//!   returns they notice at different moments over T/16 and each releases
+//!   its connections through its own cap on attempts in flight.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use crate::backoff::Rng;
 use crate::endpoint::Endpoint;
+
+/// The probe notices a return within this share of the outage so far
+/// (1/16, about 6 %).
+pub(crate) const PROBE_SHARE_OF_OUTAGE: u32 = 16;
+/// The probe never looks more often than this for the outage's sake; the
+/// user's schedule may (its first delays are 100, 200, 400 ms by default).
+pub(crate) const PROBE_FLOOR: Duration = Duration::from_millis(500);
+/// A probe's delay is shortened by up to this share, at random.
+pub(crate) const PROBE_JITTER: f64 = 0.2;
+
+/// The delay before the endpoint's next probe: pure, the time passed in.
+///
+/// `configured` is the delay the prober's own backoff schedule chose,
+/// `sharing` the connections that share the probe, `down_for` how long the
+/// endpoint has been down and `unit` a random draw in `0.0..1.0`. The rule
+/// and why it is safe for a fleet are in the module docs.
+pub(crate) fn probe_delay(
+    configured: Duration,
+    sharing: usize,
+    down_for: Duration,
+    unit: f64,
+) -> Duration {
+    let bound = PROBE_FLOOR.max(down_for / PROBE_SHARE_OF_OUTAGE);
+    let per_connection = configured / u32::try_from(sharing.max(1)).unwrap_or(u32::MAX);
+    let fast = bound.max(per_connection);
+    if fast >= configured {
+        configured
+    } else {
+        fast.mul_f64(1.0 - PROBE_JITTER * unit.clamp(0.0, 1.0))
+    }
+}
 
 #[derive(Default)]
 struct Health {
     /// The last attempt to this endpoint failed and none succeeded since.
     down: bool,
+    /// When the first failed attempt of this outage ended.
+    down_since: Option<Instant>,
+    /// Connections that joined the probe and have not left.
+    sharing: usize,
+    /// Draws the probe's jitter; seeded per manager and endpoint, so
+    /// clients that lost a server together spread out.
+    rng: Option<Rng>,
     /// The connection that probes while it is down (0: none).
     prober: u64,
     /// The backing-off connection due to attempt first (0: none), and when.
@@ -88,9 +164,17 @@ impl EndpointHealth {
         wait
     }
 
-    /// An attempt by `id` failed.
+    /// An attempt by `id` failed just now.
     pub(crate) fn failed(&self, id: u64) {
+        self.failed_at(id, Instant::now());
+    }
+
+    /// An attempt by `id` failed at `now`.
+    pub(crate) fn failed_at(&self, id: u64, now: Instant) {
         let mut h = self.lock();
+        if !h.down {
+            h.down_since = Some(now);
+        }
         h.down = true;
         if h.prober == 0 {
             h.prober = id;
@@ -106,6 +190,7 @@ impl EndpointHealth {
             let mut h = self.lock();
             let wake = h.down || h.awaiting_scout;
             h.down = false;
+            h.down_since = None;
             h.prober = 0;
             h.scout = 0;
             h.awaiting_scout = false;
@@ -116,12 +201,27 @@ impl EndpointHealth {
         }
     }
 
+    /// The delay before `id`'s next attempt when it is the endpoint's
+    /// prober (see [`probe_delay`]); `None` when it is not, and its own
+    /// schedule's `configured` delay stands.
+    pub(crate) fn probe_delay(&self, id: u64, now: Instant, configured: Duration) -> Option<Duration> {
+        let mut h = self.lock();
+        if !h.down || h.prober != id {
+            return None;
+        }
+        let down_for = h.down_since.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        let sharing = h.sharing;
+        let unit = h.rng.get_or_insert_with(|| Rng::new(id)).unit();
+        Some(probe_delay(configured, sharing, down_for, unit))
+    }
+
     /// Connection `id` closed for good: if it was the prober, another
     /// waiting connection takes over; if it was the scout, those waiting
     /// for it go back to their own schedules.
     pub(crate) fn leave(&self, id: u64) {
         let wake = {
             let mut h = self.lock();
+            h.sharing = h.sharing.saturating_sub(1);
             let mut wake = false;
             if h.prober == id {
                 h.prober = 0;
@@ -146,21 +246,37 @@ impl EndpointHealth {
 #[derive(Default)]
 pub(crate) struct Probes {
     table: Mutex<HashMap<Endpoint, Arc<EndpointHealth>>>,
+    /// Seeds each endpoint's jitter (the manager's seed).
+    seed: u64,
 }
 
 impl Probes {
+    /// An empty table; `seed` spreads the probes' jitter.
+    pub(crate) fn new(seed: u64) -> Self {
+        Probes {
+            table: Mutex::default(),
+            seed,
+        }
+    }
+
     /// Joins the endpoint's probe. Also returns the table's copy of the
     /// endpoint, which the connection keeps instead of its own, so the
-    /// connections to one endpoint share one.
+    /// connections to one endpoint share one. A connection that joined
+    /// leaves through [`EndpointHealth::leave`].
     pub(crate) fn join(&self, endpoint: Endpoint) -> (Arc<EndpointHealth>, Endpoint) {
         let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        match t.entry(endpoint) {
+        let n = t.len() as u64;
+        let (health, key) = match t.entry(endpoint) {
             Entry::Occupied(e) => (e.get().clone(), e.key().clone()),
             Entry::Vacant(e) => {
                 let key = e.key().clone();
-                (e.insert(Arc::default()).clone(), key)
+                let health = EndpointHealth::default();
+                health.lock().rng = Some(Rng::new(self.seed ^ n.wrapping_mul(0xA076_1D64_78BD_642F)));
+                (e.insert(Arc::new(health)).clone(), key)
             }
-        }
+        };
+        health.lock().sharing += 1;
+        (health, key)
     }
 
     /// Forgets an endpoint no connection uses any more.
@@ -180,8 +296,9 @@ mod tests {
     fn one_prober_while_down_and_everyone_after_success() {
         let h = EndpointHealth::default();
         assert!(h.may_attempt(1) && h.may_attempt(2), "up: everyone tries");
-        h.failed(1);
-        h.failed(2);
+        let t = Instant::now();
+        h.failed_at(1, t);
+        h.failed_at(2, t);
         assert!(h.may_attempt(1), "the first to fail probes");
         assert!(!h.may_attempt(2) && !h.may_attempt(3));
         h.leave(1);
@@ -209,7 +326,7 @@ mod tests {
             "an earlier one keeps its timer and scouts"
         );
         assert!(h.wait_for_scout(4, t + ms(150)));
-        h.failed(3);
+        h.failed_at(3, t);
         assert!(
             h.wait_for_scout(5, t + ms(50)),
             "down: everyone but the prober waits"
@@ -225,5 +342,121 @@ mod tests {
             !h.wait_for_scout(7, t + ms(600)),
             "the scout left: the next one scouts"
         );
+    }
+
+    fn ep9() -> Endpoint {
+        "127.0.0.1:9".parse().expect("an endpoint")
+    }
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    /// Plays an outage of `len` on a fake clock: the prober's own schedule
+    /// is the default backoff (seeded), `sharing` connections share the
+    /// probe. Returns the probes made while the endpoint was down and how
+    /// long after its return the next one came.
+    fn outage(len: Duration, sharing: usize, seed: u64) -> (u32, Duration) {
+        let mut own = crate::Backoff::default().delays(seed);
+        let mut rng = Rng::new(seed ^ 0xFFFF);
+        let (mut now, mut probes) = (Duration::ZERO, 0);
+        while now < len {
+            probes += 1;
+            let configured = own.next().unwrap_or(crate::DEFAULT_MAX);
+            now += probe_delay(configured, sharing, now, rng.unit());
+        }
+        (probes, now - len)
+    }
+
+    #[test]
+    fn a_shared_probe_notices_a_return_within_a_sixteenth_of_the_outage() {
+        for len_s in [1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0] {
+            let len = secs(len_s);
+            let bound = PROBE_FLOOR.max(len / PROBE_SHARE_OF_OUTAGE);
+            let (mut most, mut latest) = (0, Duration::ZERO);
+            for seed in 0..200 {
+                let (probes, late) = outage(len, 10_000, seed);
+                assert!(late <= bound, "{len:?} seed {seed}: {late:?} > {bound:?}");
+                most = most.max(probes);
+                latest = latest.max(late);
+            }
+            println!("outage {len:?}: at most {most} probes, return noticed <= {latest:?} after");
+            // The probe count grows with the log of the outage (the
+            // targets: <= 50 in 10 s, <= 80 in 60 s).
+            let limit = match len_s {
+                l if l <= 10.0 => 50,
+                l if l <= 60.0 => 80,
+                l if l <= 300.0 => 110,
+                _ => 230,
+            };
+            assert!(most <= limit, "{len:?}: {most} probes");
+        }
+    }
+
+    #[test]
+    fn a_lone_connection_keeps_its_configured_schedule() {
+        for seed in 0..50 {
+            let mut own = crate::Backoff::default().delays(seed);
+            let mut now = Duration::ZERO;
+            for _ in 0..40 {
+                let configured = own.next().unwrap_or(crate::DEFAULT_MAX);
+                assert_eq!(probe_delay(configured, 1, now, 0.5), configured);
+                now += configured;
+            }
+        }
+        let (probes, late) = outage(secs(10.0), 1, 3);
+        assert!(probes <= 8, "{probes}: doubling makes ~7 attempts in 10 s");
+        assert!(late > secs(0.0));
+    }
+
+    #[test]
+    fn a_probe_never_looks_more_often_than_the_sharing_schedules_would() {
+        // Eight connections whose schedule waits 10 s: the probe may look
+        // eight times as often, not every 500 ms.
+        let ten = secs(10.0);
+        for unit in [0.0, 0.5, 0.999] {
+            let d = probe_delay(ten, 8, secs(1.0), unit);
+            assert!(d >= ten / 8 * 4 / 5 && d <= ten / 8, "{d:?}");
+        }
+        // Never longer than the configured delay, and the jitter only
+        // shortens, by at most 20 %.
+        for down in [0.0, 3.0, 20.0, 600.0] {
+            for unit in [0.0, 0.3, 0.999] {
+                let d = probe_delay(crate::DEFAULT_MAX, 10_000, secs(down), unit);
+                let bound = PROBE_FLOOR.max(secs(down) / 16);
+                assert!(d <= bound && d >= bound.mul_f64(0.8), "{down}: {d:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_prober_follows_the_probe_schedule_and_only_while_down() {
+        let p = Probes::new(7);
+        let ep = ep9();
+        let (h, _) = p.join(ep.clone());
+        let (h2, _) = p.join(ep);
+        assert!(Arc::ptr_eq(&h, &h2));
+        let t = Instant::now();
+        let own = secs(6.4);
+        assert_eq!(h.probe_delay(1, t, own), None, "up: no probe");
+        h.failed_at(1, t);
+        h.failed_at(2, t + secs(1.0));
+        assert_eq!(h.probe_delay(2, t + secs(1.0), own), None, "2 waits");
+        // Two sharing: at most twice as often as the schedule, 3.2 s.
+        let d = h.probe_delay(1, t + secs(20.0), own).expect("the prober");
+        assert!(d <= secs(3.2) && d >= secs(3.2 * 0.8), "{d:?}");
+        for _ in 0..8 {
+            let _ = p.join(ep9());
+        }
+        // Ten sharing, down for 20 s (since the first failure): 1.25 s.
+        let d = h.probe_delay(1, t + secs(20.0), own).expect("the prober");
+        assert!(d <= secs(1.25) && d >= secs(1.0), "{d:?}");
+        h.succeeded();
+        assert_eq!(h.probe_delay(1, t + secs(21.0), own), None, "up again");
+        h.failed_at(1, t + secs(30.0));
+        let d = h
+            .probe_delay(1, t + secs(30.0), secs(2.0))
+            .expect("down again");
+        assert!(d <= PROBE_FLOOR, "a new outage starts from its floor: {d:?}");
     }
 }

@@ -280,7 +280,7 @@ impl ManagerBuilder {
                 attempts: Arc::new(AttemptGate::new(self.max_connecting)),
                 probes: self
                     .probe_per_endpoint
-                    .then(crate::driver::probe::Probes::default),
+                    .then(|| crate::driver::probe::Probes::new(seed)),
                 next_id: AtomicU64::new(1),
                 seed,
                 last_options: Mutex::new(None),
