@@ -24,7 +24,8 @@ pub(crate) const HAPPY_EYEBALLS_DELAY: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone)]
 enum Target {
-    /// An address, and the host name it was resolved from (for TLS).
+    /// An address, and the host name it was resolved from (for TLS; none
+    /// for an endpoint given as an address, whose IP is then the name).
     Tcp(SocketAddr, Option<std::sync::Arc<str>>),
     Unix(PathBuf),
 }
@@ -32,7 +33,10 @@ enum Target {
 /// Resolves `endpoint` into the addresses to try, in order.
 async fn resolve(endpoint: &Endpoint, out: &mut Vec<Target>) -> io::Result<()> {
     match endpoint.kind() {
-        Kind::Addr(a) => out.push(Target::Tcp(*a, Some(a.ip().to_string().into()))),
+        // No name to format: TLS, the only user, falls back to the IP, and
+        // formatting it for every attempt was a tenth of the work of a
+        // first connect.
+        Kind::Addr(a) => out.push(Target::Tcp(*a, None)),
         Kind::Unix(p) => out.push(Target::Unix(p.clone())),
         Kind::Host { host, port } => {
             let addrs = tokio::net::lookup_host((host.as_str(), *port))
@@ -108,6 +112,14 @@ async fn connect_tcp(
         Ok(Ok(stream)) if opts.tls.is_some() => {
             let Some(tls) = &opts.tls else {
                 return Ok(Transport::Tcp(stream));
+            };
+            let ip;
+            let host = match host {
+                Some(h) => Some(h),
+                None => {
+                    ip = addr.ip().to_string();
+                    Some(ip.as_str())
+                }
             };
             // The handshake shares the attempt's connect timeout.
             let left = opts.connect_timeout.saturating_sub(started.elapsed());
