@@ -2,16 +2,21 @@
 //! backoff's schedule, and a second outage soon after starts that schedule
 //! over instead of going on from where the first one ended; every
 //! `ConnectFailed` event tells the backoff level its delay was drawn at.
+//! Many connections to one endpoint share a probe, which looks more often
+//! than the doubling schedule and notices the return within
+//! `max(500 ms, T / 16)` of an outage of length T.
 //! Real sockets through the chaos proxy; the checks are on the delays the
-//! connection chose (from its events), not on how fast the machine is.
+//! connections chose (from their events), not on how fast the machine is.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{wait_until, TestServer};
-use redial::{Backoff, EventKind, Events, Manager, State};
+use redial::{Backoff, Event, EventKind, Events, Manager, State};
 use redial_chaos::Proxy;
 
 const LONG: Duration = Duration::from_secs(20);
@@ -105,5 +110,101 @@ async fn a_second_outage_soon_after_the_first_starts_the_schedule_over() {
         );
         assert_eq!(conn.state(), State::Connected);
     }
+    cm.disconnect_all().await;
+}
+
+/// The probe never waits longer than this for the outage's sake.
+const PROBE_FLOOR: Duration = Duration::from_millis(500);
+
+/// Collects every event of `cm` from now on.
+fn collect(mut events: Events) -> Arc<Mutex<Vec<Event>>> {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let o = out.clone();
+    tokio::spawn(async move {
+        while let Some(e) = events.recv().await {
+            o.lock().unwrap().push(e);
+        }
+    });
+    out
+}
+
+// With the connections' own doubling schedule, the probe's attempt after
+// an 8 s outage came up to ~6 s after the server was back (and thousands
+// of waiting connections with it). A probe shared by many connections
+// now looks every max(500 ms, T / 16): a few more attempts, all from one
+// connection, and the return is noticed within 500 ms here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_shared_by_many_connections_notices_the_return_within_a_sixteenth_of_the_outage() {
+    const N: usize = 32;
+    const OUTAGE: Duration = Duration::from_secs(8);
+    let server = TestServer::echo().await;
+    let proxy = Proxy::builder()
+        .seed(61)
+        .start("127.0.0.1:0", server.addr)
+        .await
+        .unwrap();
+    let cm = Manager::new();
+    let conns: Vec<_> = (0..N)
+        .map(|_| cm.connect(proxy.local_addr(), redial::handler()).unwrap())
+        .collect();
+    for c in &conns {
+        c.wait_connected().await.unwrap();
+    }
+    let events = collect(cm.events());
+
+    let lost = Instant::now();
+    let back = restart(&proxy, OUTAGE).await;
+    let took = wait_until("every connection back", LONG, || {
+        conns.iter().all(|c| c.state() == State::Connected)
+    })
+    .await;
+
+    let events = events.lock().unwrap().clone();
+    let mut failed: HashMap<u64, Vec<(Instant, Duration)>> = HashMap::new();
+    for e in &events {
+        if let EventKind::ConnectFailed { retry_in, .. } = &e.kind {
+            let retry_in = retry_in.expect("never gives up");
+            failed.entry(e.connection).or_default().push((e.at, retry_in));
+        }
+    }
+    // One connection probes; the others failed at most once, at the loss,
+    // before the endpoint was known to be down, then waited.
+    let (prober, probes) = failed
+        .iter()
+        .max_by_key(|(_, f)| f.len())
+        .expect("failed attempts");
+    for (id, f) in &failed {
+        if id != prober {
+            assert!(f.len() <= 1, "connection {id} failed {} times", f.len());
+        }
+    }
+    // Each probe's delay within max(500 ms, the outage so far / 16): the
+    // outage so far is at most the time since the loss.
+    for &(at, retry_in) in probes {
+        let bound = PROBE_FLOOR.max(at.saturating_duration_since(lost) / 16);
+        assert!(
+            retry_in <= bound,
+            "probe at +{:?}: retry_in {retry_in:?} > {bound:?}",
+            at - lost
+        );
+    }
+    let last = probes
+        .iter()
+        .filter(|p| p.0 <= back)
+        .max_by_key(|p| p.0)
+        .expect("a probe before the return");
+    let noticed_after = (last.0 + last.1).saturating_duration_since(back);
+    println!(
+        "{} probes in {OUTAGE:?}, the next one planned {noticed_after:?} after the return; all {N} back in {took:?}",
+        probes.len()
+    );
+    assert!(noticed_after <= PROBE_FLOOR.max(OUTAGE / 16));
+    // More often than doubling (~6 attempts in 8 s), far fewer than the
+    // connections' schedules together.
+    assert!(
+        probes.len() >= 10 && probes.len() <= 30,
+        "{} probes",
+        probes.len()
+    );
     cm.disconnect_all().await;
 }

@@ -245,9 +245,17 @@ impl EndpointHealth {
 /// The manager's table of endpoints with connections that share a probe.
 #[derive(Default)]
 pub(crate) struct Probes {
-    table: Mutex<HashMap<Endpoint, Arc<EndpointHealth>>>,
+    table: Mutex<Table>,
     /// Seeds each endpoint's jitter (the manager's seed).
     seed: u64,
+}
+
+#[derive(Default)]
+struct Table {
+    by_endpoint: HashMap<Endpoint, Arc<EndpointHealth>>,
+    /// The endpoint joined last: thousands of connections made to one
+    /// endpoint in a row find it without hashing it each time.
+    last: Option<(Endpoint, Arc<EndpointHealth>)>,
 }
 
 impl Probes {
@@ -265,14 +273,22 @@ impl Probes {
     /// leaves through [`EndpointHealth::leave`].
     pub(crate) fn join(&self, endpoint: Endpoint) -> (Arc<EndpointHealth>, Endpoint) {
         let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        let n = t.len() as u64;
-        let (health, key) = match t.entry(endpoint) {
-            Entry::Occupied(e) => (e.get().clone(), e.key().clone()),
-            Entry::Vacant(e) => {
-                let key = e.key().clone();
-                let health = EndpointHealth::default();
-                health.lock().rng = Some(Rng::new(self.seed ^ n.wrapping_mul(0xA076_1D64_78BD_642F)));
-                (e.insert(Arc::new(health)).clone(), key)
+        let (health, key) = match &t.last {
+            Some((key, health)) if *key == endpoint => (health.clone(), key.clone()),
+            _ => {
+                let n = t.by_endpoint.len() as u64;
+                let (health, key) = match t.by_endpoint.entry(endpoint) {
+                    Entry::Occupied(e) => (e.get().clone(), e.key().clone()),
+                    Entry::Vacant(e) => {
+                        let key = e.key().clone();
+                        let health = EndpointHealth::default();
+                        let seed = self.seed ^ n.wrapping_mul(0xA076_1D64_78BD_642F);
+                        health.lock().rng = Some(Rng::new(seed));
+                        (e.insert(Arc::new(health)).clone(), key)
+                    }
+                };
+                t.last = Some((key.clone(), health.clone()));
+                (health, key)
             }
         };
         health.lock().sharing += 1;
@@ -282,8 +298,15 @@ impl Probes {
     /// Forgets an endpoint no connection uses any more.
     pub(crate) fn release(&self, endpoint: &Endpoint) {
         let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        if t.get(endpoint).is_some_and(|h| Arc::strong_count(h) == 1) {
-            t.remove(endpoint);
+        if t.last.as_ref().is_some_and(|(key, _)| key == endpoint) {
+            t.last = None;
+        }
+        if t
+            .by_endpoint
+            .get(endpoint)
+            .is_some_and(|h| Arc::strong_count(h) == 1)
+        {
+            t.by_endpoint.remove(endpoint);
         }
     }
 }
@@ -362,7 +385,7 @@ mod tests {
         let (mut now, mut probes) = (Duration::ZERO, 0);
         while now < len {
             probes += 1;
-            let configured = own.next().unwrap_or(crate::DEFAULT_MAX);
+            let configured = own.next().unwrap_or(crate::Backoff::DEFAULT_MAX);
             now += probe_delay(configured, sharing, now, rng.unit());
         }
         (probes, now - len)
@@ -399,7 +422,7 @@ mod tests {
             let mut own = crate::Backoff::default().delays(seed);
             let mut now = Duration::ZERO;
             for _ in 0..40 {
-                let configured = own.next().unwrap_or(crate::DEFAULT_MAX);
+                let configured = own.next().unwrap_or(crate::Backoff::DEFAULT_MAX);
                 assert_eq!(probe_delay(configured, 1, now, 0.5), configured);
                 now += configured;
             }
@@ -422,7 +445,7 @@ mod tests {
         // shortens, by at most 20 %.
         for down in [0.0, 3.0, 20.0, 600.0] {
             for unit in [0.0, 0.3, 0.999] {
-                let d = probe_delay(crate::DEFAULT_MAX, 10_000, secs(down), unit);
+                let d = probe_delay(crate::Backoff::DEFAULT_MAX, 10_000, secs(down), unit);
                 let bound = PROBE_FLOOR.max(secs(down) / 16);
                 assert!(d <= bound && d >= bound.mul_f64(0.8), "{down}: {d:?}");
             }
