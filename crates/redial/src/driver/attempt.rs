@@ -152,13 +152,13 @@ impl<H: Handler> Driver<H> {
                 }
             }
         };
+        let now = Instant::now().into_std();
         if let (Some(h), Some(r)) = (&self.health, &result) {
             match r {
                 Ok(_) => h.succeeded(),
-                Err(_) => h.failed(self.shared.id),
+                Err(_) => h.failed(self.shared.id, now),
             }
         }
-        let now = Instant::now().into_std();
         let io = match result {
             None => {
                 self.check_command();
@@ -216,7 +216,20 @@ impl<H: Handler> Driver<H> {
                 retry_in = None;
             }
             crate::Retry::After(d) => retry_in = self.lifecycle.delay_to(now, d),
-            _ => {}
+            _ => {
+                // The endpoint's probe looks more often than one schedule
+                // (see `probe.rs`).
+                let probe = match (&self.health, retry_in) {
+                    (Some(h), Some(own)) => {
+                        let schedule = &self.lifecycle.options().backoff;
+                        h.probe_delay(self.shared.id, now, own, schedule)
+                    }
+                    _ => None,
+                };
+                if let Some(d) = probe {
+                    retry_in = self.lifecycle.delay_to(now, d);
+                }
+            }
         }
         self.emit(EventKind::ConnectFailed {
             attempt,

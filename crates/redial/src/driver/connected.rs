@@ -105,9 +105,16 @@ impl<H: Handler> Driver<H> {
         }
         self.lifecycle.opened();
         self.publish();
+        // Asking the kernel for the peer is a system call per connect:
+        // only when someone listens for the event.
+        let peer = if self.link.events.receiver_count() > 0 {
+            sock.peer_addr()
+        } else {
+            None
+        };
         self.emit(EventKind::Connected {
             generation: self.generation,
-            peer: sock.peer_addr(),
+            peer,
         });
         debug!(generation = self.generation, "connected");
         Ok(None)

@@ -30,8 +30,12 @@
 //!
 //! ```text
 //! bound = max(500 ms, T / 16)        // notice a return within ~6 % of T
-//! fast  = max(bound, D / n)          // never faster than n schedules
-//! delay = D                          if fast >= D
+//! own_t = min(max, initial + (m - 1) * T)
+//!                                    // the delay one connection's own
+//!                                    // schedule (initial, multiplier m,
+//!                                    // max) has reached after T
+//! fast  = max(bound, own_t / n)      // never faster than n schedules
+//! delay = D                          if n = 1 or fast >= D
 //!       = fast * (1 - 0.2 * u)       otherwise, u uniform in [0, 1)
 //! ```
 //!
@@ -43,7 +47,9 @@
 //!
 //! - It is one probe per endpoint per manager, whatever the number of
 //!   connections, and `D / n` keeps it from ever looking more often than
-//!   the `n` connections' own schedules would: a lone connection (`n = 1`)
+//!   the `n` connections' own schedules would (`own_t` is where a
+//!   schedule stands after T, which the prober's own level, climbing with
+//!   every probe, overstates): a lone connection (`n = 1`)
 //!   keeps exactly the schedule the user configured, and so does every
 //!   connection outside the probe.
 //! - The rate falls as the outage goes on (one probe per T/16), so a long
@@ -62,7 +68,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use crate::backoff::Rng;
+use crate::core::backoff::{Backoff, Rng};
 use crate::endpoint::Endpoint;
 
 /// The probe notices a return within this share of the outage so far
@@ -76,21 +82,31 @@ pub(crate) const PROBE_JITTER: f64 = 0.2;
 
 /// The delay before the endpoint's next probe: pure, the time passed in.
 ///
-/// `configured` is the delay the prober's own backoff schedule chose,
-/// `sharing` the connections that share the probe, `down_for` how long the
-/// endpoint has been down and `unit` a random draw in `0.0..1.0`. The rule
-/// and why it is safe for a fleet are in the module docs.
+/// `own` is the delay the prober's own schedule chose, `schedule` the
+/// connections' backoff, `sharing` the connections that share the probe,
+/// `down_for` how long the endpoint has been down and `unit` a random draw
+/// in `0.0..1.0`. The rule and why it is safe for a fleet are in the
+/// module docs.
 pub(crate) fn probe_delay(
-    configured: Duration,
+    own: Duration,
+    schedule: &Backoff,
     sharing: usize,
     down_for: Duration,
     unit: f64,
 ) -> Duration {
+    if sharing <= 1 {
+        return own;
+    }
     let bound = PROBE_FLOOR.max(down_for / PROBE_SHARE_OF_OUTAGE);
-    let per_connection = configured / u32::try_from(sharing.max(1)).unwrap_or(u32::MAX);
+    let grown = schedule.initial().as_secs_f64()
+        + (schedule.multiplier() - 1.0).max(0.0) * down_for.as_secs_f64();
+    let own_t = Duration::try_from_secs_f64(grown)
+        .unwrap_or(schedule.max())
+        .min(schedule.max());
+    let per_connection = own_t / u32::try_from(sharing).unwrap_or(u32::MAX);
     let fast = bound.max(per_connection);
-    if fast >= configured {
-        configured
+    if fast >= own {
+        own
     } else {
         fast.mul_f64(1.0 - PROBE_JITTER * unit.clamp(0.0, 1.0))
     }
@@ -164,13 +180,8 @@ impl EndpointHealth {
         wait
     }
 
-    /// An attempt by `id` failed just now.
-    pub(crate) fn failed(&self, id: u64) {
-        self.failed_at(id, Instant::now());
-    }
-
     /// An attempt by `id` failed at `now`.
-    pub(crate) fn failed_at(&self, id: u64, now: Instant) {
+    pub(crate) fn failed(&self, id: u64, now: Instant) {
         let mut h = self.lock();
         if !h.down {
             h.down_since = Some(now);
@@ -202,9 +213,15 @@ impl EndpointHealth {
     }
 
     /// The delay before `id`'s next attempt when it is the endpoint's
-    /// prober (see [`probe_delay`]); `None` when it is not, and its own
-    /// schedule's `configured` delay stands.
-    pub(crate) fn probe_delay(&self, id: u64, now: Instant, configured: Duration) -> Option<Duration> {
+    /// prober (see [`probe_delay`]); `None` when it is not, and the delay
+    /// its own schedule chose, `own`, stands.
+    pub(crate) fn probe_delay(
+        &self,
+        id: u64,
+        now: Instant,
+        own: Duration,
+        schedule: &Backoff,
+    ) -> Option<Duration> {
         let mut h = self.lock();
         if !h.down || h.prober != id {
             return None;
@@ -212,7 +229,7 @@ impl EndpointHealth {
         let down_for = h.down_since.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         let sharing = h.sharing;
         let unit = h.rng.get_or_insert_with(|| Rng::new(id)).unit();
-        Some(probe_delay(configured, sharing, down_for, unit))
+        Some(probe_delay(own, schedule, sharing, down_for, unit))
     }
 
     /// Connection `id` closed for good: if it was the prober, another
@@ -320,8 +337,8 @@ mod tests {
         let h = EndpointHealth::default();
         assert!(h.may_attempt(1) && h.may_attempt(2), "up: everyone tries");
         let t = Instant::now();
-        h.failed_at(1, t);
-        h.failed_at(2, t);
+        h.failed(1, t);
+        h.failed(2, t);
         assert!(h.may_attempt(1), "the first to fail probes");
         assert!(!h.may_attempt(2) && !h.may_attempt(3));
         h.leave(1);
@@ -349,7 +366,7 @@ mod tests {
             "an earlier one keeps its timer and scouts"
         );
         assert!(h.wait_for_scout(4, t + ms(150)));
-        h.failed_at(3, t);
+        h.failed(3, t);
         assert!(
             h.wait_for_scout(5, t + ms(50)),
             "down: everyone but the prober waits"
@@ -386,7 +403,7 @@ mod tests {
         while now < len {
             probes += 1;
             let configured = own.next().unwrap_or(crate::Backoff::DEFAULT_MAX);
-            now += probe_delay(configured, sharing, now, rng.unit());
+            now += probe_delay(configured, &crate::Backoff::default(), sharing, now, rng.unit());
         }
         (probes, now - len)
     }
@@ -423,7 +440,8 @@ mod tests {
             let mut now = Duration::ZERO;
             for _ in 0..40 {
                 let configured = own.next().unwrap_or(crate::Backoff::DEFAULT_MAX);
-                assert_eq!(probe_delay(configured, 1, now, 0.5), configured);
+                let b = crate::Backoff::default();
+                assert_eq!(probe_delay(configured, &b, 1, now, 0.5), configured);
                 now += configured;
             }
         }
@@ -434,18 +452,21 @@ mod tests {
 
     #[test]
     fn a_probe_never_looks_more_often_than_the_sharing_schedules_would() {
-        // Eight connections whose schedule waits 10 s: the probe may look
-        // eight times as often, not every 500 ms.
-        let ten = secs(10.0);
+        // Eight connections whose schedule starts at 10 s: the probe may
+        // look eight times as often as one of them, not every 500 ms.
+        let slow = crate::Backoff::new(secs(10.0), 2.0, secs(60.0)).expect("a backoff");
         for unit in [0.0, 0.5, 0.999] {
-            let d = probe_delay(ten, 8, secs(1.0), unit);
-            assert!(d >= ten / 8 * 4 / 5 && d <= ten / 8, "{d:?}");
+            let d = probe_delay(secs(20.0), &slow, 8, secs(1.0), unit);
+            // After 1 s one schedule stands at 10 s + 1 s.
+            let per = secs(11.0) / 8;
+            assert!(d >= per.mul_f64(0.8) && d <= per, "{d:?}");
         }
         // Never longer than the configured delay, and the jitter only
         // shortens, by at most 20 %.
         for down in [0.0, 3.0, 20.0, 600.0] {
             for unit in [0.0, 0.3, 0.999] {
-                let d = probe_delay(crate::Backoff::DEFAULT_MAX, 10_000, secs(down), unit);
+                let b = crate::Backoff::default();
+                let d = probe_delay(crate::Backoff::DEFAULT_MAX, &b, 10_000, secs(down), unit);
                 let bound = PROBE_FLOOR.max(secs(down) / 16);
                 assert!(d <= bound && d >= bound.mul_f64(0.8), "{down}: {d:?}");
             }
@@ -461,24 +482,26 @@ mod tests {
         assert!(Arc::ptr_eq(&h, &h2));
         let t = Instant::now();
         let own = secs(6.4);
-        assert_eq!(h.probe_delay(1, t, own), None, "up: no probe");
-        h.failed_at(1, t);
-        h.failed_at(2, t + secs(1.0));
-        assert_eq!(h.probe_delay(2, t + secs(1.0), own), None, "2 waits");
-        // Two sharing: at most twice as often as the schedule, 3.2 s.
-        let d = h.probe_delay(1, t + secs(20.0), own).expect("the prober");
-        assert!(d <= secs(3.2) && d >= secs(3.2 * 0.8), "{d:?}");
+        let b = crate::Backoff::default();
+        assert_eq!(h.probe_delay(1, t, own, &b), None, "up: no probe");
+        h.failed(1, t);
+        h.failed(2, t + secs(1.0));
+        assert_eq!(h.probe_delay(2, t + secs(1.0), own, &b), None, "2 waits");
+        // Two sharing, down for 20 s: one schedule stands at ~20 s, so
+        // the probe could look every 10 s; its own 6.4 s is sooner.
+        let d = h.probe_delay(1, t + secs(20.0), own, &b).expect("the prober");
+        assert_eq!(d, own);
         for _ in 0..8 {
             let _ = p.join(ep9());
         }
-        // Ten sharing, down for 20 s (since the first failure): 1.25 s.
-        let d = h.probe_delay(1, t + secs(20.0), own).expect("the prober");
-        assert!(d <= secs(1.25) && d >= secs(1.0), "{d:?}");
+        // Ten sharing: every 20.1 s / 10 (more than 20 s / 16).
+        let d = h.probe_delay(1, t + secs(20.0), own, &b).expect("the prober");
+        assert!(d <= secs(2.01) && d >= secs(2.01 * 0.8), "{d:?}");
         h.succeeded();
-        assert_eq!(h.probe_delay(1, t + secs(21.0), own), None, "up again");
-        h.failed_at(1, t + secs(30.0));
+        assert_eq!(h.probe_delay(1, t + secs(21.0), own, &b), None, "up again");
+        h.failed(1, t + secs(30.0));
         let d = h
-            .probe_delay(1, t + secs(30.0), secs(2.0))
+            .probe_delay(1, t + secs(30.0), secs(2.0), &b)
             .expect("down again");
         assert!(d <= PROBE_FLOOR, "a new outage starts from its floor: {d:?}");
     }
