@@ -216,6 +216,16 @@ async fn scale(addrs: Vec<SocketAddr>, n: u64) -> Result<()> {
         Ok(v) => Manager::builder().max_connecting(v.parse()?).build(),
         Err(_) => Manager::new(),
     };
+    if std::env::var_os("REDIAL_BENCH_TRACE_FAILS").is_some() {
+        let mut events = cm.events();
+        tokio::spawn(async move {
+            while let Some(e) = events.recv().await {
+                if let EventKind::ConnectFailed { retry_in, .. } = e.kind {
+                    eprintln!("fail-ev {} {} {:?}", e.connection, instant_ns(e.at), retry_in);
+                }
+            }
+        });
+    }
     let hook_c = c.clone();
     // The hook runs right before connect(), after the manager's cap let the
     // attempt through: start of an attempt in flight.

@@ -210,7 +210,10 @@ impl ManagerBuilder {
     /// (no `max_attempts`, no `give_up_after`): the others count their own
     /// attempts. Waiting connections report no failed attempts and are
     /// released, under the cap of attempts in flight, when the probe
-    /// connects.
+    /// connects. A probe shared by several connections looks more often
+    /// than one connection's schedule: every `max(500 ms, T / 16)` of an
+    /// outage of length T so far (minus up to 20 % jitter), never more
+    /// often than the sharing connections' own schedules together.
     ///
     /// ```
     /// let cm = redial::Manager::builder().probe_per_endpoint(false).own_runtime(true).build();
