@@ -164,7 +164,10 @@ async fn a_probe_shared_by_many_connections_notices_the_return_within_a_sixteent
     for e in &events {
         if let EventKind::ConnectFailed { retry_in, .. } = &e.kind {
             let retry_in = retry_in.expect("never gives up");
-            failed.entry(e.connection).or_default().push((e.at, retry_in));
+            failed
+                .entry(e.connection)
+                .or_default()
+                .push((e.at, retry_in));
         }
     }
     // One connection probes; the others failed at most once, at the loss,

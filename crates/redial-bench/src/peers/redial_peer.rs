@@ -221,7 +221,12 @@ async fn scale(addrs: Vec<SocketAddr>, n: u64) -> Result<()> {
         tokio::spawn(async move {
             while let Some(e) = events.recv().await {
                 if let EventKind::ConnectFailed { retry_in, .. } = e.kind {
-                    eprintln!("fail-ev {} {} {:?}", e.connection, instant_ns(e.at), retry_in);
+                    eprintln!(
+                        "fail-ev {} {} {:?}",
+                        e.connection,
+                        instant_ns(e.at),
+                        retry_in
+                    );
                 }
             }
         });

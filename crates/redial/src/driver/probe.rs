@@ -226,7 +226,9 @@ impl EndpointHealth {
         if !h.down || h.prober != id {
             return None;
         }
-        let down_for = h.down_since.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        let down_for = h
+            .down_since
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         let sharing = h.sharing;
         let unit = h.rng.get_or_insert_with(|| Rng::new(id)).unit();
         Some(probe_delay(own, schedule, sharing, down_for, unit))
@@ -318,8 +320,7 @@ impl Probes {
         if t.last.as_ref().is_some_and(|(key, _)| key == endpoint) {
             t.last = None;
         }
-        if t
-            .by_endpoint
+        if t.by_endpoint
             .get(endpoint)
             .is_some_and(|h| Arc::strong_count(h) == 1)
         {
@@ -403,7 +404,13 @@ mod tests {
         while now < len {
             probes += 1;
             let configured = own.next().unwrap_or(crate::Backoff::DEFAULT_MAX);
-            now += probe_delay(configured, &crate::Backoff::default(), sharing, now, rng.unit());
+            now += probe_delay(
+                configured,
+                &crate::Backoff::default(),
+                sharing,
+                now,
+                rng.unit(),
+            );
         }
         (probes, now - len)
     }
@@ -489,13 +496,17 @@ mod tests {
         assert_eq!(h.probe_delay(2, t + secs(1.0), own, &b), None, "2 waits");
         // Two sharing, down for 20 s: one schedule stands at ~20 s, so
         // the probe could look every 10 s; its own 6.4 s is sooner.
-        let d = h.probe_delay(1, t + secs(20.0), own, &b).expect("the prober");
+        let d = h
+            .probe_delay(1, t + secs(20.0), own, &b)
+            .expect("the prober");
         assert_eq!(d, own);
         for _ in 0..8 {
             let _ = p.join(ep9());
         }
         // Ten sharing: every 20.1 s / 10 (more than 20 s / 16).
-        let d = h.probe_delay(1, t + secs(20.0), own, &b).expect("the prober");
+        let d = h
+            .probe_delay(1, t + secs(20.0), own, &b)
+            .expect("the prober");
         assert!(d <= secs(2.01) && d >= secs(2.01 * 0.8), "{d:?}");
         h.succeeded();
         assert_eq!(h.probe_delay(1, t + secs(21.0), own, &b), None, "up again");
@@ -503,6 +514,9 @@ mod tests {
         let d = h
             .probe_delay(1, t + secs(30.0), secs(2.0), &b)
             .expect("down again");
-        assert!(d <= PROBE_FLOOR, "a new outage starts from its floor: {d:?}");
+        assert!(
+            d <= PROBE_FLOOR,
+            "a new outage starts from its floor: {d:?}"
+        );
     }
 }
