@@ -229,7 +229,13 @@ fn measure(ctx: &mut Ctx, peers: &[Peer], cfg: Cfg) -> BTreeMap<&'static str, Ve
 
 pub fn run(ctx: &mut Ctx) -> Result<Section> {
     let q = ctx.quick;
-    let outage = Duration::from_secs(if q { 1 } else { 10 });
+    // REDIAL_BENCH_OUTAGE_S lengthens the outage for a run by hand (the
+    // tables always use 10 s).
+    let outage_s = std::env::var("REDIAL_BENCH_OUTAGE_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if q { 1 } else { 10 });
+    let outage = Duration::from_secs(outage_s);
     let settle = Duration::from_millis(if q { 500 } else { 1000 });
     let small = Cfg {
         n: if q { 500 } else { 10_000 },
