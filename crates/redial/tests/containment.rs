@@ -3,20 +3,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
+mod support;
 
 use std::time::Duration;
 
-use harness::{fast_options, recording, Calls, Server};
 use redial::{CloseReason, ConnectError, EndpointError, EventKind, Manager, Options, State};
+use support::{fast_options, Recorder, TestServer};
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_closes_only_its_own_connection() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let mut events = cm.events();
-    let calls = Calls::default();
+    let calls = Recorder::new();
     let c = calls.clone();
     let bad = redial::handler()
         .on_data(|_, data| {
@@ -24,13 +24,13 @@ async fn a_panicking_handler_closes_only_its_own_connection() {
                 panic!("handler exploded on purpose");
             }
         })
-        .on_close(move |cl| c.push(format!("bad close {}", cl.reason())));
+        .on_close(move |cl| c.note(format!("bad close {}", cl.reason())));
     let bad = cm
         .connect_with(server.addr, bad, fast_options(10, 100))
         .unwrap();
     let mut bad_peer = server.next(5).await;
     let good = cm
-        .connect_with(server.addr, recording(&calls), fast_options(10, 100))
+        .connect_with(server.addr, calls.handler(), fast_options(10, 100))
         .unwrap();
     let mut good_peer = server.next(5).await;
     bad.wait_connected().await.unwrap();
@@ -66,7 +66,7 @@ async fn a_panicking_handler_closes_only_its_own_connection() {
 
     // The other connection and the manager are untouched.
     good_peer.stream.write_all(b"still here").await.unwrap();
-    calls.wait("data still here", 1, 5).await;
+    calls.wait_saw(b"still here", 5).await;
     assert_eq!(good.state(), State::Connected);
     assert!(
         server.try_next(Duration::from_millis(300)).await.is_none(),
@@ -79,7 +79,7 @@ async fn a_panicking_handler_closes_only_its_own_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_on_connect_is_contained_too() {
-    let server = Server::start().await;
+    let server = TestServer::start().await;
     let cm = Manager::new();
     let h = redial::handler()
         .on_connect(|_| panic!("no"))

@@ -4,12 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
+mod support;
 
 use std::time::Duration;
 
-use harness::{fast_options, read_to_end, recording, Calls, Server};
 use redial::{CloseReason, EventKind, Manager, Options, State};
+use support::{fast_options, read_to_end, Recorder, TestServer};
 
 fn payload(n: usize, seed: u8) -> Vec<u8> {
     (0..n)
@@ -19,11 +19,11 @@ fn payload(n: usize, seed: u8) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnect_while_connected_flushes_queued_bytes_then_fin_and_never_reconnects() {
-    let mut server = Server::start().await;
-    let calls = Calls::default();
+    let mut server = TestServer::start().await;
+    let calls = Recorder::new();
     let cm = Manager::new();
     let conn = cm
-        .connect_with(server.addr, recording(&calls), fast_options(10, 100))
+        .connect_with(server.addr, calls.handler(), fast_options(10, 100))
         .unwrap();
     let a = server.next(5).await;
     conn.wait_connected().await.unwrap();
@@ -50,24 +50,24 @@ async fn disconnect_while_connected_flushes_queued_bytes_then_fin_and_never_reco
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnect_while_connecting_never_reconnects() {
     // A listener whose accept queue is full drops SYNs, so connect hangs.
-    let (addr, _listener, _fillers) = harness::unanswering().await;
-    let calls = Calls::default();
+    let (addr, _listener, _fillers) = support::unanswering().await;
+    let calls = Recorder::new();
     let cm = Manager::new();
     let mut events = cm.events();
     let conn = cm
-        .connect_with(addr, recording(&calls), fast_options(10, 100))
+        .connect_with(addr, calls.handler(), fast_options(10, 100))
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         conn.state(),
         State::Connecting,
         "connect should hang: {:?}",
-        calls.all()
+        calls.labels()
     );
     tokio::time::timeout(Duration::from_secs(5), conn.disconnect())
         .await
         .unwrap();
-    assert_eq!(calls.all(), ["close Disconnected"]);
+    assert_eq!(calls.labels(), ["close Disconnected"]);
     // No attempt after the close.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut after_close = false;
@@ -82,12 +82,12 @@ async fn disconnect_while_connecting_never_reconnects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnect_while_backing_off_never_reconnects() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     server.stop_listening().await;
-    let calls = Calls::default();
+    let calls = Recorder::new();
     let cm = Manager::new();
     let conn = cm
-        .connect_with(server.addr, recording(&calls), fast_options(100, 200))
+        .connect_with(server.addr, calls.handler(), fast_options(100, 200))
         .unwrap();
     calls.wait("failed 1", 1, 5).await;
     assert_eq!(conn.state(), State::BackingOff);
@@ -100,12 +100,12 @@ async fn disconnect_while_backing_off_never_reconnects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_disconnect_flushes_every_member_and_none_reconnects() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let pool = cm.create_pool("p").unwrap();
-    let calls = Calls::default();
+    let calls = Recorder::new();
     for _ in 0..3 {
-        pool.add_connection_with(server.addr, recording(&calls), fast_options(10, 100))
+        pool.add_connection_with(server.addr, calls.handler(), fast_options(10, 100))
             .unwrap();
     }
     let mut streams = Vec::new();
@@ -131,21 +131,21 @@ async fn pool_disconnect_flushes_every_member_and_none_reconnects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnect_all_reaches_every_connection_including_two_to_one_endpoint() {
-    let mut server = Server::start().await;
-    let mut down = Server::start().await;
+    let mut server = TestServer::start().await;
+    let mut down = TestServer::start().await;
     down.stop_listening().await;
     let cm = Manager::new();
-    let calls = Calls::default();
+    let calls = Recorder::new();
     let a = cm
-        .connect_with(server.addr, recording(&calls), fast_options(10, 100))
+        .connect_with(server.addr, calls.handler(), fast_options(10, 100))
         .unwrap();
     let b = cm
-        .connect_with(server.addr, recording(&calls), fast_options(10, 100))
+        .connect_with(server.addr, calls.handler(), fast_options(10, 100))
         .unwrap();
     let pool = cm.create_pool("p").unwrap();
-    pool.add_connection_with(server.addr, recording(&calls), fast_options(10, 100))
+    pool.add_connection_with(server.addr, calls.handler(), fast_options(10, 100))
         .unwrap();
-    cm.connect_with(down.addr, recording(&calls), fast_options(10, 100))
+    cm.connect_with(down.addr, calls.handler(), fast_options(10, 100))
         .unwrap();
     // Held open: a dropped stream would make its connection reconnect,
     // and an attempt in flight when disconnect_all runs may still reach
@@ -173,7 +173,7 @@ async fn disconnect_all_reaches_every_connection_including_two_to_one_endpoint()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_closes_with_rst_and_hands_back_the_queue() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let unsent = std::sync::Arc::new(std::sync::Mutex::new(None));
     let u = unsent.clone();
@@ -234,9 +234,13 @@ fn telling(told: &std::sync::Arc<std::sync::Mutex<Option<Told>>>) -> redial::FnH
 /// receives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_grace_period_is_not_a_clean_close_and_says_what_the_reset_destroyed() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let told = std::sync::Arc::new(std::sync::Mutex::new(None));
-    let opts = fast_options(10, 100).close_grace(Duration::from_millis(200));
+    // A fixed send buffer: with autotuning, loopback kernel buffers may
+    // take all 4 MiB within the grace period, and nothing would expire.
+    let opts = fast_options(10, 100)
+        .close_grace(Duration::from_millis(200))
+        .configure_socket(|s| s.set_send_buffer_size(64 * 1024));
     let cm = Manager::new();
     let conn = cm.connect_with(server.addr, telling(&told), opts).unwrap();
     let peer = server.next(5).await.stream;
@@ -294,8 +298,8 @@ async fn an_expired_grace_period_is_not_a_clean_close_and_says_what_the_reset_de
 /// deadline arithmetic overflows, and a disconnect closes cleanly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duration_max_everywhere_still_connects_and_closes_cleanly() {
-    let mut server = Server::start().await;
-    let calls = Calls::default();
+    let mut server = TestServer::start().await;
+    let calls = Recorder::new();
     let max = Duration::MAX;
     let opts = Options::new()
         .backoff(redial::Backoff::new(Duration::from_millis(10), 2.0, max).unwrap())
@@ -307,9 +311,7 @@ async fn duration_max_everywhere_still_connects_and_closes_cleanly() {
         .heartbeat(Some(max))
         .close_grace(max);
     let cm = Manager::new();
-    let conn = cm
-        .connect_with(server.addr, recording(&calls), opts)
-        .unwrap();
+    let conn = cm.connect_with(server.addr, calls.handler(), opts).unwrap();
     let a = server.next(5).await;
     conn.wait_connected().await.unwrap();
     conn.send(payload(100_000, 3)).unwrap();
@@ -318,12 +320,12 @@ async fn duration_max_everywhere_still_connects_and_closes_cleanly() {
         .unwrap();
     assert_eq!(conn.closed().await, CloseReason::Disconnected);
     assert_eq!(read_to_end(a.stream, 10).await, payload(100_000, 3));
-    assert_eq!(calls.count("close Disconnected"), 1, "{:?}", calls.all());
+    assert_eq!(calls.count("close Disconnected"), 1, "{:?}", calls.labels());
     // A pool's wait takes "forever" too.
     let pool = cm.create_pool("max").unwrap();
     pool.add_connection_with(
         server.addr,
-        recording(&calls),
+        calls.handler(),
         Options::new().stable_after(max),
     )
     .unwrap();
@@ -334,7 +336,7 @@ async fn duration_max_everywhere_still_connects_and_closes_cleanly() {
     assert_eq!(read_to_end(b.stream, 10).await, b"x");
     // The kernel's own limits are refused up front, naming the option.
     let too_long = Options::new().user_timeout(Some(max));
-    match cm.connect_with(server.addr, recording(&calls), too_long) {
+    match cm.connect_with(server.addr, calls.handler(), too_long) {
         Err(redial::ConnectError::Options(e)) => assert_eq!(e.option(), "user_timeout"),
         other => panic!("accepted: {other:?}"),
     }
@@ -342,7 +344,7 @@ async fn duration_max_everywhere_still_connects_and_closes_cleanly() {
     keepalive.idle = max;
     match cm.connect_with(
         server.addr,
-        recording(&calls),
+        calls.handler(),
         Options::new().keepalive(Some(keepalive)),
     ) {
         Err(redial::ConnectError::Options(e)) => assert_eq!(e.option(), "keepalive"),

@@ -6,15 +6,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{fast_options, wait_until, Cb, EventLog, Recorder, TestServer};
 use redial::{Connection, EventKind, Manager, Options, ResetReason, SendError, State};
 use redial_chaos::{Direction, Proxy};
+use support::{fast_options, wait_until, Cb, EventLog, Recorder, TestServer};
 
 const LONG: Duration = Duration::from_secs(10);
 
@@ -111,7 +111,7 @@ async fn reset_all_mid_stream_resets_then_reconnects() {
         .start("127.0.0.1:0", server.addr)
         .await
         .unwrap();
-    let r = recorded(&proxy, fast_options()).await;
+    let r = recorded(&proxy, fast_options(20, 500)).await;
     let streamer = Streamer::start(r.conn.clone());
     wait_until("64 KiB echoed", LONG, || r.rec.received_len() >= 64 * 1024).await;
 
@@ -159,7 +159,7 @@ async fn close_all_mid_stream_resets_with_peer_closed_then_reconnects() {
         .start("127.0.0.1:0", server.addr)
         .await
         .unwrap();
-    let r = recorded(&proxy, fast_options()).await;
+    let r = recorded(&proxy, fast_options(20, 500)).await;
     wait_until("32 KiB streamed", LONG, || {
         r.rec.received_len() >= 32 * 1024
     })
@@ -201,7 +201,7 @@ async fn refuse_fails_attempts_with_backoff_then_accept_reconnects() {
         .start("127.0.0.1:0", server.addr)
         .await
         .unwrap();
-    let r = recorded(&proxy, fast_options()).await;
+    let r = recorded(&proxy, fast_options(20, 500)).await;
     // A round trip first: the proxy only resets links whose task has
     // started, and data through it proves that.
     echo_round_trip(&r, b"before-refuse").await;
@@ -280,7 +280,7 @@ async fn blackhole_with_idle_timeout_resets_with_idle_timeout_then_recovers_afte
     let idle = Duration::from_secs(1);
     // The heartbeat pings the echo server, so a healthy connection always
     // reads something well within the idle timeout.
-    let opts = fast_options()
+    let opts = fast_options(20, 500)
         .idle_timeout(Some(idle))
         .heartbeat(Some(Duration::from_millis(200)));
     let rec = Recorder::new();
@@ -339,7 +339,7 @@ async fn blackhole_without_idle_timeout_stays_connected_then_delivers_after_heal
         .start("127.0.0.1:0", server.addr)
         .await
         .unwrap();
-    let r = recorded(&proxy, fast_options()).await;
+    let r = recorded(&proxy, fast_options(20, 500)).await;
 
     // The documented defaults that bound detection without an idle timeout:
     // keepalive 20 s idle + 4 probes 5 s apart, TCP_USER_TIMEOUT 40 s.
@@ -395,7 +395,7 @@ async fn cut_after_mid_large_write_hands_back_partial_and_later_chunks() {
         .unwrap();
     // A small send buffer keeps most of the big chunk in redial's queue
     // when the proxy cuts, so the chunk is cut in the middle.
-    let opts = fast_options()
+    let opts = fast_options(20, 500)
         .send_queue_limit(64 << 20)
         .configure_socket(|s| s.set_send_buffer_size(64 * 1024));
     let r = recorded(&proxy, opts).await;
@@ -503,7 +503,7 @@ async fn slice_fragments_reads_but_data_arrives_intact_without_reset() {
         .start("127.0.0.1:0", server.addr)
         .await
         .unwrap();
-    let r = recorded(&proxy, fast_options()).await;
+    let r = recorded(&proxy, fast_options(20, 500)).await;
     proxy.slice(Direction::Both, 16, Duration::from_millis(1));
 
     let mut sent = Vec::new();
@@ -541,7 +541,7 @@ async fn latency_delays_round_trips_but_data_arrives_intact_without_reset() {
         .unwrap();
     // An idle timeout longer than the delay must not trip: latency is not
     // an outage.
-    let opts = fast_options().idle_timeout(Some(Duration::from_secs(5)));
+    let opts = fast_options(20, 500).idle_timeout(Some(Duration::from_secs(5)));
     let r = recorded(&proxy, opts).await;
     let delay = Duration::from_millis(50);
     proxy.latency(Direction::Both, delay, Duration::from_millis(20));
@@ -582,7 +582,7 @@ async fn refuse_with_outage_buffer_holds_sends_then_delivers_them_in_order_after
         .start("127.0.0.1:0", server.addr)
         .await
         .unwrap();
-    let opts = fast_options().outage(redial::Outage::Buffer { max_bytes: 1000 });
+    let opts = fast_options(20, 500).outage(redial::Outage::Buffer { max_bytes: 1000 });
     let rec = Recorder::new();
     // The first bytes of every connection: which generation it is.
     let h = rec.handler().on_connect(|sock| {

@@ -37,16 +37,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{wait_until, TestServer};
 use redial::{Backoff, Manager, Options, Partial, Resume, SendError, State};
 use redial_chaos::{Direction, Proxy, SplitMix64};
+use support::{wait_until, TestServer};
 
 const FRAMES: u32 = 100_000;
 const SEED: u64 = 0x5EED_2024;

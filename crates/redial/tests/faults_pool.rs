@@ -6,16 +6,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{fast_options, wait_until, TestServer};
 use redial::{Connection, Manager, Pool, Resume, SendError, State};
 use redial_chaos::Proxy;
+use support::{fast_options, wait_until, TestServer};
 
 const LONG: Duration = Duration::from_secs(10);
 const HALF: usize = 10;
@@ -76,7 +76,7 @@ async fn pool_rig(seed: u64) -> PoolRig {
         // stable_after 200 ms: pools skip a member that flapped (was lost
         // sooner than stable_after) until its new connection has lasted
         // that long; the default 5 s would idle the test.
-        let opts = fast_options().stable_after(STABLE);
+        let opts = fast_options(20, 500).stable_after(STABLE);
         members.push(pool.add_connection_with(via, h, opts).unwrap());
         echoed.push(count);
     }
@@ -287,10 +287,10 @@ async fn pool_send_skips_a_member_whose_on_reset_is_still_running() {
             Resume::Reconnect
         });
     let dying = pool
-        .add_connection_with(proxy.local_addr(), slow, fast_options())
+        .add_connection_with(proxy.local_addr(), slow, fast_options(20, 500))
         .unwrap();
     let healthy = pool
-        .add_connection_with(server.addr, redial::handler(), fast_options())
+        .add_connection_with(server.addr, redial::handler(), fast_options(20, 500))
         .unwrap();
     tokio::time::timeout(LONG, pool.wait_live(2)).await.unwrap();
     // A round trip, so the proxy's link is running and reset_all hits it.
@@ -359,7 +359,7 @@ async fn state_is_not_connected_inside_on_reset() {
             Resume::Reconnect
         });
     let conn = cm
-        .connect_with(proxy.local_addr(), h, fast_options())
+        .connect_with(proxy.local_addr(), h, fast_options(20, 500))
         .unwrap();
     me.set(conn.clone()).unwrap();
     tokio::time::timeout(LONG, conn.wait_connected())

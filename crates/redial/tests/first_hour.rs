@@ -6,16 +6,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
+mod support;
 
 use std::time::Duration;
 
-use harness::{fast_options, read_to_end, Server};
 use redial::{CloseReason, Manager, Options, SendError, WaitError};
+use support::{fast_options, read_to_end, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_after_disconnect_is_refused_at_once_as_disconnected() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let conn = cm
         .connect_with(server.addr, redial::handler(), fast_options(10, 100))
@@ -52,7 +52,7 @@ async fn a_send_after_disconnect_is_refused_at_once_as_disconnected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_waiting_for_room_is_refused_when_disconnect_is_called() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let opts = fast_options(10, 100).send_queue_limit(1024);
     let conn = cm
@@ -107,7 +107,7 @@ async fn a_connection_that_gave_up_says_why_a_send_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_of_a_lost_connection_says_so_not_disconnected() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let conn = cm
         .connect_with(server.addr, redial::handler(), fast_options(10, 100))
@@ -304,7 +304,7 @@ fn the_last_handle_dropped_on_the_managers_own_runtime_shuts_it_down_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_knows_which_connection_it_serves_across_reconnects() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let cm = Manager::new();
     let make = |seen: std::sync::Arc<std::sync::Mutex<Vec<(u64, u64)>>>| {
@@ -341,7 +341,7 @@ async fn a_handler_knows_which_connection_it_serves_across_reconnects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutting_down_the_socket_drops_only_this_connection_and_reconnects() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let (tx, mut resets) = tokio::sync::mpsc::unbounded_channel();
     let h = redial::handler().on_reset(move |r| {
         let _ = tx.send(r.reason().clone());

@@ -6,17 +6,16 @@
 //! `follow_dns.rs` runs the same against a real DNS server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-mod fleet;
+mod support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::wait_until;
-use fleet::Downable;
 use redial::{CloseReason, Event, EventKind, Follow, Manager, Pool, PoolError, Resolver, State};
+use support::wait_until;
+use support::TestServer;
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -54,7 +53,7 @@ fn addrs(pool: &Pool) -> Vec<String> {
     v
 }
 
-fn names(servers: &[&Downable]) -> Vec<String> {
+fn names(servers: &[&TestServer]) -> Vec<String> {
     let mut v: Vec<String> = servers.iter().map(|s| s.addr.to_string()).collect();
     v.sort();
     v
@@ -79,10 +78,10 @@ fn count(log: &Mutex<Vec<Event>>, f: impl Fn(&EventKind) -> bool) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follows_additions_removals_failures_and_recovery() {
-    let a = Downable::start("127.0.0.1").await;
-    let b = Downable::start("127.0.0.1").await;
-    let c = Downable::start("127.0.0.1").await;
-    let d = Downable::start("127.0.0.1").await;
+    let a = TestServer::sink_on("127.0.0.1").await;
+    let b = TestServer::sink_on("127.0.0.1").await;
+    let c = TestServer::sink_on("127.0.0.1").await;
+    let d = TestServer::sink_on("127.0.0.1").await;
     let dns = Dns::new();
     dns.set(&[a.addr, b.addr]);
     let cm = Manager::new();
@@ -137,7 +136,7 @@ async fn follows_additions_removals_failures_and_recovery() {
         [(a.addr, CloseReason::Disconnected)]
     );
     wait_until("a received what was not handed back", LONG, || {
-        a.received.load(Ordering::SeqCst) + unsent.load(Ordering::SeqCst) == sent
+        a.received() + unsent.load(Ordering::SeqCst) == sent
     })
     .await;
     assert_eq!(addrs(&pool), names(&[&b, &c]));
@@ -185,8 +184,8 @@ async fn follows_additions_removals_failures_and_recovery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_failure_brings_the_next_lookup_forward() {
-    let mut a = Downable::start("127.0.0.1").await;
-    let b = Downable::start("127.0.0.1").await;
+    let mut a = TestServer::sink_on("127.0.0.1").await;
+    let b = TestServer::sink_on("127.0.0.1").await;
     let dns = Dns::new();
     dns.set(&[a.addr, b.addr]);
     let cm = Manager::new();
@@ -222,7 +221,7 @@ async fn a_target_without_a_port_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnect_all_stops_following() {
-    let a = Downable::start("127.0.0.1").await;
+    let a = TestServer::sink_on("127.0.0.1").await;
     let lookups = Arc::new(AtomicU64::new(0));
     let l = lookups.clone();
     let addr = a.addr;

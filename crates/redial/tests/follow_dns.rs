@@ -16,8 +16,7 @@
 //! fail instead.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-mod fleet;
+mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,9 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::wait_until;
-use fleet::Downable;
 use redial::{CloseReason, Connection, EventKind, Follow, Manager, Pool, State};
+use support::wait_until;
+use support::TestServer;
 
 /// Set in the process that runs inside the namespace: the directory of
 /// the hosts file and dnsmasq's pid file.
@@ -250,7 +249,7 @@ fn inside(dir: PathBuf) {
         let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
         let mut servers = Vec::new();
         for ip in ips {
-            servers.push(Downable::start_at(addr(ip)).await);
+            servers.push(TestServer::sink_at(addr(ip)).await);
         }
         let dns = Dnsmasq::start(&dir, &ips[..2]);
         // dnsmasq answers once it has bound its socket.
@@ -318,7 +317,7 @@ fn inside(dir: PathBuf) {
             [(addr(ips[0]), CloseReason::Disconnected)]
         );
         wait_until("every queued byte delivered or handed back", LONG, || {
-            servers[0].received.load(Ordering::SeqCst) + unsent.load(Ordering::SeqCst) == sent
+            servers[0].received() + unsent.load(Ordering::SeqCst) == sent
         })
         .await;
         assert_eq!(members(&pool), expect(&ips[1..]));

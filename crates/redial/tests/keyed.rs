@@ -4,14 +4,13 @@
 //! the member returns.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-mod fleet;
+mod support;
 
 use std::time::Duration;
 
-use common::{fast_options, wait_until};
-use fleet::Downable;
 use redial::{Manager, Pool};
+use support::TestServer;
+use support::{fast_options, wait_until};
 
 const KEYS: usize = 10_000;
 const MEMBERS: usize = 5;
@@ -32,14 +31,14 @@ fn owners(pool: &Pool) -> Vec<u64> {
 async fn one_member_down_moves_only_its_keys_and_they_come_back() {
     let mut servers = Vec::new();
     for _ in 0..MEMBERS {
-        servers.push(Downable::start("127.0.0.1").await);
+        servers.push(TestServer::sink_on("127.0.0.1").await);
     }
     let cm = Manager::new();
     let pool = cm.create_pool("keyed").unwrap();
     let mut members = Vec::new();
     for s in &servers {
         members.push(
-            pool.add_connection_with(s.addr, redial::handler(), fast_options())
+            pool.add_connection_with(s.addr, redial::handler(), fast_options(20, 500))
                 .unwrap(),
         );
     }

@@ -4,13 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use harness::{fast_options, Server};
 use redial::{Connection, Manager, Outage, Resume};
+use support::{fast_options, TestServer};
 use tokio::io::AsyncReadExt;
 
 const CHUNK: usize = 65_536;
@@ -32,7 +32,7 @@ async fn until(conn: &Connection, done: impl Fn(&redial::Stats) -> bool) -> redi
 /// peer that reads `read` bytes and then resets the connection (`rst`) or
 /// closes its side.
 async fn queue_then_reset(
-    server: &mut Server,
+    server: &mut TestServer,
     cm: &Manager,
     h: redial::FnHandler,
     read: usize,
@@ -66,7 +66,7 @@ async fn queue_then_reset(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_on_reset_counts_what_it_discards() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let conn = queue_then_reset(
         &mut server,
@@ -92,7 +92,7 @@ async fn the_default_on_reset_counts_what_it_discards() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_reset_takes_the_unsent_bytes_and_the_kernel_counts_agree() {
     const READ: usize = 100_000;
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let seen = Arc::new(Mutex::new(None));
     let s2 = seen.clone();
@@ -121,7 +121,7 @@ async fn on_reset_takes_the_unsent_bytes_and_the_kernel_counts_agree() {
 /// can take them from `&Close`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_unsent_is_taken_or_counted_as_discarded() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     server.stop_listening().await;
     let cm = Manager::new();
     let opts = || fast_options(50, 100).outage(Outage::Buffer { max_bytes: 1 << 20 });
@@ -148,7 +148,7 @@ async fn close_unsent_is_taken_or_counted_as_discarded() {
 /// default `on_reset` (the same counter).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_sender_whose_bytes_are_refused_counts_them_as_discarded() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     server.stop_listening().await;
     let cm = Manager::new();
     let conn = cm

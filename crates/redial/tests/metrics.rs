@@ -4,20 +4,19 @@
 #![cfg(feature = "metrics")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-mod fleet;
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use common::wait_until;
-use fleet::Downable;
 use metrics::{
     Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
 };
 use redial::{Backoff, EventKind, Jitter, Manager, Options};
+use support::wait_until;
+use support::TestServer;
 
 /// A metric: its name and its labels, sorted.
 type Id = (String, Vec<(String, String)>);
@@ -141,7 +140,7 @@ const SOON: Duration = Duration::from_secs(20);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_move_as_events_say_through_a_loss_and_a_reconnect() {
     store();
-    let mut server = Downable::start("127.0.0.1").await;
+    let mut server = TestServer::sink_on("127.0.0.1").await;
     let ep = server.addr.to_string();
     let ep = ep.as_str();
     let cm = Manager::new();
@@ -176,10 +175,7 @@ async fn counters_move_as_events_say_through_a_loss_and_a_reconnect() {
         counter("redial_sent_bytes_total", labels(ep, &[])) == 5
     })
     .await;
-    wait_until("5 bytes at the server", SOON, || {
-        server.received.load(Ordering::SeqCst) == 5
-    })
-    .await;
+    wait_until("5 bytes at the server", SOON, || server.received() == 5).await;
 
     server.down();
     wait_until("two refused attempts", SOON, || {

@@ -9,15 +9,15 @@
 //! connections chose (from their events), not on how fast the machine is.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{wait_until, TestServer};
 use redial::{Backoff, Event, EventKind, Events, Manager, State};
 use redial_chaos::Proxy;
+use support::{wait_until, TestServer};
 
 const LONG: Duration = Duration::from_secs(20);
 /// The default jitter is ±20 %.

@@ -5,7 +5,7 @@
 //! regression fails instead of stalling the suite.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -72,7 +72,7 @@ fn dead_addr() -> std::net::SocketAddr {
 // `disconnect_all` left it open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_pool_handle_leaves_the_newer_pool_of_its_name_alone() {
-    let server = common::TestServer::echo().await;
+    let server = support::TestServer::echo().await;
     let cm = Manager::new();
     let a = cm.create_pool("p").unwrap();
     a.disconnect().await;
@@ -150,7 +150,7 @@ async fn a_member_added_while_the_pool_disconnects_is_closed_with_it_or_refused(
         // Disconnect while the adder is busy: after a few adds, at a
         // different moment each trial.
         let want = 1 + trial % 5;
-        common::wait_until("some adds", LONG, || pool.connections().len() >= want).await;
+        support::wait_until("some adds", LONG, || pool.connections().len() >= want).await;
         tokio::time::timeout(LONG, pool.disconnect())
             .await
             .expect("the pool's disconnect finished");
@@ -227,7 +227,7 @@ fn send_wait_on_a_current_thread_runtime_returns_by_its_timeout_while_its_member
                 .build()
                 .unwrap();
             rt.block_on(async {
-                let server = common::TestServer::sink().await;
+                let server = support::TestServer::sink().await;
                 let proxy = redial_chaos::Proxy::builder()
                     .seed(40)
                     .start("127.0.0.1:0", server.addr)
@@ -281,7 +281,7 @@ fn send_wait_on_a_current_thread_runtime_returns_by_its_timeout_while_its_member
 // hears of it at once, even while the member still flushes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_ready_change_hears_of_a_member_that_starts_disconnecting() {
-    let server = common::TestServer::sink().await;
+    let server = support::TestServer::sink().await;
     let proxy = redial_chaos::Proxy::builder()
         .seed(41)
         .start("127.0.0.1:0", server.addr)

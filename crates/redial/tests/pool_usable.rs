@@ -5,14 +5,14 @@
 //! live members only, and pass over full queues.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{fast_options, wait_until, TestServer};
 use redial::{Connection, Manager, Pool, SendError, State};
 use redial_chaos::Proxy;
+use support::{fast_options, wait_until, TestServer};
 
 const LONG: Duration = Duration::from_secs(10);
 
@@ -73,7 +73,7 @@ async fn a_flapping_member_is_skipped_by_every_pool_call_and_returns_by_time_alo
         .unwrap();
     let cm = Manager::new();
     let pool = cm.create_pool("flappy").unwrap();
-    let opts = fast_options().stable_after(STABLE);
+    let opts = fast_options(20, 500).stable_after(STABLE);
     let steady = pool
         .add_connection_with(server.addr, redial::handler(), opts.clone())
         .unwrap();
@@ -122,7 +122,7 @@ async fn a_pool_whose_only_connected_member_flaps_still_uses_it() {
     let cm = Manager::new();
     let pool = cm.create_pool("alone").unwrap();
     // stable_after far away: the member flaps for the whole test.
-    let opts = fast_options().stable_after(Duration::from_secs(600));
+    let opts = fast_options(20, 500).stable_after(Duration::from_secs(600));
     let only = pool
         .add_connection_with(proxy.local_addr(), redial::handler(), opts)
         .unwrap();
@@ -159,7 +159,7 @@ async fn two_restarts_within_stable_after_do_not_make_members_flap() {
     let pool = cm.create_pool("restarts").unwrap();
     // Long stable_after: a member marked flapping would stay skipped for
     // the rest of the test, however slow the machine.
-    let opts = fast_options().stable_after(Duration::from_secs(600));
+    let opts = fast_options(20, 500).stable_after(Duration::from_secs(600));
     let steady = pool
         .add_connection_with(server.addr, redial::handler(), opts.clone())
         .unwrap();
@@ -233,13 +233,13 @@ async fn pick_spreads_evenly_over_the_live_members_while_one_is_down() {
     let cm = Manager::new();
     let pool = cm.create_pool("fair").unwrap();
     let a = pool
-        .add_connection_with(server.addr, redial::handler(), fast_options())
+        .add_connection_with(server.addr, redial::handler(), fast_options(20, 500))
         .unwrap();
     let b = pool
-        .add_connection_with(proxy.local_addr(), redial::handler(), fast_options())
+        .add_connection_with(proxy.local_addr(), redial::handler(), fast_options(20, 500))
         .unwrap();
     let c = pool
-        .add_connection_with(server.addr, redial::handler(), fast_options())
+        .add_connection_with(server.addr, redial::handler(), fast_options(20, 500))
         .unwrap();
     tokio::time::timeout(LONG, pool.wait_live(3)).await.unwrap();
     b.send("hi").unwrap();
@@ -334,7 +334,7 @@ async fn full_members_are_passed_over_by_pick_least_queued_and_send() {
     let (stuck, _task) = stuck_server().await;
     let cm = Manager::new();
     let pool = cm.create_pool("loaded").unwrap();
-    let opts = fast_options().send_queue_limit(1 << 20);
+    let opts = fast_options(20, 500).send_queue_limit(1 << 20);
     let full = pool
         .add_connection_with(stuck, redial::handler(), opts.clone())
         .unwrap();

@@ -3,29 +3,29 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use harness::{fast_options, recording, rst, Calls, Server};
 use redial::{Manager, ResetReason, Resume, State};
+use support::{fast_options, rst, Recorder, TestServer};
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_fin_resets_once_then_connects_again() {
-    let mut server = Server::start().await;
-    let calls = Calls::default();
+    let mut server = TestServer::start().await;
+    let calls = Recorder::new();
     let cm = Manager::new();
     let conn = cm
-        .connect_with(server.addr, recording(&calls), fast_options(10, 100))
+        .connect_with(server.addr, calls.handler(), fast_options(10, 100))
         .unwrap();
     let first = server.next(5).await;
     calls.wait("connect 1", 1, 5).await;
     drop(first.stream); // FIN
     let _second = server.next(5).await;
     calls.wait("connect 2", 1, 5).await;
-    assert_eq!(calls.count("reset PeerClosed"), 1, "{:?}", calls.all());
+    assert_eq!(calls.count("reset PeerClosed"), 1, "{:?}", calls.labels());
     assert_eq!(calls.count("failed"), 0);
     assert_eq!(conn.stats().resets, 1);
     conn.disconnect().await;
@@ -33,46 +33,46 @@ async fn server_fin_resets_once_then_connects_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_rst_resets_once_then_connects_again() {
-    let mut server = Server::start().await;
-    let calls = Calls::default();
+    let mut server = TestServer::start().await;
+    let calls = Recorder::new();
     let cm = Manager::new();
     let conn = cm
-        .connect_with(server.addr, recording(&calls), fast_options(10, 100))
+        .connect_with(server.addr, calls.handler(), fast_options(10, 100))
         .unwrap();
     let first = server.next(5).await;
     calls.wait("connect 1", 1, 5).await;
     rst(first.stream);
     let _second = server.next(5).await;
     calls.wait("connect 2", 1, 5).await;
-    assert_eq!(calls.count("reset PeerReset"), 1, "{:?}", calls.all());
+    assert_eq!(calls.count("reset PeerReset"), 1, "{:?}", calls.labels());
     conn.disconnect().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_from_the_server_reaches_on_data() {
-    let mut server = Server::start().await;
-    let calls = Calls::default();
+    let mut server = TestServer::start().await;
+    let calls = Recorder::new();
     let cm = Manager::new();
-    let conn = cm.connect(server.addr, recording(&calls)).unwrap();
+    let conn = cm.connect(server.addr, calls.handler()).unwrap();
     let mut a = server.next(5).await;
     a.stream.write_all(b"hello").await.unwrap();
-    calls.wait("data hello", 1, 5).await;
+    calls.wait_saw(b"hello", 5).await;
     conn.disconnect().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_with_runs_the_entry_instead_of_on_connect() {
-    let mut server = Server::start().await;
-    let calls = Calls::default();
+    let mut server = TestServer::start().await;
+    let calls = Recorder::new();
     let (a, b, c) = (calls.clone(), calls.clone(), calls.clone());
     let h = redial::handler()
-        .on_connect(move |s| a.push(format!("connect {}", s.generation())))
+        .on_connect(move |s| a.note(format!("connect {}", s.generation())))
         .on_data(|_, _| {})
         .on_reset(move |_| {
             let c = c.clone();
-            Resume::with(move |s| c.push(format!("entry {}", s.generation())))
+            Resume::with(move |s| c.note(format!("entry {}", s.generation())))
         })
-        .on_close(move |_| b.push("close"));
+        .on_close(move |_| b.note("close"));
     let cm = Manager::new();
     let conn = cm
         .connect_with(server.addr, h, fast_options(10, 100))
@@ -81,7 +81,7 @@ async fn resume_with_runs_the_entry_instead_of_on_connect() {
     let _second = server.next(5).await;
     calls.wait("entry 2", 1, 5).await;
     assert_eq!(
-        calls.all()[..2],
+        calls.labels()[..2],
         ["connect 1".to_string(), "entry 2".to_string()]
     );
     conn.disconnect().await;
@@ -90,16 +90,16 @@ async fn resume_with_runs_the_entry_instead_of_on_connect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_stop_closes_for_good_and_on_close_runs_once() {
-    let mut server = Server::start().await;
-    let calls = Calls::default();
+    let mut server = TestServer::start().await;
+    let calls = Recorder::new();
     let (b, c) = (calls.clone(), calls.clone());
     let h = redial::handler()
         .on_data(|_, _| {})
         .on_reset(move |_| {
-            c.push("reset");
+            c.note("reset");
             Resume::Stop
         })
-        .on_close(move |cl| b.push(format!("close {:?}", cl.reason())));
+        .on_close(move |cl| b.note(format!("close {:?}", cl.reason())));
     let cm = Manager::new();
     let conn = cm
         .connect_with(server.addr, h, fast_options(10, 100))
@@ -113,21 +113,21 @@ async fn resume_stop_closes_for_good_and_on_close_runs_once() {
         server.try_next(Duration::from_millis(400)).await.is_none(),
         "reconnected after Stop"
     );
-    assert_eq!(calls.all(), ["reset", "close Stopped"]);
+    assert_eq!(calls.labels(), ["reset", "close Stopped"]);
     assert!(cm.connections().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_down_reports_each_failed_attempt_with_growing_delays_then_connects() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     server.stop_listening().await;
-    let calls = Calls::default();
+    let calls = Recorder::new();
     let times = Arc::new(Mutex::new(Vec::new()));
     let t = times.clone();
     let c2 = calls.clone();
-    let h = recording(&calls).on_connect_failed(move |_, attempt| {
+    let h = calls.handler().on_connect_failed(move |_, attempt| {
         t.lock().unwrap().push(Instant::now());
-        c2.push(format!("failed {attempt}"));
+        c2.note(format!("failed {attempt}"));
     });
     let cm = Manager::new();
     let conn = cm
@@ -152,11 +152,11 @@ async fn server_down_reports_each_failed_attempt_with_growing_delays_then_connec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flapping_server_is_retried_on_the_schedule_not_at_once() {
-    let mut server = Server::start().await;
-    let calls = Calls::default();
+    let mut server = TestServer::start().await;
+    let calls = Recorder::new();
     let cm = Manager::new();
     let conn = cm
-        .connect_with(server.addr, recording(&calls), fast_options(50, 1000))
+        .connect_with(server.addr, calls.handler(), fast_options(50, 1000))
         .unwrap();
     let mut at = Vec::new();
     for _ in 0..5 {
@@ -175,13 +175,11 @@ async fn a_flapping_server_is_retried_on_the_schedule_not_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stable_connection_is_retried_at_once() {
-    let mut server = Server::start().await;
-    let calls = Calls::default();
+    let mut server = TestServer::start().await;
+    let calls = Recorder::new();
     let cm = Manager::new();
     let opts = fast_options(2000, 4000).stable_after(Duration::from_millis(100));
-    let conn = cm
-        .connect_with(server.addr, recording(&calls), opts)
-        .unwrap();
+    let conn = cm.connect_with(server.addr, calls.handler(), opts).unwrap();
     let a = server.next(5).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let closed = Instant::now();
@@ -198,12 +196,12 @@ async fn a_stable_connection_is_retried_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_short_loss_is_retried_at_once_two_in_a_row_wait_for_the_schedule() {
-    let mut server = Server::start().await;
-    let calls = Calls::default();
+    let mut server = TestServer::start().await;
+    let calls = Recorder::new();
     let cm = Manager::new();
     // stable_after stays at its 5 s default: both connections are short-lived.
     let conn = cm
-        .connect_with(server.addr, recording(&calls), fast_options(2000, 4000))
+        .connect_with(server.addr, calls.handler(), fast_options(2000, 4000))
         .unwrap();
     let a = server.next(5).await;
     let closed = Instant::now();
@@ -228,18 +226,18 @@ async fn one_short_loss_is_retried_at_once_two_in_a_row_wait_for_the_schedule() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unresolvable_name_is_a_failed_attempt_with_the_resolver_error() {
-    let calls = Calls::default();
+    let calls = Recorder::new();
     let cm = Manager::new();
     let conn = cm
         .connect_with(
             "no-such-host.invalid:80",
-            recording(&calls),
+            calls.handler(),
             fast_options(10, 50),
         )
         .unwrap();
     calls.wait("failed 1", 1, 15).await;
     let first = calls
-        .all()
+        .labels()
         .into_iter()
         .find(|c| c.starts_with("failed"))
         .unwrap();
@@ -250,14 +248,14 @@ async fn an_unresolvable_name_is_a_failed_attempt_with_the_resolver_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_attempts_gives_up_with_a_reason() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     server.stop_listening().await;
-    let calls = Calls::default();
+    let calls = Recorder::new();
     let cm = Manager::new();
     let conn = cm
         .connect_with(
             server.addr,
-            recording(&calls),
+            calls.handler(),
             fast_options(5, 20).max_attempts(3),
         )
         .unwrap();

@@ -4,14 +4,13 @@
 //! the manager's cap on attempts in flight.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-mod fleet;
+mod support;
 
 use std::time::Duration;
 
-use common::wait_until;
-use fleet::Downable;
 use redial::{Backoff, Connection, Jitter, Manager, Options, State};
+use support::wait_until;
+use support::TestServer;
 
 /// Far longer than any wait below: a connection that connects within
 /// [`SOON`] did not wait for its backoff.
@@ -28,8 +27,8 @@ fn long_backoff() -> Options {
 }
 
 /// A server that is down, and its address.
-async fn down_server() -> Downable {
-    let mut s = Downable::start("127.0.0.1").await;
+async fn down_server() -> TestServer {
+    let mut s = TestServer::sink_on("127.0.0.1").await;
     s.down();
     s
 }
@@ -66,7 +65,7 @@ async fn reconnect_now_ends_a_long_backoff_once_the_server_is_back() {
     conn.reconnect_now();
     let took = connected(std::slice::from_ref(&conn)).await;
     eprintln!("connected {took:?} after reconnect_now");
-    assert_eq!(server.accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(server.accepted(), 1);
     // Connected: a further call changes nothing.
     conn.reconnect_now();
     tokio::time::sleep(Duration::from_millis(100)).await;

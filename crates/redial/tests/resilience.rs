@@ -4,26 +4,26 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use harness::{fast_options, read_to_end, recording, Calls, Server};
 use redial::{CloseReason, Endpoint, Manager, SendError};
+use support::{fast_options, read_to_end, Recorder, TestServer};
 
 // The idle timeout and the heartbeat are tested exactly on a paused clock
 // in `paused.rs`.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_list_skips_a_dead_address() {
-    let mut dead = Server::start().await;
+    let mut dead = TestServer::start().await;
     dead.stop_listening().await;
-    let mut live = Server::start().await;
+    let mut live = TestServer::start().await;
     let cm = Manager::new();
-    let calls = Calls::default();
+    let calls = Recorder::new();
     let ep = Endpoint::any([dead.addr, live.addr]).unwrap();
     let conn = cm
-        .connect_with(ep, recording(&calls), fast_options(10, 100))
+        .connect_with(ep, calls.handler(), fast_options(10, 100))
         .unwrap();
     let _held = live.next(5).await;
     conn.wait_connected().await.unwrap();
@@ -31,7 +31,7 @@ async fn an_endpoint_list_skips_a_dead_address() {
         calls.count("failed"),
         0,
         "the list as a whole connected: {:?}",
-        calls.all()
+        calls.labels()
     );
     conn.disconnect().await;
 }
@@ -39,8 +39,8 @@ async fn an_endpoint_list_skips_a_dead_address() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_list_races_past_a_blackholed_address() {
     // A listener with a full accept queue drops SYNs: the address never answers.
-    let (hole, _listener, _fillers) = harness::unanswering().await;
-    let mut live = Server::start().await;
+    let (hole, _listener, _fillers) = support::unanswering().await;
+    let mut live = TestServer::start().await;
     let cm = Manager::new();
     let ep = Endpoint::any([hole, live.addr]).unwrap();
     let start = Instant::now();
@@ -64,8 +64,8 @@ async fn an_endpoint_list_races_past_a_blackholed_address() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_list_fails_over_on_reset() {
-    let mut a = Server::start().await;
-    let mut b = Server::start().await;
+    let mut a = TestServer::start().await;
+    let mut b = TestServer::start().await;
     let cm = Manager::new();
     let conn = cm
         .connect_with(
@@ -85,7 +85,7 @@ async fn an_endpoint_list_fails_over_on_reset() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_intensity_trips_after_too_many_resets() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let addr = server.addr;
     tokio::spawn(async move {
         loop {
@@ -93,9 +93,9 @@ async fn restart_intensity_trips_after_too_many_resets() {
         }
     });
     let cm = Manager::new();
-    let calls = Calls::default();
+    let calls = Recorder::new();
     let opts = fast_options(5, 20).restart_intensity(3, Duration::from_secs(30));
-    let conn = cm.connect_with(addr, recording(&calls), opts).unwrap();
+    let conn = cm.connect_with(addr, calls.handler(), opts).unwrap();
     let reason = tokio::time::timeout(Duration::from_secs(10), conn.closed())
         .await
         .unwrap();
@@ -109,8 +109,8 @@ async fn restart_intensity_trips_after_too_many_resets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flapping_member_is_not_picked_until_it_stayed_up() {
-    let mut steady = Server::start().await;
-    let mut flappy = Server::start().await;
+    let mut steady = TestServer::start().await;
+    let mut flappy = TestServer::start().await;
     let cm = Manager::new();
     let pool = cm.create_pool("flap").unwrap();
     let stable = Duration::from_millis(800);
@@ -152,7 +152,7 @@ async fn a_flapping_member_is_not_picked_until_it_stayed_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_send_wait_waits_for_a_member_or_times_out_with_the_bytes() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     server.stop_listening().await;
     let cm = Manager::new();
     let pool = cm.create_pool("wait").unwrap();
@@ -192,7 +192,7 @@ async fn pool_send_wait_waits_for_a_member_or_times_out_with_the_bytes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_to_a_down_endpoint_share_one_probe() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     server.stop_listening().await;
     let cm = Manager::new();
     let conns: Vec<_> = (0..50)
@@ -219,7 +219,7 @@ async fn connections_to_a_down_endpoint_share_one_probe() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_counts_its_attempts_makes_its_own() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     server.stop_listening().await;
     let cm = Manager::new();
     let conns: Vec<_> = (0..5)

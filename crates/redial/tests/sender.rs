@@ -5,15 +5,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
+mod support;
 
 use std::time::Duration;
 
-use harness::{fast_options, in_buffered_outage, read_to_end, Server};
 use redial::{Connection, Manager, SendError, Sender, State};
+use support::{fast_options, in_buffered_outage, read_to_end, TestServer};
 
 /// A connection to `server` with the tests' fast schedule, once connected.
-async fn connected(cm: &Manager, server: &Server) -> Connection {
+async fn connected(cm: &Manager, server: &TestServer) -> Connection {
     let conn = cm
         .connect_with(server.addr, redial::handler(), fast_options(10, 100))
         .unwrap();
@@ -36,7 +36,7 @@ fn a_sender_can_move_to_another_task() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sender_holds_until_flushed_and_delivers_everything_in_order() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let conn = connected(&cm, &server).await;
     let peer = server.next(5).await;
@@ -66,7 +66,7 @@ async fn a_sender_holds_until_flushed_and_delivers_everything_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_batch_is_handed_over_without_a_flush() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let conn = connected(&cm, &server).await;
     let peer = server.next(5).await;
@@ -88,7 +88,7 @@ async fn a_full_batch_is_handed_over_without_a_flush() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_hand_over_returns_every_held_byte_in_order() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     server.stop_listening().await;
     let cm = Manager::new();
     let conn = cm
@@ -117,7 +117,7 @@ async fn a_refused_hand_over_returns_every_held_byte_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_refuses_a_try_flush_and_write_waits_for_room() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let opts = fast_options(10, 100)
         .send_queue_limit(Sender::BATCH)
@@ -160,7 +160,7 @@ async fn a_full_queue_refuses_a_try_flush_and_write_waits_for_room() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_sender_hands_over_what_it_held() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let conn = connected(&cm, &server).await;
     let peer = server.next(5).await;
@@ -175,7 +175,7 @@ async fn a_dropped_sender_hands_over_what_it_held() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_sender_whose_bytes_are_refused_counts_them() {
-    let server = Server::start().await;
+    let server = TestServer::start().await;
     let cm = Manager::new();
     let conn = connected(&cm, &server).await;
     let mut tx = conn.sender();
@@ -188,7 +188,7 @@ async fn a_dropped_sender_whose_bytes_are_refused_counts_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_after_the_connection_closed_is_refused_at_once_with_what_was_held() {
-    let server = Server::start().await;
+    let server = TestServer::start().await;
     let cm = Manager::new();
     let conn = connected(&cm, &server).await;
     let mut tx = conn.sender();
@@ -213,7 +213,7 @@ async fn a_send_after_the_connection_closed_is_refused_at_once_with_what_was_hel
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sender_during_an_outage_follows_the_buffer_policy() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let conn = in_buffered_outage(&cm, &mut server, 1000).await;
     let mut tx = conn.sender();

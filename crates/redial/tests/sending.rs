@@ -4,18 +4,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use harness::{fast_options, in_buffered_outage, read_to_end, rst, Server};
 use redial::{Manager, Resume, SendError, Socket};
+use support::{fast_options, in_buffered_outage, read_to_end, rst, TestServer};
 use tokio::io::AsyncReadExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_from_an_earlier_connection_refuses_writes() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let sockets: Arc<Mutex<Vec<Socket>>> = Arc::default();
     let s2 = sockets.clone();
     let h = redial::handler()
@@ -53,7 +53,7 @@ async fn a_socket_from_an_earlier_connection_refuses_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_send_queue_hands_the_bytes_back() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let opts = fast_options(10, 100)
         .send_queue_limit(64 * 1024)
@@ -88,7 +88,7 @@ async fn a_full_send_queue_hands_the_bytes_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_waits_for_room_instead_of_failing() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let opts = fast_options(10, 100).send_queue_limit(16 * 1024);
     let conn = cm
@@ -107,7 +107,7 @@ async fn write_waits_for_room_instead_of_failing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_hands_back_what_was_queued_and_never_written() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let resets = Arc::new(Mutex::new(Vec::new()));
     let r2 = resets.clone();
@@ -150,7 +150,7 @@ async fn reset_hands_back_what_was_queued_and_never_written() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_buffer_delivers_after_on_connect_in_order() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let conn = in_buffered_outage(&cm, &mut server, 1000).await;
     for i in 0..10 {
@@ -171,7 +171,7 @@ async fn outage_buffer_delivers_after_on_connect_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_reject_hands_the_bytes_back() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     server.stop_listening().await;
     let cm = Manager::new();
     let conn = cm

@@ -4,14 +4,13 @@
 //! server comes back, everything is up again.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-mod fleet;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::wait_until;
-use fleet::Downable;
 use redial::{Backoff, Jitter, Manager, Options};
+use support::wait_until;
+use support::TestServer;
 
 const SOON: Duration = Duration::from_secs(20);
 
@@ -27,8 +26,8 @@ fn quick() -> Options {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_follows_a_server_that_goes_away_and_comes_back() {
-    let mut server = Downable::start("127.0.0.1").await;
-    let other = Downable::start("127.0.0.1").await;
+    let mut server = TestServer::sink_on("127.0.0.1").await;
+    let other = TestServer::sink_on("127.0.0.1").await;
     let cm = Manager::new();
     let pool = cm.create_pool("cache").unwrap();
     pool.add_connection_with(server.addr, redial::handler(), quick())
@@ -90,7 +89,7 @@ async fn status_follows_a_server_that_goes_away_and_comes_back() {
 /// against a snapshot that waits on each connection, not a speed test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_of_many_connections_does_not_wait_on_them() {
-    let server = Downable::start("127.0.0.1").await;
+    let server = TestServer::sink_on("127.0.0.1").await;
     let cm = Manager::new();
     for _ in 0..1000 {
         cm.connect_with(server.addr, redial::handler(), quick())

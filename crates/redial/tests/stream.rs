@@ -4,14 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
+mod support;
 
 use std::io::ErrorKind;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use harness::{fast_options, read_to_end, Server};
 use redial::{Manager, Stream};
+use support::{fast_options, read_to_end, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LinesCodec};
@@ -35,7 +35,7 @@ fn echo(mut s: TcpStream) -> tokio::task::JoinHandle<TcpStream> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_is_one_connection_reset_error_then_io_continues() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let mut stream = cm.stream(server.addr, fast_options(10, 100)).unwrap();
     let first = server.next(5).await;
@@ -70,7 +70,7 @@ async fn a_reset_is_one_connection_reset_error_then_io_continues() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lines_codec_sees_the_reset_and_goes_on() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let stream = cm.stream(server.addr, fast_options(10, 100)).unwrap();
     let mut framed = Framed::new(stream, LinesCodec::new());
@@ -97,7 +97,7 @@ async fn a_lines_codec_sees_the_reset_and_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokio_io_copy_writes_through_the_stream_and_shutdown_is_final() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let mut stream = cm.stream(server.addr, fast_options(10, 100)).unwrap();
     let peer = server.next(5).await;
@@ -125,7 +125,7 @@ async fn tokio_io_copy_writes_through_the_stream_and_shutdown_is_final() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transparent_stream_hides_resets() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let mut stream = cm
         .stream_transparent(server.addr, fast_options(10, 100))
@@ -149,7 +149,7 @@ async fn a_transparent_stream_hides_resets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_that_does_not_read_stops_the_socket_reads() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let mut stream = cm.stream(server.addr, fast_options(10, 100)).unwrap();
     let mut peer = server.next(5).await.stream;

@@ -5,14 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
+mod support;
 
 use std::io::ErrorKind;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use harness::{fast_options, rst, Server};
 use redial::{CloseReason, Manager, ResetReason, State, Stream, StreamError, StreamReset};
+use support::{fast_options, rst, TestServer};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_util::codec::{Framed, LinesCodec};
 
@@ -53,7 +53,7 @@ fn handed_back(stream: &Stream) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_of_every_reset_are_handed_back_none_overwritten() {
     const RESETS: u64 = 3;
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let opts = fast_options(10, 50)
         .send_queue_limit(1 << 20)
         .configure_socket(|s| s.set_send_buffer_size(4096));
@@ -127,7 +127,7 @@ async fn bytes_of_every_reset_are_handed_back_none_overwritten() {
 /// each on its own call; the call after them goes to the live connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_resets_while_idle_are_two_errors() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let mut stream = cm.stream(server.addr, fast_options(10, 50)).unwrap();
     let conn = stream.connection().clone();
@@ -166,7 +166,7 @@ async fn two_resets_while_idle_are_two_errors() {
 /// connection's first line must be its own, whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unread_bytes_of_a_lost_connection_never_reach_the_next_one() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let stream = cm.stream(server.addr, fast_options(10, 50)).unwrap();
     let mut framed = Framed::new(stream, LinesCodec::new());
@@ -380,7 +380,7 @@ async fn a_transparent_stream_that_gives_up_hands_back_its_resend() {
 /// saying why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_after_shutdown_says_the_stream_is_closed_and_why() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     let cm = Manager::new();
     let mut stream = cm.stream(server.addr, fast_options(10, 50)).unwrap();
     let _peer = server.next(5).await;

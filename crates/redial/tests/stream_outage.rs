@@ -4,13 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
+mod support;
 
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
-use harness::{fast_options, Server};
 use redial::{Manager, Outage, State, Stream, StreamError};
+use support::{fast_options, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Issue 20: a write while nothing listens used to wait forever. It now
@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// server is back, the next write goes through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_while_down_fails_after_the_outage_wait_then_works_once_up() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     server.stop_listening().await;
     let cm = Manager::new();
     let mut stream = cm.stream(server.addr, fast_options(10, 50)).unwrap();
@@ -66,7 +66,7 @@ async fn a_write_while_down_fails_after_the_outage_wait_then_works_once_up() {
 /// succeeds once the server answers within the outage wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_right_after_creating_the_stream_waits_for_the_first_connection() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     server.stop_listening().await;
     let cm = Manager::new();
     let mut stream = cm.stream(server.addr, fast_options(10, 50)).unwrap();
@@ -89,7 +89,7 @@ async fn a_write_right_after_creating_the_stream_waits_for_the_first_connection(
 /// untaken; the buffered bytes go out first on the next connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_an_outage_buffer_writes_while_down_are_buffered_until_it_is_full() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     server.stop_listening().await;
     let cm = Manager::new();
     let opts = fast_options(10, 50).outage(Outage::Buffer { max_bytes: 8 });
@@ -138,7 +138,7 @@ async fn with_an_outage_buffer_writes_while_down_are_buffered_until_it_is_full()
 /// down spell longer than the wait set before goes through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_outage_wait_a_write_waits_for_the_connection() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     server.stop_listening().await;
     let cm = Manager::new();
     let mut stream = cm.stream(server.addr, fast_options(10, 50)).unwrap();
@@ -161,7 +161,7 @@ async fn without_an_outage_wait_a_write_waits_for_the_connection() {
 /// does not shorten the wait of a write in the next one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_outage_gets_its_own_wait() {
-    let mut server = Server::start().await;
+    let mut server = TestServer::start().await;
     server.stop_listening().await;
     let cm = Manager::new();
     let mut stream = cm.stream(server.addr, fast_options(10, 50)).unwrap();

@@ -12,16 +12,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
+mod support;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use harness::fast_options;
 use redial::{Manager, StreamError};
 use redial_chaos::Proxy;
 use stubborn_io::{ReconnectOptions, StubbornTcpStream};
+use support::fast_options;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 

@@ -3,16 +3,15 @@
 //! the close reason. Against real loopback sockets (a closed port).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-mod fleet;
+mod support;
 
 use std::io::ErrorKind;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::wait_until;
-use fleet::Downable;
 use redial::{Backoff, CloseReason, Jitter, Manager, Options, Retry, State};
+use support::wait_until;
+use support::TestServer;
 
 const LONG: Duration = Duration::from_secs(10);
 
@@ -26,7 +25,7 @@ fn long_backoff() -> Options {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn give_up_closes_with_the_error_as_the_reason() {
-    let mut server = Downable::start("127.0.0.1").await;
+    let mut server = TestServer::sink_on("127.0.0.1").await;
     server.down();
     let cm = Manager::new();
     let closed: Arc<Mutex<Option<CloseReason>>> = Arc::default();
@@ -39,7 +38,7 @@ async fn give_up_closes_with_the_error_as_the_reason() {
         .on_close(move |close| *c.lock().unwrap() = Some(close.reason().clone()));
     // A short schedule: were the connection to retry, it would at once.
     let conn = cm
-        .connect_with(server.addr, h, common::fast_options())
+        .connect_with(server.addr, h, support::fast_options(20, 500))
         .unwrap();
     wait_until("closed", LONG, || conn.state() == State::Closed).await;
     wait_until("on_close ran", LONG, || closed.lock().unwrap().is_some()).await;
@@ -55,12 +54,12 @@ async fn give_up_closes_with_the_error_as_the_reason() {
     server.up().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(conn.stats().failed_attempts, 1);
-    assert_eq!(server.accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(server.accepted(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_replaces_the_schedules_delay() {
-    let mut server = Downable::start("127.0.0.1").await;
+    let mut server = TestServer::sink_on("127.0.0.1").await;
     server.down();
     let cm = Manager::new();
     let h = redial::handler().on_connect_failed(|_, _| Retry::After(Duration::from_millis(50)));
@@ -77,12 +76,12 @@ async fn retry_after_replaces_the_schedules_delay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closure_returning_nothing_retries_on_schedule() {
-    let mut server = Downable::start("127.0.0.1").await;
+    let mut server = TestServer::sink_on("127.0.0.1").await;
     server.down();
     let cm = Manager::new();
     let h = redial::handler().on_connect_failed(|_, _| {});
     let conn = cm
-        .connect_with(server.addr, h, common::fast_options())
+        .connect_with(server.addr, h, support::fast_options(20, 500))
         .unwrap();
     wait_until("two failed attempts", LONG, || {
         conn.stats().failed_attempts >= 2

@@ -5,17 +5,17 @@
 #![cfg(feature = "tls")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
+mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use harness::{fast_options, recording, Calls};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use redial::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use redial::tls::rustls::{self, RootCertStore};
 use redial::{Connection, Manager, State, TlsConfig};
+use support::{fast_options, Recorder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -93,10 +93,10 @@ async fn tls_server(pki: &Pki, addr: SocketAddr) -> (SocketAddr, tokio::task::Jo
 }
 
 /// A manager and one connection to `localhost:port`, recording its calls.
-fn connect_localhost(port: u16, calls: &Calls, opts: redial::Options) -> (Manager, Connection) {
+fn connect_localhost(port: u16, calls: &Recorder, opts: redial::Options) -> (Manager, Connection) {
     let cm = Manager::new();
     let conn = cm
-        .connect_with(("localhost", port), recording(calls), opts)
+        .connect_with(("localhost", port), calls.handler(), opts)
         .unwrap();
     (cm, conn)
 }
@@ -111,9 +111,9 @@ fn opts(tls: TlsConfig) -> redial::Options {
 async fn tls_connects_verifies_and_echoes() {
     let pki = pki();
     let (addr, _server) = tls_server(&pki, "127.0.0.1:0".parse().unwrap()).await;
-    let calls = Calls::default();
+    let calls = Recorder::new();
     let cm = Manager::new();
-    let h = recording(&calls).on_connect(|s| s.send("over tls").unwrap());
+    let h = calls.handler().on_connect(|s| s.send("over tls").unwrap());
     let conn = cm
         .connect_with(
             ("localhost", addr.port()),
@@ -121,18 +121,14 @@ async fn tls_connects_verifies_and_echoes() {
             opts(TlsConfig::with_roots(roots(&pki.ca))),
         )
         .unwrap();
-    calls.wait("data over tls", 1, 10).await;
+    calls.wait_saw(b"over tls", 10).await;
     // Large writes go through the TLS records intact.
     let big: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
     conn.send(&big).unwrap();
     let want = String::from_utf8(big).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let got: String = calls
-            .all()
-            .iter()
-            .filter_map(|c| c.strip_prefix("data "))
-            .collect::<String>();
+        let got = String::from_utf8(calls.received()).unwrap();
         if got.len() >= "over tls".len() + want.len() {
             assert_eq!(&got["over tls".len()..], want);
             break;
@@ -151,17 +147,17 @@ async fn tls_connects_verifies_and_echoes() {
 async fn a_wrong_host_name_is_refused_as_a_failed_attempt() {
     let pki = pki();
     let (addr, _server) = tls_server(&pki, "127.0.0.1:0".parse().unwrap()).await;
-    let calls = Calls::default();
+    let calls = Recorder::new();
     let cm = Manager::new();
     let tls = TlsConfig::with_roots(roots(&pki.ca))
         .server_name("not-localhost.example")
         .unwrap();
     let conn = cm
-        .connect_with(addr, recording(&calls), opts(tls).max_attempts(2))
+        .connect_with(addr, calls.handler(), opts(tls).max_attempts(2))
         .unwrap();
     conn.closed().await;
     let failed = calls
-        .all()
+        .labels()
         .into_iter()
         .find(|c| c.starts_with("failed"))
         .unwrap();
@@ -177,7 +173,7 @@ async fn an_untrusted_ca_is_refused() {
     let pki = pki();
     let other = pki_other_ca();
     let (addr, _server) = tls_server(&pki, "127.0.0.1:0".parse().unwrap()).await;
-    let calls = Calls::default();
+    let calls = Recorder::new();
     let (_cm, conn) = connect_localhost(
         addr.port(),
         &calls,
@@ -185,7 +181,7 @@ async fn an_untrusted_ca_is_refused() {
     );
     conn.closed().await;
     let failed = calls
-        .all()
+        .labels()
         .into_iter()
         .find(|c| c.starts_with("failed"))
         .unwrap();
@@ -209,7 +205,7 @@ async fn a_plaintext_server_is_never_connected_to() {
             let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nplain").await;
         }
     });
-    let calls = Calls::default();
+    let calls = Recorder::new();
     let (_cm, conn) = connect_localhost(
         addr.port(),
         &calls,
@@ -218,16 +214,18 @@ async fn a_plaintext_server_is_never_connected_to() {
     conn.closed().await;
     assert_eq!(calls.count("failed"), 2);
     assert_eq!(calls.count("connect"), 0);
-    assert_eq!(calls.count("data"), 0, "plaintext reached the application");
+    assert_eq!(calls.received_len(), 0, "plaintext reached the application");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_reconnects_after_the_server_restarts() {
     let pki = pki();
     let (addr, server) = tls_server(&pki, "127.0.0.1:0".parse().unwrap()).await;
-    let calls = Calls::default();
+    let calls = Recorder::new();
     let cm = Manager::new();
-    let h = recording(&calls).on_connect(|s| s.send(format!("gen{}", s.generation())).unwrap());
+    let h = calls
+        .handler()
+        .on_connect(|s| s.send(format!("gen{}", s.generation())).unwrap());
     let conn = cm
         .connect_with(
             ("localhost", addr.port()),
@@ -235,13 +233,13 @@ async fn tls_reconnects_after_the_server_restarts() {
             opts(TlsConfig::with_roots(roots(&pki.ca))),
         )
         .unwrap();
-    calls.wait("data gen1", 1, 10).await;
+    calls.wait_saw(b"gen1", 10).await;
     server.abort();
     let _ = server.await;
     calls.wait("reset", 1, 10).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (_, _server) = tls_server(&pki, addr).await;
-    calls.wait("data gen2", 1, 10).await;
+    calls.wait_saw(b"gen2", 10).await;
     assert_eq!(conn.state(), State::Connected);
     conn.disconnect().await;
 }
@@ -260,7 +258,7 @@ async fn a_peer_that_resets_during_the_handshake_is_a_failed_attempt() {
             drop(s); // ...and the peer resets
         }
     });
-    let calls = Calls::default();
+    let calls = Recorder::new();
     let (_cm, conn) = connect_localhost(
         addr.port(),
         &calls,
@@ -273,7 +271,7 @@ async fn a_peer_that_resets_during_the_handshake_is_a_failed_attempt() {
         matches!(reason, redial::CloseReason::GaveUp { attempts: 3, .. }),
         "{reason:?}"
     );
-    assert_eq!(calls.count("failed"), 3, "{:?}", calls.all());
+    assert_eq!(calls.count("failed"), 3, "{:?}", calls.labels());
     assert_eq!(
         calls.count("reset"),
         0,

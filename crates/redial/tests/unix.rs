@@ -3,13 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
+mod support;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use harness::{fast_options, recording, Calls};
 use redial::Manager;
+use support::{fast_options, Recorder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
@@ -41,20 +41,20 @@ fn echo(l: UnixListener) -> tokio::task::JoinHandle<()> {
 async fn a_unix_socket_that_disappears_and_comes_back_is_reconnected() {
     let path = socket_path("restart");
     let server = echo(UnixListener::bind(&path).unwrap());
-    let calls = Calls::default();
+    let calls = Recorder::new();
     let cm = Manager::new();
     let endpoint = format!("unix:{}", path.display());
     let conn = cm
         .connect_with(
             endpoint.as_str(),
-            recording(&calls).on_connect(|s| {
+            calls.handler().on_connect(|s| {
                 assert!(s.unix().is_some() && s.tcp().is_none());
                 s.send(format!("hello {}", s.generation())).unwrap();
             }),
             fast_options(20, 100),
         )
         .unwrap();
-    calls.wait("data hello 1", 1, 5).await;
+    calls.wait_saw(b"hello 1", 5).await;
 
     // The server goes away with its socket file.
     server.abort();
@@ -65,7 +65,7 @@ async fn a_unix_socket_that_disappears_and_comes_back_is_reconnected() {
 
     // ... and comes back.
     let server = echo(UnixListener::bind(&path).unwrap());
-    calls.wait("data hello 2", 1, 5).await;
+    calls.wait_saw(b"hello 2", 5).await;
     assert_eq!(conn.stats().connects, 2);
     conn.disconnect().await;
     server.abort();
@@ -78,9 +78,9 @@ async fn a_pool_of_unix_connections_sends_to_live_members() {
     let server = echo(UnixListener::bind(&path).unwrap());
     let cm = Manager::new();
     let pool = cm.create_pool("unix").unwrap();
-    let calls = Calls::default();
+    let calls = Recorder::new();
     for _ in 0..3 {
-        pool.add_connection(format!("unix:{}", path.display()), recording(&calls))
+        pool.add_connection(format!("unix:{}", path.display()), calls.handler())
             .unwrap();
     }
     tokio::time::timeout(Duration::from_secs(5), pool.wait_live(3))
@@ -90,7 +90,7 @@ async fn a_pool_of_unix_connections_sends_to_live_members() {
         pool.send(format!("m{i}")).unwrap();
     }
     for i in 0..3 {
-        calls.wait(&format!("data m{i}"), 1, 5).await;
+        calls.wait_saw(format!("m{i}").as_bytes(), 5).await;
     }
     pool.disconnect().await;
     server.abort();

@@ -1,192 +1,14 @@
-//! Helpers shared by the fault-scenario tests (`faults`, `faults_accounting`,
-//! `faults_pool`): real loopback servers (echo, counting sink, streaming
-//! source) that log every TCP connection separately, a recorder for handler
-//! callbacks, a collector for `Manager::events()`, and polling waits with
-//! generous deadlines (the machine running these is a noisy 2-core VM).
-
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! The one recorder of what a connection reported: every handler callback
+//! as a typed [`Cb`] (with the test's own marks in order among them) and
+//! every byte `on_data` got; and [`EventLog`], a collector for
+//! `Manager::events()`.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redial::{
-    Backoff, Event, EventKind, FnHandler, Manager, Options, Partial, ResetReason, Resume,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
-
-/// Short backoff so that recoveries take milliseconds, not seconds.
-pub fn fast_options() -> Options {
-    Options::new().backoff(
-        Backoff::new(Duration::from_millis(20), 2.0, Duration::from_millis(500))
-            .expect("valid backoff"),
-    )
-}
-
-/// Polls `cond` every 5 ms until it holds; panics with `what` after
-/// `timeout`. Returns how long it took.
-pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return start.elapsed();
-        }
-        if start.elapsed() > timeout {
-            panic!("timed out after {timeout:?} waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// What a test server saw on one TCP connection.
-#[derive(Debug, Default, Clone)]
-pub struct ConnLog {
-    /// Every byte read, in order.
-    pub data: Vec<u8>,
-    /// The connection ended (EOF or error).
-    pub ended: bool,
-    /// The read error that ended it, if any.
-    pub error: Option<std::io::ErrorKind>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Echo,
-    Sink,
-    Stream,
-}
-
-/// A loopback server that logs each accepted connection separately, in
-/// accept order. Aborted when dropped.
-pub struct TestServer {
-    pub addr: SocketAddr,
-    conns: Arc<Mutex<Vec<ConnLog>>>,
-    accepted: Arc<AtomicU64>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl TestServer {
-    /// Writes back everything it reads.
-    pub async fn echo() -> TestServer {
-        Self::start(Mode::Echo).await
-    }
-
-    /// Reads and keeps everything, writes nothing.
-    pub async fn sink() -> TestServer {
-        Self::start(Mode::Sink).await
-    }
-
-    /// Writes a known byte pattern (`i % 251` for the i-th byte of the
-    /// connection) in 1 KiB pieces every 2 ms, and reads what comes.
-    pub async fn stream() -> TestServer {
-        Self::start(Mode::Stream).await
-    }
-
-    async fn start(mode: Mode) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        let conns: Arc<Mutex<Vec<ConnLog>>> = Arc::default();
-        let accepted = Arc::new(AtomicU64::new(0));
-        let (c, a) = (conns.clone(), accepted.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let idx = {
-                    let mut g = c.lock().unwrap();
-                    g.push(ConnLog::default());
-                    g.len() - 1
-                };
-                a.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(stream, mode, c.clone(), idx));
-            }
-        });
-        TestServer {
-            addr,
-            conns,
-            accepted,
-            task,
-        }
-    }
-
-    /// Connections accepted so far.
-    pub fn accepted(&self) -> u64 {
-        self.accepted.load(Ordering::SeqCst)
-    }
-
-    /// Connections not yet ended.
-    pub fn open(&self) -> usize {
-        self.conns
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|c| !c.ended)
-            .count()
-    }
-
-    /// A snapshot of every connection's log.
-    pub fn conns(&self) -> Vec<ConnLog> {
-        self.conns.lock().unwrap().clone()
-    }
-
-    /// Bytes read over all connections.
-    pub fn total_received(&self) -> usize {
-        self.conns
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|c| c.data.len())
-            .sum()
-    }
-}
-
-async fn serve(mut stream: TcpStream, mode: Mode, conns: Arc<Mutex<Vec<ConnLog>>>, idx: usize) {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut out_pos: u64 = 0;
-    let mut tick = tokio::time::interval(Duration::from_millis(2));
-    let end = |err: Option<std::io::ErrorKind>| {
-        let mut g = conns.lock().unwrap();
-        g[idx].ended = true;
-        g[idx].error = err;
-    };
-    loop {
-        tokio::select! {
-            r = stream.read(&mut buf) => match r {
-                Ok(0) => {
-                    end(None);
-                    return;
-                }
-                Ok(n) => {
-                    conns.lock().unwrap()[idx].data.extend_from_slice(&buf[..n]);
-                    if mode == Mode::Echo && stream.write_all(&buf[..n]).await.is_err() {
-                        // The read side will report how it ended.
-                    }
-                }
-                Err(e) => {
-                    end(Some(e.kind()));
-                    return;
-                }
-            },
-            _ = tick.tick(), if mode == Mode::Stream => {
-                let piece: Vec<u8> = (out_pos..out_pos + 1024).map(|i| (i % 251) as u8).collect();
-                if stream.write_all(&piece).await.is_ok() {
-                    out_pos += 1024;
-                }
-            }
-        }
-    }
-}
+use redial::{Event, EventKind, FnHandler, Manager, Partial, ResetReason, Resume};
 
 /// One handler callback, as recorded by [`Recorder`].
 #[derive(Debug, Clone)]
@@ -206,12 +28,31 @@ pub enum Cb {
     ConnectFailed {
         attempt: u32,
         kind: std::io::ErrorKind,
+        /// The error's text.
+        error: String,
     },
     Close {
         reason: redial::CloseReason,
         chunks: Vec<Vec<u8>>,
         partial: Option<Partial>,
     },
+    /// A mark the test made itself ([`Recorder::note`]), in order with
+    /// the callbacks.
+    Note(String),
+}
+
+impl Cb {
+    /// A short label to match on: `connect 2`, `reset PeerClosed`,
+    /// `failed 1 Connection refused (os error 111)`, `close Disconnected`, or the note.
+    pub fn label(&self) -> String {
+        match self {
+            Cb::Connect { generation } => format!("connect {generation}"),
+            Cb::Reset { reason, .. } => format!("reset {reason:?}"),
+            Cb::ConnectFailed { attempt, error, .. } => format!("failed {attempt} {error}"),
+            Cb::Close { reason, .. } => format!("close {reason:?}"),
+            Cb::Note(s) => s.clone(),
+        }
+    }
 }
 
 /// Records every callback of a closure handler, and every byte `on_data`
@@ -273,6 +114,7 @@ impl Recorder {
                 l3.lock().unwrap().push(Cb::ConnectFailed {
                     attempt,
                     kind: e.kind(),
+                    error: e.to_string(),
                 })
             })
             .on_close(move |c| {
@@ -282,6 +124,50 @@ impl Recorder {
                     partial: c.unsent().partial().cloned(),
                 })
             })
+    }
+
+    /// Records a mark of the test's own, in order with the callbacks.
+    pub fn note(&self, s: impl Into<String>) {
+        self.log.lock().unwrap().push(Cb::Note(s.into()));
+    }
+
+    /// Every callback's [`Cb::label`], in order.
+    pub fn labels(&self) -> Vec<String> {
+        self.log.lock().unwrap().iter().map(Cb::label).collect()
+    }
+
+    /// How many callbacks have a label starting with `prefix`.
+    pub fn count(&self, prefix: &str) -> usize {
+        let log = self.log.lock().unwrap();
+        log.iter().filter(|c| c.label().starts_with(prefix)).count()
+    }
+
+    /// Waits until `count(prefix) >= n`, failing after `secs`.
+    pub async fn wait(&self, prefix: &str, n: usize, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while self.count(prefix) < n {
+            assert!(
+                Instant::now() < deadline,
+                "waited for {n} x {prefix:?}, calls: {:?}",
+                self.labels()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Waits until `needle` occurs in what `on_data` got, failing after
+    /// `secs`.
+    pub async fn wait_saw(&self, needle: &[u8], secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !self.saw(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "waited for {:?} in the data, calls: {:?}",
+                String::from_utf8_lossy(needle),
+                self.labels()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     pub fn callbacks(&self) -> Vec<Cb> {
@@ -310,7 +196,7 @@ impl Recorder {
         self.callbacks()
             .iter()
             .filter_map(|c| match c {
-                Cb::ConnectFailed { attempt, kind } => Some((*attempt, *kind)),
+                Cb::ConnectFailed { attempt, kind, .. } => Some((*attempt, *kind)),
                 _ => None,
             })
             .collect()
