@@ -73,6 +73,16 @@ pub enum EventKind {
         /// Bytes handed back in `Close::unsent`.
         unsent_bytes: usize,
     },
+    /// A connection past its [`Options::max_lifetime`](crate::Options::max_lifetime)
+    /// was replaced: the new socket was made first, then this one (of
+    /// `generation`) flushed what was queued on it and closed. Nothing was
+    /// lost; `Connected` for the new socket follows.
+    Recycled {
+        /// Which connection of this handle was replaced.
+        generation: u64,
+        /// How long it had been up.
+        uptime: Duration,
+    },
     /// A pool that follows a name made this member for an address the
     /// name now resolves to.
     MemberAdded {

@@ -35,6 +35,7 @@
 //! | `redial_connection_losses_total` | counter | `reason`: `peer_closed`, `peer_reset`, `timed_out` (keepalive or user timeout), `idle_timeout`, `error` | live connections lost ([`Reset`](crate::Reset)) | Envoy `upstream_cx_destroy_remote` |
 //! | `redial_connection_closes_total` | counter | `reason`: `disconnected`, `grace_expired`, `aborted`, `stopped`, `gave_up`, `restart_intensity`, `handler_panicked`, `terminal`, `shutdown` | connections ended for good ([`Close`](crate::Close)) | Envoy `upstream_cx_destroy_local` |
 //! | `redial_give_ups_total` | counter | | failure streaks that tripped the give-up policy | |
+//! | `redial_recycles_total` | counter | | connections replaced, make-before-break, after [`Options::max_lifetime`](crate::Options::max_lifetime) | Envoy `upstream_cx_max_duration_reached` |
 //! | `redial_flaps_total` | counter | | connections lost before [`Options::stable_after`](crate::Options::stable_after) | |
 //! | `redial_sent_bytes_total` | counter | | bytes handed to the kernel (or TLS) | Envoy `upstream_cx_tx_bytes_total` |
 //! | `redial_received_bytes_total` | counter | | bytes read | Envoy `upstream_cx_rx_bytes_total` |
@@ -78,7 +79,7 @@ const POOL_CONNECTED: &str = "redial_pool_members_connected";
 // A table of every metric's help text, not logic to split.
 #[allow(clippy::too_many_lines)]
 pub fn describe() {
-    let counters: [(&'static str, Unit, &'static str); 12] = [
+    let counters: [(&'static str, Unit, &'static str); 13] = [
         (
             "redial_connect_attempts_total",
             Unit::Count,
@@ -108,6 +109,11 @@ pub fn describe() {
             "redial_give_ups_total",
             Unit::Count,
             "Failure streaks that tripped the give-up policy",
+        ),
+        (
+            "redial_recycles_total",
+            Unit::Count,
+            "Connections replaced after max_lifetime",
         ),
         (
             "redial_flaps_total",
@@ -396,6 +402,12 @@ impl ConnMetrics {
                     );
                 }
                 self.queued_now(0);
+            }
+            EventKind::Recycled { uptime, .. } => {
+                self.count("redial_recycles_total", 1);
+                self.seconds("redial_connection_lifetime_seconds", *uptime);
+                // The new socket's `Connected` starts the next lifetime.
+                self.times().connected_at = None;
             }
             // A pool's own events (members following a name) are counted
             // by the members' events.

@@ -171,6 +171,7 @@ pub struct Options {
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) heartbeat: Option<Duration>,
     pub(crate) close_grace: Duration,
+    pub(crate) max_lifetime: Option<Duration>,
     pub(crate) seed: Option<u64>,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::driver::tls::TlsConfig>,
@@ -233,6 +234,16 @@ impl Options {
     /// assert_eq!(redial::Options::DEFAULT_USER_TIMEOUT, Duration::from_secs(40));
     /// ```
     pub const DEFAULT_USER_TIMEOUT: Duration = Duration::from_secs(40);
+
+    /// The jitter of [`Options::max_lifetime`]: each connection's lifetime
+    /// is drawn uniformly within ±10 % of the setting, so connections made
+    /// together (a pool started at once, a fleet after an outage) are not
+    /// all replaced at the same moment.
+    ///
+    /// ```
+    /// assert_eq!(redial::Options::MAX_LIFETIME_JITTER, 0.10);
+    /// ```
+    pub const MAX_LIFETIME_JITTER: f64 = 0.10;
 }
 
 impl Options {
@@ -257,6 +268,7 @@ impl Options {
             idle_timeout,
             heartbeat,
             close_grace,
+            max_lifetime,
             seed,
             #[cfg(feature = "tls")]
             tls,
@@ -291,6 +303,7 @@ impl Options {
             && *idle_timeout == other.idle_timeout
             && *heartbeat == other.heartbeat
             && *close_grace == other.close_grace
+            && *max_lifetime == other.max_lifetime
             && *seed == other.seed
     }
 }
@@ -314,6 +327,7 @@ impl Default for Options {
             idle_timeout: None,
             heartbeat: None,
             close_grace: Options::DEFAULT_CLOSE_GRACE,
+            max_lifetime: None,
             seed: None,
             #[cfg(feature = "tls")]
             tls: None,
@@ -343,6 +357,7 @@ impl fmt::Debug for Options {
             idle_timeout,
             heartbeat,
             close_grace,
+            max_lifetime,
             seed,
             #[cfg(feature = "tls")]
             tls,
@@ -364,6 +379,7 @@ impl fmt::Debug for Options {
             .field("idle_timeout", idle_timeout)
             .field("heartbeat", heartbeat)
             .field("close_grace", close_grace)
+            .field("max_lifetime", max_lifetime)
             .field("seed", seed);
         #[cfg(feature = "tls")]
         d.field("tls", &tls.is_some());
@@ -602,6 +618,52 @@ impl Options {
         self
     }
 
+    /// Replaces a connection that has been up for `d` (± 10 %,
+    /// [`Options::MAX_LIFETIME_JITTER`], drawn for each connection) with a fresh one,
+    /// make-before-break (default: off). For load balancers and
+    /// fleets: a long-lived connection otherwise stays on the server it
+    /// first reached, and a server added later gets no share of it.
+    ///
+    /// How a replacement goes: a new connection is made first (its attempt
+    /// counts under the manager's cap on attempts in flight; the old one
+    /// keeps working meanwhile). Then the old one stops taking sends: what
+    /// is queued at that moment is flushed on it within
+    /// [`close_grace`](Self::close_grace), it sends FIN, and what the peer
+    /// still sends (the answers to what was sent) goes to `on_data` until
+    /// the peer's FIN or at most a second. Sends made meanwhile are held,
+    /// whatever the [`Outage`] policy, and go out on the new connection
+    /// after its `on_connect`, in order. The handler sees `on_connect` for
+    /// the new socket and no `on_reset` (nothing was lost); the manager's
+    /// events show [`EventKind::Recycled`](crate::EventKind::Recycled) for
+    /// the old socket, then `Connected` for the new one, and
+    /// [`Stats::recycles`](crate::Stats::recycles) counts them (`connects`
+    /// counts the new socket too). The state stays `Connected` throughout.
+    ///
+    /// If the replacement cannot be made, the old connection stays and the
+    /// replacement is tried again a tenth of `d` later (at least a second
+    /// after). If the old connection fails while it drains, or does not
+    /// flush within the grace period, that is a loss like any other:
+    /// `on_reset` gets what it did not write, and the connection reconnects.
+    ///
+    /// To move members onto servers added behind a name (a pool whose
+    /// members all connect to one `host:port`, or to one
+    /// [`Endpoint::any`](crate::Endpoint::any) list), a pool's members start
+    /// their attempts at different addresses and move on by one at every
+    /// attempt, so after one lifetime they are spread over every address
+    /// that answers, a server added since included. (A pool that follows a
+    /// name with [`Follow`](crate::Follow) needs none of this: each address
+    /// has members of its own.)
+    ///
+    /// ```
+    /// let o = redial::Options::new().max_lifetime(std::time::Duration::from_secs(600));
+    /// # let _ = o;
+    /// ```
+    #[must_use]
+    pub fn max_lifetime(mut self, d: Duration) -> Self {
+        self.max_lifetime = Some(d);
+        self
+    }
+
     /// Seed of the backoff jitter, for a repeatable schedule (default: a
     /// different seed per connection).
     ///
@@ -667,6 +729,9 @@ impl Options {
                     "must be above zero (use None to turn it off)",
                 ));
             }
+        }
+        if self.max_lifetime == Some(Duration::ZERO) {
+            return Err(OptionsError::invalid("max_lifetime", "must be above zero"));
         }
         if let Some(k) = self.keepalive {
             if k.idle.is_zero() || k.interval.is_zero() || k.retries == 0 {

@@ -255,6 +255,7 @@ pub(crate) struct Shared {
 pub(crate) struct Counters {
     pub(crate) connects: AtomicU64,
     pub(crate) resets: AtomicU64,
+    pub(crate) recycles: AtomicU64,
     pub(crate) failed_attempts: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
     pub(crate) sender_dropped: AtomicU64,
@@ -270,6 +271,12 @@ pub(crate) struct Info {
     pub(crate) socket: Option<crate::handle::socket::Socket>,
     /// When the next attempt after a failed one starts (`Manager::status`).
     pub(crate) next_attempt: Option<Instant>,
+    /// The connect attempt replacing a connection past its `max_lifetime`
+    /// (aborted when the connection ends first), and its result once made.
+    /// Kept here, not in the driver's task: every connection's task would
+    /// carry room for it.
+    pub(crate) replacement: Option<tokio::task::AbortHandle>,
+    pub(crate) replaced: Option<Box<std::io::Result<crate::driver::transport::Transport>>>,
 }
 
 pub(crate) struct Queue {
@@ -285,6 +292,10 @@ pub(crate) struct Queue {
     pub(crate) accepting: bool,
     /// Ended for good (or disconnecting): every send is refused.
     pub(crate) closed: bool,
+    /// A connection past its `max_lifetime` is being replaced: while
+    /// `accepting` is off, `Connection::send` is held in the outage buffer
+    /// for the new socket (up to the queue's limit), whatever the policy.
+    pub(crate) holding: bool,
     /// Bytes buffered while down ([`Outage::Buffer`]); boxed, as most
     /// connections never buffer.
     pub(crate) outage: Option<Box<Chunks>>,
@@ -497,7 +508,7 @@ impl Queue {
         if self.accepting {
             return self.push_live(data);
         }
-        match policy {
+        match self.policy_while_down(policy) {
             Outage::Reject => Err(Refused::NotConnected),
             Outage::Buffer { max_bytes } => {
                 self.outage_room(data.len(), max_bytes, false)?.push(data);
@@ -519,6 +530,19 @@ impl Queue {
         match socket_gen {
             Some(g) => self.push_socket(g, data),
             None => self.push_connection(data, policy),
+        }
+    }
+
+    /// The policy for sends while not accepting: `policy`, or holding
+    /// them for the new socket while a connection is replaced.
+    #[inline]
+    fn policy_while_down(&self, policy: Outage) -> Outage {
+        if self.holding {
+            Outage::Buffer {
+                max_bytes: self.limit,
+            }
+        } else {
+            policy
         }
     }
 
@@ -561,7 +585,7 @@ impl Queue {
             self.check();
             return Ok(self.pushed_since(before));
         }
-        match policy {
+        match self.policy_while_down(policy) {
             Outage::Reject => Err(Refused::NotConnected),
             Outage::Buffer { max_bytes } => {
                 self.outage_room(len, max_bytes, force)?.append(held);
@@ -610,6 +634,7 @@ impl Shared {
                 socket_open: false,
                 accepting: false,
                 closed: false,
+                holding: false,
                 outage: None,
                 room_waiters: false,
                 limit: opts.send_queue_limit,
@@ -679,7 +704,7 @@ impl Shared {
         }
         {
             let q = self.queue();
-            if q.closed || !q.accepting {
+            if q.closed || !(q.accepting || q.holding) {
                 return Usability::No;
             }
         }
@@ -955,6 +980,7 @@ mod tests {
             socket_open: true,
             accepting: true,
             closed: false,
+            holding: false,
             outage: None,
             room_waiters: false,
             limit,
@@ -968,6 +994,31 @@ mod tests {
             c.push(p.as_bytes());
         }
         c
+    }
+
+    #[test]
+    fn sends_are_held_for_the_replacement_whatever_the_policy() {
+        let mut q = queue(10);
+        q.accepting = false;
+        assert!(matches!(
+            q.push_connection(b"abc", Outage::Reject),
+            Err(Refused::NotConnected)
+        ));
+        // A connection past its lifetime is being replaced.
+        q.holding = true;
+        assert!(q.push_connection(b"abcdef", Outage::Reject).is_ok());
+        assert!(q.buf.is_empty(), "held, not queued for the old socket");
+        // Up to the queue's limit.
+        assert!(q.push_connection(b"ghijk", Outage::Reject).is_err());
+        let mut c = chunks(&["gh"]);
+        assert!(q.push_chunks(&mut c, Outage::Reject, false).is_ok());
+        assert_eq!(q.held(), 8);
+        // The new socket's `on_connect` ran: the held bytes follow.
+        q.accepting = true;
+        q.holding = false;
+        q.release_outage();
+        assert_eq!(q.buf, b"abcdefgh");
+        assert_eq!(q.ledger.accepted, 8);
     }
 
     #[test]

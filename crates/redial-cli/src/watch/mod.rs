@@ -64,8 +64,9 @@ pub struct WatchEvent {
     /// When it happened, as `2025-01-31T14:03:27.512Z`.
     pub time: String,
     /// Which change: `connecting`, `connected`, `connect_failed`, `reset`,
-    /// `closed`; for a followed name `member_added`, `member_draining`,
-    /// `resolve_failed` (or `other` for a kind this version does not know).
+    /// `closed`, `recycled`; for a followed name `member_added`,
+    /// `member_draining`, `resolve_failed` (or `other` for a kind this
+    /// version does not know).
     pub event: &'static str,
     /// The connection's id.
     pub connection: u64,
@@ -119,6 +120,14 @@ pub enum EventDetail {
         /// Bytes queued but never written to the kernel.
         unsent_bytes: usize,
     },
+    /// `recycled`: the connection outlived its `max_lifetime` and was
+    /// replaced, the new socket made first (`connected` follows).
+    Recycled {
+        /// Which connection of this handle was replaced.
+        generation: u64,
+        /// How long it had been up, in milliseconds.
+        uptime_ms: u64,
+    },
     /// `member_added` or `member_draining`: a followed name gained this
     /// address (the connection is its new member) or lost it (the member
     /// flushes what is queued, then closes).
@@ -150,6 +159,7 @@ pub const EVENT_FIELDS: &[(&str, &[&str])] = &[
     ("connect_failed", &["attempt", "error", "retry_in_ms"]),
     ("reset", &["reason", "uptime_ms", "unsent_bytes"]),
     ("closed", &["reason", "unsent_bytes"]),
+    ("recycled", &["generation", "uptime_ms"]),
     ("member_added", &["address"]),
     ("member_draining", &["address"]),
     ("resolve_failed", &["error", "kept"]),
@@ -202,6 +212,13 @@ impl From<&Event> for WatchEvent {
                 EventDetail::Closed {
                     reason: reason.to_string(),
                     unsent_bytes: *unsent_bytes,
+                },
+            ),
+            EventKind::Recycled { generation, uptime } => (
+                "recycled",
+                EventDetail::Recycled {
+                    generation: *generation,
+                    uptime_ms: ms(*uptime),
                 },
             ),
             EventKind::MemberAdded { address } => (
@@ -323,7 +340,7 @@ pub fn event_line(ev: &WatchEvent) -> String {
     line
 }
 
-/// How many membership events the table keeps under it.
+/// How many membership (and recycling) events the table keeps under it.
 const RECENT_EVENTS: usize = 6;
 
 /// What the table shows besides the connections: the pools that follow a
@@ -343,7 +360,9 @@ impl Fleet {
             EventKind::MemberDraining { .. } => {
                 self.draining.insert(ev.connection);
             }
-            EventKind::MemberAdded { .. } | EventKind::ResolveFailed { .. } => {}
+            EventKind::MemberAdded { .. }
+            | EventKind::ResolveFailed { .. }
+            | EventKind::Recycled { .. } => {}
             EventKind::Closed { .. } => {
                 self.draining.remove(&ev.connection);
                 return;
@@ -415,7 +434,7 @@ impl Screen {
             text.push_str(&format!("... {} more\n", conns.len() - shown.len()));
         }
         if !fleet.recent.is_empty() {
-            text.push_str(&self.paint.bold("recent membership events"));
+            text.push_str(&self.paint.bold("recent fleet events"));
             text.push('\n');
             for line in &fleet.recent {
                 let cut: String = line.chars().take(width.saturating_sub(1)).collect();

@@ -206,6 +206,16 @@ impl Lifecycle {
         }
     }
 
+    /// A connection past its `max_lifetime` was replaced at `now`, the new
+    /// one made before the old one closed: still connected and open to
+    /// senders, up since `now`. Nothing was lost, so the schedule, the
+    /// restart intensity and the flapping count are left as they are.
+    pub fn recycled(&mut self, now: Instant) {
+        if let Phase::Connected { .. } = self.phase {
+            self.phase = Phase::Connected { since: now };
+        }
+    }
+
     /// The attempt under way failed: the server could not be reached
     /// (refused, timed out, unreachable). Returns the delay before the next
     /// one, or `None` when the give-up policy closed the connection.
@@ -625,6 +635,26 @@ mod tests {
         lc.connected(now);
         assert_eq!(lc.reset(now, false), None);
         assert_eq!(lc.phase(), &Phase::Closed(CloseReason::Stopped));
+    }
+
+    #[test]
+    fn a_recycled_connection_stays_connected_up_since_the_replacement() {
+        let mut lc = Lifecycle::new(Arc::new(opts()), 1);
+        let t0 = Instant::now();
+        lc.start(t0);
+        lc.connected(t0);
+        lc.opened();
+        assert_eq!(lc.state(), State::Connected);
+        let later = t0 + ms(60_000);
+        lc.recycled(later);
+        assert_eq!(lc.phase(), &Phase::Connected { since: later });
+        assert_eq!(lc.state(), State::Connected);
+        assert_eq!(lc.poll_timeout(), None);
+        // Lost soon after: retried at once, the period before it was long.
+        assert_eq!(lc.reset(later + ms(1), true), Some(Duration::ZERO));
+        // Only a connected one is recycled.
+        lc.recycled(later + ms(2));
+        assert!(matches!(lc.phase(), Phase::Connecting { .. }));
     }
 
     #[test]

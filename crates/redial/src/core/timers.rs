@@ -1,5 +1,7 @@
 //! The deadlines of a live connection — idle timeout, heartbeat, release of
-//! a burst's buffers, close grace — kept as plain data with time passed in.
+//! a burst's buffers, close grace, the replacement of a connection past its
+//! [`max_lifetime`](crate::Options::max_lifetime) — kept as plain data
+//! with time passed in.
 //!
 //! The driver tells [`Timers`] what happened (`read`, a drain that armed a
 //! [`Trim`]) and when, sleeps until [`Timers::poll_timeout`], and on waking
@@ -24,6 +26,23 @@ pub(crate) const TRIM_AFTER: Duration = Duration::from_millis(250);
 /// into an RST that could destroy the peer's unread data.
 pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
+/// The least wait before a replacement that could not be made is tried
+/// again (otherwise a tenth of the lifetime): a server that refuses new
+/// connections is not asked again at once while the old one still works.
+pub(crate) const RECYCLE_RETRY_MIN: Duration = Duration::from_secs(1);
+
+/// How long a connection made at `now` lives under `max`: `max` ×
+/// (1 ± [`Options::MAX_LIFETIME_JITTER`]), the factor drawn uniformly from `draw`
+/// (any random `u64`). Saturates far in the future for a huge `max`.
+pub(crate) fn lifetime_deadline(now: Instant, max: Duration, draw: u64) -> Instant {
+    // The top 53 bits as a uniform fraction in [0, 1).
+    let unit = (draw >> 11) as f64 / (1u64 << 53) as f64;
+    let jitter = Options::MAX_LIFETIME_JITTER;
+    let factor = 1.0 - jitter + 2.0 * jitter * unit;
+    let life = Duration::try_from_secs_f64(max.as_secs_f64() * factor).unwrap_or(Duration::MAX);
+    deadline(now, life)
+}
+
 /// The deadlines of one connected period.
 #[derive(Debug, Clone)]
 pub(crate) struct Timers {
@@ -32,6 +51,20 @@ pub(crate) struct Timers {
     last_read: Instant,
     /// When `on_idle` last ran.
     last_beat: Instant,
+    /// Where the replacement after `max_lifetime` stands.
+    recycle: Recycle,
+}
+
+/// The replacement of a connection past its `max_lifetime`: one value the
+/// size of an `Instant`, as every connection's task carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recycle {
+    /// No lifetime set.
+    Never,
+    /// Due then.
+    At(Instant),
+    /// Being made: not due again until it failed.
+    Underway,
 }
 
 /// When to release a burst's buffers, and the batch count then: a batch
@@ -68,6 +101,10 @@ pub(crate) struct Due {
     pub idle: bool,
     /// Nothing was read or sent by `on_idle` for `heartbeat`: call it.
     pub heartbeat: bool,
+    /// The connection outlived its `max_lifetime`: make its replacement.
+    /// Counted as started: not due again until
+    /// [`Timers::recycle_failed`] says when to try again.
+    pub recycle: bool,
 }
 
 impl Timers {
@@ -76,6 +113,31 @@ impl Timers {
         Timers {
             last_read: now,
             last_beat: now,
+            recycle: Recycle::Never,
+        }
+    }
+
+    /// A connected period that began at `now`, replaced once it outlives
+    /// `opts.max_lifetime` (jittered with `draw`, any random number).
+    pub(crate) fn with_lifetime(now: Instant, opts: &Options, draw: u64) -> Self {
+        let mut t = Timers::new(now);
+        if let Some(d) = opts.max_lifetime {
+            t.recycle = Recycle::At(lifetime_deadline(now, d, draw));
+        }
+        t
+    }
+
+    /// A replacement is being made (found due, not yet failed): the
+    /// driver looks for its result.
+    pub(crate) fn replacing(&self) -> bool {
+        self.recycle == Recycle::Underway
+    }
+
+    /// The replacement started at `now` could not be made: the next try
+    /// is a tenth of the lifetime later, at least [`RECYCLE_RETRY_MIN`].
+    pub(crate) fn recycle_failed(&mut self, now: Instant, opts: &Options) {
+        if let Some(d) = opts.max_lifetime {
+            self.recycle = Recycle::At(deadline(now, (d / 10).max(RECYCLE_RETRY_MIN)));
         }
     }
 
@@ -91,7 +153,14 @@ impl Timers {
         let beat = opts
             .heartbeat
             .map(|d| deadline(self.last_read.max(self.last_beat), d));
-        [idle, beat, trim.map(|t| t.at)].into_iter().flatten().min()
+        let recycle = match self.recycle {
+            Recycle::At(at) => Some(at),
+            Recycle::Never | Recycle::Underway => None,
+        };
+        [idle, beat, trim.map(|t| t.at), recycle]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// What is due at `now`. A heartbeat found due is counted as done (the
@@ -111,6 +180,10 @@ impl Timers {
                 self.last_beat = now;
                 due.heartbeat = true;
             }
+        }
+        if matches!(self.recycle, Recycle::At(at) if now >= at) {
+            self.recycle = Recycle::Underway;
+            due.recycle = true;
         }
         due
     }
@@ -234,6 +307,75 @@ mod tests {
         assert!(at > t0 + Duration::from_secs(365 * 24 * 3600));
         assert_eq!(t.fire(t0 + Duration::from_secs(3600), &o), Due::default());
         assert!(Timers::grace_deadline(t0, &o) > t0);
+    }
+
+    fn with_lifetime(secs: u64) -> Options {
+        let mut o = opts(None, None);
+        o.max_lifetime = Some(Duration::from_secs(secs));
+        o
+    }
+
+    #[test]
+    fn lifetime_is_jittered_within_a_tenth_either_way() {
+        let t0 = Instant::now();
+        let max = Duration::from_secs(100);
+        assert_eq!(lifetime_deadline(t0, max, 0), t0 + Duration::from_secs(90));
+        assert_eq!(lifetime_deadline(t0, max, 1 << 63), t0 + max);
+        let top = lifetime_deadline(t0, max, u64::MAX) - t0;
+        assert!(top <= Duration::from_secs(110) && top > Duration::from_millis(109_999));
+        // Spread over the range: of 1,000 draws, each tenth of the range
+        // gets some (a fleet does not recycle in step).
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut buckets = [0u32; 10];
+        for _ in 0..1000 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let d = lifetime_deadline(t0, max, x) - t0;
+            assert!(d >= Duration::from_secs(90) && d <= Duration::from_secs(110));
+            buckets[(((d.as_secs_f64() - 90.0) / 2.0) as usize).min(9)] += 1;
+        }
+        assert!(buckets.iter().all(|&n| n > 50), "{buckets:?}");
+        // Huge lifetimes mean never, without overflow.
+        assert!(lifetime_deadline(t0, Duration::MAX, u64::MAX) > t0 + max);
+    }
+
+    #[test]
+    fn recycle_is_due_once_then_again_after_a_failed_replacement() {
+        let t0 = Instant::now();
+        let o = with_lifetime(100);
+        let mut t = Timers::with_lifetime(t0, &o, 1 << 63);
+        assert_eq!(
+            t.poll_timeout(&o, None),
+            Some(t0 + Duration::from_secs(100))
+        );
+        assert!(!t.fire(t0 + Duration::from_secs(99), &o).recycle);
+        assert!(!t.replacing());
+        assert!(t.fire(t0 + Duration::from_secs(100), &o).recycle);
+        assert!(t.replacing());
+        // Under way: not due again, no deadline of its own.
+        assert!(!t.fire(t0 + Duration::from_secs(200), &o).recycle);
+        assert_eq!(t.poll_timeout(&o, None), None);
+        // It failed at 101 s: again a tenth of the lifetime later.
+        t.recycle_failed(t0 + Duration::from_secs(101), &o);
+        assert!(!t.replacing());
+        assert_eq!(
+            t.poll_timeout(&o, None),
+            Some(t0 + Duration::from_secs(111))
+        );
+        assert!(t.fire(t0 + Duration::from_secs(111), &o).recycle);
+        // A short lifetime waits at least RECYCLE_RETRY_MIN.
+        let short = with_lifetime(2);
+        let mut t = Timers::with_lifetime(t0, &short, 0);
+        assert!(t.fire(t0 + Duration::from_millis(1800), &short).recycle);
+        t.recycle_failed(t0 + Duration::from_secs(2), &short);
+        assert_eq!(
+            t.poll_timeout(&short, None),
+            Some(t0 + Duration::from_secs(3))
+        );
+        // Without a lifetime: never.
+        let none = opts(None, None);
+        let mut t = Timers::with_lifetime(t0, &none, 0);
+        assert_eq!(t.poll_timeout(&none, None), None);
+        assert!(!t.fire(t0 + Duration::from_secs(1 << 30), &none).recycle);
     }
 
     #[test]

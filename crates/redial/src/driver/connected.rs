@@ -12,7 +12,7 @@ use tokio::time::{sleep_until, Instant, Sleep};
 use tracing::debug;
 
 use super::batch::{refill_slot, Batch};
-use super::{guarded, scratch, Driver, Panicked};
+use super::{guarded, recycle, scratch, Driver, Panicked};
 use crate::core::lifecycle::Phase;
 use crate::core::timers::{Timers, Trim};
 use crate::events::EventKind;
@@ -34,6 +34,9 @@ pub(super) enum Outcome {
     /// A command came while the attempt was in flight: the connection
     /// ended before it started.
     Unstarted(Command),
+    /// The replacement of a connection past its `max_lifetime` is ready
+    /// (boxed: rare, and every outcome would carry its size).
+    Recycle(Box<crate::driver::transport::Transport>),
 }
 
 impl<H: Handler> Driver<H> {
@@ -46,38 +49,49 @@ impl<H: Handler> Driver<H> {
         }
     }
 
-    pub(super) async fn connected(&mut self, sock: Socket) {
-        let written_at_connect = {
-            let mut q = self.shared.queue();
-            q.generation = self.generation;
-            q.socket_open = true;
-            q.accepting = false;
-            q.ledger.written
-        };
-        {
-            let mut info = self.shared.info();
-            info.connected_since = Some(self.connected_since());
-            info.socket = Some(sock.clone());
-        }
-        self.shared
-            .counters
-            .connects
-            .fetch_add(1, Ordering::Relaxed);
-        let early = match self.start(&sock) {
-            Ok(early) => early,
-            // The attempt was in flight when `disconnect` or `abort` was
-            // called: the connection never starts.
-            Err(cmd) => Some(Outcome::Unstarted(cmd)),
-        };
-        let outcome = match early {
-            Some(end) => end,
-            None => {
-                // Dropped before the await, so the task does not carry it.
-                drop(early);
-                self.pump(&sock).await
+    /// The connected period of `sock`, and of each socket that replaces
+    /// it once it outlived its `max_lifetime`.
+    pub(super) async fn connected(&mut self, mut sock: Socket) {
+        loop {
+            let written_at_connect = {
+                let mut q = self.shared.queue();
+                q.generation = self.generation;
+                q.socket_open = true;
+                q.accepting = false;
+                q.ledger.written
+            };
+            {
+                let mut info = self.shared.info();
+                info.connected_since = Some(self.connected_since());
+                info.socket = Some(sock.clone());
             }
-        };
-        self.end(sock, outcome, written_at_connect).await;
+            self.shared
+                .counters
+                .connects
+                .fetch_add(1, Ordering::Relaxed);
+            // In a block of its own, so the outcome is gone before the
+            // end's await (the task would carry it otherwise).
+            let outcome = {
+                let early = match self.start(&sock) {
+                    Ok(early) => early,
+                    // The attempt was in flight when `disconnect` or
+                    // `abort` was called: the connection never starts.
+                    Err(cmd) => Some(Outcome::Unstarted(cmd)),
+                };
+                match early {
+                    Some(end) => end,
+                    None => {
+                        // Dropped before the await, so the task does not carry it.
+                        drop(early);
+                        self.pump(&sock).await
+                    }
+                }
+            };
+            match self.end(sock, outcome, written_at_connect).await {
+                Some(next) => sock = next,
+                None => return,
+            }
+        }
     }
 
     /// Runs `on_connect` (or the entry of `Resume::With`) and opens the
@@ -102,6 +116,7 @@ impl<H: Handler> Driver<H> {
             let mut q = self.shared.queue();
             q.release_outage();
             q.accepting = true;
+            q.holding = false;
         }
         self.lifecycle.opened();
         self.publish();
@@ -193,13 +208,20 @@ impl<H: Handler> Driver<H> {
     /// lost, the application closes it, or a callback panics. It sleeps on
     /// one deadline, the earliest of the core's [`Timers`].
     pub(super) async fn pump(&mut self, sock: &Socket) -> Outcome {
-        let mut timers = Timers::new(Instant::now().into_std());
+        let draw = recycle::jitter_draw(self.shared.id, self.generation, self.rotate);
+        let mut timers =
+            Timers::with_lifetime(Instant::now().into_std(), self.lifecycle.options(), draw);
         // Boxed and allocated only while a deadline is set: an idle
         // connection without timers carries no timer.
         let mut timer: Option<std::pin::Pin<Box<Sleep>>> = None;
         loop {
             if let Some(cmd) = self.shared.command() {
                 return Outcome::Command(cmd);
+            }
+            if timers.replacing() {
+                if let Some(end) = self.replacement_made(&mut timers) {
+                    return end;
+                }
             }
             let flushed = match Self::flush_now(&self.shared, sock, &mut self.batch) {
                 Ok(f) => f,
@@ -261,6 +283,12 @@ impl<H: Handler> Driver<H> {
             if let Err(panicked) = guarded("on_idle", || self.handler.on_idle(sock)) {
                 return Some(Outcome::Panicked(panicked));
             }
+        }
+        if due.recycle {
+            debug!("max_lifetime spent: making the replacement");
+            let opts = self.lifecycle.options();
+            recycle::start(&self.link, &self.shared, opts, self.rotate);
+            self.rotate = self.rotate.wrapping_add(1);
         }
         if let Some(b) = self.batch.as_deref_mut() {
             // A batch taken since the drain means it is still busy: checked

@@ -53,11 +53,16 @@ impl<H: Handler> Driver<H> {
     ///   nothing can be awaited; the driver's `Drop` calls
     ///   [`Driver::finish`], which hands the batch and the queue back.
     ///
+    /// - **replaced** ([`Outcome::Recycle`], `max_lifetime`): the old
+    ///   connection flushes, sends FIN and is read until the peer's FIN
+    ///   (`recycle.rs`); the new socket is returned for the next connected
+    ///   period. One that cannot flush in time is lost instead.
+    ///
     /// Whatever does not reconnect leaves the life cycle closed, with the
     /// bytes kept for `Close::unsent`; the run loop then calls
     /// [`Driver::finish`], the managed connection's last step (`on_close`
     /// once, the manager told).
-    pub(super) async fn end(&mut self, sock: Socket, how: Outcome, since: u64) {
+    pub(super) async fn end(&mut self, sock: Socket, how: Outcome, since: u64) -> Option<Socket> {
         match how {
             Outcome::Lost(reason, err) => self.lost(sock, reason, err, since),
             Outcome::Unstarted(cmd) => self.ended_before_start(&sock, cmd, since),
@@ -74,7 +79,10 @@ impl<H: Handler> Driver<H> {
                 self.hard_close(&sock, since);
                 self.lifecycle.close(panicked.into());
             }
+            // Boxed: rare and large, like the close.
+            Outcome::Recycle(io) => return Box::pin(self.recycle(sock, *io, since)).await,
         }
+        None
     }
 
     /// An attempt that was in flight when `disconnect` or `abort` was
@@ -100,7 +108,13 @@ impl<H: Handler> Driver<H> {
 
     /// The live connection was lost: tells `on_reset`, then decides what
     /// comes next from its answer.
-    fn lost(&mut self, sock: Socket, reason: ResetReason, err: Option<io::Error>, since: u64) {
+    pub(super) fn lost(
+        &mut self,
+        sock: Socket,
+        reason: ResetReason,
+        err: Option<io::Error>,
+        since: u64,
+    ) {
         let now = Instant::now().into_std();
         let ended = self.teardown(&sock, false, since);
         // Down from this moment: pools must not pick it while on_reset
@@ -179,7 +193,7 @@ impl<H: Handler> Driver<H> {
     /// managed connection ends for good, so every send is refused from now
     /// on and the outage buffer is handed back too. `since` is the ledger's
     /// written count when this connection came up.
-    fn teardown(&mut self, sock: &Socket, closing: bool, since: u64) -> Ended {
+    pub(super) fn teardown(&mut self, sock: &Socket, closing: bool, since: u64) -> Ended {
         let kernel = crate::driver::kernel::of(sock.io());
         let mut unsent = Unsent::default();
         let mut q = self.shared.queue();
@@ -195,6 +209,7 @@ impl<H: Handler> Driver<H> {
         let mut info = self.shared.info();
         info.connected_since = None;
         info.socket = None;
+        super::recycle::cancel(&mut info);
         Ended {
             unsent,
             evidence: Evidence { written, kernel },
@@ -264,7 +279,7 @@ impl<H: Handler> Driver<H> {
 
     /// After our FIN, reads (and hands to `on_data`) what still arrives
     /// until the peer's FIN or `until`.
-    async fn drain_until(&mut self, sock: &Socket, until: Instant) {
+    pub(super) async fn drain_until(&mut self, sock: &Socket, until: Instant) {
         let this = &mut *self;
         let _ = tokio::time::timeout_at(until, async move {
             loop {
@@ -313,6 +328,7 @@ impl<H: Handler> Driver<H> {
             let mut info = self.shared.info();
             info.socket = None;
             info.connected_since = None;
+            super::recycle::cancel(&mut info);
         }
         debug!(%reason, "closed");
         let unsent_bytes = unsent.len() + unsent.partial.as_ref().map_or(0, |p| p.data.len());

@@ -30,6 +30,10 @@ pub struct Stats {
     pub connects: u64,
     /// Live connections lost.
     pub resets: u64,
+    /// Connections replaced, make-before-break, after their
+    /// [`Options::max_lifetime`](crate::Options::max_lifetime) (each also
+    /// counts in `connects`; none in `resets`).
+    pub recycles: u64,
     /// Connect attempts that failed.
     pub failed_attempts: u64,
     /// Bytes read.
@@ -203,6 +207,7 @@ impl Connection {
         Stats {
             connects: c.connects.load(Ordering::Relaxed),
             resets: c.resets.load(Ordering::Relaxed),
+            recycles: c.recycles.load(Ordering::Relaxed),
             failed_attempts: c.failed_attempts.load(Ordering::Relaxed),
             bytes_in: c.bytes_in.load(Ordering::Relaxed),
             bytes_out: ledger.written,

@@ -1,0 +1,231 @@
+//! Replacing a connection past its
+//! [`max_lifetime`](crate::Options::max_lifetime), make-before-break.
+//!
+//! When the core's [`Timers`] find the lifetime spent, the connected period
+//! [`start`]s the replacement: a connect attempt on a task of its own
+//! (under the manager's cap on attempts in flight), while the old
+//! connection goes on moving bytes. When the new transport is ready,
+//! [`Driver::recycle`]:
+//!
+//! 1. stops the old connection taking sends: what is queued is its last,
+//!    and sends from now on are held for the new socket (the queue's
+//!    `holding`), whatever the outage policy, so none is refused;
+//! 2. flushes what is queued on the old one within the close grace, sends
+//!    FIN, and hands what the peer still sends (the answers to what went
+//!    out) to `on_data` until the peer's FIN or the close linger;
+//! 3. closes it, emits `Recycled`, and hands the new transport to the
+//!    connected period, which runs `on_connect` and releases the held
+//!    sends behind what `on_connect` sent.
+//!
+//! Nothing is lost in a clean replacement, so `on_reset` is not called. If
+//! the old connection fails while it flushes, or the grace runs out, that
+//! is a loss like any other: `on_reset` gets what it did not write, and the
+//! new transport is dropped unused (the reconnect makes another).
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::batch::settle;
+use super::connected::Outcome;
+use super::{Driver, Link};
+use crate::core::timers::Timers;
+use crate::driver::dial::dial;
+use crate::driver::transport::Transport;
+use crate::events::EventKind;
+use crate::handle::socket::Socket;
+use crate::handler::Handler;
+use crate::options::Options;
+use crate::reset::ResetReason;
+use crate::shared::{Info, Shared};
+
+/// Starts the replacement's connect attempt on a task of its own, so the
+/// old connection keeps working meanwhile: it dials `shared`'s endpoint
+/// starting at address `rotate`, once the manager's cap on attempts in
+/// flight lets it, then leaves the result in `shared`'s info and wakes the
+/// driver. [`cancel`] aborts it.
+pub(crate) fn start(link: &Link, shared: &Arc<Shared>, opts: &Arc<Options>, rotate: usize) {
+    let attempts = link.attempts.clone();
+    let opts = opts.clone();
+    let to = shared.clone();
+    let task = tokio::spawn(async move {
+        let made = {
+            let _attempt = attempts.enter().await;
+            dial(&to.endpoint, &opts, rotate).await
+        };
+        let mut info = to.info();
+        // Cancelled meanwhile: the transport just closes.
+        if info.replacement.take().is_some() {
+            info.replaced = Some(Box::new(made));
+            drop(info);
+            to.wake.notify_one();
+        }
+    });
+    shared.info().replacement = Some(task.abort_handle());
+}
+
+/// The replacement's result, once made.
+pub(crate) fn take(shared: &Shared) -> Option<io::Result<Transport>> {
+    shared.info().replaced.take().map(|b| *b)
+}
+
+/// Aborts a replacement under way and drops one made and not yet taken
+/// (the connection it was for ended first), with `info` locked.
+pub(crate) fn cancel(info: &mut Info) {
+    if let Some(task) = info.replacement.take() {
+        task.abort();
+    }
+    info.replaced = None;
+}
+
+/// A uniformly random number for the lifetime's jitter, from what makes
+/// each connection and each of its connected periods different (the
+/// rotation is seeded per connection).
+pub(crate) fn jitter_draw(id: u64, generation: u64, rotate: usize) -> u64 {
+    // splitmix64's finaliser: neighbouring inputs give unrelated outputs.
+    let mut z = id
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add(generation.rotate_left(32))
+        .wrapping_add(rotate as u64);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// How the old connection's flush ended.
+enum Flushed {
+    All,
+    Failed(io::Error),
+    GraceExpired,
+}
+
+impl<H: Handler> Driver<H> {
+    /// While a replacement is being made: the outcome that ends this
+    /// connected period once it is ready. One that failed leaves this
+    /// connection as it is; the core says when to try again.
+    pub(super) fn replacement_made(&mut self, timers: &mut Timers) -> Option<Outcome> {
+        match take(&self.shared)? {
+            Ok(io) => Some(Outcome::Recycle(Box::new(io))),
+            Err(e) => {
+                warn!(error = %e, "max_lifetime: the replacement could not be made; keeping this connection");
+                let c = &self.shared.counters;
+                c.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                self.shared.info().last_error = Some(e.to_string().into());
+                timers.recycle_failed(Instant::now().into_std(), self.lifecycle.options());
+                None
+            }
+        }
+    }
+
+    /// Replaces `old` with the connection `io` made for it. `Some`: the
+    /// new socket, for the connected period. `None`: the old one was lost
+    /// meanwhile (handled as a loss) and the life cycle says what follows.
+    pub(super) async fn recycle(
+        &mut self,
+        old: Socket,
+        io: Transport,
+        since: u64,
+    ) -> Option<Socket> {
+        {
+            // The old connection's last bytes are what is queued now.
+            let mut q = self.shared.queue();
+            q.accepting = false;
+            q.holding = true;
+        }
+        let grace = Timers::grace_deadline(Instant::now().into_std(), self.lifecycle.options());
+        let flushed = self.flush_old(&old, Instant::from_std(grace)).await;
+        let (reason, err) = match flushed {
+            Flushed::All => (None, None),
+            Flushed::Failed(e) => (Some(ResetReason::from_io(&e)), Some(e)),
+            Flushed::GraceExpired => {
+                let _ = old.sock_ref().set_linger(Some(Duration::ZERO));
+                let reason = ResetReason::Io {
+                    kind: io::ErrorKind::TimedOut,
+                    message: "the connection being replaced (max_lifetime) did not flush \
+                              within the close grace"
+                        .into(),
+                };
+                (Some(reason), None)
+            }
+        };
+        if let Some(reason) = reason {
+            // Sends go by the outage policy again; those held so far stay
+            // for the next connection (or `on_close`).
+            self.shared.queue().holding = false;
+            drop(io);
+            self.lost(old, reason, err, since);
+            return None;
+        }
+        // No more bytes on the old socket, from this task or a `Socket`
+        // handle: FIN, then what the peer still sends until its FIN.
+        self.shared.queue().socket_open = false;
+        old.io().close_notify();
+        let _ = old.sock_ref().shutdown(std::net::Shutdown::Write);
+        let linger = Timers::linger_until(Instant::now().into_std(), grace);
+        self.drain_until(&old, Instant::from_std(linger)).await;
+        self.retire(old, since);
+        let now = Instant::now().into_std();
+        self.lifecycle.recycled(now);
+        self.generation += 1;
+        Some(Socket::new(self.shared.clone(), self.generation, io))
+    }
+
+    /// Writes what the old connection holds (its batch and the queue as it
+    /// was when it stopped taking sends) until all of it reached the
+    /// kernel, the connection fails, or `deadline` passes.
+    async fn flush_old(&mut self, sock: &Socket, deadline: Instant) -> Flushed {
+        let this = &mut *self;
+        let flushing = async move {
+            loop {
+                match Self::flush_now(&this.shared, sock, &mut this.batch) {
+                    Ok(true) => return Flushed::All,
+                    Ok(false) => {
+                        if let Err(e) = sock.io().writable().await {
+                            return Flushed::Failed(e);
+                        }
+                    }
+                    Err(e) => return Flushed::Failed(e),
+                }
+            }
+        };
+        tokio::time::timeout_at(deadline, flushing)
+            .await
+            .unwrap_or(Flushed::GraceExpired)
+    }
+
+    /// Closes the replaced socket and says so. What it still held (only
+    /// bytes a `Socket` handle queued while it flushed) cannot follow on
+    /// the new one without breaking the stream's order: counted and logged
+    /// as discarded.
+    fn retire(&mut self, old: Socket, since: u64) {
+        let ended = self.teardown(&old, false, since);
+        if !ended.unsent.is_empty() {
+            settle(
+                &self.shared,
+                Some(&ended.unsent),
+                "max_lifetime replacement",
+            );
+        }
+        old.close_shared();
+        drop(old);
+        let now = Instant::now().into_std();
+        let uptime = now.saturating_duration_since(self.connected_since());
+        self.shared
+            .counters
+            .recycles
+            .fetch_add(1, Ordering::Relaxed);
+        debug!(
+            generation = self.generation,
+            ?uptime,
+            "replaced after max_lifetime"
+        );
+        self.emit(EventKind::Recycled {
+            generation: self.generation,
+            uptime,
+        });
+    }
+}
