@@ -639,6 +639,11 @@ impl Options {
     /// [`Stats::recycles`](crate::Stats::recycles) counts them (`connects`
     /// counts the new socket too). The state stays `Connected` throughout.
     ///
+    /// A disconnect while the old connection flushes flushes the held
+    /// sends on it too; one in the replacement's last instant (after the
+    /// old one's FIN, before the new one's `on_connect`) hands them back
+    /// in `on_close`.
+    ///
     /// If the replacement cannot be made, the old connection stays and the
     /// replacement is tried again a tenth of `d` later (at least a second
     /// after). If the old connection fails while it drains, or does not

@@ -17,6 +17,11 @@
 //!    connected period, which runs `on_connect` and releases the held
 //!    sends behind what `on_connect` sent.
 //!
+//! A disconnect or abort that comes while the old connection flushes ends
+//! it as asked (a disconnect flushes the held sends on it too); one that
+//! comes later, once it sent FIN, finds the new socket not started: it is
+//! closed without `on_connect`, and the held sends go back in `on_close`.
+//!
 //! Nothing is lost in a clean replacement, so `on_reset` is not called. If
 //! the old connection fails while it flushes, or the grace runs out, that
 //! is a loss like any other: `on_reset` gets what it did not write, and the
@@ -40,8 +45,8 @@ use crate::events::EventKind;
 use crate::handle::socket::Socket;
 use crate::handler::Handler;
 use crate::options::Options;
-use crate::reset::ResetReason;
-use crate::shared::{Info, Shared};
+use crate::reset::{CloseReason, ResetReason};
+use crate::shared::{Command, Info, Shared};
 
 /// Starts the replacement's connect attempt on a task of its own, so the
 /// old connection keeps working meanwhile: it dials `shared`'s endpoint
@@ -160,6 +165,13 @@ impl<H: Handler> Driver<H> {
             self.lost(old, reason, err, since);
             return None;
         }
+        if let Some(cmd) = self.shared.command() {
+            // Asked to end meanwhile: the old connection ends as asked, and
+            // a disconnect flushes the sends held for the new one on it.
+            drop(io);
+            self.end_while_replacing(&old, cmd, since).await;
+            return None;
+        }
         // No more bytes on the old socket, from this task or a `Socket`
         // handle: FIN, then what the peer still sends until its FIN.
         self.shared.queue().socket_open = false;
@@ -172,6 +184,25 @@ impl<H: Handler> Driver<H> {
         self.lifecycle.recycled(now);
         self.generation += 1;
         Some(Socket::new(self.shared.clone(), self.generation, io))
+    }
+
+    /// A disconnect or abort came while the old connection flushed: the
+    /// held sends go back to its queue (the disconnect flushes them, an
+    /// abort hands them back), and it ends as asked.
+    async fn end_while_replacing(&mut self, old: &Socket, cmd: Command, since: u64) {
+        {
+            let mut q = self.shared.queue();
+            q.holding = false;
+            q.release_outage();
+        }
+        let reason = match cmd {
+            Command::Disconnect => Box::pin(self.close_gracefully(old, since)).await,
+            Command::Abort => {
+                self.hard_close(old, since);
+                CloseReason::Aborted
+            }
+        };
+        self.lifecycle.close(reason);
     }
 
     /// Writes what the old connection holds (its batch and the queue as it

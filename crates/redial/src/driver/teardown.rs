@@ -177,7 +177,7 @@ impl<H: Handler> Driver<H> {
     /// Ends the live connection with an RST (abort, a panicking callback,
     /// a disconnect whose grace period ran out), keeping what it never
     /// wrote for `Close::unsent`. Returns what the kernel still held.
-    fn hard_close(&mut self, sock: &Socket, since: u64) -> Evidence {
+    pub(super) fn hard_close(&mut self, sock: &Socket, since: u64) -> Evidence {
         let ended = self.teardown(sock, true, since);
         let _ = sock.sock_ref().set_linger(Some(Duration::ZERO));
         let _ = sock.sock_ref().shutdown(std::net::Shutdown::Both);
@@ -220,7 +220,7 @@ impl<H: Handler> Driver<H> {
     /// briefly for the peer's FIN. When the grace period runs out first, the
     /// connection is reset, and the reason says how many written bytes that
     /// destroyed. What was never written is kept for `Close::unsent`.
-    async fn close_gracefully(&mut self, sock: &Socket, since: u64) -> CloseReason {
+    pub(super) async fn close_gracefully(&mut self, sock: &Socket, since: u64) -> CloseReason {
         {
             // No new sends from here on; what is queued still goes out.
             let mut q = self.shared.queue();
