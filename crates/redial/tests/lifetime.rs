@@ -9,21 +9,24 @@
 //!   the other, and nothing is refused or handed back.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-mod fleet;
+mod support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{fast_options, wait_until, Cb, EventLog, Recorder};
-use fleet::Downable;
-use redial::{Connection, Endpoint, EventKind, Manager, SendError, State};
+use redial::{Connection, Endpoint, EventKind, Manager, Options, SendError, State};
+use support::{wait_until, Cb, EventLog, Recorder, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 const LONG: Duration = Duration::from_secs(30);
+
+/// A short reconnect schedule.
+fn fast_options() -> Options {
+    support::fast_options(20, 500)
+}
 
 fn addr(ip: &str, port: u16) -> SocketAddr {
     format!("{ip}:{port}").parse().unwrap()
@@ -41,9 +44,9 @@ fn on(members: &[Connection], to: SocketAddr) -> usize {
 async fn a_late_server_gets_its_share_of_a_pool_within_two_lifetimes() {
     const N: usize = 30;
     const LIFE: Duration = Duration::from_secs(2);
-    let a = Downable::start("127.0.0.2").await;
+    let a = TestServer::sink_on("127.0.0.2").await;
     let port = a.addr.port();
-    let b = Downable::start_at(addr("127.0.0.3", port)).await;
+    let b = TestServer::sink_at(addr("127.0.0.3", port)).await;
     let late = addr("127.0.0.4", port);
     // The form a fleet behind one name takes: every member dials the same
     // list of addresses (a name resolving to three would do the same).
@@ -73,7 +76,7 @@ async fn a_late_server_gets_its_share_of_a_pool_within_two_lifetimes() {
     // Spread from the start: each member begins at its own address.
     assert!(on_a > 0 && on_b > 0, "{on_a} on a, {on_b} on b");
 
-    let c = Downable::start_at(late).await;
+    let c = TestServer::sink_at(late).await;
     let share = wait_until("the late server holds a third", 2 * LIFE + LONG, || {
         on(&members, late) >= N / 3 - 1
     })
@@ -111,9 +114,9 @@ async fn a_late_server_gets_its_share_of_a_pool_within_two_lifetimes() {
          (lifetime {LIFE:?} ± 10 %); between the first and second rounds {spread:?}; \
          {recycled} replacements, \
          accepted a/b/c {}/{}/{}",
-        a.accepted.load(Ordering::SeqCst),
-        b.accepted.load(Ordering::SeqCst),
-        c.accepted.load(Ordering::SeqCst),
+        a.accepted(),
+        b.accepted(),
+        c.accepted(),
     );
     pool.disconnect().await;
 }
