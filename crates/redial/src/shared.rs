@@ -477,7 +477,7 @@ impl Queue {
     }
 
     /// Appends to the live socket's queue.
-    #[inline]
+    #[inline(always)]
     fn push_live(&mut self, data: &[u8]) -> Result<Pushed, Refused> {
         self.room_for(data.len())?;
         let before = self.buf.len();
@@ -496,17 +496,27 @@ impl Queue {
         self.push_live(data)
     }
 
-    #[inline]
+    /// Appends to the connection's queue: the live socket's while
+    /// `on_connect` has run, else the outage policy decides. The live case
+    /// is inlined into every send call; the others are not.
+    #[inline(always)]
     pub(crate) fn push_connection(
         &mut self,
         data: &[u8],
         policy: Outage,
     ) -> Result<Pushed, Refused> {
+        if self.accepting && !self.closed {
+            return self.push_live(data);
+        }
+        self.push_down(data, policy)
+    }
+
+    /// [`Queue::push_connection`] while the connection is down or closed.
+    #[cold]
+    #[inline(never)]
+    fn push_down(&mut self, data: &[u8], policy: Outage) -> Result<Pushed, Refused> {
         if self.closed {
             return Err(Refused::Closed);
-        }
-        if self.accepting {
-            return self.push_live(data);
         }
         match self.policy_while_down(policy) {
             Outage::Reject => Err(Refused::NotConnected),
@@ -520,7 +530,7 @@ impl Queue {
     }
 
     /// Appends to a live socket's queue (`socket_gen`) or the connection's.
-    #[inline]
+    #[inline(always)]
     fn push(
         &mut self,
         socket_gen: Option<u64>,
@@ -654,7 +664,8 @@ impl Shared {
         }
     }
 
-    /// Locks the queue.
+    /// Locks the queue (inlined: every send call takes it).
+    #[inline(always)]
     pub(crate) fn queue(&self) -> QueueGuard<'_> {
         self.queue.lock()
     }
@@ -853,7 +864,7 @@ impl Shared {
     }
 
     /// Pushes bytes, waking the driver when the queue was empty.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push(&self, socket_gen: Option<u64>, data: &[u8]) -> Result<Pushed, Refused> {
         let pushed = self.queue().push(socket_gen, data, self.opts.outage)?;
         if pushed.was_empty {
@@ -862,14 +873,15 @@ impl Shared {
         Ok(pushed)
     }
 
-    /// Pushes bytes, waiting while the queue is full.
+    /// Pushes bytes, waiting while the queue is full. The handles'
+    /// `write`s call [`Shared::push`] themselves first and come here only
+    /// when it refused for a full queue, so that the per-message path of a
+    /// producer writing in a loop holds no second future.
     pub(crate) async fn push_wait(
         &self,
         socket_gen: Option<u64>,
         data: &[u8],
     ) -> Result<(), SendError> {
-        // Fast path: room in the queue, no waiter to set up. This is the
-        // per-message cost of a producer that writes in a loop.
         match self.push(socket_gen, data) {
             Ok(p) => {
                 if p.hand_over {

@@ -13,7 +13,7 @@ use crate::handle::manager::OwnedRuntime;
 use crate::handle::sender::Sender;
 use crate::handle::socket::Socket;
 use crate::reset::CloseReason;
-use crate::shared::{Command, Shared, State};
+use crate::shared::{Command, Refused, Shared, State};
 
 /// Counters of one managed connection.
 ///
@@ -146,7 +146,18 @@ impl Connection {
     /// # Ok(()) }
     /// ```
     pub async fn write(&self, data: impl AsRef<[u8]>) -> Result<(), SendError> {
-        self.shared.push_wait(None, data.as_ref()).await
+        let data = data.as_ref();
+        // The common case inline: one lock, no waiting machinery set up.
+        match self.shared.push(None, data) {
+            Ok(p) => {
+                if p.hand_over {
+                    tokio::task::yield_now().await;
+                }
+                Ok(())
+            }
+            Err(Refused::Full { .. }) => self.shared.push_wait(None, data).await,
+            Err(r) => Err(self.shared.send_error(r, data.to_vec())),
+        }
     }
 
     /// A sending handle for one producer: it gathers sends in a buffer of

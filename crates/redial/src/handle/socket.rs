@@ -15,7 +15,7 @@ use tokio::net::{TcpStream, UnixStream};
 use crate::driver::transport::Transport;
 use crate::error::SendError;
 use crate::handle::disconnect::Disconnecting;
-use crate::shared::{Command, Shared};
+use crate::shared::{Command, Refused, Shared};
 
 pub(crate) struct SocketInner {
     pub(crate) shared: Arc<Shared>,
@@ -155,10 +155,18 @@ impl Socket {
     /// # Ok(()) }
     /// ```
     pub async fn write(&self, data: impl AsRef<[u8]>) -> Result<(), SendError> {
-        self.inner
-            .shared
-            .push_wait(Some(self.inner.generation), data.as_ref())
-            .await
+        let (data, shared, generation) = (data.as_ref(), &self.inner.shared, self.inner.generation);
+        // As `Connection::write`: the common case inline.
+        match shared.push(Some(generation), data) {
+            Ok(p) => {
+                if p.hand_over {
+                    tokio::task::yield_now().await;
+                }
+                Ok(())
+            }
+            Err(Refused::Full { .. }) => shared.push_wait(Some(generation), data).await,
+            Err(r) => Err(shared.send_error(r, data.to_vec())),
+        }
     }
 
     /// The TCP stream, for options, addresses and direct I/O (`try_write`
