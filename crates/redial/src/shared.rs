@@ -674,6 +674,7 @@ impl Shared {
         self.info.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    #[inline]
     pub(crate) fn state(&self) -> State {
         State::from_u8(self.state.load(Ordering::Acquire))
     }
