@@ -23,14 +23,16 @@
 //! Every metric carries the labels `pool` (empty for a connection outside
 //! a pool) and `endpoint` (as written); a few carry a bounded `reason` or
 //! `state`. None carries a connection id, so their number stays bounded by
-//! the endpoints and pools. The right column maps each to the
+//! the endpoints and pools. Units are in the names (`_bytes`, `_seconds`,
+//! histograms in seconds as `f64`; the rest are counts), and [`describe`]
+//! gives each its unit too. The right column maps each to the
 //! OpenTelemetry connection-pool conventions (`db.client.connection.*`)
 //! where one exists, or to Envoy's per-cluster statistics.
 //!
 //! | name | type | labels | what | OpenTelemetry / Envoy |
 //! |---|---|---|---|---|
 //! | `redial_connect_attempts_total` | counter | | connect attempts made | Envoy `upstream_cx_total` counts the successes |
-//! | `redial_connect_failures_total` | counter | `reason`: `refused`, `timeout`, `dns`, `tls`, `other` | failed attempts | `db.client.connection.timeouts` (`reason="timeout"`); Envoy `upstream_cx_connect_fail`, `upstream_cx_connect_timeout` |
+//! | `redial_connect_failures_total` | counter | `reason`: `refused`, `timeout`, `dns`, `tls`, `other` | failed attempts, by the error's type: refused, the connect timed out, resolving the name failed, the TLS handshake failed or timed out, anything else | `db.client.connection.timeouts` (`reason="timeout"`); Envoy `upstream_cx_connect_fail`, `upstream_cx_connect_timeout` |
 //! | `redial_connections_opened_total` | counter | | connections made | Envoy `upstream_cx_total` |
 //! | `redial_connection_losses_total` | counter | `reason`: `peer_closed`, `peer_reset`, `timed_out` (keepalive or user timeout), `idle_timeout`, `error` | live connections lost ([`Reset`](crate::Reset)) | Envoy `upstream_cx_destroy_remote` |
 //! | `redial_connection_closes_total` | counter | `reason`: `disconnected`, `grace_expired`, `aborted`, `stopped`, `gave_up`, `restart_intensity`, `handler_panicked`, `terminal`, `shutdown` | connections ended for good ([`Close`](crate::Close)) | Envoy `upstream_cx_destroy_local` |
@@ -41,7 +43,7 @@
 //! | `redial_received_bytes_total` | counter | | bytes read | Envoy `upstream_cx_rx_bytes_total` |
 //! | `redial_handed_back_bytes_total` | counter | | bytes handed back in a `Reset` or `Close` (those no handler took count in the next row too) | |
 //! | `redial_discarded_bytes_total` | counter | | bytes no one took ([`Stats::discarded_bytes`](crate::Stats::discarded_bytes)) | |
-//! | `redial_sends_refused_total` | counter | `reason`: `full`, `not_connected`, `outage_full`, `closed` | sends of a `Connection`, `Socket` or `Sender` refused | Envoy `upstream_cx_overflow` (roughly) |
+//! | `redial_sends_refused_total` | counter | `reason`: `full`, `not_connected`, `outage_full`, `closed`; a pool's own also `pool_empty`, `no_live_member`, `timed_out` | sends the caller saw refused: of a `Connection`, `Socket`, `Sender` or [`Stream`](crate::Stream) write, under its endpoint; of [`Pool::send`](crate::Pool::send) or [`Pool::send_wait`](crate::Pool::send_wait), under the pool with an empty `endpoint` | Envoy `upstream_cx_overflow` (roughly) |
 //! | `redial_connections` | gauge | `state`: `connecting`, `connected`, `backing_off` | connections by state | `db.client.connection.count{state}`; Envoy `upstream_cx_active` (`connected`) |
 //! | `redial_connect_attempts_in_flight` | gauge | none | attempts in flight, every manager of the process | `db.client.connection.pending_requests` (roughly) |
 //! | `redial_pool_members` | gauge | `pool` only | members of each pool | `db.client.connection.max` (the pool's size) |
@@ -60,6 +62,8 @@ use ::metrics::{
     Gauge, Label, Unit,
 };
 
+use crate::driver::dial::Step;
+use crate::error::SendError;
 use crate::events::EventKind;
 use crate::reset::{CloseReason, ResetReason};
 use crate::shared::{Refused, State};
@@ -68,6 +72,7 @@ const CONNECTIONS: &str = "redial_connections";
 const IN_FLIGHT: &str = "redial_connect_attempts_in_flight";
 const POOL_MEMBERS: &str = "redial_pool_members";
 const POOL_CONNECTED: &str = "redial_pool_members_connected";
+const REFUSED: &str = "redial_sends_refused_total";
 
 /// Gives every metric its help text and unit, for exporters that show
 /// them (Prometheus's `# HELP` lines). Call once, after installing the
@@ -187,6 +192,8 @@ struct Times {
     attempt_started: Option<Instant>,
     connected_at: Option<Instant>,
     lost_at: Option<Instant>,
+    /// The reason of the failed attempt whose event comes next.
+    failure: Option<&'static str>,
 }
 
 /// What one connection keeps for its metrics: its labels, handles on the
@@ -333,7 +340,30 @@ impl ConnMetrics {
             Refused::OutageFull { .. } => "outage_full",
             Refused::Closed => "closed",
         };
-        self.count_why("redial_sends_refused_total", reason);
+        self.count_why(REFUSED, reason);
+    }
+
+    /// A [`Stream`](crate::Stream) write failed with `err`: counted when
+    /// it refused the bytes (down past the outage wait, or closed), not
+    /// when it reports a loss.
+    pub(crate) fn stream_refused(&self, err: &std::io::Error) {
+        use crate::handle::stream::StreamError;
+        let reason = match StreamError::of(err) {
+            Some(StreamError::Down {
+                outage_buffer_full: true,
+                ..
+            }) => "outage_full",
+            Some(StreamError::Down { .. }) => "not_connected",
+            Some(StreamError::Closed { .. }) => "closed",
+            _ => return,
+        };
+        self.count_why(REFUSED, reason);
+    }
+
+    /// A connect attempt failed with `err`: its reason, for the event that
+    /// follows (which carries the error as text only).
+    pub(crate) fn connect_failed(&self, err: &std::io::Error) {
+        self.times().failure = Some(failure_reason(err));
     }
 
     /// What an event counts; `stable_after` tells a flap.
@@ -360,10 +390,9 @@ impl ConnMetrics {
                 }
                 t.connected_at = Some(at);
             }
-            EventKind::ConnectFailed {
-                error, retry_in, ..
-            } => {
-                self.count_why("redial_connect_failures_total", failure_reason(error));
+            EventKind::ConnectFailed { retry_in, .. } => {
+                let reason = self.times().failure.take().unwrap_or("other");
+                self.count_why("redial_connect_failures_total", reason);
                 if retry_in.is_none() {
                     self.count("redial_give_ups_total", 1);
                 }
@@ -425,19 +454,38 @@ impl Drop for ConnMetrics {
     }
 }
 
-/// The bounded reason of a failed attempt, from the error's text as the
-/// dialer words it (`resolve …`, `… TLS …`, `… timed out`).
-fn failure_reason(error: &str) -> &'static str {
-    if error.starts_with("resolve ") {
-        "dns"
-    } else if error.contains("TLS") || error.contains("certificate") {
-        "tls"
-    } else if error.contains("timed out") {
-        "timeout"
-    } else if error.contains("refused") {
-        "refused"
-    } else {
-        "other"
+/// A refusal of a pool's own (`Pool::send`, `Pool::send_wait`), counted
+/// under the pool with an empty `endpoint`: no one member refused it.
+pub(crate) fn pool_refused(pool: &str, err: &SendError) {
+    let reason = match err {
+        SendError::Full { .. } => "full",
+        SendError::NotConnected { .. } => "not_connected",
+        SendError::OutageBufferFull { .. } => "outage_full",
+        SendError::PoolEmpty { .. } => "pool_empty",
+        SendError::NoLiveMember { .. } => "no_live_member",
+        SendError::TimedOut { .. } => "timed_out",
+        _ => "closed",
+    };
+    let labels = [
+        Label::new("pool", pool.to_string()),
+        Label::new("endpoint", ""),
+        Label::new("reason", reason),
+    ];
+    counter!(REFUSED, labels.iter()).increment(1);
+}
+
+/// The bounded reason of a failed attempt, by the error's type: the step
+/// that failed (resolving, the TLS handshake), else its kind.
+fn failure_reason(err: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind;
+    match crate::driver::dial::failed_step(err) {
+        Some(Step::Resolve) => "dns",
+        Some(Step::Tls) => "tls",
+        None => match err.kind() {
+            ErrorKind::ConnectionRefused => "refused",
+            ErrorKind::TimedOut => "timeout",
+            _ => "other",
+        },
     }
 }
 
@@ -467,29 +515,58 @@ fn close_reason(r: &CloseReason) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{self, ErrorKind};
+
     use super::*;
+    use crate::driver::dial::step_error;
 
     #[test]
-    fn failure_reasons_from_the_dialers_words() {
+    fn failure_reasons_by_type_not_wording() {
+        let kind = |k: ErrorKind| failure_reason(&io::Error::new(k, "whatever the words"));
+        assert_eq!(kind(ErrorKind::ConnectionRefused), "refused");
+        assert_eq!(kind(ErrorKind::TimedOut), "timeout");
+        assert_eq!(kind(ErrorKind::NetworkUnreachable), "other");
+        assert_eq!(kind(ErrorKind::ConnectionReset), "other");
+        // The words alone no longer decide.
         assert_eq!(
-            failure_reason("resolve nowhere.invalid: failed to lookup address"),
-            "dns"
-        );
-        assert_eq!(
-            failure_reason("connect 127.0.0.1:1: TLS handshake timed out"),
-            "tls"
-        );
-        assert_eq!(
-            failure_reason("connect 127.0.0.1:1: timed out after 5s"),
-            "timeout"
-        );
-        assert_eq!(
-            failure_reason("connect 127.0.0.1:1: Connection refused (os error 111)"),
-            "refused"
-        );
-        assert_eq!(
-            failure_reason("connect 127.0.0.1:1: Network unreachable"),
+            failure_reason(&io::Error::other(
+                "resolve x: Connection refused, TLS timed out"
+            )),
             "other"
         );
+        let step = |k, s| failure_reason(&step_error(k, s, "m".to_string()));
+        // A resolve failure is `dns` whatever its kind (the resolver's
+        // own kind is often uncategorized).
+        assert_eq!(step(ErrorKind::Other, Step::Resolve), "dns");
+        assert_eq!(step(ErrorKind::NotFound, Step::Resolve), "dns");
+        assert_eq!(step(ErrorKind::InvalidData, Step::Tls), "tls");
+        // A handshake that timed out failed at TLS, not at the connect.
+        assert_eq!(step(ErrorKind::TimedOut, Step::Tls), "tls");
+        // The step error keeps the kind and the words.
+        let e = step_error(
+            ErrorKind::TimedOut,
+            Step::Tls,
+            "connect a: TLS handshake timed out".into(),
+        );
+        assert_eq!(e.kind(), ErrorKind::TimedOut);
+        assert_eq!(e.to_string(), "connect a: TLS handshake timed out");
+    }
+
+    /// A real attempt at a closed loopback port: the dialer's error is
+    /// classified `refused`.
+    #[tokio::test]
+    async fn a_real_refused_attempt_is_classified_refused() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let endpoint = crate::ToEndpoint::to_endpoint(("127.0.0.1", port)).unwrap();
+        let opts = crate::Options::new();
+        let err = match crate::driver::dial::dial(&endpoint, &opts, 0).await {
+            Ok(_) => panic!("nothing listens on 127.0.0.1:{port}"),
+            Err(e) => e,
+        };
+        assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
+        assert_eq!(failure_reason(&err), "refused", "{err}");
     }
 }

@@ -763,6 +763,8 @@ impl Shared {
     /// is down or restarting, not accepting and dropping, so the run of
     /// losses that marks a flapping member ends there.
     pub(crate) fn record_failed_attempt(&self, err: &std::io::Error) {
+        #[cfg(feature = "metrics")]
+        self.metrics.connect_failed(err);
         let dropped = reached_and_dropped(err);
         self.update_flaps(|f| {
             f.failed(!dropped);

@@ -472,6 +472,12 @@ async fn cut_after_mid_large_write_hands_back_partial_and_later_chunks() {
         partial.data.len() - partial.written,
         chunks.iter().map(Vec::len).sum::<usize>()
     );
+    // The event log hears of the reset through a channel, after the
+    // callback the recorder saw: wait for the event itself.
+    wait_until("the Reset event", LONG, || {
+        r.events.count(|k| matches!(k, EventKind::Reset { .. })) >= 1
+    })
+    .await;
     let unsent_event = r.events.kinds().into_iter().find_map(|k| match k {
         EventKind::Reset { unsent_bytes, .. } => Some(unsent_bytes),
         _ => None,

@@ -1,6 +1,7 @@
 //! The `metrics` feature, with a real recorder: through a real loss and
 //! reconnect (a loopback server that goes away and comes back), the
-//! counters, gauges and histograms move as the events say.
+//! counters, gauges and histograms move as the events say; and every send
+//! a user sees refused is counted once, a pool's and a stream's included.
 #![cfg(feature = "metrics")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -99,7 +100,13 @@ fn store() -> &'static Store {
 
 /// The labels of a metric of one endpoint in pool "p", plus `extra`.
 fn labels(endpoint: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut l: Vec<(String, String)> = [("endpoint", endpoint), ("pool", "p")]
+    labels_in("p", endpoint, extra)
+}
+
+/// The labels of a metric of one endpoint in `pool` ("" for none), plus
+/// `extra`.
+fn labels_in(pool: &str, endpoint: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut l: Vec<(String, String)> = [("endpoint", endpoint), ("pool", pool)]
         .iter()
         .chain(extra)
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -268,4 +275,89 @@ async fn counters_move_as_events_say_through_a_loss_and_a_reconnect() {
     );
     assert_eq!(gauge("redial_queued_bytes", labels(ep, &[])), 0.0);
     assert_eq!(gauge("redial_connect_attempts_in_flight", vec![]), 0.0);
+}
+
+/// The labels of a pool's own refusal: the pool, no endpoint.
+fn pool_refusal(pool: &str, reason: &str) -> u64 {
+    let mut l: Vec<(String, String)> = [("endpoint", ""), ("pool", pool), ("reason", reason)]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    l.sort();
+    counter("redial_sends_refused_total", l)
+}
+
+/// A loopback port nothing listens on.
+fn closed_port() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pools_own_refusals_are_counted_under_the_pool() {
+    store();
+    let cm = Manager::new();
+    let pool = cm.create_pool("refusing").unwrap();
+    let err = pool.send("to no one").unwrap_err();
+    assert!(matches!(err, redial::SendError::PoolEmpty { .. }), "{err}");
+    assert_eq!(pool_refusal("refusing", "pool_empty"), 1);
+
+    // A member that never connects: no live member, then a timed-out wait.
+    let down = closed_port();
+    let member = pool.add_connection(down, redial::handler()).unwrap();
+    let err = pool.send("to a member that is down").unwrap_err();
+    assert!(
+        matches!(err, redial::SendError::NoLiveMember { .. }),
+        "{err}"
+    );
+    assert_eq!(pool_refusal("refusing", "no_live_member"), 1);
+    let err = pool
+        .send_wait("waits in vain", Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, redial::SendError::TimedOut { .. }), "{err}");
+    assert_eq!(pool_refusal("refusing", "timed_out"), 1);
+    // Counted once, under the pool: the member refused nothing itself.
+    let ep = down.to_string();
+    let member_refusals = |reason: &str| {
+        counter(
+            "redial_sends_refused_total",
+            labels_in("refusing", &ep, &[("reason", reason)]),
+        )
+    };
+    for reason in ["full", "not_connected", "outage_full", "closed"] {
+        assert_eq!(member_refusals(reason), 0, "{reason}");
+    }
+    // A refusal of the member's own is counted under the member.
+    assert!(member.send("direct").is_err());
+    assert_eq!(member_refusals("not_connected"), 1);
+    cm.disconnect_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_writes_refused_are_counted() {
+    use tokio::io::AsyncWriteExt;
+    store();
+    let down = closed_port();
+    let ep = down.to_string();
+    let cm = Manager::new();
+    let mut stream = cm.stream(down, Options::new()).unwrap();
+    stream.set_outage_wait(Some(Duration::from_millis(50)));
+    let refused = |reason: &str| {
+        counter(
+            "redial_sends_refused_total",
+            labels_in("", &ep, &[("reason", reason)]),
+        )
+    };
+    let err = stream.write_all(b"while down").await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::NotConnected, "{err}");
+    assert_eq!(refused("not_connected"), 1);
+
+    stream.shutdown().await.unwrap();
+    let err = stream.write_all(b"after the end").await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe, "{err}");
+    assert_eq!(refused("closed"), 1);
+    // A flush that found the stream closed refused no bytes of its own.
+    let _ = stream.flush().await;
+    assert_eq!(refused("closed"), 1);
 }

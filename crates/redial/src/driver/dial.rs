@@ -22,6 +22,47 @@ use crate::options::Options;
 /// yet: RFC 8305's recommended "connection attempt delay".
 pub(crate) const HAPPY_EYEBALLS_DELAY: Duration = Duration::from_millis(250);
 
+/// The step of a connect attempt that failed, when it was not the TCP (or
+/// Unix) connect itself: carried inside the attempt's `io::Error`, whose
+/// kind stays the cause's, so that a failure is classified by type rather
+/// than by its wording (the metrics' `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Resolving the host name.
+    Resolve,
+    /// The TLS handshake, its timeout included.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    Tls,
+}
+
+/// The inner error of a failed [`Step`]: the message as the attempt words
+/// it, and the step.
+#[derive(Debug)]
+struct StepError {
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    step: Step,
+    message: String,
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StepError {}
+
+/// An error of `kind` that failed at `step`, worded `message`.
+pub(crate) fn step_error(kind: io::ErrorKind, step: Step, message: String) -> io::Error {
+    io::Error::new(kind, StepError { step, message })
+}
+
+/// The step an attempt's error failed at, if not the connect itself.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) fn failed_step(err: &io::Error) -> Option<Step> {
+    err.get_ref()?.downcast_ref::<StepError>().map(|e| e.step)
+}
+
 #[derive(Debug, Clone)]
 enum Target {
     /// An address, and the host name it was resolved from (for TLS; none
@@ -41,13 +82,14 @@ async fn resolve(endpoint: &Endpoint, out: &mut Vec<Target>) -> io::Result<()> {
         Kind::Host { host, port } => {
             let addrs = tokio::net::lookup_host((host.as_str(), *port))
                 .await
-                .map_err(|e| io::Error::new(e.kind(), format!("resolve {host}: {e}")))?;
+                .map_err(|e| step_error(e.kind(), Step::Resolve, format!("resolve {host}: {e}")))?;
             let before = out.len();
             let name: std::sync::Arc<str> = host.as_str().into();
             out.extend(addrs.map(|a| Target::Tcp(a, Some(name.clone()))));
             if out.len() == before {
-                return Err(io::Error::new(
+                return Err(step_error(
                     io::ErrorKind::NotFound,
+                    Step::Resolve,
                     format!("resolve {host}: no addresses"),
                 ));
             }
@@ -125,9 +167,14 @@ async fn connect_tcp(
             let left = opts.connect_timeout.saturating_sub(started.elapsed());
             match timeout(left, crate::driver::tls::handshake(stream, tls, host)).await {
                 Ok(Ok(t)) => Ok(Transport::Tls(Box::new(t))),
-                Ok(Err(e)) => Err(with_context(e, &format!("connect {addr}"))),
-                Err(_) => Err(io::Error::new(
+                Ok(Err(e)) => Err(step_error(
+                    e.kind(),
+                    Step::Tls,
+                    format!("connect {addr}: {e}"),
+                )),
+                Err(_) => Err(step_error(
                     io::ErrorKind::TimedOut,
+                    Step::Tls,
                     format!("connect {addr}: TLS handshake timed out"),
                 )),
             }

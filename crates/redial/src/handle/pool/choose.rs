@@ -148,9 +148,18 @@ impl Pool {
         let live = self.usable().members;
         match self.push_any(&live, data, &mut Vec::new()) {
             Ok(()) => Ok(()),
-            Err(Some(full)) => Err(full.with_data(data.to_vec())),
-            Err(None) => Err(self.no_live_member(data)),
+            Err(Some(full)) => Err(self.refused(full.with_data(data.to_vec()))),
+            Err(None) => Err(self.refused(self.no_live_member(data))),
         }
+    }
+
+    /// A refusal the caller sees, counted in the metrics under the pool.
+    /// A member passing the bytes on to the next is no refusal; a member
+    /// lost while `send_wait` waited on its write counts as that member's.
+    fn refused(&self, err: SendError) -> SendError {
+        #[cfg(feature = "metrics")]
+        crate::metrics::pool_refused(self.name(), &err);
+        err
     }
 
     /// The error for bytes no member can take now.
@@ -212,9 +221,11 @@ impl Pool {
     ) -> Result<(), SendError> {
         let data = data.as_ref();
         let deadline = crate::driver::after(Instant::now(), timeout);
-        let timed_out = || SendError::TimedOut {
-            data: data.to_vec(),
-            waited: timeout,
+        let timed_out = || {
+            self.refused(SendError::TimedOut {
+                data: data.to_vec(),
+                waited: timeout,
+            })
         };
         // Members that refused since the last wake-up: lost or closing
         // after the look. Each pass without a wait adds one at least, so

@@ -491,7 +491,11 @@ impl AsyncWrite for Stream {
                 this.yield_next = pushed.is_some_and(|p| p.hand_over);
                 Poll::Ready(Ok(buf.len()))
             }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Ready(Err(e)) => {
+                #[cfg(feature = "metrics")]
+                this.conn.shared.metrics.stream_refused(&e);
+                Poll::Ready(Err(e))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
