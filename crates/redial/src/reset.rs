@@ -64,7 +64,10 @@ impl fmt::Display for ResetReason {
 /// A chunk (the bytes of one `send` call) that was partly written to the
 /// kernel when the connection was lost. It is reported, never re-sent: the
 /// peer may have received its first `written` bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` shows sizes, never the bytes (a chunk may be megabytes, or
+/// hold a secret): `Partial { bytes: 10, written: 4 }`.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Partial {
     /// The whole chunk as it was sent.
@@ -76,12 +79,17 @@ pub struct Partial {
 /// Bytes that were accepted by `send` but never handed to the kernel, kept
 /// as the chunks they were sent in.
 ///
+/// Its `Debug` shows how many bytes and chunks, never the bytes themselves
+/// (they may be megabytes, or hold a secret), so a logged [`Reset`] stays
+/// one short line.
+///
 /// ```
 /// let u = redial::Unsent::default();
 /// assert!(u.is_empty());
 /// assert_eq!(u.chunks().count(), 0);
+/// assert_eq!(format!("{u:?}"), "Unsent { bytes: 0, chunks: 0, partial: None }");
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Unsent {
     pub(crate) partial: Option<Partial>,
     /// Shared, so that taking the bytes from a `&Reset` (or cloning them)
@@ -89,6 +97,25 @@ pub struct Unsent {
     pub(crate) data: Arc<Vec<u8>>,
     /// End offset of each chunk in `data`.
     pub(crate) ends: Arc<Vec<usize>>,
+}
+
+impl fmt::Debug for Partial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Partial")
+            .field("bytes", &self.data.len())
+            .field("written", &self.written)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Unsent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Unsent")
+            .field("bytes", &self.data.len())
+            .field("chunks", &self.ends.len())
+            .field("partial", &self.partial)
+            .finish()
+    }
 }
 
 impl Unsent {
@@ -585,6 +612,27 @@ mod tests {
             generation: 1,
             evidence: Evidence::default(),
         }
+    }
+
+    #[test]
+    fn debug_shows_sizes_never_the_bytes() {
+        let secret = b"password=hunter2".repeat(65_536); // 1 MiB
+        let mut u = Unsent::default();
+        u.append(&secret, &[secret.len() / 2, secret.len()]);
+        u.partial = Some(Partial {
+            data: secret.clone(),
+            written: 3,
+        });
+        let shown = format!("{u:?}");
+        assert_eq!(
+            shown,
+            "Unsent { bytes: 1048576, chunks: 2, partial: Some(Partial { bytes: 1048576, written: 3 }) }"
+        );
+        let r = reset_with(&secret);
+        let shown = format!("{r:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("bytes: 1048576, chunks: 1"), "{shown}");
+        assert!(shown.len() < 1024, "{} bytes of Debug", shown.len());
     }
 
     #[test]
