@@ -404,3 +404,63 @@ async fn a_connect_that_completes_after_disconnect_is_closed_without_on_connect(
         "on_connect ran after disconnect was requested"
     );
 }
+
+/// A loopback port nothing listens on: a connection to it backs off.
+fn closed_port() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+// `wait_blocking` on the only worker of a runtime that also runs the
+// connection: blocking the worker outright would stall the connection's
+// task, and the wait, for ever. The wait hands the worker's other tasks
+// over to another thread first, and returns once the connection closed.
+#[test]
+fn wait_blocking_on_a_runtime_worker_does_not_stall_the_connection() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    rt.spawn(async move {
+        let cm = Manager::new(); // on this runtime
+        let conn = cm.connect(closed_port(), redial::handler()).unwrap();
+        conn.disconnect().wait_blocking();
+        let _ = tx.send(conn.state());
+    });
+    let state = rx.recv_timeout(Duration::from_secs(60));
+    // A stalled worker cannot be joined: leave it rather than hang.
+    rt.shutdown_background();
+    assert_eq!(
+        state.expect("wait_blocking returned on a runtime worker"),
+        State::Closed
+    );
+}
+
+// From `spawn_blocking`, on a current-thread runtime: the runtime's thread
+// is free to run the connection, and the wait blocks only its own thread.
+#[tokio::test(flavor = "current_thread")]
+async fn wait_blocking_from_spawn_blocking_waits_for_the_close() {
+    let cm = Manager::new();
+    let conn = cm.connect(closed_port(), redial::handler()).unwrap();
+    let disconnecting = conn.disconnect();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || disconnecting.wait_blocking()),
+    )
+    .await
+    .expect("wait_blocking returned")
+    .unwrap();
+    assert_eq!(conn.state(), State::Closed);
+}
+
+// On the thread of a current-thread runtime, where the connection itself
+// runs, blocking could only hang: it panics at once instead, saying why.
+#[tokio::test(flavor = "current_thread")]
+#[should_panic(expected = "can call blocking only when running on the multi-threaded runtime")]
+async fn wait_blocking_on_a_current_thread_runtime_panics_rather_than_hang() {
+    let cm = Manager::new();
+    let conn = cm.connect(closed_port(), redial::handler()).unwrap();
+    conn.disconnect().wait_blocking();
+}

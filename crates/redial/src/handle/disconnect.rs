@@ -64,15 +64,32 @@ impl Disconnecting {
     }
 
     /// Blocks the calling thread until every connection it covers has
-    /// closed: for synchronous programs. In async code, `.await` it instead
-    /// (blocking a runtime thread stalls the tasks that run on it).
+    /// closed: for synchronous programs. In async code, `.await` it instead.
+    ///
+    /// Where a tokio runtime is entered it blocks through
+    /// [`tokio::task::block_in_place`], so that it never stalls the
+    /// connections it waits for: on a multi-threaded runtime's worker the
+    /// worker's other tasks move to another thread first, and from a
+    /// `spawn_blocking` closure it simply blocks that thread.
+    ///
+    /// # Panics
+    ///
+    /// On the thread of a current-thread runtime (inside its `block_on`,
+    /// `#[tokio::main(flavor = "current_thread")]`, or one of its tasks),
+    /// where the connections may run on that very thread and blocking
+    /// could only hang: it panics at once, with tokio's "can call blocking
+    /// only when running on the multi-threaded runtime". `.await` it there.
     ///
     /// ```
     /// let cm = redial::Manager::new(); // outside tokio: owns its runtime
     /// cm.disconnect_all().wait_blocking();
     /// ```
     pub fn wait_blocking(self) {
-        block_on(self.into_future());
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::task::block_in_place(|| block_on(self.into_future()));
+        } else {
+            block_on(self.into_future());
+        }
     }
 
     /// Whether it covers no connection.
