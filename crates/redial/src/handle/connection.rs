@@ -138,6 +138,10 @@ impl Connection {
     /// this handle; a producer of many small messages goes faster through
     /// its own [`Sender`](Connection::sender).
     ///
+    /// Cancel-safe: the bytes are queued whole or not at all. Dropped while
+    /// it waits for room, the future has queued none of them; dropped after
+    /// they were handed over (at the yield), they stay queued and are sent.
+    ///
     /// ```no_run
     /// # async fn f(conn: redial::Connection) -> Result<(), redial::SendError> {
     /// for i in 0..1_000_000u32 {
