@@ -361,3 +361,35 @@ async fn stream_writes_refused_are_counted() {
     let _ = stream.flush().await;
     assert_eq!(refused("closed"), 1);
 }
+
+// A real failed handshake (a plaintext server behind a TLS connection) is
+// counted `tls`, not by the words of its error.
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_tls_handshake_is_counted_tls() {
+    use tokio::io::AsyncWriteExt;
+    store();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nplain").await;
+        }
+    });
+    let cm = Manager::new();
+    let opts = Options::new()
+        .tls(redial::TlsConfig::webpki())
+        .max_attempts(2)
+        .backoff(Backoff::new(Duration::from_millis(10), 1.0, Duration::from_millis(10)).unwrap());
+    let conn = cm.connect_with(addr, redial::handler(), opts).unwrap();
+    tokio::time::timeout(SOON, conn.closed()).await.unwrap();
+    let ep = addr.to_string();
+    let failed = |reason: &str| {
+        counter(
+            "redial_connect_failures_total",
+            labels_in("", &ep, &[("reason", reason)]),
+        )
+    };
+    assert_eq!(failed("tls"), 2);
+    assert_eq!(counter_all_reasons("redial_connect_failures_total", &ep), 2);
+}

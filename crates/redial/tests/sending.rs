@@ -105,6 +105,34 @@ async fn write_waits_for_room_instead_of_failing() {
     assert_eq!(reader.await.unwrap().len(), total / 1000 * 1000);
 }
 
+// `Connection::write` is cancel-safe: dropped after it handed its bytes
+// over (at the yield that follows every 64 KiB queued), the bytes stay
+// queued and go out whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_dropped_after_its_hand_over_still_sends_its_bytes() {
+    use std::future::Future;
+    let mut server = TestServer::start().await;
+    let cm = Manager::new();
+    let conn = cm
+        .connect_with(server.addr, redial::handler(), fast_options(10, 100))
+        .unwrap();
+    let peer = server.next(5).await;
+    conn.wait_connected().await.unwrap();
+    let reader = tokio::spawn(read_to_end(peer.stream, 20));
+    let data: Vec<u8> = (0..128 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let mut write = Box::pin(conn.write(&data));
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx))).await;
+    assert!(
+        first.is_pending(),
+        "the write yields once after its hand-over"
+    );
+    drop(write);
+    conn.disconnect().await;
+    let got = reader.await.unwrap();
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "bytes differ");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_hands_back_what_was_queued_and_never_written() {
     let mut server = TestServer::start().await;
