@@ -186,6 +186,7 @@ struct ConnectArgs {
     "Examples:\n",
     "  redial watch db1:5432 db2:5432 cache.local:6379\n",
     "  redial watch --follow cache.svc.cluster.local:11211 --resolve-every 5s\n",
+    "  redial watch lb.local:443 --connections 8 --max-lifetime 10m\n",
     "  redial watch --file endpoints.txt --json | jq .\n",
     "  redial watch db1:5432 --json --metrics 127.0.0.1:9100\n\n",
     "Exit codes:\n",
@@ -205,6 +206,10 @@ struct WatchArgs {
     /// member's connection fails).
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, default_value = "30s")]
     resolve_every: Duration,
+    /// Replace each connection after it has been up this long (± 10 %),
+    /// the new one made before the old one closes.
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    max_lifetime: Option<Duration>,
     /// Read endpoints from a file, one a line (# starts a comment).
     #[arg(long, value_name = "PATH")]
     file: Option<PathBuf>,
@@ -437,6 +442,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 endpoints,
                 follow: a.follow,
                 resolve_every: a.resolve_every,
+                max_lifetime: a.max_lifetime,
                 per_endpoint: usize::from(a.connections),
                 json: a.json,
                 reconnect: reconnect_options(&a.reconnect),

@@ -86,6 +86,36 @@ fn json_events_follow_a_server_that_stops_and_starts() {
     }
 }
 
+#[test]
+fn max_lifetime_replaces_the_connection_and_says_so() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    // Accept and hold every connection: the old one closes on its own.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let mut redial = Redial::spawn(&["watch", &addr, "--json", "--max-lifetime", "300ms"]);
+    let up = event(&redial.stdout.wait_for("connected", T, is("connected")));
+    assert_eq!(up["generation"], 1);
+    let recycled = event(&redial.stdout.wait_for("recycled", T, is("recycled")));
+    assert_eq!(recycled["generation"], 1);
+    assert!(recycled["uptime_ms"].as_u64().unwrap() >= 270, "{recycled}");
+    let next = event(&redial.stdout.wait_for("the new one", T, is("connected")));
+    assert_eq!(next["generation"], 2);
+    assert_eq!(next["connection"], up["connection"]);
+    redial.signal("-INT");
+    let status = redial.wait(T);
+    assert!(status.success(), "{status:?}");
+    let lines = redial.stdout.rest(Duration::from_secs(1));
+    assert!(!lines.iter().any(|l| is("reset")(l)), "{lines:?}");
+    for line in &lines {
+        matches_schema(line);
+    }
+}
+
 /// Checks `line` against `redial_cli::watch::EVENT_FIELDS`; returns its kind.
 fn matches_schema(line: &str) -> String {
     use redial_cli::watch::EVENT_FIELDS;

@@ -31,6 +31,9 @@ pub struct WatchConfig {
     pub follow: Vec<String>,
     /// How often a followed name is resolved again.
     pub resolve_every: Duration,
+    /// Replace each connection after it has been up this long
+    /// ([`redial::Options::max_lifetime`]).
+    pub max_lifetime: Option<Duration>,
     /// Connections per endpoint (per address of a followed name).
     pub per_endpoint: usize,
     /// JSON lines even on a terminal.
@@ -548,10 +551,16 @@ pub async fn run(config: WatchConfig) -> anyhow::Result<()> {
     }
     let cm = Manager::new();
     let mut events = cm.events();
-    let opts = config
+    let mut opts = config
         .reconnect
         .options()?
         .close_grace(Duration::from_secs(1));
+    if let Some(d) = config.max_lifetime {
+        if d.is_zero() {
+            return Err(crate::UsageError("--max-lifetime: must be above zero".into()).into());
+        }
+        opts = opts.max_lifetime(d);
+    }
     let mut fleet = Fleet::default();
     let conns = start(&cm, &config, &opts, &mut fleet)?;
 
