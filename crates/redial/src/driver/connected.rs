@@ -339,3 +339,85 @@ async fn wait_timer(timer: &mut Option<std::pin::Pin<Box<Sleep>>>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncReadExt;
+    use tokio::time::Instant;
+
+    use crate::core::timers::TRIM_AFTER;
+    use crate::options::Options;
+
+    /// Capacity the send queue holds now.
+    fn queue_capacity(conn: &crate::Connection) -> usize {
+        conn.shared.queue().buf.capacity()
+    }
+
+    /// A burst's buffers stay while the connection may send again soon
+    /// and are released [`TRIM_AFTER`] after the queue drained. On the
+    /// paused clock over loopback: the clock moves only when every task
+    /// waits, so the deadline is hit exactly, in no real time.
+    ///
+    /// The driver swaps the whole queue into its batch, so the buffer the
+    /// test can see is the queue's: after a second burst, it is the one
+    /// the first burst grew.
+    #[tokio::test(start_paused = true)]
+    async fn a_bursts_buffers_are_released_after_the_trim_delay_and_not_before() {
+        const BURST: usize = 300 * 1024;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let cm = crate::Manager::new();
+        // A small send buffer: the peer reads nothing until both bursts are
+        // queued, so the first cannot drain early and arm the release on
+        // its own (a batch taken after the release was armed puts it off
+        // until the next drain).
+        let opts = Options::new()
+            .connect_timeout(Duration::from_secs(3600))
+            .configure_socket(|s| s.set_send_buffer_size(16 * 1024));
+        let conn = cm
+            .connect_with(listener.local_addr().unwrap(), crate::handler(), opts)
+            .unwrap();
+        let (mut peer, _) = listener.accept().await.unwrap();
+        conn.wait_connected().await.unwrap();
+
+        conn.send(vec![1u8; BURST]).unwrap();
+        // The second burst is queued once the driver took the first: its
+        // swap then leaves the first one's grown buffer in the queue.
+        while !conn.shared.queue().buf.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        conn.send(vec![2u8; BURST]).unwrap();
+        // The drain that arms the release comes after the last send and
+        // before the peer has read the last byte.
+        let sent = Instant::now();
+        let mut got = vec![0u8; 2 * BURST];
+        peer.read_exact(&mut got).await.unwrap();
+        let read = Instant::now();
+        assert!(got[..BURST].iter().all(|&b| b == 1) && got[BURST..].iter().all(|&b| b == 2));
+        assert!(
+            queue_capacity(&conn) >= BURST,
+            "a drained burst keeps its buffer for a while"
+        );
+
+        // Just before the earliest the release can be due: still held.
+        tokio::time::sleep_until(sent + TRIM_AFTER - Duration::from_millis(1)).await;
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            queue_capacity(&conn) >= BURST,
+            "released before the deadline"
+        );
+
+        // Released by the latest it can be due, waiting for the driver to
+        // get there rather than for a time.
+        let latest = read + TRIM_AFTER + Duration::from_millis(1);
+        while queue_capacity(&conn) > 0 {
+            assert!(Instant::now() <= latest, "not released by the deadline");
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+        assert_eq!(conn.stats().bytes_out, 2 * BURST as u64);
+        cm.disconnect_all().await;
+    }
+}

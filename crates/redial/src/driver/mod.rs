@@ -325,10 +325,11 @@ mod tests {
         println!("driver: {} bytes", std::mem::size_of_val(&driver));
         let size = std::mem::size_of_val(&driver.run());
         println!("driver future: {size} bytes");
-        // A regression guard against growth by mistake, with room for what
-        // a compiler update may move (a quarter over today's 712 B in a test
-        // build, 16 of them the max_lifetime deadline; less in release).
-        // The benchmark's bytes per idle connection watch the exact figure.
+        // A regression guard against growth by mistake, with a quarter of
+        // room for what a compiler update may move: 712 B in a test build
+        // when last measured (rustc 1.95; 16 of them the max_lifetime
+        // deadline), so up to 890 B passes. Release builds are smaller; the
+        // benchmark's bytes per idle connection watch the exact figure there.
         const MEASURED: usize = 712;
         assert!(
             size <= MEASURED + MEASURED / 4,
