@@ -266,6 +266,12 @@ impl Place {
         self.level
     }
 
+    /// A random number from the connection's seeded generator, for other
+    /// jitter than the backoff's (`max_lifetime`).
+    pub(crate) fn draw(&mut self) -> u64 {
+        self.rng.next_u64()
+    }
+
     /// The un-jittered delay at the current level, capped.
     fn base(&self, b: &Backoff) -> Duration {
         let factor = b.multiplier.powi(self.level.min(1024) as i32);

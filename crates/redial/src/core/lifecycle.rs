@@ -128,6 +128,19 @@ impl Lifecycle {
         self.place.level().saturating_sub(1)
     }
 
+    /// The jitter of a connected period's `max_lifetime`: a random number
+    /// from the connection's seeded generator ([`Options::seed`], or the
+    /// manager's seed and the connection's id), 0 without a lifetime, so
+    /// the backoff's draws are the same as before for every other
+    /// connection.
+    pub fn lifetime_draw(&mut self) -> u64 {
+        if self.opts.max_lifetime.is_some() {
+            self.place.draw()
+        } else {
+            0
+        }
+    }
+
     /// The public state, derived from the phase (and where the driver is
     /// within it) here and nowhere else.
     pub fn state(&self) -> State {
@@ -655,6 +668,24 @@ mod tests {
         // Only a connected one is recycled.
         lc.recycled(later + ms(2));
         assert!(matches!(lc.phase(), Phase::Connecting { .. }));
+    }
+
+    #[test]
+    fn the_lifetime_jitter_is_drawn_from_the_connections_seed() {
+        let with = Arc::new(opts().max_lifetime(ms(1000)));
+        let draws = |seed| {
+            let mut lc = Lifecycle::new(with.clone(), seed);
+            [lc.lifetime_draw(), lc.lifetime_draw()]
+        };
+        // Repeatable for a seed, different between seeds and between
+        // connected periods.
+        assert_eq!(draws(7), draws(7));
+        assert_ne!(draws(7), draws(8));
+        assert_ne!(draws(7)[0], draws(7)[1]);
+        // Without a lifetime nothing is drawn: the backoff's jitter is
+        // what it was.
+        let mut lc = Lifecycle::new(Arc::new(opts()), 7);
+        assert_eq!(lc.lifetime_draw(), 0);
     }
 
     #[test]

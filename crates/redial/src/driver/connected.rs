@@ -208,7 +208,7 @@ impl<H: Handler> Driver<H> {
     /// lost, the application closes it, or a callback panics. It sleeps on
     /// one deadline, the earliest of the core's [`Timers`].
     pub(super) async fn pump(&mut self, sock: &Socket) -> Outcome {
-        let draw = recycle::jitter_draw(self.shared.id, self.generation, self.rotate);
+        let draw = self.lifecycle.lifetime_draw();
         let mut timers =
             Timers::with_lifetime(Instant::now().into_std(), self.lifecycle.options(), draw);
         // Boxed and allocated only while a deadline is set: an idle

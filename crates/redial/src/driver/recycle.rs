@@ -87,20 +87,6 @@ pub(crate) fn cancel(info: &mut Info) {
     info.replaced = None;
 }
 
-/// A uniformly random number for the lifetime's jitter, from what makes
-/// each connection and each of its connected periods different (the
-/// rotation is seeded per connection).
-pub(crate) fn jitter_draw(id: u64, generation: u64, rotate: usize) -> u64 {
-    // splitmix64's finaliser: neighbouring inputs give unrelated outputs.
-    let mut z = id
-        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        .wrapping_add(generation.rotate_left(32))
-        .wrapping_add(rotate as u64);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// How the old connection's flush ended.
 enum Flushed {
     All,
