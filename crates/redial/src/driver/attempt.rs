@@ -78,7 +78,7 @@ impl<H: Handler> Driver<H> {
         let Some(health) = self.health.clone() else {
             return true;
         };
-        let mut announced = false;
+        let (mut announced, mut counted) = (false, false);
         loop {
             let changed = health.changed.notified();
             tokio::pin!(changed);
@@ -87,11 +87,17 @@ impl<H: Handler> Driver<H> {
                 return true;
             }
             if !announced {
-                self.shared.record_unreachable();
                 self.lifecycle.parked(true);
                 self.publish();
-                debug!("endpoint down: waiting for the connection that probes it");
+                debug!("waiting for another connection's attempt to this endpoint");
                 announced = true;
+            }
+            // Waiting for a probe that found the endpoint down counts as a
+            // failed attempt; waiting for the verdict of one after a loss
+            // does not (yet).
+            if !counted && health.is_down() {
+                self.shared.record_unreachable();
+                counted = true;
             }
             tokio::select! {
                 _ = changed => {}

@@ -15,6 +15,14 @@
 //! without a timer firing for each of them; when the scout gets through,
 //! the others go back to their own schedules.
 //!
+//! And before either: when a connection to the endpoint is lost, the
+//! endpoint is in doubt until an attempt to it has a verdict. The first
+//! connection to attempt then tries it and the others wait for that one
+//! attempt, instead of every connection whose loss came at the same moment
+//! (up to the manager's cap at once) dialling a server that may have just
+//! died. A success lets them all go; a failure makes the one that tried
+//! the prober.
+//!
 //! Only connections that never give up take part: one with `max_attempts`
 //! or `give_up_after` counts its own attempts, so it always makes them.
 //!
@@ -125,6 +133,13 @@ struct Health {
     rng: Option<Rng>,
     /// The connection that probes while it is down (0: none).
     prober: u64,
+    /// A connection to the endpoint was lost and no attempt has succeeded
+    /// since: the endpoint is in doubt.
+    in_doubt: bool,
+    /// While in doubt, the connection whose attempt decides (0: none).
+    trying: u64,
+    /// Connections wait for that attempt: its verdict must wake them.
+    awaiting_trial: bool,
     /// The backing-off connection due to attempt first (0: none), and when.
     scout: u64,
     scout_at: Option<Instant>,
@@ -145,18 +160,38 @@ impl EndpointHealth {
         self.health.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether connection `id` may attempt now; while the endpoint is down
-    /// only the prober may, and the first to ask becomes it.
+    /// Whether connection `id` may attempt now. While the endpoint is down
+    /// only the prober may, and the first to ask becomes it; while it is
+    /// in doubt only the one trying it may, and the first to ask tries it.
     pub(crate) fn may_attempt(&self, id: u64) -> bool {
         let mut h = self.lock();
-        if !h.down || h.prober == id {
+        if h.down {
+            if h.prober == 0 {
+                h.prober = id;
+            }
+            return h.prober == id;
+        }
+        if !h.in_doubt {
             return true;
         }
-        if h.prober == 0 {
-            h.prober = id;
-            return true;
+        if h.trying == 0 {
+            h.trying = id;
         }
-        false
+        let may = h.trying == id;
+        h.awaiting_trial |= !may;
+        may
+    }
+
+    /// Whether the endpoint is known to be down (an attempt failed and
+    /// none succeeded since).
+    pub(crate) fn is_down(&self) -> bool {
+        self.lock().down
+    }
+
+    /// A live connection to the endpoint was lost: it is in doubt until
+    /// the next attempt's verdict.
+    pub(crate) fn lost(&self) {
+        self.lock().in_doubt = true;
     }
 
     /// Connection `id` backs off until `until`. True when it should wait
@@ -182,16 +217,25 @@ impl EndpointHealth {
 
     /// An attempt by `id` failed at `now`.
     pub(crate) fn failed(&self, id: u64, now: Instant) {
-        let mut h = self.lock();
-        if !h.down {
-            h.down_since = Some(now);
-        }
-        h.down = true;
-        if h.prober == 0 {
-            h.prober = id;
-        }
-        if h.scout == id {
-            h.scout = 0;
+        let wake = {
+            let mut h = self.lock();
+            if !h.down {
+                h.down_since = Some(now);
+            }
+            h.down = true;
+            if h.prober == 0 {
+                h.prober = id;
+            }
+            if h.scout == id {
+                h.scout = 0;
+            }
+            h.trying = 0;
+            // Those that waited for the trial now wait for the probe, and
+            // count the endpoint as unreachable: they look again.
+            std::mem::take(&mut h.awaiting_trial)
+        };
+        if wake {
+            self.changed.notify_waiters();
         }
     }
 
@@ -199,9 +243,12 @@ impl EndpointHealth {
     pub(crate) fn succeeded(&self) {
         let wake = {
             let mut h = self.lock();
-            let wake = h.down || h.awaiting_scout;
+            let wake = h.down || h.awaiting_scout || h.awaiting_trial;
             h.down = false;
             h.down_since = None;
+            h.in_doubt = false;
+            h.trying = 0;
+            h.awaiting_trial = false;
             h.prober = 0;
             h.scout = 0;
             h.awaiting_scout = false;
@@ -250,8 +297,13 @@ impl EndpointHealth {
                 h.scout = 0;
                 wake |= h.awaiting_scout;
             }
+            if h.trying == id {
+                h.trying = 0;
+                wake |= h.awaiting_trial;
+            }
             if wake {
                 h.awaiting_scout = false;
+                h.awaiting_trial = false;
             }
             wake
         };
@@ -518,5 +570,29 @@ mod tests {
             d <= PROBE_FLOOR,
             "a new outage starts from its floor: {d:?}"
         );
+    }
+
+    #[test]
+    fn after_a_loss_one_attempt_decides_for_everyone() {
+        let h = EndpointHealth::default();
+        let t = Instant::now();
+        h.lost();
+        assert!(h.may_attempt(1), "the first to ask tries the endpoint");
+        assert!(!h.may_attempt(2) && !h.may_attempt(3), "the others wait");
+        assert!(h.may_attempt(1));
+        h.failed(1, t);
+        assert!(h.is_down());
+        assert!(h.may_attempt(1), "the one that tried probes");
+        assert!(!h.may_attempt(2));
+        h.succeeded();
+        assert!(h.may_attempt(2) && h.may_attempt(3), "up: everyone goes");
+
+        h.lost();
+        assert!(h.may_attempt(4));
+        assert!(!h.may_attempt(5));
+        h.leave(4);
+        assert!(h.may_attempt(5), "the one trying left: the next one tries");
+        h.succeeded();
+        assert!(h.may_attempt(6) && h.may_attempt(7));
     }
 }

@@ -121,6 +121,11 @@ impl<H: Handler> Driver<H> {
         // runs. Waiters are woken after the callback: the application
         // hears of the loss first, and the path to it stays short.
         self.lifecycle.lost();
+        // The endpoint is in doubt: the next attempt to it decides for
+        // every connection that lost it too (see `probe.rs`).
+        if let Some(h) = &self.health {
+            h.lost();
+        }
         let changed = self.shared.mark_state(self.lifecycle.state());
         sock.close_shared();
         self.shared.counters.resets.fetch_add(1, Ordering::Relaxed);
