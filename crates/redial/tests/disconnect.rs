@@ -383,8 +383,12 @@ async fn a_connect_that_completes_after_disconnect_is_closed_without_on_connect(
         // Accepted by the kernel: the attempt has completed there, and
         // redial may or may not have seen it yet. Disconnect right away.
         let (mut peer, _) = tokio::task::block_in_place(|| listener.accept()).unwrap();
-        requested.store(true, Ordering::SeqCst);
         let closing = conn.disconnect();
+        // From here on no `on_connect` may start: one under way when the
+        // request was made has returned before `disconnect` did. (Marked
+        // after the call, not before: between the two an `on_connect` may
+        // rightly run, and did on a busy machine.)
+        requested.store(true, Ordering::SeqCst);
         tokio::time::timeout(Duration::from_secs(10), closing)
             .await
             .unwrap();
