@@ -6,7 +6,15 @@
 //!   holds its third of them, with no loss reported anywhere.
 //! - A connection that sends without pause across several replacements:
 //!   the peer receives every accepted byte, in order, one connection after
-//!   the other, and nothing is refused or handed back.
+//!   the other; nothing is refused, and what a disconnect at the end hands
+//!   back is the stream's tail.
+//! - The handler's view: `on_connect` per socket, the old socket's last
+//!   reads (after our FIN) in `on_data`, no `on_reset`, the state never
+//!   other than connected, `Recycled` then `Connected` in the events.
+//! - A replacement that cannot be made (refused) leaves the old connection
+//!   working; one that cannot flush in time is a loss whose `on_reset`
+//!   gets the rest; a disconnect while the old one flushes flushes the
+//!   held sends on it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
