@@ -1,7 +1,7 @@
 //! One probe per endpoint during an outage.
 //!
 //! When connect attempts to an endpoint fail, one of its connections (the
-//! prober) keeps trying on its backoff schedule and the others wait without
+//! prober) keeps trying (on the schedule below) and the others wait without
 //! attempts of their own; the first success releases them all (through the
 //! manager's cap on attempts in flight). Ten thousand connections to a dead
 //! server then cost one connection's attempts, not ten thousand schedules'
@@ -54,7 +54,7 @@
 //! `max(500 ms, T / 16)`. Why that is safe for a fleet of clients:
 //!
 //! - It is one probe per endpoint per manager, whatever the number of
-//!   connections, and `D / n` keeps it from ever looking more often than
+//!   connections, and `own_t / n` keeps it from ever looking more often than
 //!   the `n` connections' own schedules would (`own_t` is where a
 //!   schedule stands after T, which the prober's own level, climbing with
 //!   every probe, overstates): a lone connection (`n = 1`)
@@ -62,8 +62,9 @@
 //!   connection outside the probe.
 //! - The rate falls as the outage goes on (one probe per T/16), so a long
 //!   outage is not hammered: after a minute, one probe every 3-4 s per
-//!   client; and never more often than the schedule's initial delay or
-//!   500 ms, whichever the schedule reaches first.
+//!   client. In its first seconds the probe follows the schedule's own
+//!   first delays (100, 200, 400 ms by default), then never looks more
+//!   often than every 400 ms (500 ms less the jitter).
 //! - The jitter only shortens a delay, so the bound holds, and it spreads
 //!   clients that lost the server at the same instant; when the server
 //!   returns they notice at different moments over T/16 and each releases
