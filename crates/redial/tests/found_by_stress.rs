@@ -215,10 +215,12 @@ fn start_callbacks_that_disconnect_each_other_do_not_deadlock() {
                 let (inside, other) = (inside.clone(), slots[1 - i].clone());
                 let h = redial::handler().on_connect(move |sock| {
                     // Both callbacks in progress at once, and both handles
-                    // in place (the test's own count), or 5 s passed.
+                    // in place (the test's own count), or 30 s passed (a
+                    // bound for a machine so loaded that the second
+                    // connection's start is that late; normally milliseconds).
                     inside.fetch_add(1, Ordering::SeqCst);
                     let t = std::time::Instant::now();
-                    while inside.load(Ordering::SeqCst) < 3 && t.elapsed() < Duration::from_secs(5)
+                    while inside.load(Ordering::SeqCst) < 3 && t.elapsed() < Duration::from_secs(30)
                     {
                         std::thread::sleep(Duration::from_millis(1));
                     }

@@ -49,9 +49,15 @@ async fn status_follows_a_server_that_goes_away_and_comes_back() {
     assert_eq!(pool.status(), s.pools[0]);
 
     server.down();
+    // Both of its connections must have noticed the loss, and the other
+    // server's member must still be up: wait for all of it, since under
+    // load the two losses are seen one after the other.
     wait_until("the server's endpoint down", SOON, || {
         let s = cm.status();
-        s.endpoints_down.len() == 1 && s.endpoints_down[0].next_attempt.is_some()
+        s.endpoints_down.len() == 1
+            && s.endpoints_down[0].next_attempt.is_some()
+            && s.endpoints_down[0].connections == 2
+            && s.connections.connected == 1
     })
     .await;
     let s = cm.status();
