@@ -6,8 +6,8 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::endpoint::EndpointError;
+use crate::queue::Refused;
 use crate::reset::CloseReason;
-use crate::shared::Refused;
 
 /// An option was given a value it cannot take.
 ///

@@ -203,6 +203,7 @@ mod handler;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod options;
+mod queue;
 mod reset;
 mod shared;
 

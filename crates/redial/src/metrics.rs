@@ -65,8 +65,9 @@ use ::metrics::{
 use crate::driver::dial::Step;
 use crate::error::SendError;
 use crate::events::EventKind;
+use crate::queue::Refused;
 use crate::reset::{CloseReason, ResetReason};
-use crate::shared::{Refused, State};
+use crate::shared::State;
 
 const CONNECTIONS: &str = "redial_connections";
 const IN_FLIGHT: &str = "redial_connect_attempts_in_flight";

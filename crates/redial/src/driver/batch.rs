@@ -6,8 +6,9 @@
 //! fuzz target (`data_path.rs`) drives the same code.
 
 use crate::core::timers::Trim;
+use crate::queue::Queue;
 use crate::reset::{Partial, Unsent};
-use crate::shared::{Queue, Shared};
+use crate::shared::Shared;
 use tracing::warn;
 
 /// Send buffers that grew past this are released once the connection has

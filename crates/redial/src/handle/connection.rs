@@ -12,8 +12,9 @@ use crate::handle::disconnect::{block_on_until, Disconnecting};
 use crate::handle::manager::OwnedRuntime;
 use crate::handle::sender::Sender;
 use crate::handle::socket::Socket;
+use crate::queue::Refused;
 use crate::reset::CloseReason;
-use crate::shared::{Command, Refused, Shared, State};
+use crate::shared::{Command, Shared, State};
 
 /// Counters of one managed connection.
 ///

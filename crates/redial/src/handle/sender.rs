@@ -9,7 +9,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::error::SendError;
-use crate::shared::{Chunks, Refused, Shared, State};
+use crate::queue::{Chunks, Refused};
+use crate::shared::{Shared, State};
 
 /// A sending handle for one producer, made by
 /// [`Connection::sender`](crate::Connection::sender): what

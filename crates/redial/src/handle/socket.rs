@@ -15,7 +15,8 @@ use tokio::net::{TcpStream, UnixStream};
 use crate::driver::transport::Transport;
 use crate::error::SendError;
 use crate::handle::disconnect::Disconnecting;
-use crate::shared::{Command, Refused, Shared};
+use crate::queue::Refused;
+use crate::shared::{Command, Shared};
 
 pub(crate) struct SocketInner {
     pub(crate) shared: Arc<Shared>,

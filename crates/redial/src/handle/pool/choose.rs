@@ -15,7 +15,8 @@ use tokio::time::Instant;
 use super::Pool;
 use crate::error::SendError;
 use crate::handle::connection::Connection;
-use crate::shared::{Refused, Usability};
+use crate::queue::Refused;
+use crate::shared::Usability;
 
 /// The members a pool uses now.
 pub(super) struct Usable {

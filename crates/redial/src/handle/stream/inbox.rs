@@ -16,8 +16,8 @@ use tracing::{debug, warn};
 
 use crate::handle::socket::Socket;
 use crate::handler::{Handler, Resume};
+use crate::queue::{Pushed, Refused};
 use crate::reset::{Close, CloseReason, Partial, Reset, Unsent};
-use crate::shared::{Pushed, Refused};
 
 use super::error::StreamReset;
 

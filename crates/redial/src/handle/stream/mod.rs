@@ -27,8 +27,9 @@ use crate::error::ConnectError;
 use crate::handle::connection::Connection;
 use crate::handle::manager::Manager;
 use crate::options::Options;
+use crate::queue::{Pushed, Queue, Refused};
 use crate::reset::{CloseReason, Unsent};
-use crate::shared::{Pushed, Queue, Refused, Shared};
+use crate::shared::Shared;
 
 pub use error::{StreamError, StreamReset};
 
