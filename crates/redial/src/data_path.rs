@@ -141,10 +141,7 @@ impl DataPath {
         {
             let mut q = self.shared.queue();
             take_back(&mut self.batch, &mut q, &mut unsent);
-            q.closed = true;
-            q.socket_open = false;
-            q.accepting = false;
-            q.drain_into(&mut unsent, true);
+            q.close_into(&mut unsent);
         }
         self.shared.set_state(State::Closed);
         self.hand(unsent, take)

@@ -360,6 +360,15 @@ impl Queue {
         }
     }
 
+    /// Ends the queue for good: every later send is refused, and every
+    /// queued byte, the outage buffer's too, goes into `unsent`.
+    pub(crate) fn close_into(&mut self, unsent: &mut Unsent) {
+        self.closed = true;
+        self.socket_open = false;
+        self.accepting = false;
+        self.drain_into(unsent, true);
+    }
+
     /// Takes every queued byte (not the driver's batch) into `unsent`,
     /// handing them back in the ledger.
     pub(crate) fn drain_into(&mut self, unsent: &mut Unsent, with_outage: bool) {
@@ -383,18 +392,10 @@ mod tests {
 
     fn queue(limit: usize) -> Queue {
         Queue {
-            buf: Vec::new(),
-            ends: Vec::new(),
-            inflight: 0,
             generation: 1,
             socket_open: true,
             accepting: true,
-            closed: false,
-            holding: false,
-            outage: None,
-            room_waiters: false,
-            limit,
-            ledger: Ledger::default(),
+            ..Queue::new(limit)
         }
     }
 

@@ -323,10 +323,7 @@ impl<H: Handler> Driver<H> {
             // A batch is left only when the runtime dropped the task
             // mid-write: its bytes are handed back like the rest.
             take_back(&mut self.batch, &mut q, &mut unsent);
-            q.closed = true;
-            q.socket_open = false;
-            q.accepting = false;
-            q.drain_into(&mut unsent, true);
+            q.close_into(&mut unsent);
             self.shared.wake_writers(q);
         }
         {
