@@ -207,9 +207,28 @@ mod queue;
 mod reset;
 mod shared;
 
-// The public names, from the layer that holds each: `core` (pure
-// decisions), `driver` (the I/O task), `handle` (what the application
-// holds), and the shared vocabulary at the root.
+// # Layout
+//
+// Three layers, one folder each, and the vocabulary they share at the
+// root; the core names neither of the other two:
+//
+// - `core/`: the pure decisions, with time passed in and no tokio, socket2
+//   or clock (tests/layers.rs checks): the life cycle (`lifecycle`), the
+//   backoff schedule (`backoff`), every deadline of a live connection
+//   (`timers`), the byte ledger (`ledger`), property tests (`props`).
+// - `driver/`: one tokio task per connection carries the core's decisions
+//   out (`mod.rs` lists its files): connect attempts, the connected
+//   period, and `teardown`, the one way a connection ends.
+// - `handle/`: what the application holds: `manager`, `connection`,
+//   `socket`, `sender`, `disconnect`, `status`, `global`, `pool/` (members,
+//   picking, keyed pools, following a name) and `stream/` (`Stream`).
+// - At the root: `shared` (what a driver and its handles share: the lock
+//   around the send `queue`, the command, the state), `reset` (what a
+//   loss or a close hands back), `options`, `endpoint`, `handler`,
+//   `events`, `error`, `clock` (the one clock), `metrics` (feature), and
+//   `data_path` and `fuzzing` (test and fuzzing builds only).
+//
+// The public names below come from the layer that holds each.
 #[cfg(feature = "tls")]
 pub use driver::tls;
 

@@ -101,7 +101,8 @@ pub(crate) enum Refused {
 impl Refused {
     /// The error, carrying `data` (bytes already owned: no copy). A
     /// refusal for a closed queue needs the connection to say why:
-    /// [`Shared::send_error`] tells its causes apart.
+    /// [`Shared::send_error`](crate::shared::Shared::send_error) tells its
+    /// causes apart.
     pub(crate) fn with_data(self, data: Vec<u8>) -> SendError {
         match self {
             Refused::Full { queued, limit } => SendError::Full {

@@ -1,8 +1,8 @@
 //! The driver's timers on a paused clock: a loopback peer and a runtime
 //! started with `start_paused`, so an idle timeout of minutes or a
 //! heartbeat of seconds is tested exactly, in no real time, and every time
-//! stamp the library hands out (`Event::at`, `Stats::uptime`) reads the
-//! same clock as its deadlines.
+//! stamp the library hands out (`Event::at`, `Stats::uptime`, a following
+//! pool's membership events) reads the same clock as its deadlines.
 //!
 //! The runtime moves its clock forward only when every task waits, and it
 //! looks at the sockets first: on loopback a peer's bytes are ready by
@@ -165,4 +165,43 @@ async fn uptime_and_event_times_read_the_runtimes_clock() {
     assert!(uptime >= hour, "{uptime:?}");
     assert!(reset.at.duration_since(up.at) >= hour);
     p.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_following_pools_events_read_the_runtimes_clock_too() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answer = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let a = answer.clone();
+    let resolver = redial::Resolver::from_fn(move |_host, _port| {
+        let addrs = a.lock().unwrap().clone();
+        async move { Ok(addrs) }
+    });
+    let cm = Manager::new();
+    let mut events = cm.events();
+    let follow = redial::Follow::new("cache.test:11211")
+        .every(Duration::from_secs(60))
+        .resolver(resolver);
+    let pool = cm
+        .create_pool_following("fleet", follow, |_| redial::handler())
+        .unwrap();
+    let start = Instant::now();
+    let hour = Duration::from_secs(3600);
+    tokio::time::sleep(hour).await;
+    // The name gains an address an hour in: the member is added then,
+    // on the paused clock, not a moment after the start on the system's.
+    answer.lock().unwrap().push(addr);
+    let added = loop {
+        let e = events.recv().await.expect("events flow");
+        if matches!(e.kind, EventKind::MemberAdded { .. }) {
+            break e;
+        }
+    };
+    let at = Instant::from_std(added.at);
+    assert!(
+        at.duration_since(start) >= hour,
+        "member added {:?} after the start",
+        at.duration_since(start)
+    );
+    pool.disconnect().await;
 }

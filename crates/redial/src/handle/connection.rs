@@ -353,7 +353,7 @@ impl Connection {
     ///
     /// From the call on, every send (on this handle, its sockets and
     /// senders) is refused with
-    /// [`SendError::Disconnected`](crate::SendError::Disconnected): what was
+    /// [`SendError::Disconnected`]: what was
     /// queued before the call goes out, nothing after it. Once it has
     /// returned, no `on_connect` (nor `Resume::With` entry) starts: one
     /// already under way on another thread is waited for (not when called

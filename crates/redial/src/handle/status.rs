@@ -1,5 +1,6 @@
-//! Snapshots of a manager and its pools ([`Manager::status`],
-//! [`Pool::status`]): how many connections are in each state, how many
+//! Snapshots of a manager and its pools
+//! ([`Manager::status`](crate::Manager::status),
+//! [`Pool::status`](crate::Pool::status)): how many connections are in each state, how many
 //! connect attempts are in flight, which endpoints are down and when they
 //! are tried next. Built from the atomics each connection already keeps,
 //! so a dashboard can take one every second.

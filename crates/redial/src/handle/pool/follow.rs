@@ -441,7 +441,7 @@ where
             connection,
             endpoint,
             pool: Some(self.pool.name().into()),
-            at: std::time::Instant::now(),
+            at: crate::clock::now(),
             kind,
         });
     }
