@@ -2,13 +2,11 @@
 //! it changes: the member added for a new address, the one of an address
 //! that left draining and closing, and a failed lookup that keeps them.
 //!
-//! The name is served by a real DNS server. The test makes a network
-//! namespace with its loopback up and a `resolv.conf` of its own
-//! (`ip netns exec` binds `/etc/netns/NAME/resolv.conf` over
-//! `/etc/resolv.conf`), then runs this binary again inside it. There it
-//! starts dnsmasq on 127.0.0.63, serving `cache.watch.test` from a hosts
-//! file it re-reads on SIGHUP, servers on 127.0.0.12 and 127.0.0.13, and the
-//! `redial` binary, which resolves the name through the system resolver as
+//! The name is served by a real DNS server. The test runs inside a
+//! network namespace of its own (the library's `tests/support/dns.rs`),
+//! where it starts dnsmasq on 127.0.0.63, serving `cache.watch.test` from
+//! a hosts file it re-reads on SIGHUP, servers on 127.0.0.12 and
+//! 127.0.0.13, and the `redial` binary, which resolves the name through the system resolver as
 //! any program does. The test moves the name to the other address, stops
 //! dnsmasq (the lookup fails, the member stays) and starts it again with
 //! both addresses. It prints how long the change took to show in the
@@ -20,205 +18,39 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// The namespace and dnsmasq, shared with the library's DNS test.
+#[path = "../../redial/tests/support/dns.rs"]
+mod dns;
 mod support;
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use dns::{Dnsmasq, Setup};
 use serde_json::Value;
 use support::Redial;
 
-/// Set in the process that runs inside the namespace: the directory of
-/// dnsmasq's hosts file and pid file.
-const CHILD_DIR: &str = "REDIAL_WATCH_FOLLOW_DIR";
-const TEST: &str = "follow_prints_members_added_and_drained_as_the_name_changes";
+/// The name, where its DNS server listens, and how the test finds itself
+/// inside the namespace. Addresses of their own, so this test and the
+/// library's DNS test can run at the same time without sharing anything.
+const DNS: Setup = Setup {
+    test: "follow_prints_members_added_and_drained_as_the_name_changes",
+    child_dir: "REDIAL_WATCH_FOLLOW_DIR",
+    namespace: "redial-watch-dns",
+    dns_ip: "127.0.0.63",
+    name: NAME,
+};
 const NAME: &str = "cache.watch.test";
 const PORT: u16 = 11311;
-/// Addresses of their own, so this test and the library's DNS test can run
-/// at the same time without sharing anything.
-const DNS_IP: &str = "127.0.0.63";
 const A_IP: &str = "127.0.0.12";
 const B_IP: &str = "127.0.0.13";
 const T: Duration = Duration::from_secs(30);
 
-fn required() -> bool {
-    std::env::var("REDIAL_REQUIRE_SERVERS").is_ok_and(|v| v == "1")
-}
-
-fn find(binary: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .chain(["/usr/sbin", "/sbin"])
-        .map(|d| Path::new(d).join(binary))
-        .find(|p| p.is_file());
-    found
-}
-
-/// Why this machine cannot run the test, if it cannot.
-fn missing() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not root (network namespaces need it)".into());
-    }
-    for b in ["ip", "dnsmasq"] {
-        if find(b).is_none() {
-            return Some(format!(
-                "`{b}` is not installed (apt-get install dnsmasq iproute2)"
-            ));
-        }
-    }
-    None
-}
-
-/// The namespace and its files; removed when dropped.
-struct Namespace {
-    name: String,
-    dir: PathBuf,
-}
-
-impl Namespace {
-    fn create() -> Namespace {
-        let name = format!("redial-watch-dns-{}", std::process::id());
-        let dir = std::env::temp_dir().join(&name);
-        let ns = Namespace { name, dir };
-        ns.ip(&["netns", "add", &ns.name]);
-        ns.ip(&["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"]);
-        std::fs::create_dir_all(ns.etc()).unwrap();
-        // One try of one second: a stopped DNS server fails a lookup fast.
-        std::fs::write(
-            ns.etc().join("resolv.conf"),
-            format!("nameserver {DNS_IP}\noptions timeout:1 attempts:1\n"),
-        )
-        .unwrap();
-        std::fs::create_dir_all(&ns.dir).unwrap();
-        ns
-    }
-
-    fn etc(&self) -> PathBuf {
-        Path::new("/etc/netns").join(&self.name)
-    }
-
-    fn ip(&self, args: &[&str]) {
-        let st = Command::new(find("ip").unwrap())
-            .args(args)
-            .status()
-            .unwrap();
-        assert!(st.success(), "ip {args:?} failed: {st}");
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        // A dnsmasq the child left behind (it kills its own on the way out).
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("pid")) {
-            let _ = Command::new("kill")
-                .arg(pid.trim())
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = Command::new(find("ip").unwrap_or_else(|| "ip".into()))
-            .args(["netns", "del", &self.name])
-            .status();
-        let _ = std::fs::remove_dir_all(self.etc());
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[test]
 fn follow_prints_members_added_and_drained_as_the_name_changes() {
-    if let Ok(dir) = std::env::var(CHILD_DIR) {
-        return inside(Path::new(&dir));
-    }
-    if let Some(why) = missing() {
-        assert!(
-            !required(),
-            "{TEST} cannot run: {why} (REDIAL_REQUIRE_SERVERS=1)"
-        );
-        // Straight to stderr: the harness keeps a passing test's output.
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "SKIPPED {TEST}: {why}");
-        return;
-    }
-    let ns = Namespace::create();
-    let st = Command::new(find("ip").unwrap())
-        .args(["netns", "exec", &ns.name])
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
-        .env(CHILD_DIR, &ns.dir)
-        .status()
-        .unwrap();
-    assert!(st.success(), "the test inside the namespace failed: {st}");
-}
-
-/// dnsmasq inside the namespace, killed when dropped.
-struct Dnsmasq {
-    child: Child,
-    hosts: PathBuf,
-}
-
-impl Dnsmasq {
-    /// Starts serving `addrs` and waits until the name resolves.
-    fn start(dir: &Path, addrs: &[&str]) -> Dnsmasq {
-        let hosts = dir.join("hosts");
-        write_hosts(&hosts, addrs);
-        let child = Command::new(find("dnsmasq").unwrap())
-            .args([
-                "--keep-in-foreground",
-                "--conf-file=/dev/null",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                "--user=root",
-                "--local=/watch.test/",
-                "--local-ttl=0",
-            ])
-            .arg(format!("--listen-address={DNS_IP}"))
-            .arg(format!("--addn-hosts={}", hosts.display()))
-            .arg(format!("--pid-file={}", dir.join("pid").display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start dnsmasq");
-        // dnsmasq answers once it has bound its socket.
-        let t0 = Instant::now();
-        while (NAME, PORT).to_socket_addrs().is_err() {
-            assert!(t0.elapsed() < T, "dnsmasq does not answer");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Dnsmasq { child, hosts }
-    }
-
-    /// Serves `addrs` from now on (dnsmasq re-reads its hosts files on SIGHUP).
-    fn set(&self, addrs: &[&str]) -> Instant {
-        write_hosts(&self.hosts, addrs);
-        let st = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        Instant::now()
-    }
-
-    fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn write_hosts(path: &Path, addrs: &[&str]) {
-    let text: String = addrs.iter().map(|a| format!("{a} {NAME}\n")).collect();
-    std::fs::write(path, text).unwrap();
+    DNS.run(inside);
 }
 
 /// A server that accepts and reads every connection to its end.
@@ -252,7 +84,8 @@ fn is<'a>(kind: &'a str, field: &'a str, want: Value) -> impl Fn(&str) -> bool +
 /// The test proper, inside the namespace.
 fn inside(dir: &Path) {
     let (a, b) = (serve(A_IP), serve(B_IP));
-    let dns = Dnsmasq::start(dir, &[A_IP]);
+    let dns = Dnsmasq::start(dir, &DNS, &[A_IP]);
+    dns.wait_answering(T);
     let target = format!("{NAME}:{PORT}");
     let mut redial = Redial::spawn(&[
         "watch",
@@ -315,7 +148,8 @@ fn inside(dir: &Path) {
     assert!(failed["error"].as_str().is_some_and(|e| !e.is_empty()));
 
     // It starts again, serving the first address too: a new member for it.
-    let dns = Dnsmasq::start(dir, &[A_IP, B_IP]);
+    let dns = Dnsmasq::start(dir, &DNS, &[A_IP, B_IP]);
+    dns.wait_answering(T);
     let back = event(&out.wait_for(
         "the returning address's member added",
         T,

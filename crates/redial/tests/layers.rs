@@ -169,29 +169,21 @@ const TOO_LONG_FOR_NOW: &[&str] = &[
 fn no_function_in_the_library_is_longer_than_80_lines() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut offenders = Vec::new();
-    let mut seen = 0;
-    for path in rust_files(&src) {
-        let text = std::fs::read_to_string(&path).expect("readable file");
-        let file = path
-            .strip_prefix(&src)
-            .unwrap_or(&path)
-            .display()
-            .to_string();
-        for f in functions(&text) {
-            seen += 1;
-            let key = format!("{file}:{}", f.name);
-            if f.body_lines > MAX_BODY_LINES && !TOO_LONG_FOR_NOW.contains(&key.as_str()) {
-                offenders.push(format!(
-                    "{file}:{}: fn {} has {} lines",
-                    f.line, f.name, f.body_lines
-                ));
-            }
+    let found = functions_under(&src);
+    for (file, f) in &found {
+        let key = format!("{file}:{}", f.name);
+        if f.body_lines > MAX_BODY_LINES && !TOO_LONG_FOR_NOW.contains(&key.as_str()) {
+            offenders.push(format!(
+                "{file}:{}: fn {} has {} lines",
+                f.line, f.name, f.body_lines
+            ));
         }
     }
     // The scanner must be finding the crate's functions at all.
     assert!(
-        seen > 500,
-        "found only {seen} functions under {}",
+        found.len() > 500,
+        "found only {} functions under {}",
+        found.len(),
         src.display()
     );
     assert!(
@@ -208,23 +200,11 @@ fn no_function_in_the_library_is_longer_than_80_lines() {
 #[ignore = "a report, not a check"]
 fn report_the_longest_functions_of_the_workspace() {
     let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut all = Vec::new();
-    for path in rust_files(&crates) {
-        if path.components().any(|c| c.as_os_str() == "target") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).expect("readable file");
-        let file = path
-            .strip_prefix(&crates)
-            .unwrap_or(&path)
-            .display()
-            .to_string();
-        for f in functions(&text) {
-            if f.body_lines > MAX_BODY_LINES * 3 / 4 {
-                all.push((f.body_lines, format!("{file}:{}: fn {}", f.line, f.name)));
-            }
-        }
-    }
+    let mut all: Vec<(usize, String)> = functions_under(&crates)
+        .into_iter()
+        .filter(|(_, f)| f.body_lines > MAX_BODY_LINES * 3 / 4)
+        .map(|(file, f)| (f.body_lines, format!("{file}:{}: fn {}", f.line, f.name)))
+        .collect();
     all.sort_by(|a, b| b.cmp(a));
     for (lines, f) in all {
         println!("{lines:4} {f}");
@@ -282,14 +262,27 @@ struct Function {
     body_lines: usize,
 }
 
-/// Every `.rs` file under `dir`, in a stable order.
+/// Every function with a body in the `.rs` files under `root`, with its
+/// file's path from there.
+fn functions_under(root: &Path) -> Vec<(String, Function)> {
+    let mut out = Vec::new();
+    for path in rust_files(root) {
+        let text = std::fs::read_to_string(&path).expect("readable file");
+        let file = path.strip_prefix(root).unwrap_or(&path);
+        let file = file.display().to_string();
+        out.extend(functions(&text).into_iter().map(|f| (file.clone(), f)));
+    }
+    out
+}
+
+/// Every `.rs` file under `dir` (build output left out), in a stable order.
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).expect("readable directory") {
             let path = entry.expect("readable entry").path();
-            if path.is_dir() {
+            if path.is_dir() && !path.ends_with("target") {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "rs") {
                 out.push(path);

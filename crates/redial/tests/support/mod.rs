@@ -1,12 +1,14 @@
 //! What the integration tests share: [`TestServer`], the one loopback test
 //! server (`server.rs`); [`Recorder`], the one typed recorder of handler
 //! callbacks, and [`EventLog`] for `Manager::events()` (`record.rs`); real
-//! memcached and redis-server processes (`servers.rs`); and the helpers
+//! memcached and redis-server processes (`servers.rs`); a name served by
+//! dnsmasq in a network namespace (`dns.rs`); and the helpers
 //! below. Waits poll for a condition with generous deadlines: the suite
 //! must pass with both cores busy.
 
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod dns;
 pub mod record;
 pub mod server;
 pub mod servers;
