@@ -243,3 +243,42 @@ async fn a_connection_that_counts_its_attempts_makes_its_own() {
         assert_eq!(c.stats().failed_attempts, 4);
     }
 }
+
+/// The connect timeout bounds an attempt that is never answered, on a
+/// `current_thread` runtime too: the attempt arms its timer only once the
+/// connect is still pending after a turn of the runtime's I/O driver, and
+/// the deadline still counts from the start of the connect.
+#[tokio::test(flavor = "current_thread")]
+async fn an_unanswered_connect_fails_at_its_connect_timeout() {
+    let (hole, _listener, _fillers) = support::unanswering().await;
+    let cm = Manager::new();
+    let mut events = cm.events();
+    let limit = Duration::from_millis(300);
+    let conn = cm
+        .connect_with(
+            hole,
+            redial::handler(),
+            fast_options(10, 100).connect_timeout(limit).max_attempts(1),
+        )
+        .unwrap();
+    let (mut started, mut failed) = (None, None);
+    let wait = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(e) = events.recv().await {
+            match e.kind {
+                redial::EventKind::Connecting { .. } => started = Some(e.at),
+                redial::EventKind::ConnectFailed { error, .. } => {
+                    failed = Some((e.at, error));
+                    break;
+                }
+                _ => {}
+            }
+        }
+    });
+    wait.await.expect("the attempt never failed");
+    let (started, (at, error)) = (started.unwrap(), failed.unwrap());
+    assert!(error.contains("timed out"), "{error}");
+    let took = at.duration_since(started);
+    assert!(took >= limit, "failed after {took:?}, before the timeout");
+    assert!(took < Duration::from_secs(5), "failed after {took:?}");
+    conn.disconnect().await;
+}

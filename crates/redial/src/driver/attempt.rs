@@ -80,9 +80,13 @@ impl<H: Handler> Driver<H> {
         };
         let (mut announced, mut counted) = (false, false);
         loop {
+            // Not enabled: `changed` is only ever woken by
+            // `notify_waiters`, which reaches a `Notified` from its
+            // creation on, so the check below cannot miss a change; and
+            // the common case (the endpoint is up) then never takes the
+            // Notify's lock to register and unregister a waiter.
             let changed = health.changed.notified();
             tokio::pin!(changed);
-            changed.as_mut().enable();
             if health.may_attempt(self.shared.id) {
                 return true;
             }
@@ -140,6 +144,9 @@ impl<H: Handler> Driver<H> {
             });
             let r = loop {
                 tokio::select! {
+                    // The attempt first: its completion then costs no look
+                    // at the wake-up (a command is still seen at once after).
+                    biased;
                     r = &mut dialing => break Some(r),
                     _ = self.shared.wake.notified() => {
                         if self.shared.command().is_some() {

@@ -105,6 +105,24 @@ impl ManagerInner {
         }
     }
 
+    /// [`share_options`](Self::share_options) for options not yet
+    /// validated: options equal to the last shared ones passed the check
+    /// already, so thousands of connections made with one `Options` value
+    /// are checked once.
+    pub(crate) fn share_valid_options(
+        &self,
+        opts: Options,
+    ) -> Result<Arc<Options>, crate::error::OptionsError> {
+        {
+            let last = self.last_options.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(a) = last.as_ref().filter(|a| a.same_as(&opts)) {
+                return Ok(a.clone());
+            }
+        }
+        opts.validate()?;
+        Ok(self.share_options(opts))
+    }
+
     /// The sender of the manager's events.
     pub(crate) fn events_sender(&self) -> broadcast::Sender<Event> {
         self.events.clone()
@@ -484,8 +502,7 @@ impl Manager {
         opts: Options,
     ) -> Result<Connection, ConnectError> {
         let endpoint = endpoint.to_endpoint()?;
-        opts.validate()?;
-        let opts = self.inner.share_options(opts);
+        let opts = self.inner.share_valid_options(opts)?;
         Ok(self.inner.spawn(endpoint, handler, opts, None))
     }
 
