@@ -72,6 +72,30 @@ fn the_core_uses_no_runtime_no_sockets_and_no_clock() {
     );
 }
 
+/// The library's files without their tests, each as its path under
+/// `src/`, its text, and its code: the text with comments and literals
+/// blanked, up to its `#[cfg(test)]` part. Modules only tests build are
+/// left out.
+fn library_code() -> Vec<(String, String, String)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut out = Vec::new();
+    for path in rust_files(&src) {
+        if is_test_only(&path) {
+            continue;
+        }
+        let file = path.strip_prefix(&src).unwrap_or(&path);
+        let file = file.display().to_string().replace('\\', "/");
+        let text = std::fs::read_to_string(&path).expect("readable file");
+        let mut code = blank_comments_and_literals(&text);
+        // A file's tests come last, after a `#[cfg(test)]` of its own.
+        if let Some(at) = code.find("\n#[cfg(test)]") {
+            code.truncate(at);
+        }
+        out.push((file, text, code));
+    }
+    out
+}
+
 /// Whether the module in `path` is declared under `#[cfg(test)]` by its
 /// parent (`mod.rs` beside it, or `lib.rs`).
 fn is_test_only(path: &Path) -> bool {
@@ -116,18 +140,8 @@ const SYSTEM_CLOCK_READERS: &[(&str, &str)] = &[
 
 #[test]
 fn time_stamps_read_one_clock() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut found = Vec::new();
-    for path in rust_files(&src) {
-        let file = path.strip_prefix(&src).unwrap_or(&path);
-        let file = file.display().to_string().replace('\\', "/");
-        if is_test_only(&path) {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).expect("readable file");
-        let code = blank_comments_and_literals(&text);
-        // A file's tests come last, after a `#[cfg(test)]` of its own.
-        let code = code.split("\n#[cfg(test)]").next().unwrap_or("");
+    for (file, text, code) in library_code() {
         let squeezed: String = code.chars().filter(|c| !c.is_whitespace()).collect();
         // Does a bare `Instant` in this file mean the standard library's?
         let std_instant = squeezed
@@ -150,6 +164,39 @@ fn time_stamps_read_one_clock() {
     assert!(
         found.is_empty(),
         "the system's clock read outside clock.rs (use crate::clock::now):\n{}",
+        found.join("\n")
+    );
+}
+
+/// Where a socket may be shut, reset or sent a TLS close: every way a
+/// connection ends goes through `Driver::end` and the steps beside it in
+/// `driver/teardown.rs`; the others only define what those steps call.
+const SOCKET_ENDERS: &[(&str, &str)] = &[
+    ("driver/teardown.rs", "the one place a connection ends"),
+    (
+        "handle/socket.rs",
+        "Socket::close_shared, called by teardown",
+    ),
+    ("driver/transport.rs", "close_notify of plain TCP or TLS"),
+    ("driver/tls.rs", "close_notify of a TLS stream"),
+];
+
+#[test]
+fn sockets_are_ended_in_one_place() {
+    let mut found = Vec::new();
+    for (file, _, code) in library_code() {
+        for (n, line) in code.lines().enumerate() {
+            let ends = ["set_linger(", "Shutdown::", "close_notify("]
+                .iter()
+                .any(|w| line.contains(w));
+            if ends && !SOCKET_ENDERS.iter().any(|(f, _)| *f == file) {
+                found.push(format!("{file}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "a socket ended outside driver/teardown.rs:\n{}",
         found.join("\n")
     );
 }

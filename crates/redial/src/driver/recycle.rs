@@ -30,13 +30,13 @@
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::batch::settle;
 use super::connected::Outcome;
+use super::teardown::{reset_on_close, Flushed};
 use super::{Driver, Link};
 use crate::core::timers::Timers;
 use crate::driver::dial::dial;
@@ -87,13 +87,6 @@ pub(crate) fn cancel(info: &mut Info) {
     info.replaced = None;
 }
 
-/// How the old connection's flush ended.
-enum Flushed {
-    All,
-    Failed(io::Error),
-    GraceExpired,
-}
-
 impl<H: Handler> Driver<H> {
     /// While a replacement is being made: the outcome that ends this
     /// connected period once it is ready. One that failed leaves this
@@ -128,12 +121,14 @@ impl<H: Handler> Driver<H> {
             q.holding = true;
         }
         let grace = Timers::grace_deadline(Instant::now().into_std(), self.lifecycle.options());
-        let flushed = self.flush_old(&old, Instant::from_std(grace)).await;
+        // What it holds: its batch and the queue as it was when it
+        // stopped taking sends.
+        let flushed = self.flush_until(&old, Instant::from_std(grace)).await;
         let (reason, err) = match flushed {
             Flushed::All => (None, None),
             Flushed::Failed(e) => (Some(ResetReason::from_io(&e)), Some(e)),
             Flushed::GraceExpired => {
-                let _ = old.sock_ref().set_linger(Some(Duration::ZERO));
+                reset_on_close(&old);
                 let reason = ResetReason::Io {
                     kind: io::ErrorKind::TimedOut,
                     message: "the connection being replaced (max_lifetime) did not flush \
@@ -161,10 +156,7 @@ impl<H: Handler> Driver<H> {
         // No more bytes on the old socket, from this task or a `Socket`
         // handle: FIN, then what the peer still sends until its FIN.
         self.shared.queue().socket_open = false;
-        old.io().close_notify();
-        let _ = old.sock_ref().shutdown(std::net::Shutdown::Write);
-        let linger = Timers::linger_until(Instant::now().into_std(), grace);
-        self.drain_until(&old, Instant::from_std(linger)).await;
+        self.fin_and_linger(&old, grace).await;
         self.retire(old, since);
         let now = Instant::now().into_std();
         self.lifecycle.recycled(now);
@@ -189,29 +181,6 @@ impl<H: Handler> Driver<H> {
             }
         };
         self.lifecycle.close(reason);
-    }
-
-    /// Writes what the old connection holds (its batch and the queue as it
-    /// was when it stopped taking sends) until all of it reached the
-    /// kernel, the connection fails, or `deadline` passes.
-    async fn flush_old(&mut self, sock: &Socket, deadline: Instant) -> Flushed {
-        let this = &mut *self;
-        let flushing = async move {
-            loop {
-                match Self::flush_now(&this.shared, sock, &mut this.batch) {
-                    Ok(true) => return Flushed::All,
-                    Ok(false) => {
-                        if let Err(e) = sock.io().writable().await {
-                            return Flushed::Failed(e);
-                        }
-                    }
-                    Err(e) => return Flushed::Failed(e),
-                }
-            }
-        };
-        tokio::time::timeout_at(deadline, flushing)
-            .await
-            .unwrap_or(Flushed::GraceExpired)
     }
 
     /// Closes the replaced socket and says so. What it still held (only

@@ -4,6 +4,12 @@
 //! connect — and [`Driver::finish`] the managed connection's last step,
 //! after the life cycle closed or when the runtime shuts down. Every byte
 //! not written is handed back here, counted in the ledger.
+//!
+//! The steps that end a socket are here too, and nowhere else: the flush
+//! within the close grace ([`Driver::flush_until`]), FIN and the linger for
+//! the peer's ([`Driver::fin_and_linger`]), an RST ([`reset_on_close`]),
+//! and [`Driver::teardown`]; `recycle.rs` ends a replaced connection with
+//! them.
 
 use std::io;
 use std::sync::atomic::Ordering;
@@ -22,6 +28,22 @@ use crate::handle::socket::Socket;
 use crate::handler::{Handler, Resume};
 use crate::reset::{Close, CloseReason, Evidence, Handed, Reset, ResetReason, Unsent};
 use crate::shared::Command;
+
+/// How a flush before FIN ended.
+pub(super) enum Flushed {
+    /// Everything reached the kernel.
+    All,
+    /// The connection failed.
+    Failed(io::Error),
+    /// The close grace ran out first.
+    GraceExpired,
+}
+
+/// Makes the socket's close an RST rather than a FIN: for an abort, a
+/// panicking callback, a close grace that ran out.
+pub(super) fn reset_on_close(sock: &Socket) {
+    let _ = sock.sock_ref().set_linger(Some(Duration::ZERO));
+}
 
 /// What a live connection left behind: the bytes it never wrote, and what
 /// is known of the ones it did.
@@ -95,7 +117,7 @@ impl<H: Handler> Driver<H> {
         let reason = match cmd {
             Command::Disconnect => CloseReason::Disconnected,
             Command::Abort => {
-                let _ = sock.sock_ref().set_linger(Some(Duration::ZERO));
+                reset_on_close(sock);
                 CloseReason::Aborted
             }
         };
@@ -184,7 +206,7 @@ impl<H: Handler> Driver<H> {
     /// wrote for `Close::unsent`. Returns what the kernel still held.
     pub(super) fn hard_close(&mut self, sock: &Socket, since: u64) -> Evidence {
         let ended = self.teardown(sock, true, since);
-        let _ = sock.sock_ref().set_linger(Some(Duration::ZERO));
+        reset_on_close(sock);
         let _ = sock.sock_ref().shutdown(std::net::Shutdown::Both);
         let evidence = ended.evidence;
         self.leftover = Some(Box::new(ended));
@@ -236,13 +258,13 @@ impl<H: Handler> Driver<H> {
         let grace = Timers::grace_deadline(now.into_std(), self.lifecycle.options());
         let deadline = Instant::from_std(grace);
         match self.flush_until(sock, deadline).await {
-            Some(true) => {}
-            Some(false) => {
+            Flushed::All => {}
+            Flushed::Failed(_) => {
                 // Lost while flushing: nothing more can go out.
                 self.hard_close(sock, since);
                 return CloseReason::Disconnected;
             }
-            None => {
+            Flushed::GraceExpired => {
                 // Do not leave the peer waiting on a stream that will
                 // never complete; say what the reset destroys.
                 let evidence = self.hard_close(sock, since);
@@ -251,40 +273,48 @@ impl<H: Handler> Driver<H> {
                 };
             }
         }
-        sock.io().close_notify();
-        let _ = sock.sock_ref().shutdown(std::net::Shutdown::Write);
-        let linger = Timers::linger_until(Instant::now().into_std(), grace);
-        self.drain_until(sock, Instant::from_std(linger)).await;
+        self.fin_and_linger(sock, grace).await;
         let ended = self.teardown(sock, true, since);
         self.leftover = Some(Box::new(ended));
         CloseReason::Disconnected
     }
 
-    /// Writes what is queued until all of it reached the kernel
-    /// (`Some(true)`), the connection fails (`Some(false)`), or `deadline`
-    /// passes (`None`).
-    async fn flush_until(&mut self, sock: &Socket, deadline: Instant) -> Option<bool> {
+    /// Writes what `sock` holds (the batch, and the queue) until all of it
+    /// reached the kernel, the connection fails, or `deadline` passes.
+    pub(super) async fn flush_until(&mut self, sock: &Socket, deadline: Instant) -> Flushed {
         let this = &mut *self;
-        tokio::time::timeout_at(deadline, async move {
+        let flushing = async move {
             loop {
                 match Self::flush_now(&this.shared, sock, &mut this.batch) {
-                    Ok(true) => return true,
+                    Ok(true) => return Flushed::All,
                     Ok(false) => {
-                        if sock.io().writable().await.is_err() {
-                            return false;
+                        if let Err(e) = sock.io().writable().await {
+                            return Flushed::Failed(e);
                         }
                     }
-                    Err(_) => return false,
+                    Err(e) => return Flushed::Failed(e),
                 }
             }
-        })
-        .await
-        .ok()
+        };
+        tokio::time::timeout_at(deadline, flushing)
+            .await
+            .unwrap_or(Flushed::GraceExpired)
+    }
+
+    /// Sends FIN (after TLS's close_notify), then reads (and hands to
+    /// `on_data`) what the peer still sends until its FIN, at most
+    /// [`CLOSE_LINGER`](crate::core::timers::CLOSE_LINGER) and never past
+    /// `grace`.
+    pub(super) async fn fin_and_linger(&mut self, sock: &Socket, grace: std::time::Instant) {
+        sock.io().close_notify();
+        let _ = sock.sock_ref().shutdown(std::net::Shutdown::Write);
+        let linger = Timers::linger_until(Instant::now().into_std(), grace);
+        self.drain_until(sock, Instant::from_std(linger)).await;
     }
 
     /// After our FIN, reads (and hands to `on_data`) what still arrives
     /// until the peer's FIN or `until`.
-    pub(super) async fn drain_until(&mut self, sock: &Socket, until: Instant) {
+    async fn drain_until(&mut self, sock: &Socket, until: Instant) {
         let this = &mut *self;
         let _ = tokio::time::timeout_at(until, async move {
             loop {
