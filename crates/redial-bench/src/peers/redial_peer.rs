@@ -238,6 +238,14 @@ async fn scale(addrs: Vec<SocketAddr>, n: u64) -> Result<()> {
         hook_c.attempt_started();
         Ok(())
     });
+    // REDIAL_BENCH_NO_DEAD_PEER_OPTIONS=1 turns off the keepalive and
+    // TCP_USER_TIMEOUT defaults (five socket options a connect), to show
+    // their share of a first connect by hand (the tables use the defaults).
+    let opts = if std::env::var_os("REDIAL_BENCH_NO_DEAD_PEER_OPTIONS").is_some() {
+        opts.keepalive(None).user_timeout(None)
+    } else {
+        opts
+    };
     let mut conns = Vec::with_capacity(n as usize);
     for i in 0..n as usize {
         let addr = addrs[i % addrs.len()];
