@@ -2,6 +2,9 @@
 //! does lives in the `redial_cli` library.
 
 #![forbid(unsafe_code)]
+// A function a reader cannot hold in view is split (threshold in
+// clippy.toml; redial's tests/layers.rs counts every line).
+#![warn(clippy::too_many_lines)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -412,13 +415,7 @@ fn reconnect_options(r: &Reconnect) -> redial_cli::connect::Reconnect {
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Demo(a) => {
-            let config = DemoConfig {
-                duration: Duration::from_secs(a.seconds),
-                connections: usize::from(a.connections),
-                seed: a.seed,
-                ..DemoConfig::default()
-            };
-            let report = redial_cli::demo::run(config, Paint::stderr()).await?;
+            let report = redial_cli::demo::run(demo_config(&a), Paint::stderr()).await?;
             print!("\n{}", report.render(Paint::stdout()));
             Ok(if report.is_clean() {
                 ExitCode::SUCCESS
@@ -431,49 +428,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Watch(a) => {
-            let mut endpoints = a.endpoints;
-            if let Some(file) = &a.file {
-                match read_endpoint_file(file) {
-                    Ok(more) => endpoints.extend(more),
-                    Err(msg) => usage_error("watch", msg),
-                }
-            }
-            let config = WatchConfig {
-                endpoints,
-                follow: a.follow,
-                resolve_every: a.resolve_every,
-                max_lifetime: a.max_lifetime,
-                per_endpoint: usize::from(a.connections),
-                json: a.json,
-                reconnect: reconnect_options(&a.reconnect),
-                refresh: Duration::from_secs(1),
-                metrics: a.metrics,
-            };
-            redial_cli::watch::run(config).await?;
+            redial_cli::watch::run(watch_config(a)).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Chaos(a) => {
-            let config = ChaosConfig {
-                listen: a.listen,
-                upstream: a.upstream,
-                seed: a.seed,
-                schedule: ChaosSchedule {
-                    reset_every: a.reset_every,
-                    close_every: a.close_every,
-                    random_every: a.random_every,
-                    latency: a.latency,
-                    jitter: a.jitter,
-                    bandwidth: a.bandwidth,
-                    direction: a.direction,
-                    cut_after: a.cut_after,
-                    slow_close: a.slow_close,
-                    blackhole_after: a.blackhole_after,
-                    blackhole_for: a.blackhole_for,
-                    refuse_after: a.refuse_after,
-                    refuse_for: a.refuse_for,
-                },
-            };
-            redial_cli::chaos::run(config, Paint::stderr()).await?;
+            redial_cli::chaos::run(chaos_config(a), Paint::stderr()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions(a) => {
@@ -481,26 +440,84 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             clap_complete::generate(a.shell, &mut cli, "redial", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man(a) => {
-            let mut cli = Cli::command();
-            // Building names the commands' pages `redial-connect`, ...
-            cli.build();
-            let page = match &a.command {
-                Some(name) => cli
-                    .find_subcommand(name)
-                    .cloned()
-                    .ok_or_else(|| anyhow::anyhow!("no command `{name}`"))?
-                    .version(env!("CARGO_PKG_VERSION")),
-                None => cli,
-            };
-            match clap_mangen::Man::new(page).render(&mut std::io::stdout()) {
-                // `redial man | head`: the reader has what it wanted.
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
-                other => {
-                    other.context("cannot write the man page")?;
-                    Ok(ExitCode::SUCCESS)
-                }
-            }
+        Command::Man(a) => man(&a),
+    }
+}
+
+fn demo_config(a: &DemoArgs) -> DemoConfig {
+    DemoConfig {
+        duration: Duration::from_secs(a.seconds),
+        connections: usize::from(a.connections),
+        seed: a.seed,
+        ..DemoConfig::default()
+    }
+}
+
+/// The endpoints named on the command line and in `--file`; a file that
+/// cannot be read is a usage error.
+fn watch_config(a: WatchArgs) -> WatchConfig {
+    let mut endpoints = a.endpoints;
+    if let Some(file) = &a.file {
+        match read_endpoint_file(file) {
+            Ok(more) => endpoints.extend(more),
+            Err(msg) => usage_error("watch", msg),
+        }
+    }
+    WatchConfig {
+        endpoints,
+        follow: a.follow,
+        resolve_every: a.resolve_every,
+        max_lifetime: a.max_lifetime,
+        per_endpoint: usize::from(a.connections),
+        json: a.json,
+        reconnect: reconnect_options(&a.reconnect),
+        refresh: Duration::from_secs(1),
+        metrics: a.metrics,
+    }
+}
+
+fn chaos_config(a: ChaosArgs) -> ChaosConfig {
+    ChaosConfig {
+        listen: a.listen,
+        upstream: a.upstream,
+        seed: a.seed,
+        schedule: ChaosSchedule {
+            reset_every: a.reset_every,
+            close_every: a.close_every,
+            random_every: a.random_every,
+            latency: a.latency,
+            jitter: a.jitter,
+            bandwidth: a.bandwidth,
+            direction: a.direction,
+            cut_after: a.cut_after,
+            slow_close: a.slow_close,
+            blackhole_after: a.blackhole_after,
+            blackhole_for: a.blackhole_for,
+            refuse_after: a.refuse_after,
+            refuse_for: a.refuse_for,
+        },
+    }
+}
+
+/// Writes the man page of `redial`, or of one of its commands.
+fn man(a: &ManArgs) -> anyhow::Result<ExitCode> {
+    let mut cli = Cli::command();
+    // Building names the commands' pages `redial-connect`, ...
+    cli.build();
+    let page = match &a.command {
+        Some(name) => cli
+            .find_subcommand(name)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no command `{name}`"))?
+            .version(env!("CARGO_PKG_VERSION")),
+        None => cli,
+    };
+    match clap_mangen::Man::new(page).render(&mut std::io::stdout()) {
+        // `redial man | head`: the reader has what it wanted.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        other => {
+            other.context("cannot write the man page")?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use redial::{
-    Backoff, Close, Connection, Handler, Jitter, Manager, Options, Reset, Resume, Socket,
+    Backoff, Close, Connection, Handler, Jitter, Manager, Options, Pool, Reset, Resume, Socket,
 };
 use redial_chaos::Proxy;
 use tokio::sync::watch;
@@ -102,109 +102,19 @@ pub async fn run(config: DemoConfig, paint: Paint) -> anyhow::Result<Report> {
         .await
         .context("could not start the fault proxy")?;
     let idle = idle_timeout_for(config.duration);
-    status(&paint.bold(&format!(
-        "redial demo: echo server {} behind the fault proxy {} (seed {})",
-        echo.addr(),
-        proxy.local_addr(),
-        config.seed
-    )));
-    status(&format!(
-        "pool \"demo\" of {} connections + 1 single connection, a numbered message on each every {}, idle timeout {}, {} of faults",
-        config.connections,
-        format_duration(config.interval),
-        format_duration(idle),
-        format_duration(config.duration),
-    ));
+    announce(&config, &paint, &echo, &proxy, idle);
 
     let cm = Manager::new();
-    let labels = Arc::new(Mutex::new(HashMap::new()));
     // Subscribed now, narrated once every label is known: the events wait
     // in the channel meanwhile.
     let events = cm.events();
+    let (pool, members, labels) = connect_members(&cm, &config, &proxy, idle)?;
+    let narrator = tokio::spawn(crate::demo::narrate::narrate(events, labels, clock, paint));
+    wait_all_up(&pool, &config, &members).await?;
 
-    let backoff = Backoff::new(Duration::from_millis(50), 2.0, Duration::from_secs(1))?
-        .with_jitter(Jitter::Proportional(0.2));
-    let opts = |i: usize| {
-        Options::new()
-            .backoff(backoff)
-            .idle_timeout(Some(idle))
-            .connect_timeout(Duration::from_secs(2))
-            .close_grace(Duration::from_secs(1))
-            .seed(config.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-    };
-    let pool = cm.create_pool("demo")?;
-    let mut members = Vec::new();
-    for i in 0..=config.connections {
-        let tally = Arc::new(Mutex::new(Tally::default()));
-        let handler = Counted {
-            tally: tally.clone(),
-        };
-        let (label, conn) = if i < config.connections {
-            let c = pool.add_connection_with(proxy.local_addr(), handler, opts(i))?;
-            (format!("pool#{}", i + 1), c)
-        } else {
-            let c = cm.connect_with(proxy.local_addr(), handler, opts(i))?;
-            ("single".to_string(), c)
-        };
-        lock(&labels).insert(conn.id(), label.clone());
-        members.push(Member { label, conn, tally });
-    }
-    let narrator = tokio::spawn(crate::demo::narrate::narrate(
-        events,
-        labels.clone(),
-        clock,
-        paint,
-    ));
-    let single = members.last().map(|m| m.conn.clone());
-    let all_up = async {
-        pool.wait_live(config.connections).await;
-        if let Some(single) = single {
-            let _ = single.wait_connected().await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), all_up)
-        .await
-        .context("the connections did not come up within 5s")?;
-
-    // The producer: one numbered message per connection per tick.
-    let (stop, mut stopped) = watch::channel(false);
-    let producer = {
-        let targets: Vec<_> = members
-            .iter()
-            .map(|m| (m.conn.clone(), m.tally.clone()))
-            .collect();
-        let interval = config.interval;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut n = 0u64;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stopped.changed() => return,
-                }
-                for (conn, tally) in &targets {
-                    // Under the tally's lock: a reset reported meanwhile
-                    // finds the message where it is.
-                    let mut t = lock(tally);
-                    t.sent(n, conn.send(message(n)));
-                }
-                n += 1;
-            }
-        })
-    };
-
-    let start = tokio::time::Instant::now();
-    for step in schedule(config.duration) {
-        tokio::time::sleep_until(start + step.at).await;
-        status(&format!(
-            "{}  {}",
-            paint.dim(&clock.stamp()),
-            paint.yellow(&format!("── {}", step.action.describe()))
-        ));
-        step.action.apply(&proxy)?;
-    }
-    tokio::time::sleep_until(start + config.duration).await;
+    let (stop, stopped) = watch::channel(false);
+    let producer = spawn_producer(&members, config.interval, stopped);
+    inject_faults(&config, &paint, &clock, &proxy).await?;
     let _ = stop.send(true);
     let _ = producer.await;
     proxy.heal()?;
@@ -214,12 +124,7 @@ pub async fn run(config: DemoConfig, paint: Paint) -> anyhow::Result<Report> {
         paint.yellow("── stop sending, waiting for the last echoes")
     ));
 
-    // Drain: until every message is echoed or accounted for, at most 3 s.
-    let settled = |members: &[Member]| members.iter().all(|m| lock(&m.tally).waiting() == 0);
-    let drain_until = tokio::time::Instant::now() + Duration::from_secs(3);
-    while !settled(&members) && tokio::time::Instant::now() < drain_until {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    drain(&members).await;
     let _ = tokio::time::timeout(Duration::from_secs(3), cm.disconnect_all()).await;
     narrator.abort();
 
@@ -238,6 +143,141 @@ pub async fn run(config: DemoConfig, paint: Paint) -> anyhow::Result<Report> {
         rows,
         took: clock.elapsed(),
     })
+}
+
+/// Says what runs where, and with which settings.
+fn announce(config: &DemoConfig, paint: &Paint, echo: &EchoServer, proxy: &Proxy, idle: Duration) {
+    status(&paint.bold(&format!(
+        "redial demo: echo server {} behind the fault proxy {} (seed {})",
+        echo.addr(),
+        proxy.local_addr(),
+        config.seed
+    )));
+    status(&format!(
+        "pool \"demo\" of {} connections + 1 single connection, a numbered message on each every {}, idle timeout {}, {} of faults",
+        config.connections,
+        format_duration(config.interval),
+        format_duration(idle),
+        format_duration(config.duration),
+    ));
+}
+
+/// The connection labels by id, for the narrator.
+type Labels = Arc<Mutex<HashMap<u64, String>>>;
+
+/// The pool "demo" of `config.connections` members and one single
+/// connection after them, all through the proxy, each with a label.
+fn connect_members(
+    cm: &Manager,
+    config: &DemoConfig,
+    proxy: &Proxy,
+    idle: Duration,
+) -> anyhow::Result<(Pool, Vec<Member>, Labels)> {
+    let backoff = Backoff::new(Duration::from_millis(50), 2.0, Duration::from_secs(1))?
+        .with_jitter(Jitter::Proportional(0.2));
+    let opts = |i: usize| {
+        Options::new()
+            .backoff(backoff)
+            .idle_timeout(Some(idle))
+            .connect_timeout(Duration::from_secs(2))
+            .close_grace(Duration::from_secs(1))
+            .seed(config.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    };
+    let labels: Labels = Arc::default();
+    let pool = cm.create_pool("demo")?;
+    let mut members = Vec::new();
+    for i in 0..=config.connections {
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        let handler = Counted {
+            tally: tally.clone(),
+        };
+        let (label, conn) = if i < config.connections {
+            let c = pool.add_connection_with(proxy.local_addr(), handler, opts(i))?;
+            (format!("pool#{}", i + 1), c)
+        } else {
+            let c = cm.connect_with(proxy.local_addr(), handler, opts(i))?;
+            ("single".to_string(), c)
+        };
+        lock(&labels).insert(conn.id(), label.clone());
+        members.push(Member { label, conn, tally });
+    }
+    Ok((pool, members, labels))
+}
+
+/// Waits until the pool's members and the single connection are up, at
+/// most 5 s.
+async fn wait_all_up(pool: &Pool, config: &DemoConfig, members: &[Member]) -> anyhow::Result<()> {
+    let single = members.last().map(|m| m.conn.clone());
+    let all_up = async {
+        pool.wait_live(config.connections).await;
+        if let Some(single) = single {
+            let _ = single.wait_connected().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), all_up)
+        .await
+        .context("the connections did not come up within 5s")
+}
+
+/// The producer: one numbered message per connection per tick, until
+/// `stopped` changes.
+fn spawn_producer(
+    members: &[Member],
+    interval: Duration,
+    mut stopped: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let targets: Vec<_> = members
+        .iter()
+        .map(|m| (m.conn.clone(), m.tally.clone()))
+        .collect();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut n = 0u64;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stopped.changed() => return,
+            }
+            for (conn, tally) in &targets {
+                // Under the tally's lock: a reset reported meanwhile
+                // finds the message where it is.
+                let mut t = lock(tally);
+                t.sent(n, conn.send(message(n)));
+            }
+            n += 1;
+        }
+    })
+}
+
+/// Applies the fault schedule for `config.duration`, announcing each step.
+async fn inject_faults(
+    config: &DemoConfig,
+    paint: &Paint,
+    clock: &Elapsed,
+    proxy: &Proxy,
+) -> anyhow::Result<()> {
+    let start = tokio::time::Instant::now();
+    for step in schedule(config.duration) {
+        tokio::time::sleep_until(start + step.at).await;
+        status(&format!(
+            "{}  {}",
+            paint.dim(&clock.stamp()),
+            paint.yellow(&format!("── {}", step.action.describe()))
+        ));
+        step.action.apply(proxy)?;
+    }
+    tokio::time::sleep_until(start + config.duration).await;
+    Ok(())
+}
+
+/// Waits until every message is echoed or accounted for, at most 3 s.
+async fn drain(members: &[Member]) {
+    let settled = || members.iter().all(|m| lock(&m.tally).waiting() == 0);
+    let drain_until = tokio::time::Instant::now() + Duration::from_secs(3);
+    while !settled() && tokio::time::Instant::now() < drain_until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Where a connection stands between its loss and its recovery.
+#[derive(Default)]
+struct Down {
+    since: Option<Instant>,
+    failures: u32,
+}
+
 /// Prints resets and recoveries as the manager reports them, labelling
 /// each connection by `labels` (its id otherwise), with times from `clock`.
 pub async fn narrate(
@@ -22,11 +29,6 @@ pub async fn narrate(
     clock: Elapsed,
     paint: Paint,
 ) {
-    #[derive(Default)]
-    struct Down {
-        since: Option<Instant>,
-        failures: u32,
-    }
     let mut down: HashMap<u64, Down> = HashMap::new();
     while let Some(Event {
         connection,
@@ -41,67 +43,68 @@ pub async fn narrate(
             .unwrap_or_else(|| format!("#{connection}"));
         let stamp = paint.dim(&Elapsed::format(clock.at(at)));
         let d = down.entry(connection).or_default();
-        let line = match kind {
-            EventKind::Connected { generation: 1, .. } => {
-                format!("{stamp}  {label:<7} connected")
-            }
-            EventKind::Connected { .. } => {
-                let after = d
-                    .since
-                    .map(|s| format_duration(at.saturating_duration_since(s)))
-                    .unwrap_or_default();
-                let failed = match d.failures {
-                    0 => String::new(),
-                    1 => " (1 refused attempt)".into(),
-                    n => format!(" ({n} refused attempts)"),
-                };
-                *d = Down::default();
-                format!(
-                    "{stamp}  {label:<7} {}{failed}",
-                    paint.green(&format!("back after {after}"))
-                )
-            }
-            EventKind::Reset {
-                reason,
-                uptime,
-                unsent_bytes,
-            } => {
-                d.since = Some(at);
-                d.failures = 0;
-                let back = if unsent_bytes > 0 {
-                    format!(", {unsent_bytes} unsent bytes handed back")
-                } else {
-                    String::new()
-                };
-                format!(
-                    "{stamp}  {label:<7} {} after {} up{back}",
-                    paint.red(&format!("reset ({reason})")),
-                    format_duration(uptime)
-                )
-            }
-            EventKind::ConnectFailed {
-                error, retry_in, ..
-            } => {
-                d.failures += 1;
-                if d.failures > 1 {
-                    continue;
-                }
-                let retry = retry_in
-                    .map(|r| format!(", retrying in {}", format_duration(r)))
-                    .unwrap_or_default();
-                format!("{stamp}  {label:<7} connect failed: {error}{retry}")
-            }
-            EventKind::Closed { reason, .. } => {
-                if reason == redial::CloseReason::Disconnected {
-                    continue;
-                }
-                format!(
-                    "{stamp}  {label:<7} {}",
-                    paint.red(&format!("closed: {reason}"))
-                )
-            }
-            _ => continue,
-        };
-        status(&line);
+        if let Some(what) = describe(kind, at, d, paint) {
+            status(&format!("{stamp}  {label:<7} {what}"));
+        }
     }
+}
+
+/// What to say of an event that happened `at` to a connection that stands
+/// at `d` (updated), if anything: a connection's first failed connect
+/// after a loss, not the ones after it; no local disconnect.
+fn describe(kind: EventKind, at: Instant, d: &mut Down, paint: Paint) -> Option<String> {
+    let line = match kind {
+        EventKind::Connected { generation: 1, .. } => "connected".to_string(),
+        EventKind::Connected { .. } => {
+            let after = d
+                .since
+                .map(|s| format_duration(at.saturating_duration_since(s)))
+                .unwrap_or_default();
+            let failed = match d.failures {
+                0 => String::new(),
+                1 => " (1 refused attempt)".into(),
+                n => format!(" ({n} refused attempts)"),
+            };
+            *d = Down::default();
+            format!("{}{failed}", paint.green(&format!("back after {after}")))
+        }
+        EventKind::Reset {
+            reason,
+            uptime,
+            unsent_bytes,
+        } => {
+            d.since = Some(at);
+            d.failures = 0;
+            let back = if unsent_bytes > 0 {
+                format!(", {unsent_bytes} unsent bytes handed back")
+            } else {
+                String::new()
+            };
+            format!(
+                "{} after {} up{back}",
+                paint.red(&format!("reset ({reason})")),
+                format_duration(uptime)
+            )
+        }
+        EventKind::ConnectFailed {
+            error, retry_in, ..
+        } => {
+            d.failures += 1;
+            if d.failures > 1 {
+                return None;
+            }
+            let retry = retry_in
+                .map(|r| format!(", retrying in {}", format_duration(r)))
+                .unwrap_or_default();
+            format!("connect failed: {error}{retry}")
+        }
+        EventKind::Closed { reason, .. } => {
+            if reason == redial::CloseReason::Disconnected {
+                return None;
+            }
+            paint.red(&format!("closed: {reason}"))
+        }
+        _ => return None,
+    };
+    Some(line)
 }

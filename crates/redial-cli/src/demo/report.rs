@@ -36,6 +36,17 @@ impl Report {
 
     /// The summary table and the lines under it.
     pub fn render(&self, paint: Paint) -> String {
+        let total = self.total();
+        let mut out = self.table(&total);
+        out.push('\n');
+        out.push_str(&legend(&total));
+        out.push_str(&self.unbalanced(paint));
+        out.push_str(&self.balance(paint, &total));
+        out
+    }
+
+    /// A row per connection, and the total.
+    fn table(&self, total: &Row) -> String {
         let mut table = Table::new(&[
             ("connection", Align::Left),
             ("resets", Align::Right),
@@ -62,28 +73,13 @@ impl Report {
             table.row(row(label, c));
         }
         table.rule();
-        let total = self.total();
-        table.row(row("total", &total));
-        let mut out = table.render();
-        out.push('\n');
-        out.push_str(&format!(
-            "handed back    = refused by send() while down ({}) + returned in Reset/Close::unsent ({})\n",
-            total.frames.refused, total.frames.handed_back
-        ));
-        out.push_str(
-            "lost in flight = written whole to the kernel on a connection that was then reset, never echoed (from Reset::written)\n",
-        );
-        out.push_str(
-            "lost silently  = sent - echoed - handed back - lost in flight, per connection; echoes are checked in order, losses only as a suffix of what a connection wrote\n",
-        );
-        if total.frames.kernel_checked > 0 {
-            out.push_str(&format!(
-                "kernel's word (TCP_INFO) on {} connections: every echoed message acknowledged; of what was written and not echoed, {} B never acknowledged (died in the client's kernel) and {} B acknowledged (died in the proxy or the echo server)\n",
-                total.frames.kernel_checked,
-                total.frames.unacked_bytes,
-                total.frames.acked_not_echoed_bytes,
-            ));
-        }
+        table.row(row("total", total));
+        table.render()
+    }
+
+    /// What is wrong with each connection whose count does not balance.
+    fn unbalanced(&self, paint: Paint) -> String {
+        let mut out = String::new();
         for (label, c, notes) in &self.rows {
             let f = &c.frames;
             if f.is_clean() {
@@ -97,6 +93,12 @@ impl Report {
                 out.push_str(&paint.red(&format!("  {n}\n")));
             }
         }
+        out
+    }
+
+    /// The last line: how many connections do not balance, and the total's
+    /// sum.
+    fn balance(&self, paint: Paint, total: &Row) -> String {
         let bad = self
             .rows
             .iter()
@@ -111,14 +113,38 @@ impl Report {
             total.frames.lost_in_flight,
             total.frames.lost_silently(),
         );
-        out.push_str(&if bad == 0 {
+        let mut out = if bad == 0 {
             paint.green(&line)
         } else {
             paint.red(&line)
-        });
+        };
         out.push('\n');
         out
     }
+}
+
+/// What the columns mean, with the total's parts.
+fn legend(total: &Row) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+            "handed back    = refused by send() while down ({}) + returned in Reset/Close::unsent ({})\n",
+            total.frames.refused, total.frames.handed_back
+        ));
+    out.push_str(
+            "lost in flight = written whole to the kernel on a connection that was then reset, never echoed (from Reset::written)\n",
+        );
+    out.push_str(
+            "lost silently  = sent - echoed - handed back - lost in flight, per connection; echoes are checked in order, losses only as a suffix of what a connection wrote\n",
+        );
+    if total.frames.kernel_checked > 0 {
+        out.push_str(&format!(
+                "kernel's word (TCP_INFO) on {} connections: every echoed message acknowledged; of what was written and not echoed, {} B never acknowledged (died in the client's kernel) and {} B acknowledged (died in the proxy or the echo server)\n",
+                total.frames.kernel_checked,
+                total.frames.unacked_bytes,
+                total.frames.acked_not_echoed_bytes,
+            ));
+    }
+    out
 }
 
 #[cfg(test)]

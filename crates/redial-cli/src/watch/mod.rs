@@ -171,85 +171,7 @@ pub const EVENT_FIELDS: &[(&str, &[&str])] = &[
 
 impl From<&Event> for WatchEvent {
     fn from(ev: &Event) -> Self {
-        let (event, detail) = match &ev.kind {
-            EventKind::Connecting { attempt } => {
-                ("connecting", EventDetail::Connecting { attempt: *attempt })
-            }
-            EventKind::Connected { generation, peer } => (
-                "connected",
-                EventDetail::Connected {
-                    generation: *generation,
-                    peer: peer.map(|p| p.to_string()),
-                },
-            ),
-            EventKind::ConnectFailed {
-                attempt,
-                error,
-                retry_in,
-                ..
-            } => (
-                "connect_failed",
-                EventDetail::ConnectFailed {
-                    attempt: *attempt,
-                    error: error.clone(),
-                    retry_in_ms: retry_in.map(ms),
-                },
-            ),
-            EventKind::Reset {
-                reason,
-                uptime,
-                unsent_bytes,
-            } => (
-                "reset",
-                EventDetail::Reset {
-                    reason: reason.to_string(),
-                    uptime_ms: ms(*uptime),
-                    unsent_bytes: *unsent_bytes,
-                },
-            ),
-            EventKind::Closed {
-                reason,
-                unsent_bytes,
-            } => (
-                "closed",
-                EventDetail::Closed {
-                    reason: reason.to_string(),
-                    unsent_bytes: *unsent_bytes,
-                },
-            ),
-            EventKind::Recycled { generation, uptime } => (
-                "recycled",
-                EventDetail::Recycled {
-                    generation: *generation,
-                    uptime_ms: ms(*uptime),
-                },
-            ),
-            EventKind::MemberAdded { address } => (
-                "member_added",
-                EventDetail::Member {
-                    address: address.to_string(),
-                },
-            ),
-            EventKind::MemberDraining { address } => (
-                "member_draining",
-                EventDetail::Member {
-                    address: address.to_string(),
-                },
-            ),
-            EventKind::ResolveFailed { error, kept } => (
-                "resolve_failed",
-                EventDetail::ResolveFailed {
-                    error: error.clone(),
-                    kept: *kept,
-                },
-            ),
-            other => (
-                "other",
-                EventDetail::Other {
-                    debug: format!("{other:?}"),
-                },
-            ),
-        };
+        let (event, detail) = detail_of(&ev.kind);
         WatchEvent {
             time: rfc3339(system_time_of(ev.at)),
             event,
@@ -258,6 +180,98 @@ impl From<&Event> for WatchEvent {
             pool: ev.pool.as_deref().map(str::to_string),
             detail,
         }
+    }
+}
+
+/// An event's name in the output, and its fields: those of one
+/// connection's life here, a pool's membership in [`member_detail_of`].
+fn detail_of(kind: &EventKind) -> (&'static str, EventDetail) {
+    match kind {
+        EventKind::Connecting { attempt } => {
+            ("connecting", EventDetail::Connecting { attempt: *attempt })
+        }
+        EventKind::Connected { generation, peer } => (
+            "connected",
+            EventDetail::Connected {
+                generation: *generation,
+                peer: peer.map(|p| p.to_string()),
+            },
+        ),
+        EventKind::ConnectFailed {
+            attempt,
+            error,
+            retry_in,
+            ..
+        } => (
+            "connect_failed",
+            EventDetail::ConnectFailed {
+                attempt: *attempt,
+                error: error.clone(),
+                retry_in_ms: retry_in.map(ms),
+            },
+        ),
+        EventKind::Reset {
+            reason,
+            uptime,
+            unsent_bytes,
+        } => (
+            "reset",
+            EventDetail::Reset {
+                reason: reason.to_string(),
+                uptime_ms: ms(*uptime),
+                unsent_bytes: *unsent_bytes,
+            },
+        ),
+        EventKind::Closed {
+            reason,
+            unsent_bytes,
+        } => (
+            "closed",
+            EventDetail::Closed {
+                reason: reason.to_string(),
+                unsent_bytes: *unsent_bytes,
+            },
+        ),
+        EventKind::Recycled { generation, uptime } => (
+            "recycled",
+            EventDetail::Recycled {
+                generation: *generation,
+                uptime_ms: ms(*uptime),
+            },
+        ),
+        other => member_detail_of(other),
+    }
+}
+
+/// The name and fields of a following pool's membership events, and of
+/// any event this version does not know.
+fn member_detail_of(kind: &EventKind) -> (&'static str, EventDetail) {
+    match kind {
+        EventKind::MemberAdded { address } => (
+            "member_added",
+            EventDetail::Member {
+                address: address.to_string(),
+            },
+        ),
+        EventKind::MemberDraining { address } => (
+            "member_draining",
+            EventDetail::Member {
+                address: address.to_string(),
+            },
+        ),
+        EventKind::ResolveFailed { error, kept } => (
+            "resolve_failed",
+            EventDetail::ResolveFailed {
+                error: error.clone(),
+                kept: *kept,
+            },
+        ),
+        other => (
+            "other",
+            EventDetail::Other {
+                debug: format!("{other:?}"),
+            },
+        ),
     }
 }
 
