@@ -12,9 +12,5 @@ pub use crate::data_path::DataPath;
 /// outage buffer for the next connection.
 pub fn queue_bytes(conn: &crate::Connection) -> (usize, usize, usize) {
     let q = conn.shared.queue();
-    (
-        q.buf.len(),
-        q.inflight,
-        q.outage.as_ref().map_or(0, |o| o.buf.len()),
-    )
+    (q.segs.len(), q.inflight, q.outage_len())
 }

@@ -1,13 +1,30 @@
-//! The send queue of one connection: one contiguous buffer plus the end
-//! offset of every `send` call, the outage buffer, and the ledger that
-//! says where every accepted byte went. Senders append under a short lock
-//! (held by [`Shared`](crate::shared::Shared)); the driver swaps the whole
-//! buffer out and writes it in one go, which is what makes one `send` per
-//! message as cheap as a hand-tuned `BufWriter`. The offsets cost 8 bytes
-//! a message and let a reset hand back whole chunks.
+//! The send queue of one connection: a short list of segments, each its
+//! bytes plus the end offset of every `send` call in it, then the outage
+//! buffer and the ledger that says where every accepted byte went.
+//!
+//! Senders add under a short lock (held by [`Shared`](crate::shared::Shared)),
+//! and no copy of unbounded size happens under it:
+//!
+//! - a send of up to [`Queue::APPEND_MAX`] bytes is appended to the tail
+//!   segment (one copy of at most that many bytes; a tail that has to grow
+//!   past it is sealed instead, see [`Segments`]), which is what makes one
+//!   `send` per message as cheap as a hand-tuned `BufWriter`;
+//! - a larger send is copied into a buffer of its own before the lock is
+//!   taken, and queued under it as a segment of its own (a move);
+//! - a [`Sender`](crate::Sender)'s batch is moved in as a segment, and the
+//!   outage buffer is moved behind what is queued when the connection
+//!   comes up, segment by segment.
+//!
+//! The driver takes every segment in one swap and writes them with
+//! vectored writes (`driver/batch.rs`); the segments it wrote come back
+//! through the queue's spares, so a busy connection's buffers are reused
+//! rather than allocated again. The offsets cost 8 bytes a message and let
+//! a reset hand back whole chunks.
 //!
 //! Plain data: no lock, no task, no socket here; [`Shared`](crate::shared::Shared)
 //! owns the lock around it.
+
+use std::collections::VecDeque;
 
 use crate::core::ledger::{append_chunks, Ledger};
 use crate::error::SendError;
@@ -15,8 +32,8 @@ use crate::options::Outage;
 use crate::reset::Unsent;
 
 pub(crate) struct Queue {
-    pub(crate) buf: Vec<u8>,
-    pub(crate) ends: Vec<usize>,
+    /// What is queued and not yet taken by the driver.
+    pub(crate) segs: Segments,
     /// Bytes the driver took and has not yet written.
     pub(crate) inflight: usize,
     /// Generation of the live socket; `Socket`s of other generations are stale.
@@ -33,7 +50,7 @@ pub(crate) struct Queue {
     pub(crate) holding: bool,
     /// Bytes buffered while down ([`Outage::Buffer`]); boxed, as most
     /// connections never buffer.
-    pub(crate) outage: Option<Box<Chunks>>,
+    pub(crate) outage: Option<Box<Segments>>,
     pub(crate) room_waiters: bool,
     limit: usize,
     /// Where every accepted byte went; updated with the bytes it counts,
@@ -41,9 +58,9 @@ pub(crate) struct Queue {
     pub(crate) ledger: Ledger,
 }
 
-/// Bytes and the end offset of every chunk in them: what an
-/// [`Outage::Buffer`] connection holds for its next connection, and what a
-/// [`Sender`](crate::Sender) holds before it hands over.
+/// Bytes and the end offset of every chunk in them: one segment of the
+/// queue, what a [`Sender`](crate::Sender) holds before it hands over, a
+/// large send on its way in.
 #[derive(Default, Debug)]
 pub(crate) struct Chunks {
     pub(crate) buf: Vec<u8>,
@@ -51,6 +68,12 @@ pub(crate) struct Chunks {
 }
 
 impl Chunks {
+    /// One chunk, the whole of `buf`.
+    pub(crate) fn whole(buf: Vec<u8>) -> Self {
+        let ends = vec![buf.len()];
+        Chunks { buf, ends }
+    }
+
     #[inline]
     pub(crate) fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
@@ -66,6 +89,177 @@ impl Chunks {
     pub(crate) fn clear(&mut self) {
         self.buf.clear();
         self.ends.clear();
+    }
+
+    /// Holds no chunk at all (not even an empty one).
+    fn is_bare(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
+/// Spare segments a queue keeps for its next tails (the driver hands back
+/// the ones it wrote); more are dropped.
+pub(crate) const MAX_SPARES: usize = 64;
+
+/// Queued chunks in segments: the sealed ones, oldest first, then the tail
+/// that small sends append to. A chunk never spans two segments.
+///
+/// The tail grows (a reallocation copies what it holds) only while it
+/// holds at most [`Queue::APPEND_MAX`] bytes and [`Segments::ENDS_MAX`]
+/// chunks; past that, a send that does not fit in its capacity seals it
+/// and starts a new tail, taken from the spares when there is one. So
+/// neither the copy of a send nor a regrowth under the lock ever moves
+/// more than about `APPEND_MAX` bytes, whatever is queued.
+#[derive(Default)]
+pub(crate) struct Segments {
+    sealed: VecDeque<Chunks>,
+    /// Bytes in `sealed`.
+    sealed_len: usize,
+    tail: Chunks,
+    /// Empty segments with capacity, for the next tails.
+    spare: Vec<Chunks>,
+}
+
+impl Segments {
+    /// The tail's chunk ends regrow (a copy of 8 bytes each) only up to
+    /// this many, as its bytes do up to [`Queue::APPEND_MAX`].
+    pub(crate) const ENDS_MAX: usize = Queue::APPEND_MAX / 8;
+
+    /// Bytes queued.
+    #[inline(always)]
+    pub(crate) fn len(&self) -> usize {
+        self.sealed_len + self.tail.buf.len()
+    }
+
+    /// No chunk queued, not even an empty one.
+    pub(crate) fn is_bare(&self) -> bool {
+        self.sealed.is_empty() && self.tail.is_bare()
+    }
+
+    /// Segments queued, the tail counted when it holds a chunk.
+    #[cfg(test)]
+    pub(crate) fn count(&self) -> usize {
+        self.sealed.len() + usize::from(!self.tail.is_bare())
+    }
+
+    /// Bytes of buffer held, queued and spare.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        let sealed: usize = self.sealed.iter().map(|s| s.buf.capacity()).sum();
+        let spare: usize = self.spare.iter().map(|s| s.buf.capacity()).sum();
+        sealed + spare + self.tail.buf.capacity()
+    }
+
+    /// Appends one chunk to the tail (`data` of at most
+    /// [`Queue::APPEND_MAX`] bytes: a bounded copy).
+    #[inline(always)]
+    fn append(&mut self, data: &[u8]) {
+        let t = &mut self.tail;
+        // Two pushes the compiler knows fit: no second capacity check.
+        if t.buf.capacity() - t.buf.len() >= data.len() && t.ends.len() < t.ends.capacity() {
+            t.push(data);
+        } else {
+            self.append_cold(data);
+        }
+    }
+
+    /// [`Segments::append`] when the tail has to grow or be sealed.
+    #[cold]
+    #[inline(never)]
+    fn append_cold(&mut self, data: &[u8]) {
+        self.make_room(data.len(), 1);
+        self.tail.push(data);
+    }
+
+    /// Appends chunks to the tail, copying them (`held` of at most
+    /// [`Queue::APPEND_MAX`] bytes).
+    fn append_chunks(&mut self, held: &Chunks) {
+        self.make_room(held.buf.len(), held.ends.len());
+        self.tail.append(held);
+    }
+
+    /// Makes the tail take `len` more bytes in `n` more chunks: it grows
+    /// while small, or is sealed and replaced (see [`Segments`]).
+    fn make_room(&mut self, len: usize, n: usize) {
+        let t = &self.tail;
+        let bytes_fit = t.buf.capacity() - t.buf.len() >= len || t.buf.len() <= Queue::APPEND_MAX;
+        let ends_fit = t.ends.capacity() - t.ends.len() >= n || t.ends.len() <= Self::ENDS_MAX;
+        if bytes_fit && ends_fit {
+            return;
+        }
+        let fresh = self.spare.pop().unwrap_or_else(|| Chunks {
+            buf: Vec::with_capacity(Queue::APPEND_MAX.max(len)),
+            ends: Vec::new(),
+        });
+        let full = std::mem::replace(&mut self.tail, fresh);
+        self.seal(full);
+    }
+
+    fn seal(&mut self, seg: Chunks) {
+        self.sealed_len += seg.buf.len();
+        self.sealed.push_back(seg);
+    }
+
+    /// Queues `seg`'s chunks behind everything, as they are (a move): it
+    /// becomes the tail, the old tail is sealed. Leaves in `seg` what can
+    /// be reused: the old tail when it held no chunk, else nothing.
+    fn push_segment(&mut self, seg: &mut Chunks) {
+        if seg.is_bare() {
+            return;
+        }
+        std::mem::swap(&mut self.tail, seg);
+        if !seg.is_bare() {
+            let old = std::mem::take(seg);
+            self.seal(old);
+        }
+    }
+
+    /// Moves `other`'s chunks behind these, segment by segment (no copy).
+    fn append_segments(&mut self, mut other: Segments) {
+        for mut s in other.sealed.drain(..) {
+            self.push_segment(&mut s);
+        }
+        self.push_segment(&mut other.tail);
+    }
+
+    /// A spare segment (for a sender that handed its buffer over).
+    fn take_spare(&mut self) -> Chunks {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    /// Moves every queued segment, oldest first, into `into` (empty) and
+    /// returns their bytes; the tail is replaced by a spare. Spares come
+    /// from `free` when the queue has none left.
+    pub(crate) fn take_into(
+        &mut self,
+        into: &mut VecDeque<Chunks>,
+        free: &mut Vec<Chunks>,
+    ) -> usize {
+        let len = self.len();
+        std::mem::swap(&mut self.sealed, into);
+        self.sealed_len = 0;
+        if self.spare.is_empty() {
+            std::mem::swap(&mut self.spare, free);
+        }
+        let fresh = self.spare.pop().unwrap_or_default();
+        into.push_back(std::mem::replace(&mut self.tail, fresh));
+        len
+    }
+
+    /// Gives up every buffer, when nothing is queued; the caller drops
+    /// what it returns after the lock.
+    pub(crate) fn release(&mut self) -> Option<Segments> {
+        self.is_bare().then(|| std::mem::take(self))
+    }
+
+    /// Copies every chunk into `unsent` and empties the segments.
+    fn drain_into(&mut self, unsent: &mut Unsent) {
+        for s in self.sealed.drain(..) {
+            unsent.append(&s.buf, &s.ends);
+        }
+        unsent.append(&self.tail.buf, &self.tail.ends);
+        self.tail = Chunks::default();
+        self.sealed_len = 0;
     }
 }
 
@@ -121,13 +315,37 @@ impl Refused {
     }
 }
 
+/// Where an admitted push goes.
+enum Dest {
+    Live,
+    Outage,
+}
+
 impl Queue {
+    /// A send of up to this many bytes is copied into the tail segment
+    /// under the lock; a larger one is copied into a buffer of its own
+    /// before the lock and queued as a segment of its own. 64 KiB: a copy
+    /// that takes a few microseconds at most (what a producer waiting for
+    /// the lock spins through), and a multiple of the small messages that
+    /// make up the hot path, which all take the one-copy path. Fuzzing
+    /// builds use 1 KiB, so that the fuzzers' inputs cross it.
+    #[cfg(not(fuzzing))]
+    pub(crate) const APPEND_MAX: usize = 64 * 1024;
+    #[cfg(fuzzing)]
+    pub(crate) const APPEND_MAX: usize = 1024;
+
+    /// A [`Sender`](crate::Sender)'s hand-over of at most this many bytes
+    /// into a non-empty queue is copied (it keeps its buffer); a larger
+    /// one is moved in as a segment. A small flush, such as one request
+    /// before waiting for its reply, costs less copied than as a segment
+    /// of its own.
+    pub(crate) const COPY_HAND_OVER_MAX: usize = 4 * 1024;
+
     /// An empty queue that takes up to `limit` bytes, for a connection not
     /// yet up.
     pub(crate) fn new(limit: usize) -> Self {
         Queue {
-            buf: Vec::new(),
-            ends: Vec::new(),
+            segs: Segments::default(),
             inflight: 0,
             generation: 0,
             socket_open: false,
@@ -149,18 +367,23 @@ impl Queue {
 
     /// Nothing waits to be handed to the kernel.
     pub(crate) fn is_drained(&self) -> bool {
-        self.buf.is_empty() && self.inflight == 0
+        self.segs.len() == 0 && self.inflight == 0
     }
 
+    #[inline(always)]
     pub(crate) fn queued(&self) -> usize {
-        self.buf.len() + self.inflight
+        self.segs.len() + self.inflight
+    }
+
+    /// Bytes in the outage buffer.
+    pub(crate) fn outage_len(&self) -> usize {
+        self.outage.as_ref().map_or(0, |o| o.len())
     }
 
     /// Every accepted byte not yet written or handed back: the queue, the
     /// driver's unwritten batch and the outage buffer.
     pub(crate) fn held(&self) -> u64 {
-        let outage = self.outage.as_ref().map_or(0, |o| o.buf.len());
-        (self.queued() + outage) as u64
+        (self.queued() + self.outage_len()) as u64
     }
 
     /// Asserts, in debug builds, that the ledger balances (see `ledger.rs`).
@@ -186,7 +409,7 @@ impl Queue {
     /// Refuses `len` more bytes that would take a non-empty queue past its
     /// limit. A single chunk larger than the limit is taken only into an
     /// empty queue, so it can never wait forever.
-    #[inline]
+    #[inline(always)]
     fn room_for(&self, len: usize) -> Result<(), Refused> {
         let queued = self.queued();
         if queued > 0 && queued + len > self.limit {
@@ -198,104 +421,117 @@ impl Queue {
         Ok(())
     }
 
-    /// What appending to the queue did, given its length before.
-    #[inline]
-    fn pushed_since(&self, before: usize) -> Pushed {
-        Pushed {
-            was_empty: before == 0,
-            hand_over: before / HAND_OVER_EVERY != self.buf.len() / HAND_OVER_EVERY,
-        }
-    }
-
-    /// Appends chunks behind what is queued; they stay whole.
-    fn append_chunks(&mut self, chunks: &Chunks) {
-        append_chunks(&mut self.buf, &mut self.ends, &chunks.buf, &chunks.ends);
-    }
-
-    /// The outage buffer, when `len` more bytes fit in `max_bytes` (or
-    /// `force` takes them regardless).
-    fn outage_room(
-        &mut self,
+    /// Whether `len` bytes for the live socket `socket_gen` (or, with
+    /// `None`, for the connection) are taken now, and where to. `force`
+    /// takes them past the queue's (or outage buffer's) limit. Nothing
+    /// changes: [`Shared`](crate::shared::Shared) asks before it copies a
+    /// large send.
+    #[inline(always)]
+    fn admit(
+        &self,
+        socket_gen: Option<u64>,
         len: usize,
-        max_bytes: usize,
-        force: bool,
-    ) -> Result<&mut Chunks, Refused> {
-        let outage = self.outage.get_or_insert_with(Box::default);
-        let buffered = outage.buf.len();
-        if !force && buffered + len > max_bytes {
-            return Err(Refused::OutageFull {
-                buffered,
-                limit: max_bytes,
-            });
-        }
-        Ok(outage)
-    }
-
-    /// Appends to the live socket's queue.
-    #[inline(always)]
-    fn push_live(&mut self, data: &[u8]) -> Result<Pushed, Refused> {
-        self.room_for(data.len())?;
-        let before = self.buf.len();
-        self.buf.extend_from_slice(data);
-        self.ends.push(self.buf.len());
-        self.ledger.accept(data.len());
-        self.check();
-        Ok(self.pushed_since(before))
-    }
-
-    #[inline]
-    fn push_socket(&mut self, generation: u64, data: &[u8]) -> Result<Pushed, Refused> {
-        if self.closed || !self.socket_open || self.generation != generation {
-            return Err(Refused::Closed);
-        }
-        self.push_live(data)
-    }
-
-    /// Appends to the connection's queue: the live socket's while
-    /// `on_connect` has run, else the outage policy decides. The live case
-    /// is inlined into every send call; the others are not.
-    #[inline(always)]
-    pub(crate) fn push_connection(
-        &mut self,
-        data: &[u8],
         policy: Outage,
-    ) -> Result<Pushed, Refused> {
-        if self.accepting && !self.closed {
-            return self.push_live(data);
+        force: bool,
+    ) -> Result<Dest, Refused> {
+        let live = match socket_gen {
+            Some(g) => {
+                if self.closed || !self.socket_open || self.generation != g {
+                    return Err(Refused::Closed);
+                }
+                true
+            }
+            None => self.accepting && !self.closed,
+        };
+        if !live {
+            return self.admit_down(len, policy, force);
         }
-        self.push_down(data, policy)
+        if !force {
+            self.room_for(len)?;
+        }
+        Ok(Dest::Live)
     }
 
-    /// [`Queue::push_connection`] while the connection is down or closed.
+    /// [`Queue::admit`] for the connection while it is down or closed.
     #[cold]
     #[inline(never)]
-    fn push_down(&mut self, data: &[u8], policy: Outage) -> Result<Pushed, Refused> {
+    fn admit_down(&self, len: usize, policy: Outage, force: bool) -> Result<Dest, Refused> {
         if self.closed {
             return Err(Refused::Closed);
         }
         match self.policy_while_down(policy) {
             Outage::Reject => Err(Refused::NotConnected),
             Outage::Buffer { max_bytes } => {
-                self.outage_room(data.len(), max_bytes, false)?.push(data);
-                self.ledger.accept(data.len());
-                self.check();
-                Ok(Pushed::default())
+                let buffered = self.outage_len();
+                if !force && buffered + len > max_bytes {
+                    return Err(Refused::OutageFull {
+                        buffered,
+                        limit: max_bytes,
+                    });
+                }
+                Ok(Dest::Outage)
             }
         }
     }
 
-    /// Appends to a live socket's queue (`socket_gen`) or the connection's.
+    /// Says whether a push of `len` bytes would be taken now, without
+    /// taking anything.
+    pub(crate) fn would_take(
+        &self,
+        socket_gen: Option<u64>,
+        len: usize,
+        policy: Outage,
+    ) -> Result<(), Refused> {
+        self.admit(socket_gen, len, policy, false).map(drop)
+    }
+
+    /// What a push of `len` bytes did, given the untaken bytes before.
     #[inline(always)]
-    pub(super) fn push(
+    fn pushed(&self, before: usize, len: usize) -> Pushed {
+        Pushed {
+            was_empty: before == 0,
+            hand_over: before / HAND_OVER_EVERY != (before + len) / HAND_OVER_EVERY,
+        }
+    }
+
+    /// The outage buffer (made on first use).
+    fn outage_mut(&mut self) -> &mut Segments {
+        self.outage.get_or_insert_with(Box::default)
+    }
+
+    /// Appends `data` (at most [`Queue::APPEND_MAX`] bytes: the caller
+    /// takes larger ones to [`Queue::push_chunks`]) to a live socket's
+    /// queue (`socket_gen`) or the connection's: the live socket's while
+    /// `on_connect` has run, else the outage policy decides. The live case
+    /// is inlined into every send call; the others are not.
+    #[inline(always)]
+    pub(crate) fn push(
         &mut self,
         socket_gen: Option<u64>,
         data: &[u8],
         policy: Outage,
     ) -> Result<Pushed, Refused> {
-        match socket_gen {
-            Some(g) => self.push_socket(g, data),
-            None => self.push_connection(data, policy),
+        match self.admit(socket_gen, data.len(), policy, false)? {
+            Dest::Live => {
+                let before = self.segs.len();
+                self.segs.append(data);
+                self.ledger.accept(data.len());
+                self.check();
+                Ok(self.pushed(before, data.len()))
+            }
+            Dest::Outage => {
+                self.push_outage(data);
+                Ok(Pushed::default())
+            }
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_outage(&mut self, data: &[u8]) {
+        self.outage_mut().append(data);
+        self.ledger.accept(data.len());
+        self.check();
     }
 
     /// The policy for sends while not accepting: `policy`, or holding
@@ -314,51 +550,51 @@ impl Queue {
     /// Moves bytes buffered during the outage behind what is queued.
     pub(crate) fn release_outage(&mut self) {
         if let Some(held) = self.outage.take() {
-            self.append_chunks(&held);
+            self.segs.append_segments(*held);
         }
     }
 
-    /// Hands over a [`Sender`](crate::Sender)'s chunks, all or none, to
-    /// the live socket's queue or, while down, to the outage policy.
-    /// `force` takes them past the queue's (or outage buffer's) limit: a
-    /// dropped sender has nowhere else to put them.
+    /// Hands over `held`'s chunks, all or none, to a live socket's queue
+    /// (`socket_gen`) or the connection's (`None`: while down, the outage
+    /// policy decides): a [`Sender`](crate::Sender)'s batch, or a large
+    /// send already copied out of the caller's bytes. `force` takes them
+    /// past the queue's (or outage buffer's) limit: a dropped sender has
+    /// nowhere else to put them.
+    ///
+    /// Into an empty queue, or when larger than
+    /// [`Queue::COPY_HAND_OVER_MAX`], the chunks are moved in as a segment
+    /// (no copy under the lock), and `held` gets an empty buffer to reuse;
+    /// smaller ones are copied behind what is queued. Refused chunks stay
+    /// in `held`.
     pub(crate) fn push_chunks(
         &mut self,
+        socket_gen: Option<u64>,
         held: &mut Chunks,
         policy: Outage,
         force: bool,
     ) -> Result<Pushed, Refused> {
-        if self.closed {
-            return Err(Refused::Closed);
-        }
         let len = held.buf.len();
-        if self.accepting {
-            if !force {
-                self.room_for(len)?;
-            }
-            let before = self.buf.len();
-            if before == 0 && self.ends.is_empty() {
-                // Nothing queued: take the sender's buffers whole and give
-                // it the queue's empty ones, instead of copying its batch
-                // under the lock.
-                std::mem::swap(&mut self.buf, &mut held.buf);
-                std::mem::swap(&mut self.ends, &mut held.ends);
-            } else {
-                self.append_chunks(held);
-            }
-            self.ledger.accept(len);
-            self.check();
-            return Ok(self.pushed_since(before));
-        }
-        match self.policy_while_down(policy) {
-            Outage::Reject => Err(Refused::NotConnected),
-            Outage::Buffer { max_bytes } => {
-                self.outage_room(len, max_bytes, force)?.append(held);
-                self.ledger.accept(len);
-                self.check();
-                Ok(Pushed::default())
+        let dest = self.admit(socket_gen, len, policy, force)?;
+        let before = self.segs.len();
+        let segs = match dest {
+            Dest::Live => &mut self.segs,
+            Dest::Outage => self.outage_mut(),
+        };
+        if len <= Self::COPY_HAND_OVER_MAX && !segs.is_bare() {
+            segs.append_chunks(held);
+            held.clear();
+        } else {
+            segs.push_segment(held);
+            if held.buf.capacity() == 0 {
+                *held = segs.take_spare();
             }
         }
+        self.ledger.accept(len);
+        self.check();
+        Ok(match dest {
+            Dest::Live => self.pushed(before, len),
+            Dest::Outage => Pushed::default(),
+        })
     }
 
     /// Ends the queue for good: every later send is refused, and every
@@ -373,14 +609,12 @@ impl Queue {
     /// Takes every queued byte (not the driver's batch) into `unsent`,
     /// handing them back in the ledger.
     pub(crate) fn drain_into(&mut self, unsent: &mut Unsent, with_outage: bool) {
-        unsent.append(&self.buf, &self.ends);
-        self.ledger.hand_back(self.buf.len() as u64);
-        self.buf = Vec::new();
-        self.ends = Vec::new();
+        self.ledger.hand_back(self.segs.len() as u64);
+        self.segs.drain_into(unsent);
         if with_outage {
-            if let Some(held) = self.outage.take() {
-                unsent.append(&held.buf, &held.ends);
-                self.ledger.hand_back(held.buf.len() as u64);
+            if let Some(mut held) = self.outage.take() {
+                self.ledger.hand_back(held.len() as u64);
+                held.drain_into(unsent);
             }
         }
         self.check();
@@ -408,45 +642,84 @@ mod tests {
         c
     }
 
+    /// Every queued byte, in order, and the chunk lengths.
+    fn contents(segs: &Segments) -> (Vec<u8>, Vec<usize>) {
+        let mut unsent = Unsent::default();
+        let mut copy = Segments::default();
+        for s in segs.sealed.iter().chain(std::iter::once(&segs.tail)) {
+            copy.push_segment(&mut Chunks {
+                buf: s.buf.clone(),
+                ends: s.ends.clone(),
+            });
+        }
+        copy.drain_into(&mut unsent);
+        let lens = unsent.chunks().map(<[u8]>::len).collect();
+        (unsent.bytes().to_vec(), lens)
+    }
+
+    /// What the driver takes: the segments, oldest first.
+    fn take(q: &mut Queue) -> VecDeque<Chunks> {
+        let mut into = VecDeque::new();
+        let len = q.segs.take_into(&mut into, &mut Vec::new());
+        assert_eq!(len, into.iter().map(|s| s.buf.len()).sum::<usize>());
+        q.inflight = len;
+        into
+    }
+
     #[test]
     fn sends_are_held_for_the_replacement_whatever_the_policy() {
         let mut q = queue(10);
         q.accepting = false;
         assert!(matches!(
-            q.push_connection(b"abc", Outage::Reject),
+            q.push(None, b"abc", Outage::Reject),
             Err(Refused::NotConnected)
         ));
         // A connection past its lifetime is being replaced.
         q.holding = true;
-        assert!(q.push_connection(b"abcdef", Outage::Reject).is_ok());
-        assert!(q.buf.is_empty(), "held, not queued for the old socket");
+        assert!(q.push(None, b"abcdef", Outage::Reject).is_ok());
+        assert_eq!(q.segs.len(), 0, "held, not queued for the old socket");
         // Up to the queue's limit.
-        assert!(q.push_connection(b"ghijk", Outage::Reject).is_err());
+        assert!(q.push(None, b"ghijk", Outage::Reject).is_err());
         let mut c = chunks(&["gh"]);
-        assert!(q.push_chunks(&mut c, Outage::Reject, false).is_ok());
+        assert!(q.push_chunks(None, &mut c, Outage::Reject, false).is_ok());
         assert_eq!(q.held(), 8);
         // The new socket's `on_connect` ran: the held bytes follow.
         q.accepting = true;
         q.holding = false;
         q.release_outage();
-        assert_eq!(q.buf, b"abcdefgh");
+        assert_eq!(contents(&q.segs), (b"abcdefgh".to_vec(), vec![6, 2]));
         assert_eq!(q.ledger.accepted, 8);
+    }
+
+    #[test]
+    fn small_sends_share_the_tail_segment() {
+        let mut q = queue(1 << 20);
+        for _ in 0..100 {
+            q.push(None, &[1; 64], Outage::Reject).unwrap();
+        }
+        assert_eq!(q.segs.count(), 1);
+        assert_eq!(q.segs.tail.ends.len(), 100);
+        let got = take(&mut q);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].buf.len(), 6400);
     }
 
     #[test]
     fn handed_over_chunks_stay_whole_behind_what_is_queued() {
         let mut q = queue(100);
-        q.push_connection(b"abc", Outage::Reject).unwrap();
+        q.push(None, b"abc", Outage::Reject).unwrap();
         let p = q
-            .push_chunks(&mut chunks(&["de", "fgh"]), Outage::Reject, false)
+            .push_chunks(None, &mut chunks(&["de", "fgh"]), Outage::Reject, false)
             .unwrap();
         assert!(!p.was_empty);
-        assert_eq!(q.buf, b"abcdefgh");
-        assert_eq!(q.ends, [3, 5, 8]);
+        // Small: copied into the tail.
+        assert_eq!(q.segs.count(), 1);
+        assert_eq!(contents(&q.segs), (b"abcdefgh".to_vec(), vec![3, 2, 3]));
         let mut unsent = Unsent::default();
         q.drain_into(&mut unsent, false);
         let got: Vec<&[u8]> = unsent.chunks().collect();
         assert_eq!(got, [&b"abc"[..], b"de", b"fgh"]);
+        assert_eq!(q.ledger.returned, 8);
     }
 
     #[test]
@@ -454,42 +727,197 @@ mod tests {
         let mut q = queue(100);
         let mut held = chunks(&["ab", "cde"]);
         let batch = held.buf.as_ptr();
-        let p = q.push_chunks(&mut held, Outage::Reject, false).unwrap();
+        let p = q
+            .push_chunks(None, &mut held, Outage::Reject, false)
+            .unwrap();
         assert!(p.was_empty);
         assert_eq!(
-            q.buf.as_ptr(),
+            q.segs.tail.buf.as_ptr(),
             batch,
             "the sender's buffer itself is queued"
         );
-        assert_eq!((&q.buf[..], &q.ends[..]), (&b"abcde"[..], &[2, 5][..]));
+        assert_eq!(contents(&q.segs), (b"abcde".to_vec(), vec![2, 3]));
         assert!(held.buf.is_empty() && held.ends.is_empty());
-        // Behind queued bytes it is appended, whole.
+        // Behind queued bytes a small one is appended, whole.
         let mut more = chunks(&["f"]);
-        q.push_chunks(&mut more, Outage::Reject, false).unwrap();
-        assert_eq!((&q.buf[..], &q.ends[..]), (&b"abcdef"[..], &[2, 5, 6][..]));
+        q.push_chunks(None, &mut more, Outage::Reject, false)
+            .unwrap();
+        assert_eq!(contents(&q.segs), (b"abcdef".to_vec(), vec![2, 3, 1]));
         // An empty chunk queued alone is kept.
         let mut q = queue(100);
-        q.push_connection(b"", Outage::Reject).unwrap();
-        q.push_chunks(&mut chunks(&["x"]), Outage::Reject, false)
+        q.push(None, b"", Outage::Reject).unwrap();
+        q.push_chunks(None, &mut chunks(&["x"]), Outage::Reject, false)
             .unwrap();
-        assert_eq!(q.ends, [0, 1]);
+        assert_eq!(contents(&q.segs), (b"x".to_vec(), vec![0, 1]));
+    }
+
+    #[test]
+    fn a_senders_batch_handed_over_into_a_non_empty_queue_is_moved_not_copied() {
+        let mut q = queue(1 << 20);
+        q.push(None, b"first", Outage::Reject).unwrap();
+        let mut held = Chunks::default();
+        for _ in 0..1000 {
+            held.push(&[7; 64]);
+        }
+        let batch = held.buf.as_ptr();
+        let p = q
+            .push_chunks(None, &mut held, Outage::Reject, false)
+            .unwrap();
+        assert!(!p.was_empty);
+        assert_eq!(q.segs.count(), 2, "a segment of its own");
+        assert_eq!(q.segs.len(), 5 + 64_000);
+        assert!(held.buf.is_empty() && held.ends.is_empty());
+        // Sends after it follow it, in its buffer's spare room.
+        q.push(None, b"last", Outage::Reject).unwrap();
+        let got = take(&mut q);
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[1].buf.as_ptr(),
+            batch,
+            "the driver takes the sender's buffer"
+        );
+        assert_eq!(got[1].ends.len(), 1001);
+        assert_eq!(&got[1].buf[64_000..], b"last");
+        assert_eq!(q.ledger.accepted, 5 + 64_000 + 4);
+    }
+
+    #[test]
+    fn a_big_send_into_a_non_empty_queue_is_a_segment_of_its_own() {
+        let mut q = queue(16 << 20);
+        q.push(None, b"small", Outage::Reject).unwrap();
+        // What `Shared::push` does with a send past `APPEND_MAX`: the
+        // copy is made before the lock, the queue only moves it in.
+        let big = vec![9u8; 4 << 20];
+        let ptr = big.as_ptr();
+        let mut seg = Chunks::whole(big);
+        q.would_take(None, seg.buf.len(), Outage::Reject).unwrap();
+        q.push_chunks(None, &mut seg, Outage::Reject, false)
+            .unwrap();
+        assert_eq!(q.segs.count(), 2);
+        q.push(None, b"after", Outage::Reject).unwrap();
+        assert_eq!(q.segs.count(), 3, "a full tail is sealed, not regrown");
+        assert_eq!(q.queued(), 5 + (4 << 20) + 5);
+        let got = take(&mut q);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[1].buf.as_ptr(), ptr, "the very buffer moved in");
+        assert_eq!(
+            (&got[0].buf[..], &got[2].buf[..]),
+            (&b"small"[..], &b"after"[..])
+        );
+    }
+
+    #[test]
+    fn a_tail_is_sealed_rather_than_regrown_past_the_bound() {
+        // Pushes `msg` `n` times; asserts that every regrowth of the tail
+        // (not a seal) copied at most the bound; returns how many there were.
+        fn fill(q: &mut Queue, msg: &[u8], n: usize) -> usize {
+            let mut grew = 0;
+            for _ in 0..n {
+                let t = &q.segs.tail;
+                let (count, cap, ends_cap) = (q.segs.count(), t.buf.capacity(), t.ends.capacity());
+                let (held, chunks) = (t.buf.len(), t.ends.len());
+                q.push(None, msg, Outage::Reject).unwrap();
+                let t = &q.segs.tail;
+                if q.segs.count() != count {
+                    continue; // sealed (or the first chunk)
+                }
+                if t.buf.capacity() != cap {
+                    assert!(held <= Queue::APPEND_MAX, "regrew a tail of {held} bytes");
+                    grew += 1;
+                }
+                if t.ends.capacity() != ends_cap {
+                    assert!(chunks <= Segments::ENDS_MAX, "regrew {chunks} chunk ends");
+                    grew += 1;
+                }
+            }
+            grew
+        }
+        let mut q = queue(64 << 20);
+        let n = 8 * Queue::APPEND_MAX / 1000;
+        assert!(fill(&mut q, &[3; 1000], n) > 0);
+        assert!(q.segs.count() >= 3, "{} segments", q.segs.count());
+        assert_eq!(q.segs.len(), n * 1000);
+        // Tiny chunks: the ends are bounded the same way.
+        let mut q = queue(64 << 20);
+        assert!(fill(&mut q, b"x", 4 * Segments::ENDS_MAX) > 0);
+        assert!(q.segs.count() >= 2, "{} segments", q.segs.count());
+    }
+
+    #[test]
+    fn the_limit_counts_bytes_across_segments_exactly() {
+        let limit = 3 * Queue::APPEND_MAX;
+        let mut q = queue(limit);
+        q.push(None, &[1; 100], Outage::Reject).unwrap();
+        let mut big = Chunks::whole(vec![2; 2 * Queue::APPEND_MAX]);
+        q.push_chunks(None, &mut big, Outage::Reject, false)
+            .unwrap();
+        // Taken by the driver: still counts, as in flight.
+        let _batch = take(&mut q);
+        let mut sender = Chunks::whole(vec![3; Queue::APPEND_MAX - 200]);
+        q.push_chunks(None, &mut sender, Outage::Reject, false)
+            .unwrap();
+        assert_eq!(q.queued(), limit - 100);
+        // Exactly up to the limit, not a byte more.
+        assert!(matches!(
+            q.push(None, &[4; 101], Outage::Reject),
+            Err(Refused::Full { queued, limit: l }) if queued == limit - 100 && l == limit
+        ));
+        let mut over = Chunks::whole(vec![5; 101]);
+        assert!(q
+            .push_chunks(None, &mut over, Outage::Reject, false)
+            .is_err());
+        assert_eq!(
+            over.buf.len(),
+            101,
+            "refused chunks stay whole in the caller's hands"
+        );
+        assert!(q.would_take(None, 101, Outage::Reject).is_err());
+        q.push(None, &[4; 100], Outage::Reject).unwrap();
+        assert_eq!(q.queued(), limit);
+        assert_eq!(q.ledger.accepted as usize, limit);
+        assert!(
+            q.push(None, b"", Outage::Reject).is_ok(),
+            "nothing more is no more"
+        );
     }
 
     #[test]
     fn a_hand_over_past_the_limit_is_refused_whole_unless_forced() {
         let mut q = queue(10);
-        q.push_connection(b"12345678", Outage::Reject).unwrap();
+        q.push(None, b"12345678", Outage::Reject).unwrap();
         let mut held = chunks(&["ab", "cd"]);
         assert!(matches!(
-            q.push_chunks(&mut held, Outage::Reject, false),
+            q.push_chunks(None, &mut held, Outage::Reject, false),
             Err(Refused::Full {
                 queued: 8,
                 limit: 10
             })
         ));
-        assert_eq!(q.buf, b"12345678", "nothing of a refused hand-over");
-        q.push_chunks(&mut held, Outage::Reject, true).unwrap();
-        assert_eq!(q.buf, b"12345678abcd");
+        assert_eq!(
+            contents(&q.segs).0,
+            b"12345678",
+            "nothing of a refused hand-over"
+        );
+        q.push_chunks(None, &mut held, Outage::Reject, true)
+            .unwrap();
+        assert_eq!(contents(&q.segs).0, b"12345678abcd");
+    }
+
+    #[test]
+    fn a_stale_socket_is_refused_on_every_path() {
+        let mut q = queue(100);
+        assert!(matches!(
+            q.push(Some(2), b"x", Outage::Reject),
+            Err(Refused::Closed)
+        ));
+        let mut big = Chunks::whole(vec![1; 10]);
+        assert!(matches!(
+            q.push_chunks(Some(2), &mut big, Outage::Reject, false),
+            Err(Refused::Closed)
+        ));
+        q.push_chunks(Some(1), &mut big, Outage::Reject, false)
+            .unwrap();
+        assert_eq!(q.segs.len(), 10);
     }
 
     #[test]
@@ -498,25 +926,51 @@ mod tests {
         q.accepting = false;
         let mut held = chunks(&["ab", "cd"]);
         assert!(matches!(
-            q.push_chunks(&mut held, Outage::Reject, true),
+            q.push_chunks(None, &mut held, Outage::Reject, true),
             Err(Refused::NotConnected)
         ));
         let policy = Outage::Buffer { max_bytes: 6 };
-        q.push_chunks(&mut held, policy, false).unwrap();
+        q.push_chunks(None, &mut held, policy, false).unwrap();
+        let mut held = chunks(&["ab", "cd"]);
         assert!(matches!(
-            q.push_chunks(&mut held, policy, false),
+            q.push_chunks(None, &mut held, policy, false),
             Err(Refused::OutageFull {
                 buffered: 4,
                 limit: 6
             })
         ));
         q.release_outage();
-        assert_eq!(q.buf, b"abcd");
-        assert_eq!(q.ends, [2, 4]);
+        assert_eq!(contents(&q.segs), (b"abcd".to_vec(), vec![2, 2]));
         q.closed = true;
         assert!(matches!(
-            q.push_chunks(&mut held, policy, true),
+            q.push_chunks(None, &mut held, policy, true),
             Err(Refused::Closed)
         ));
+    }
+
+    #[test]
+    fn the_outage_buffer_moves_behind_the_queue_segment_by_segment() {
+        let mut q = queue(1 << 20);
+        q.accepting = false;
+        let policy = Outage::Buffer { max_bytes: 1 << 20 };
+        q.push(None, b"down", policy).unwrap();
+        let mut big = Chunks::whole(vec![6; 2 * Queue::APPEND_MAX]);
+        let ptr = big.buf.as_ptr();
+        q.push_chunks(None, &mut big, policy, false).unwrap();
+        q.push(None, b"tail", policy).unwrap();
+        assert_eq!(q.held(), 8 + 2 * Queue::APPEND_MAX as u64);
+        q.accepting = true;
+        q.segs.append(b"up");
+        q.ledger.accept(2);
+        q.release_outage();
+        let got = take(&mut q);
+        let lens: Vec<usize> = got.iter().map(|s| s.buf.len()).collect();
+        assert_eq!(lens, [2, 4, 2 * Queue::APPEND_MAX, 4]);
+        assert_eq!(
+            (&got[0].buf[..], &got[1].buf[..]),
+            (&b"up"[..], &b"down"[..])
+        );
+        assert_eq!(got[2].buf.as_ptr(), ptr, "moved, not copied");
+        q.check();
     }
 }

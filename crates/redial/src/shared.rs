@@ -504,10 +504,34 @@ impl Shared {
         Ok(Starting { _gate: gate })
     }
 
-    /// Pushes bytes, waking the driver when the queue was empty.
+    /// Pushes bytes, waking the driver when the queue was empty. A send
+    /// of more than [`Queue::APPEND_MAX`] bytes is copied before the lock
+    /// is taken (see [`Shared::push_large`]).
     #[inline(always)]
     pub(crate) fn push(&self, socket_gen: Option<u64>, data: &[u8]) -> Result<Pushed, Refused> {
+        if data.len() > Queue::APPEND_MAX {
+            return self.push_large(socket_gen, data);
+        }
         let pushed = self.queue().push(socket_gen, data, self.opts.outage)?;
+        if pushed.was_empty {
+            self.wake.notify_one();
+        }
+        Ok(pushed)
+    }
+
+    /// A send too large to copy under the lock: the queue is asked first
+    /// (so a refused send costs no copy), the bytes are copied into a
+    /// buffer of their own outside the lock, and that buffer is moved in
+    /// as a segment. Whatever the queue hands back is freed after the lock.
+    #[cold]
+    #[inline(never)]
+    fn push_large(&self, socket_gen: Option<u64>, data: &[u8]) -> Result<Pushed, Refused> {
+        let policy = self.opts.outage;
+        self.queue().would_take(socket_gen, data.len(), policy)?;
+        let mut seg = Chunks::whole(data.to_vec());
+        let pushed = self
+            .queue()
+            .push_chunks(socket_gen, &mut seg, policy, false)?;
         if pushed.was_empty {
             self.wake.notify_one();
         }
@@ -533,16 +557,27 @@ impl Shared {
             Err(Refused::Full { .. }) => {}
             Err(other) => return Err(self.send_error(other, data.to_vec())),
         }
-        self.push_when_room(|q| q.push(socket_gen, data, self.opts.outage))
-            .await
-            .map(drop)
-            .map_err(|r| self.send_error(r, data.to_vec()))
+        let policy = self.opts.outage;
+        let pushed = if data.len() > Queue::APPEND_MAX {
+            // Copied once, outside the lock, however long the wait.
+            let mut seg = Chunks::whole(data.to_vec());
+            self.push_when_room(|q| q.push_chunks(socket_gen, &mut seg, policy, false))
+                .await
+                .map_err(|r| self.send_error(r, std::mem::take(&mut seg.buf)))
+        } else {
+            self.push_when_room(|q| q.push(socket_gen, data, policy))
+                .await
+                .map_err(|r| self.send_error(r, data.to_vec()))
+        };
+        pushed.map(drop)
     }
 
     /// Hands over a sender's chunks (emptying `held`), waking the driver
     /// when the queue was empty. Refused chunks stay in `held`.
     pub(crate) fn push_chunks(&self, held: &mut Chunks, force: bool) -> Result<Pushed, Refused> {
-        let pushed = self.queue().push_chunks(held, self.opts.outage, force)?;
+        let pushed = self
+            .queue()
+            .push_chunks(None, held, self.opts.outage, force)?;
         held.clear();
         if pushed.was_empty {
             self.wake.notify_one();
@@ -554,7 +589,7 @@ impl Shared {
     pub(crate) async fn push_chunks_wait(&self, held: &mut Chunks) -> Result<Pushed, Refused> {
         let pushed = match self.push_chunks(held, false) {
             Err(Refused::Full { .. }) => {
-                self.push_when_room(|q| q.push_chunks(held, self.opts.outage, false))
+                self.push_when_room(|q| q.push_chunks(None, held, self.opts.outage, false))
                     .await
             }
             done => return done,

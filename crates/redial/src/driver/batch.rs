@@ -1,12 +1,16 @@
 //! The batch of queued bytes the driver is writing, and the hand-backs
-//! around it: the whole send queue is swapped into a [`Batch`] in one go and
-//! written from there, and whatever a lost or closed connection did not
-//! write goes back to the application through [`take_back`] and
+//! around it: every segment of the send queue is swapped into a [`Batch`]
+//! in one go and written from there (vectored, see
+//! [`Batch::unwritten_slices`]), and whatever a lost or closed connection
+//! did not write goes back to the application through [`take_back`] and
 //! [`settle`]. Pure bookkeeping on the shared queue: no socket here, so the
 //! fuzz target (`data_path.rs`) drives the same code.
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
 use crate::core::timers::Trim;
-use crate::queue::Queue;
+use crate::queue::{Chunks, Queue, MAX_SPARES};
 use crate::reset::{Partial, Unsent};
 use crate::shared::Shared;
 use tracing::warn;
@@ -16,12 +20,23 @@ use tracing::warn;
 /// pin memory on a connection that goes quiet again.
 const KEEP_BATCH_CAPACITY: usize = 64 * 1024;
 
+/// Segments handed to one vectored write, at most (Linux takes up to
+/// 1,024): 64 segments hold at least the default 4 MiB queue limit.
+pub(crate) const MAX_IOVECS: usize = 64;
+
 /// The batch of queued bytes the driver is writing.
 #[derive(Default)]
 pub(crate) struct Batch {
-    pub(super) data: Vec<u8>,
-    ends: Vec<usize>,
-    pub(super) pos: usize,
+    /// The segments taken, oldest first.
+    segs: VecDeque<Chunks>,
+    /// Where the next write starts: segment `seg`, offset `pos` in it.
+    seg: usize,
+    pos: usize,
+    /// Bytes taken, and written of them.
+    len: usize,
+    written: usize,
+    /// Written segments, emptied, for the queue to reuse.
+    free: Vec<Chunks>,
     /// Batches taken so far (tells a burst from an idle spell).
     pub(super) taken: u64,
     /// When to release a burst's buffers (armed when it drained).
@@ -30,19 +45,50 @@ pub(crate) struct Batch {
 
 impl Batch {
     pub(crate) fn done(&self) -> bool {
-        self.pos >= self.data.len()
+        self.written >= self.len
     }
 
     /// Bytes taken from the queue and not yet written.
     pub(crate) fn unwritten(&self) -> u64 {
-        self.data.len().saturating_sub(self.pos) as u64
+        (self.len - self.written) as u64
+    }
+
+    /// The unwritten bytes when they are all in one segment (the common
+    /// case: one plain write).
+    #[inline]
+    pub(crate) fn single(&self) -> Option<&[u8]> {
+        if self.seg + 1 != self.segs.len() {
+            return None;
+        }
+        self.segs.back().and_then(|s| s.buf.get(self.pos..))
+    }
+
+    /// Fills `out` with the unwritten bytes, segment by segment (empty
+    /// ones skipped), and returns how many slices it filled.
+    pub(crate) fn unwritten_slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
+        let rest = self.segs.iter().skip(self.seg).enumerate();
+        let bufs = rest.map(|(i, s)| {
+            if i == 0 {
+                &s.buf[self.pos..]
+            } else {
+                &s.buf[..]
+            }
+        });
+        let mut n = 0;
+        for (slot, b) in out.iter_mut().zip(bufs.filter(|b| !b.is_empty())) {
+            *slot = IoSlice::new(b);
+            n += 1;
+        }
+        n
     }
 
     /// The kernel took `n` more bytes. What it took is room again: a
     /// waiting producer refills the queue while this batch's tail drains,
     /// instead of taking turns with it.
     pub(crate) fn advance(&mut self, shared: &Shared, n: usize) {
-        self.pos = (self.pos + n).min(self.data.len());
+        let n = n.min(self.len - self.written);
+        self.written += n;
+        self.skip(n);
         let mut q = shared.queue();
         q.wrote(n, self.unwritten() as usize);
         #[cfg(feature = "metrics")]
@@ -50,22 +96,47 @@ impl Batch {
         shared.wake_writers(q);
     }
 
+    /// Moves the write position `n` bytes on, across segment boundaries.
+    #[inline]
+    fn skip(&mut self, mut n: usize) {
+        while let Some(s) = self.segs.get(self.seg) {
+            let rest = s.buf.len() - self.pos;
+            if n < rest {
+                self.pos += n;
+                return;
+            }
+            n -= rest;
+            self.seg += 1;
+            self.pos = 0;
+        }
+    }
+
+    /// Empties the batch: its written segments go to the free list (up to
+    /// [`MAX_SPARES`]) for the queue to reuse.
+    fn recycle(&mut self) {
+        for mut s in self.segs.drain(..) {
+            if self.free.len() < MAX_SPARES {
+                s.clear();
+                self.free.push(s);
+            }
+        }
+        (self.seg, self.pos, self.len, self.written) = (0, 0, 0, 0);
+    }
+
     /// Swaps in everything queued. Returns false when the queue was empty.
-    /// Capacity is kept on both sides of the swap, so a stream of sends
-    /// does not regrow its buffers batch after batch; [`Batch::trim`]
-    /// releases it once the connection has gone idle.
+    /// Capacity is kept on both sides of the swap (the queue's next tail is
+    /// a segment this batch wrote), so a stream of sends does not regrow
+    /// its buffers batch after batch; [`Batch::trim`] releases it once the
+    /// connection has gone idle.
     fn refill(&mut self, shared: &Shared) -> bool {
-        self.data.clear();
-        self.ends.clear();
-        self.pos = 0;
+        self.recycle();
         let mut q = shared.queue();
-        if q.buf.is_empty() {
+        if q.segs.len() == 0 {
             q.inflight = 0;
             return false;
         }
-        std::mem::swap(&mut q.buf, &mut self.data);
-        std::mem::swap(&mut q.ends, &mut self.ends);
-        q.inflight = self.data.len();
+        self.len = q.segs.take_into(&mut self.segs, &mut self.free);
+        q.inflight = self.len;
         shared.wake_writers(q);
         self.taken = self.taken.wrapping_add(1);
         true
@@ -74,7 +145,8 @@ impl Batch {
     /// Whether a burst left more capacity behind than an idle connection
     /// should keep.
     pub(super) fn oversized(&self) -> bool {
-        self.data.capacity() > KEEP_BATCH_CAPACITY
+        let held = self.segs.iter().chain(&self.free);
+        held.map(|s| s.buf.capacity()).sum::<usize>() > KEEP_BATCH_CAPACITY
     }
 
     /// Releases what a burst grew, on both sides of the swap, if nothing
@@ -83,45 +155,49 @@ impl Batch {
         if !self.done() {
             return false;
         }
-        let mut q = shared.queue();
-        if !q.buf.is_empty() {
-            return false;
-        }
-        q.buf = Vec::new();
-        q.ends = Vec::new();
-        true
+        // Dropped (freed) after the lock.
+        let released = shared.queue().segs.release();
+        released.is_some()
     }
 
     /// Everything not yet written: the cut chunk and the untouched ones.
     fn take_unsent(&mut self, into: &mut Unsent) {
-        if self.done() {
-            self.data.clear();
-            self.ends.clear();
-            self.pos = 0;
-            return;
-        }
-        let mut start = 0;
-        let mut first_whole = 0;
-        for (i, &end) in self.ends.iter().enumerate() {
-            if end <= self.pos {
-                start = end;
-                first_whole = i + 1;
-                continue;
+        if !self.done() {
+            let mut rest = self.segs.iter().skip(self.seg);
+            if let Some(cut) = rest.next() {
+                unsent_of(cut, self.pos, into);
             }
-            if start < self.pos {
-                into.partial = Some(Partial {
-                    data: self.data[start..end].to_vec(),
-                    written: self.pos - start,
-                });
-                start = end;
-                first_whole = i + 1;
+            for s in rest {
+                into.append(&s.buf, &s.ends);
             }
-            break;
         }
-        let rest: Vec<usize> = self.ends[first_whole..].iter().map(|e| e - start).collect();
-        into.append(&self.data[start..], &rest);
         *self = Batch::default();
     }
+}
+
+/// The chunks of `seg` not written up to `pos`, into `into`: the one `pos`
+/// cuts as the partial chunk, the rest whole.
+fn unsent_of(seg: &Chunks, pos: usize, into: &mut Unsent) {
+    let mut start = 0;
+    let mut first_whole = 0;
+    for (i, &end) in seg.ends.iter().enumerate() {
+        if end <= pos {
+            start = end;
+            first_whole = i + 1;
+            continue;
+        }
+        if start < pos {
+            into.partial = Some(Partial {
+                data: seg.buf[start..end].to_vec(),
+                written: pos - start,
+            });
+            start = end;
+            first_whole = i + 1;
+        }
+        break;
+    }
+    let rest: Vec<usize> = seg.ends[first_whole..].iter().map(|e| e - start).collect();
+    into.append(&seg.buf[start..], &rest);
 }
 
 /// Takes what the batch in `slot` did not write back into `unsent`, handing
@@ -164,7 +240,136 @@ pub(crate) fn refill_slot(slot: &mut Option<Box<Batch>>, shared: &Shared) -> boo
     match slot {
         Some(b) => b.refill(shared),
         // Only this task drains the queue: bytes seen now are still there.
-        None if shared.queue().buf.is_empty() => false,
+        None if shared.queue().segs.len() == 0 => false,
         None => slot.insert(Box::default()).refill(shared),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::options::Options;
+    use crate::queue::Chunks;
+
+    /// A connection's shared state with its socket up, as the driver
+    /// leaves it after `on_connect`.
+    fn shared(limit: usize) -> Shared {
+        let opts = Options::new().send_queue_limit(limit);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+        let endpoint = crate::endpoint::Endpoint::from_kind(crate::endpoint::Kind::Addr(addr));
+        let s = Shared::new(1, endpoint, None, Arc::new(opts));
+        {
+            let mut q = s.queue();
+            q.generation = 1;
+            q.socket_open = true;
+            q.accepting = true;
+        }
+        s
+    }
+
+    fn slices(b: &Batch) -> Vec<Vec<u8>> {
+        let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
+        let n = b.unwritten_slices(&mut iov);
+        iov[..n].iter().map(|s| s.to_vec()).collect()
+    }
+
+    #[test]
+    fn a_reset_hands_back_whole_chunks_across_segments_after_a_partial_write() {
+        let s = shared(1 << 20);
+        let big = vec![b'B'; Queue::APPEND_MAX + 10];
+        s.push(None, b"abc").unwrap();
+        s.push(None, &big).unwrap();
+        s.push(None, b"def").unwrap();
+        let mut held = Chunks::default();
+        held.push(&[b'x'; 3000]);
+        held.push(&[b'y'; 2000]);
+        s.push_chunks(&mut held, false).unwrap();
+        let mut slot = None;
+        assert!(refill_slot(&mut slot, &s));
+        let Some(b) = slot.as_deref_mut() else {
+            unreachable!("refilled")
+        };
+        let lens: Vec<usize> = slices(b).iter().map(Vec::len).collect();
+        assert_eq!(lens, [3, big.len(), 3, 5000], "one segment per large piece");
+        assert!(b.single().is_none());
+        // The kernel takes the first segment and 100 bytes of the second.
+        b.advance(&s, 3 + 100);
+        let rest = slices(b);
+        assert_eq!(rest[0].len(), big.len() - 100);
+        assert_eq!(s.queue().inflight as u64, b.unwritten());
+        // Sends queued meanwhile stay in the queue, behind.
+        s.push(None, b"later").unwrap();
+
+        let mut unsent = Unsent::default();
+        {
+            let mut q = s.queue();
+            take_back(&mut slot, &mut q, &mut unsent);
+            q.drain_into(&mut unsent, false);
+            q.check();
+            assert_eq!(q.ledger.written, 103);
+            assert_eq!(q.ledger.returned, unsent.unwritten());
+            assert_eq!(q.ledger.accepted, q.ledger.written + q.ledger.returned);
+        }
+        let partial = unsent.partial().map(|p| (p.data.len(), p.written));
+        assert_eq!(partial, Some((big.len(), 100)), "the cut chunk, whole");
+        let whole: Vec<&[u8]> = unsent.chunks().collect();
+        assert_eq!(whole, [&b"def"[..], &[b'x'; 3000], &[b'y'; 2000], b"later"]);
+    }
+
+    #[test]
+    fn a_big_send_reaches_the_driver_in_the_buffer_it_was_copied_into() {
+        let s = shared(16 << 20);
+        s.push(None, b"head").unwrap();
+        let big: Vec<u8> = (0..4 << 20).map(|i| i as u8).collect();
+        s.push(None, &big).unwrap();
+        let queued = {
+            let q = s.queue();
+            assert_eq!(q.segs.count(), 2);
+            q.segs.len()
+        };
+        assert_eq!(queued, 4 + big.len());
+        let mut slot = None;
+        refill_slot(&mut slot, &s);
+        let Some(b) = slot.as_deref_mut() else {
+            unreachable!("refilled")
+        };
+        let got = slices(b);
+        assert_eq!((&got[0][..], &got[1][..]), (&b"head"[..], &big[..]));
+        // Written in pieces that do not line up with the segments.
+        for n in [3, 1 << 20, 7, usize::MAX] {
+            b.advance(&s, n);
+        }
+        assert!(b.done());
+        let q = s.queue();
+        assert_eq!(q.ledger.written, queued as u64);
+        assert_eq!((q.inflight, q.held()), (0, 0));
+    }
+
+    #[test]
+    fn a_steady_stream_reuses_the_same_buffer() {
+        let s = shared(1 << 20);
+        let mut slot = None;
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            for _ in 0..100 {
+                s.push(None, &[1; 64]).unwrap();
+            }
+            assert!(refill_slot(&mut slot, &s));
+            let Some(b) = slot.as_deref_mut() else {
+                unreachable!("refilled")
+            };
+            let Some(one) = b.single() else {
+                panic!("one segment");
+            };
+            seen.push(one.as_ptr());
+            b.advance(&s, 6400);
+            assert!(b.done());
+        }
+        // Two buffers take turns: the queue's and the batch's.
+        assert_eq!(seen[0], seen[2]);
+        assert_eq!(seen[1], seen[3]);
+        assert!(!refill_slot(&mut slot, &s));
     }
 }

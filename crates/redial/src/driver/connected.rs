@@ -1,8 +1,8 @@
 //! The connected period: the live connection's bytes moved both ways.
 //! Reads go into the worker thread's scratch buffer and straight to
-//! `on_data`; writes take the whole send queue in one swap (see
-//! `batch.rs`) and hand it to the kernel in as few `write` calls as it will
-//! take. The period sleeps on one deadline, the earliest of the core's
+//! `on_data`; writes take every segment of the send queue in one swap (see
+//! `batch.rs`) and hand them to the kernel in as few `write` calls as it
+//! will take: a plain `write` for one segment, a vectored one for more. The period sleeps on one deadline, the earliest of the core's
 //! [`Timers`], and ends in `teardown.rs`.
 
 use std::io;
@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use tokio::time::{sleep_until, Instant, Sleep};
 use tracing::debug;
 
-use super::batch::{refill_slot, Batch};
+use super::batch::{refill_slot, Batch, MAX_IOVECS};
 use super::{guarded, recycle, scratch, Driver, Panicked};
 use crate::core::lifecycle::Phase;
 use crate::core::timers::{Timers, Trim};
@@ -150,7 +150,15 @@ impl<H: Handler> Driver<H> {
             let Some(batch) = slot.as_deref_mut() else {
                 return sock.io().flush_pending();
             };
-            match sock.io().try_write(&batch.data[batch.pos..]) {
+            let wrote = match batch.single() {
+                Some(rest) => sock.io().try_write(rest),
+                None => {
+                    let mut iov = [io::IoSlice::new(&[]); MAX_IOVECS];
+                    let n = batch.unwritten_slices(&mut iov);
+                    sock.io().try_write_vectored(&iov[..n])
+                }
+            };
+            match wrote {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => batch.advance(shared, n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -230,7 +238,7 @@ impl<H: Handler> Driver<H> {
             let drained = self
                 .batch
                 .as_deref_mut()
-                .filter(|b| flushed && b.oversized() && b.release.is_none());
+                .filter(|b| flushed && b.release.is_none() && b.oversized());
             if let Some(b) = drained {
                 b.release = Some(Trim::drained(Instant::now().into_std(), b.taken));
             }
@@ -352,7 +360,7 @@ mod tests {
 
     /// Capacity the send queue holds now.
     fn queue_capacity(conn: &crate::Connection) -> usize {
-        conn.shared.queue().buf.capacity()
+        conn.shared.queue().segs.capacity()
     }
 
     /// A burst's buffers stay while the connection may send again soon
@@ -384,7 +392,7 @@ mod tests {
         conn.send(vec![1u8; BURST]).unwrap();
         // The second burst is queued once the driver took the first: its
         // swap then leaves the first one's grown buffer in the queue.
-        while !conn.shared.queue().buf.is_empty() {
+        while conn.shared.queue().segs.len() != 0 {
             tokio::task::yield_now().await;
         }
         conn.send(vec![2u8; BURST]).unwrap();

@@ -82,6 +82,17 @@ impl Transport {
             Transport::Tls(t) => t.try_write(buf),
         }
     }
+    /// Writes `bufs` in one system call where the transport can (TCP and
+    /// Unix sockets); TLS takes the first slice alone, as rustls copies
+    /// what it encrypts anyway.
+    pub(crate) fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Transport::Tcp(s) => s.try_write_vectored(bufs),
+            Transport::Unix(s) => s.try_write_vectored(bufs),
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => t.try_write(bufs.first().map_or(&[][..], |b| &b[..])),
+        }
+    }
     pub(crate) fn sock_ref(&self) -> SockRef<'_> {
         match self {
             Transport::Tcp(s) => SockRef::from(s),

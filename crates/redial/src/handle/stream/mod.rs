@@ -74,7 +74,7 @@ async fn wait_drained(shared: Arc<Shared>) {
         if q.accepting {
             q.is_drained()
         } else {
-            q.outage.as_ref().is_none_or(|o| o.buf.is_empty())
+            q.outage_len() == 0
         }
     };
     wait_queue(shared, done, false).await
