@@ -86,9 +86,10 @@ impl Transport {
     /// Unix sockets); TLS takes the first slice alone, as rustls copies
     /// what it encrypts anyway.
     pub(crate) fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        use tokio::io::Interest;
         match self {
-            Transport::Tcp(s) => s.try_write_vectored(bufs),
-            Transport::Unix(s) => s.try_write_vectored(bufs),
+            Transport::Tcp(s) => s.try_io(Interest::WRITABLE, || send_vectored(s.into(), bufs)),
+            Transport::Unix(s) => s.try_io(Interest::WRITABLE, || send_vectored(s.into(), bufs)),
             #[cfg(feature = "tls")]
             Transport::Tls(t) => t.try_write(bufs.first().map_or(&[][..], |b| &b[..])),
         }
@@ -119,4 +120,21 @@ impl Transport {
             t.close_notify();
         }
     }
+}
+
+/// `sendmsg` with `MSG_NOSIGNAL`, not `writev` (what the streams'
+/// `try_write_vectored` calls): a write to a connection the peer reset
+/// raises SIGPIPE, which kills a process that does not ignore it (Rust's
+/// `main` does; a C host or libFuzzer's driver does not). The standard
+/// library's plain TCP writes pass the flag too.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn send_vectored(sock: SockRef<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    sock.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL)
+}
+
+/// Elsewhere `SO_NOSIGPIPE` (set by the standard library on the platforms
+/// that have it) keeps `sendmsg` from raising SIGPIPE.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn send_vectored(sock: SockRef<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    sock.send_vectored(bufs)
 }
