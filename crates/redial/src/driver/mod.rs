@@ -176,7 +176,7 @@ impl<H: Handler> Driver<H> {
     pub(crate) fn run(mut self) -> impl std::future::Future<Output = ()> + Send {
         let span = info_span!("redial", id = self.shared.id, endpoint = %self.shared.endpoint);
         async move {
-            self.lifecycle.start(Instant::now().into_std());
+            self.lifecycle.start(crate::clock::now());
             loop {
                 // Only the attempt number is kept across the await: every
                 // byte held there is carried by every idle connection.

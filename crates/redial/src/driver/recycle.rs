@@ -99,7 +99,7 @@ impl<H: Handler> Driver<H> {
                 let c = &self.shared.counters;
                 c.failed_attempts.fetch_add(1, Ordering::Relaxed);
                 self.shared.info().last_error = Some(e.to_string().into());
-                timers.recycle_failed(Instant::now().into_std(), self.lifecycle.options());
+                timers.recycle_failed(crate::clock::now(), self.lifecycle.options());
                 None
             }
         }
@@ -120,7 +120,7 @@ impl<H: Handler> Driver<H> {
             q.accepting = false;
             q.holding = true;
         }
-        let grace = Timers::grace_deadline(Instant::now().into_std(), self.lifecycle.options());
+        let grace = Timers::grace_deadline(crate::clock::now(), self.lifecycle.options());
         // What it holds: its batch and the queue as it was when it
         // stopped taking sends.
         let flushed = self.flush_until(&old, Instant::from_std(grace)).await;
@@ -158,7 +158,7 @@ impl<H: Handler> Driver<H> {
         self.shared.queue().socket_open = false;
         self.fin_and_linger(&old, grace).await;
         self.retire(old, since);
-        let now = Instant::now().into_std();
+        let now = crate::clock::now();
         self.lifecycle.recycled(now);
         self.generation += 1;
         Some(Socket::new(self.shared.clone(), self.generation, io))
@@ -198,7 +198,7 @@ impl<H: Handler> Driver<H> {
         }
         old.close_shared();
         drop(old);
-        let now = Instant::now().into_std();
+        let now = crate::clock::now();
         let uptime = now.saturating_duration_since(self.connected_since());
         self.shared
             .counters

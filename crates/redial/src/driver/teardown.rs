@@ -137,7 +137,7 @@ impl<H: Handler> Driver<H> {
         err: Option<io::Error>,
         since: u64,
     ) {
-        let now = Instant::now().into_std();
+        let now = crate::clock::now();
         let ended = self.teardown(&sock, false, since);
         // Down from this moment: pools must not pick it while on_reset
         // runs. Waiters are woken after the callback: the application
@@ -254,10 +254,8 @@ impl<H: Handler> Driver<H> {
             q.accepting = false;
             q.closed = true;
         }
-        let now = Instant::now();
-        let grace = Timers::grace_deadline(now.into_std(), self.lifecycle.options());
-        let deadline = Instant::from_std(grace);
-        match self.flush_until(sock, deadline).await {
+        let grace = Timers::grace_deadline(crate::clock::now(), self.lifecycle.options());
+        match self.flush_until(sock, Instant::from_std(grace)).await {
             Flushed::All => {}
             Flushed::Failed(_) => {
                 // Lost while flushing: nothing more can go out.
@@ -308,7 +306,7 @@ impl<H: Handler> Driver<H> {
     pub(super) async fn fin_and_linger(&mut self, sock: &Socket, grace: std::time::Instant) {
         sock.io().close_notify();
         let _ = sock.sock_ref().shutdown(std::net::Shutdown::Write);
-        let linger = Timers::linger_until(Instant::now().into_std(), grace);
+        let linger = Timers::linger_until(crate::clock::now(), grace);
         self.drain_until(sock, Instant::from_std(linger)).await;
     }
 
@@ -323,7 +321,7 @@ impl<H: Handler> Driver<H> {
                 }
                 // The connected period's deadlines are over: only the
                 // linger's, outside, still holds.
-                let mut timers = Timers::new(Instant::now().into_std());
+                let mut timers = Timers::new(crate::clock::now());
                 if this.read_ready(sock, &mut timers).is_some() {
                     return;
                 }
