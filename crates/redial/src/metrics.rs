@@ -8,9 +8,12 @@
 //! redial = { version = "0.1", features = ["metrics"] }
 //! ```
 //!
-//! Install the recorder before making connections: a connection takes its
-//! handles on the byte counters when it is made, as the `metrics` crate's
-//! handles do. [`describe`] gives each metric its help text and unit.
+//! Install the recorder before making connections: the connections with
+//! one label set (pool and endpoint) share handles on their metrics, taken
+//! from the recorder when the first of them is made and kept as the
+//! recorder keeps its series, so an event or a write moves a handle and
+//! looks nothing up.
+//! [`describe`] gives each metric its help text and unit.
 //!
 //! ```
 //! // With any recorder, e.g. metrics-exporter-prometheus's:
@@ -53,13 +56,14 @@
 //! | `redial_connection_lifetime_seconds` | histogram | | how long each connection was up, lost or closed | `db.client.connection.use_time` (roughly); Envoy `upstream_cx_length_ms` |
 //! | `redial_downtime_seconds` | histogram | | from a loss to connected again | |
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::Instant;
 
 use ::metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
-    Gauge, Label, Unit,
+    Gauge, Histogram, Label, Unit,
 };
 
 use crate::driver::dial::Step;
@@ -193,24 +197,231 @@ struct Times {
     attempt_started: Option<Instant>,
     connected_at: Option<Instant>,
     lost_at: Option<Instant>,
-    /// The reason of the failed attempt whose event comes next.
-    failure: Option<&'static str>,
+    /// The reason of the failed attempt whose event comes next (an index
+    /// into [`FAILURES`]).
+    failure: Option<usize>,
 }
 
-/// What one connection keeps for its metrics: its labels, handles on the
-/// counters of its hot paths, and what the gauges last heard from it.
-pub(crate) struct ConnMetrics {
+/// The counters without a `reason` label, in [`Series::plain`]'s order.
+#[derive(Clone, Copy)]
+enum Plain {
+    Attempts,
+    Opened,
+    GiveUps,
+    Recycles,
+    Flaps,
+    HandedBack,
+    Discarded,
+}
+
+const PLAIN: [&str; 7] = [
+    "redial_connect_attempts_total",
+    "redial_connections_opened_total",
+    "redial_give_ups_total",
+    "redial_recycles_total",
+    "redial_flaps_total",
+    "redial_handed_back_bytes_total",
+    "redial_discarded_bytes_total",
+];
+
+/// The histograms, in [`Series::seconds`]' order.
+#[derive(Clone, Copy)]
+enum Secs {
+    ConnectDuration,
+    Lifetime,
+    Downtime,
+}
+
+const SECS: [&str; 3] = [
+    "redial_connect_duration_seconds",
+    "redial_connection_lifetime_seconds",
+    "redial_downtime_seconds",
+];
+
+/// `reason`s of `redial_connect_failures_total`.
+const FAILURES: [&str; 5] = ["refused", "timeout", "dns", "tls", "other"];
+/// `reason`s of `redial_connection_losses_total`.
+const LOSSES: [&str; 5] = [
+    "peer_closed",
+    "peer_reset",
+    "timed_out",
+    "idle_timeout",
+    "error",
+];
+/// `reason`s of `redial_connection_closes_total`.
+const CLOSES: [&str; 9] = [
+    "disconnected",
+    "grace_expired",
+    "aborted",
+    "stopped",
+    "gave_up",
+    "restart_intensity",
+    "handler_panicked",
+    "terminal",
+    "shutdown",
+];
+/// `reason`s of `redial_sends_refused_total` for a connection's own sends.
+const REFUSALS: [&str; 4] = ["full", "not_connected", "outage_full", "closed"];
+
+/// One counter with a `reason` label: its name, its reasons, and a handle
+/// for each reason, registered when that reason first comes.
+struct ByReason<const N: usize> {
+    name: &'static str,
+    reasons: &'static [&'static str; N],
+    handles: [OnceLock<Counter>; N],
+}
+
+impl<const N: usize> ByReason<N> {
+    fn new(name: &'static str, reasons: &'static [&'static str; N]) -> Self {
+        ByReason {
+            name,
+            reasons,
+            handles: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    /// Counts one under `reasons[i]` (`i` comes from this file's tables).
+    fn add(&self, labels: &[Label; 2], i: usize) {
+        let Some(slot) = self.handles.get(i) else {
+            return;
+        };
+        slot.get_or_init(|| {
+            let mut l = labels.to_vec();
+            l.push(Label::new("reason", self.reasons[i]));
+            counter!(self.name, l)
+        })
+        .increment(1);
+    }
+}
+
+/// The handles of one label set, `(pool, endpoint)`, which every
+/// connection with that set shares (the metrics carry no connection id).
+/// A connection to an endpoint already in use then costs one look-up in
+/// [`SERIES`] instead of one in the recorder's registry per metric, and an
+/// event moves a handle instead of looking the metric up with a freshly
+/// allocated label set. Handles other than the state gauges and the byte
+/// counters are registered when first used, so that a series appears in
+/// the exporter when it first moves.
+struct Series {
     labels: [Label; 2],
     /// `redial_connections` for each state it counts (connecting,
-    /// connected, backing off), registered once: a state change, which
-    /// comes just before `on_reset` after a loss, then costs two atomic
-    /// adds instead of two registry look-ups.
+    /// connected, backing off): a state change, which comes just before
+    /// `on_reset` after a loss, is two atomic adds.
     states: [Gauge; 3],
-    /// The pool's `redial_pool_connected` and `redial_pool_members`.
+    /// The pool's `redial_pool_members_connected` and `redial_pool_members`.
     pool: Option<[Gauge; 2]>,
     sent: Counter,
     received: Counter,
     queued: Gauge,
+    plain: [OnceLock<Counter>; PLAIN.len()],
+    seconds: [OnceLock<Histogram>; SECS.len()],
+    failures: ByReason<5>,
+    losses: ByReason<5>,
+    closes: ByReason<9>,
+    refused: ByReason<4>,
+}
+
+/// `(pool, endpoint)`, the pool empty for a connection outside one.
+type SeriesKey = (String, crate::endpoint::Endpoint);
+
+/// The label sets seen, each with the handles its connections share. A
+/// set stays after its last connection went, as the recorder keeps its
+/// series: a connection made again to the same endpoint (a fresh one per
+/// request, or after a restart of the application's own logic) takes the
+/// handles from here. Sets no connection holds are dropped when the map
+/// has doubled since it was last swept, so endpoints that come and go do
+/// not pile up.
+struct SeriesMap {
+    sets: HashMap<SeriesKey, Arc<Series>>,
+    /// Sweep when `sets` reaches this many.
+    sweep_at: usize,
+}
+
+/// The fewest label sets kept before idle ones are swept.
+const KEEP_SETS: usize = 1024;
+
+static SERIES: LazyLock<Mutex<SeriesMap>> = LazyLock::new(|| {
+    Mutex::new(SeriesMap {
+        sets: HashMap::new(),
+        sweep_at: KEEP_SETS,
+    })
+});
+
+impl Series {
+    /// The handles of `key`'s label set: those registered for it before,
+    /// else new ones.
+    fn of(key: SeriesKey) -> Arc<Series> {
+        let mut map = SERIES.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = map.sets.get(&key) {
+            return s.clone();
+        }
+        if map.sets.len() >= map.sweep_at {
+            map.sets.retain(|_, s| Arc::strong_count(s) > 1);
+            map.sweep_at = KEEP_SETS.max(2 * map.sets.len());
+        }
+        let s = Arc::new(Series::register(&key));
+        map.sets.insert(key, s.clone());
+        s
+    }
+
+    fn register((pool, endpoint): &SeriesKey) -> Series {
+        let labels = [
+            Label::new("pool", pool.clone()),
+            Label::new("endpoint", endpoint.to_string()),
+        ];
+        let state = |l: &'static str| {
+            let mut with = labels.to_vec();
+            with.push(Label::new("state", l));
+            gauge!(CONNECTIONS, with)
+        };
+        let states = [
+            state("connecting"),
+            state("connected"),
+            state("backing_off"),
+        ];
+        let pool = (!pool.is_empty()).then(|| {
+            let l = [Label::new("pool", pool.clone())];
+            [
+                gauge!(POOL_CONNECTED, l.iter()),
+                gauge!(POOL_MEMBERS, l.iter()),
+            ]
+        });
+        Series {
+            states,
+            pool,
+            sent: counter!("redial_sent_bytes_total", labels.iter()),
+            received: counter!("redial_received_bytes_total", labels.iter()),
+            queued: gauge!("redial_queued_bytes", labels.iter()),
+            plain: std::array::from_fn(|_| OnceLock::new()),
+            seconds: std::array::from_fn(|_| OnceLock::new()),
+            failures: ByReason::new("redial_connect_failures_total", &FAILURES),
+            losses: ByReason::new("redial_connection_losses_total", &LOSSES),
+            closes: ByReason::new("redial_connection_closes_total", &CLOSES),
+            refused: ByReason::new(REFUSED, &REFUSALS),
+            labels,
+        }
+    }
+
+    fn count(&self, which: Plain, n: u64) {
+        let i = which as usize;
+        self.plain[i]
+            .get_or_init(|| counter!(PLAIN[i], self.labels.iter()))
+            .increment(n);
+    }
+
+    fn seconds(&self, which: Secs, d: std::time::Duration) {
+        let i = which as usize;
+        self.seconds[i]
+            .get_or_init(|| histogram!(SECS[i], self.labels.iter()))
+            .record(d.as_secs_f64());
+    }
+}
+
+/// What one connection keeps for its metrics: the handles of its label
+/// set, shared with the other connections that have it, and what the
+/// gauges last heard from this one.
+pub(crate) struct ConnMetrics {
+    series: Arc<Series>,
     last_queued: AtomicU64,
     /// The state the `redial_connections` gauge counts it in.
     state: AtomicU8,
@@ -228,7 +439,7 @@ fn state_code(s: State) -> u8 {
     }
 }
 
-/// Where a state's gauge is in `ConnMetrics::states` (none for closed).
+/// Where a state's gauge is in `Series::states` (none for closed).
 fn state_index(code: u8) -> Option<usize> {
     (code < 3).then_some(code as usize)
 }
@@ -236,39 +447,14 @@ fn state_index(code: u8) -> Option<usize> {
 impl ConnMetrics {
     /// A new connection, in state `Connecting`.
     pub(crate) fn new(endpoint: &crate::endpoint::Endpoint, pool: Option<&str>) -> Self {
-        let labels = [
-            Label::new("pool", pool.unwrap_or("").to_string()),
-            Label::new("endpoint", endpoint.to_string()),
-        ];
-        let state = |l: &'static str| {
-            let mut with = labels.to_vec();
-            with.push(Label::new("state", l));
-            gauge!(CONNECTIONS, with)
-        };
-        let states = [
-            state("connecting"),
-            state("connected"),
-            state("backing_off"),
-        ];
-        let pool = pool.map(|p| {
-            let l = [Label::new("pool", p.to_string())];
-            [
-                gauge!(POOL_CONNECTED, l.iter()),
-                gauge!(POOL_MEMBERS, l.iter()),
-            ]
-        });
+        let series = Series::of((pool.unwrap_or("").to_string(), endpoint.clone()));
         let m = ConnMetrics {
-            states,
-            sent: counter!("redial_sent_bytes_total", labels.iter()),
-            received: counter!("redial_received_bytes_total", labels.iter()),
-            queued: gauge!("redial_queued_bytes", labels.iter()),
+            series,
             last_queued: AtomicU64::new(0),
             state: AtomicU8::new(NO_STATE),
             times: Mutex::new(Times::default()),
-            labels,
-            pool,
         };
-        if let Some([_, members]) = &m.pool {
+        if let Some([_, members]) = &m.series.pool {
             members.increment(1.0);
         }
         m.set_state(State::Connecting);
@@ -279,24 +465,6 @@ impl ConnMetrics {
         self.times.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn with_label(&self, key: &'static str, value: &'static str) -> Vec<Label> {
-        let mut l = self.labels.to_vec();
-        l.push(Label::new(key, value));
-        l
-    }
-
-    fn count(&self, name: &'static str, n: u64) {
-        counter!(name, self.labels.iter()).increment(n);
-    }
-
-    fn count_why(&self, name: &'static str, reason: &'static str) {
-        counter!(name, self.with_label("reason", reason)).increment(1);
-    }
-
-    fn seconds(&self, name: &'static str, d: std::time::Duration) {
-        histogram!(name, self.labels.iter()).record(d.as_secs_f64());
-    }
-
     /// The connection's state changed: moves it between the gauges.
     pub(crate) fn set_state(&self, s: State) {
         let new = state_code(s);
@@ -304,13 +472,14 @@ impl ConnMetrics {
         if old == new {
             return;
         }
-        if let Some(g) = state_index(old).map(|i| &self.states[i]) {
+        let series = &*self.series;
+        if let Some(g) = state_index(old).map(|i| &series.states[i]) {
             g.decrement(1.0);
         }
-        if let Some(g) = state_index(new).map(|i| &self.states[i]) {
+        if let Some(g) = state_index(new).map(|i| &series.states[i]) {
             g.increment(1.0);
         }
-        if let Some([connected, members]) = &self.pool {
+        if let Some([connected, members]) = &series.pool {
             if old == state_code(State::Connected) {
                 connected.decrement(1.0);
             }
@@ -323,17 +492,18 @@ impl ConnMetrics {
         }
     }
 
-    /// `n` bytes reached the kernel; `queued` are still waiting.
+    /// `n` bytes reached the kernel (one write call); `queued` are still
+    /// waiting.
     #[inline]
     pub(crate) fn wrote(&self, n: usize, queued: u64) {
-        self.sent.increment(n as u64);
+        self.series.sent.increment(n as u64);
         self.queued_now(queued);
     }
 
-    /// `n` bytes were read.
+    /// `n` bytes were read (one read call).
     #[inline]
     pub(crate) fn read(&self, n: usize) {
-        self.received.increment(n as u64);
+        self.series.received.increment(n as u64);
     }
 
     /// Moves the queued-bytes gauge by what changed since it last moved.
@@ -341,26 +511,26 @@ impl ConnMetrics {
         let now = queued;
         let before = self.last_queued.swap(now, Ordering::AcqRel);
         if now > before {
-            self.queued.increment((now - before) as f64);
+            self.series.queued.increment((now - before) as f64);
         } else if before > now {
-            self.queued.decrement((before - now) as f64);
+            self.series.queued.decrement((before - now) as f64);
         }
     }
 
     /// `n` bytes handed back were dropped by no one taking them.
     pub(crate) fn discarded(&self, n: u64) {
-        self.count("redial_discarded_bytes_total", n);
+        self.series.count(Plain::Discarded, n);
     }
 
     /// A send was refused.
     pub(crate) fn refused(&self, r: &Refused) {
         let reason = match r {
-            Refused::Full { .. } => "full",
-            Refused::NotConnected => "not_connected",
-            Refused::OutageFull { .. } => "outage_full",
-            Refused::Closed => "closed",
+            Refused::Full { .. } => 0,
+            Refused::NotConnected => 1,
+            Refused::OutageFull { .. } => 2,
+            Refused::Closed => 3,
         };
-        self.count_why(REFUSED, reason);
+        self.series.refused.add(&self.series.labels, reason);
     }
 
     /// A [`Stream`](crate::Stream) write failed with `err`: counted when
@@ -372,12 +542,12 @@ impl ConnMetrics {
             Some(StreamError::Down {
                 outage_buffer_full: true,
                 ..
-            }) => "outage_full",
-            Some(StreamError::Down { .. }) => "not_connected",
-            Some(StreamError::Closed { .. }) => "closed",
+            }) => 2,
+            Some(StreamError::Down { .. }) => 1,
+            Some(StreamError::Closed { .. }) => 3,
             _ => return,
         };
-        self.count_why(REFUSED, reason);
+        self.series.refused.add(&self.series.labels, reason);
     }
 
     /// A connect attempt failed with `err`: its reason, for the event that
@@ -388,39 +558,31 @@ impl ConnMetrics {
 
     /// What an event counts; `stable_after` tells a flap.
     pub(crate) fn event(&self, kind: &EventKind, at: Instant, stable_after: std::time::Duration) {
+        let s = &*self.series;
         match kind {
             EventKind::Connecting { .. } => {
-                self.count("redial_connect_attempts_total", 1);
+                s.count(Plain::Attempts, 1);
                 self.times().attempt_started = Some(at);
             }
             EventKind::Connected { .. } => {
-                self.count("redial_connections_opened_total", 1);
+                s.count(Plain::Opened, 1);
                 let mut t = self.times();
-                if let Some(s) = t.attempt_started.take() {
-                    self.seconds(
-                        "redial_connect_duration_seconds",
-                        at.saturating_duration_since(s),
-                    );
+                if let Some(start) = t.attempt_started.take() {
+                    s.seconds(Secs::ConnectDuration, at.saturating_duration_since(start));
                 }
                 if let Some(lost) = t.lost_at.take() {
-                    self.seconds(
-                        "redial_downtime_seconds",
-                        at.saturating_duration_since(lost),
-                    );
+                    s.seconds(Secs::Downtime, at.saturating_duration_since(lost));
                 }
                 t.connected_at = Some(at);
             }
             EventKind::ConnectFailed { retry_in, .. } => {
-                let reason = self.times().failure.take().unwrap_or("other");
-                self.count_why("redial_connect_failures_total", reason);
+                let mut t = self.times();
+                s.failures.add(&s.labels, t.failure.take().unwrap_or(OTHER));
                 if retry_in.is_none() {
-                    self.count("redial_give_ups_total", 1);
+                    s.count(Plain::GiveUps, 1);
                 }
-                if let Some(s) = self.times().attempt_started.take() {
-                    self.seconds(
-                        "redial_connect_duration_seconds",
-                        at.saturating_duration_since(s),
-                    );
+                if let Some(start) = t.attempt_started.take() {
+                    s.seconds(Secs::ConnectDuration, at.saturating_duration_since(start));
                 }
             }
             EventKind::Reset {
@@ -428,11 +590,11 @@ impl ConnMetrics {
                 uptime,
                 unsent_bytes,
             } => {
-                self.count_why("redial_connection_losses_total", loss_reason(reason));
-                self.count("redial_handed_back_bytes_total", *unsent_bytes as u64);
-                self.seconds("redial_connection_lifetime_seconds", *uptime);
+                s.losses.add(&s.labels, loss_reason(reason));
+                s.count(Plain::HandedBack, *unsent_bytes as u64);
+                s.seconds(Secs::Lifetime, *uptime);
                 if *uptime < stable_after {
-                    self.count("redial_flaps_total", 1);
+                    s.count(Plain::Flaps, 1);
                 }
                 let mut t = self.times();
                 t.connected_at = None;
@@ -442,19 +604,16 @@ impl ConnMetrics {
                 reason,
                 unsent_bytes,
             } => {
-                self.count_why("redial_connection_closes_total", close_reason(reason));
-                self.count("redial_handed_back_bytes_total", *unsent_bytes as u64);
+                s.closes.add(&s.labels, close_reason(reason));
+                s.count(Plain::HandedBack, *unsent_bytes as u64);
                 if let Some(up) = self.times().connected_at.take() {
-                    self.seconds(
-                        "redial_connection_lifetime_seconds",
-                        at.saturating_duration_since(up),
-                    );
+                    s.seconds(Secs::Lifetime, at.saturating_duration_since(up));
                 }
                 self.queued_now(0);
             }
             EventKind::Recycled { uptime, .. } => {
-                self.count("redial_recycles_total", 1);
-                self.seconds("redial_connection_lifetime_seconds", *uptime);
+                s.count(Plain::Recycles, 1);
+                s.seconds(Secs::Lifetime, *uptime);
                 // The new socket's `Connected` starts the next lifetime.
                 self.times().connected_at = None;
             }
@@ -496,40 +655,46 @@ pub(crate) fn pool_refused(pool: &str, err: &SendError) {
 
 /// The bounded reason of a failed attempt, by the error's type: the step
 /// that failed (resolving, the TLS handshake), else its kind.
-fn failure_reason(err: &std::io::Error) -> &'static str {
+/// (An index into [`FAILURES`].)
+fn failure_reason(err: &std::io::Error) -> usize {
     use std::io::ErrorKind;
     match crate::driver::dial::failed_step(err) {
-        Some(Step::Resolve) => "dns",
-        Some(Step::Tls) => "tls",
+        Some(Step::Resolve) => 2,
+        Some(Step::Tls) => 3,
         None => match err.kind() {
-            ErrorKind::ConnectionRefused => "refused",
-            ErrorKind::TimedOut => "timeout",
-            _ => "other",
+            ErrorKind::ConnectionRefused => 0,
+            ErrorKind::TimedOut => 1,
+            _ => OTHER,
         },
     }
 }
 
-fn loss_reason(r: &ResetReason) -> &'static str {
+/// `other` in [`FAILURES`].
+const OTHER: usize = 4;
+
+/// A loss's index into [`LOSSES`].
+fn loss_reason(r: &ResetReason) -> usize {
     match r {
-        ResetReason::PeerClosed => "peer_closed",
-        ResetReason::PeerReset => "peer_reset",
-        ResetReason::TimedOut => "timed_out",
-        ResetReason::IdleTimeout => "idle_timeout",
-        ResetReason::Io { .. } => "error",
+        ResetReason::PeerClosed => 0,
+        ResetReason::PeerReset => 1,
+        ResetReason::TimedOut => 2,
+        ResetReason::IdleTimeout => 3,
+        ResetReason::Io { .. } => 4,
     }
 }
 
-fn close_reason(r: &CloseReason) -> &'static str {
+/// A close's index into [`CLOSES`].
+fn close_reason(r: &CloseReason) -> usize {
     match r {
-        CloseReason::Disconnected => "disconnected",
-        CloseReason::GraceExpired { .. } => "grace_expired",
-        CloseReason::Aborted => "aborted",
-        CloseReason::Stopped => "stopped",
-        CloseReason::GaveUp { .. } => "gave_up",
-        CloseReason::RestartIntensity { .. } => "restart_intensity",
-        CloseReason::HandlerPanicked { .. } => "handler_panicked",
-        CloseReason::Terminal { .. } => "terminal",
-        CloseReason::Shutdown => "shutdown",
+        CloseReason::Disconnected => 0,
+        CloseReason::GraceExpired { .. } => 1,
+        CloseReason::Aborted => 2,
+        CloseReason::Stopped => 3,
+        CloseReason::GaveUp { .. } => 4,
+        CloseReason::RestartIntensity { .. } => 5,
+        CloseReason::HandlerPanicked { .. } => 6,
+        CloseReason::Terminal { .. } => 7,
+        CloseReason::Shutdown => 8,
     }
 }
 
@@ -542,19 +707,20 @@ mod tests {
 
     #[test]
     fn failure_reasons_by_type_not_wording() {
-        let kind = |k: ErrorKind| failure_reason(&io::Error::new(k, "whatever the words"));
+        let kind =
+            |k: ErrorKind| FAILURES[failure_reason(&io::Error::new(k, "whatever the words"))];
         assert_eq!(kind(ErrorKind::ConnectionRefused), "refused");
         assert_eq!(kind(ErrorKind::TimedOut), "timeout");
         assert_eq!(kind(ErrorKind::NetworkUnreachable), "other");
         assert_eq!(kind(ErrorKind::ConnectionReset), "other");
         // The words alone no longer decide.
         assert_eq!(
-            failure_reason(&io::Error::other(
+            FAILURES[failure_reason(&io::Error::other(
                 "resolve x: Connection refused, TLS timed out"
-            )),
+            ))],
             "other"
         );
-        let step = |k, s| failure_reason(&step_error(k, s, "m".to_string()));
+        let step = |k, s| FAILURES[failure_reason(&step_error(k, s, "m".to_string()))];
         // A resolve failure is `dns` whatever its kind (the resolver's
         // own kind is often uncategorized).
         assert_eq!(step(ErrorKind::Other, Step::Resolve), "dns");
@@ -587,6 +753,6 @@ mod tests {
             Err(e) => e,
         };
         assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
-        assert_eq!(failure_reason(&err), "refused", "{err}");
+        assert_eq!(FAILURES[failure_reason(&err)], "refused", "{err}");
     }
 }

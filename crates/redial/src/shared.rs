@@ -602,7 +602,8 @@ impl Shared {
 
     /// Retries `push` each time room may have been made, until it is not
     /// refused for a full queue. Wakes the driver when the queue was empty.
-    async fn push_when_room(
+    /// Counts no refusal (`Pool::send_wait` passes one on to the next member).
+    pub(crate) async fn push_when_room(
         &self,
         mut push: impl FnMut(&mut Queue) -> Result<Pushed, Refused>,
     ) -> Result<Pushed, Refused> {

@@ -28,6 +28,8 @@ struct Store {
     counters: Mutex<BTreeMap<Id, Arc<AtomicU64>>>,
     gauges: Mutex<BTreeMap<Id, Arc<AtomicU64>>>,
     histograms: Mutex<BTreeMap<Id, Arc<Samples>>>,
+    /// Each described metric's type.
+    described: Mutex<BTreeMap<String, &'static str>>,
 }
 
 #[derive(Default)]
@@ -50,10 +52,23 @@ fn id(key: &Key) -> Id {
 
 struct Rec(&'static Store);
 
+impl Rec {
+    fn described(&self, k: KeyName, kind: &'static str) {
+        let mut d = self.0.described.lock().unwrap();
+        d.insert(k.as_str().to_string(), kind);
+    }
+}
+
 impl Recorder for Rec {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_counter(&self, k: KeyName, _: Option<Unit>, _: SharedString) {
+        self.described(k, "counter");
+    }
+    fn describe_gauge(&self, k: KeyName, _: Option<Unit>, _: SharedString) {
+        self.described(k, "gauge");
+    }
+    fn describe_histogram(&self, k: KeyName, _: Option<Unit>, _: SharedString) {
+        self.described(k, "histogram");
+    }
     fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
         let c = self
             .0
@@ -274,7 +289,11 @@ async fn counters_move_as_events_say_through_a_loss_and_a_reconnect() {
         0.0
     );
     assert_eq!(gauge("redial_queued_bytes", labels(ep, &[])), 0.0);
-    assert_eq!(gauge("redial_connect_attempts_in_flight", vec![]), 0.0);
+    // The process's gauge: the other tests' attempts end too.
+    wait_until("no attempt in flight", SOON, || {
+        gauge("redial_connect_attempts_in_flight", vec![]) == 0.0
+    })
+    .await;
 }
 
 /// The labels of a pool's own refusal: the pool, no endpoint.
@@ -331,6 +350,67 @@ async fn a_pools_own_refusals_are_counted_under_the_pool() {
     // A refusal of the member's own is counted under the member.
     assert!(member.send("direct").is_err());
     assert_eq!(member_refusals("not_connected"), 1);
+    cm.disconnect_all().await;
+}
+
+/// `Pool::send_wait` waiting for room in a member's queue when the member
+/// is lost: the caller sees one refusal (the wait timed out), counted once
+/// under the pool; the member's lost write is no refusal of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_lost_under_send_wait_is_no_refusal_of_the_member() {
+    store();
+    // Small fixed socket buffers on both sides (no autotuning): once the
+    // queue is full it stays full while nobody reads.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let l = sock.listen(8).unwrap();
+    let addr = l.local_addr().unwrap();
+    let cm = Manager::new();
+    let pool = cm.create_pool("losing").unwrap();
+    let opts = Options::new()
+        .send_queue_limit(64 * 1024)
+        .configure_socket(|s| s.set_send_buffer_size(4096));
+    pool.add_connection_with(addr, redial::handler(), opts)
+        .unwrap();
+    // Accepted and never read: the kernel's buffers fill, then the queue.
+    let (peer, _) = tokio::time::timeout(SOON, l.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(SOON, pool.wait_live(1)).await.unwrap();
+    let chunk = vec![0u8; 16 * 1024];
+    let full = || matches!(pool.send(&chunk), Err(redial::SendError::Full { .. }));
+    wait_until("the member's queue is full", SOON, full).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(full(), "the queue stays full while nobody reads");
+    let waiting = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            pool.send_wait(vec![1u8; 16 * 1024], Duration::from_secs(1))
+                .await
+        })
+    };
+    // send_wait is waiting on the member's queue; the member is lost and
+    // cannot come back (nothing listens any more).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(l);
+    support::rst(peer);
+    let err = tokio::time::timeout(SOON, waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, redial::SendError::TimedOut { .. }), "{err}");
+    assert_eq!(pool_refusal("losing", "timed_out"), 1);
+    let ep = addr.to_string();
+    for reason in ["full", "not_connected", "outage_full", "closed"] {
+        let member = counter(
+            "redial_sends_refused_total",
+            labels_in("losing", &ep, &[("reason", reason)]),
+        );
+        assert_eq!(member, 0, "the member counted a {reason} refusal");
+    }
     cm.disconnect_all().await;
 }
 
@@ -392,4 +472,120 @@ async fn a_failed_tls_handshake_is_counted_tls() {
     };
     assert_eq!(failed("tls"), 2);
     assert_eq!(counter_all_reasons("redial_connect_failures_total", &ep), 2);
+}
+
+/// The metric table of the crate docs (`src/metrics.rs`): each name with
+/// its type.
+fn documented() -> BTreeMap<String, String> {
+    include_str!("../src/metrics.rs")
+        .lines()
+        .filter_map(|l| l.strip_prefix("//! | `redial_"))
+        .map(|row| {
+            let (name, rest) = row.split_once('`').unwrap();
+            let kind = rest.split('|').nth(1).unwrap().trim();
+            (format!("redial_{name}"), kind.to_string())
+        })
+        .collect()
+}
+
+/// Every metric (any labels) whose `pool` label is `pool`, or that has no
+/// labels at all, with its type.
+fn emitted_in(pool: &str) -> BTreeMap<String, String> {
+    let st = store();
+    let ours = |(name, labels): &Id| {
+        { labels.is_empty() || labels.iter().any(|(k, v)| k == "pool" && v == pool) }
+            .then_some(name.clone())
+    };
+    let mut out = BTreeMap::new();
+    for n in st.counters.lock().unwrap().keys().filter_map(ours) {
+        out.insert(n, "counter".to_string());
+    }
+    for n in st.gauges.lock().unwrap().keys().filter_map(ours) {
+        out.insert(n, "gauge".to_string());
+    }
+    for n in st.histograms.lock().unwrap().keys().filter_map(ours) {
+        out.insert(n, "histogram".to_string());
+    }
+    out
+}
+
+/// The table in the crate docs is what the code emits and describes: a
+/// pool whose members go through everything the table counts (attempts,
+/// a failure and a give-up, data both ways, a recycle, a loss with bytes
+/// no one took, a reconnect, a refused send, closes) emits every
+/// documented metric with the documented type, and nothing else;
+/// `describe()` describes the same set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_table_is_what_is_emitted() {
+    use tokio::io::AsyncWriteExt;
+    store();
+    let table = documented();
+    assert_eq!(table.len(), 21, "{table:?}");
+    redial::metrics::describe();
+    let described: BTreeMap<String, String> = store()
+        .described
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
+    assert_eq!(described, table, "describe() against the table");
+
+    // A server that greets, never reads, and keeps what it accepted.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let l = sock.listen(8).unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+    let server = tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let _ = s.write_all(b"hi").await;
+            let _ = tx.send(s);
+        }
+    });
+    let cm = Manager::new();
+    let pool = cm.create_pool("table").unwrap();
+    let opts = Options::new()
+        .stable_after(Duration::from_secs(3600))
+        .max_lifetime(Duration::from_millis(200))
+        .send_queue_limit(64 * 1024)
+        .configure_socket(|s| s.set_send_buffer_size(4096));
+    let conn = pool
+        .add_connection_with(addr, redial::handler(), opts)
+        .unwrap();
+    let ep = addr.to_string();
+    let c = |name: &str| counter(name, labels_in("table", &ep, &[]));
+    wait_until("a recycle", SOON, || c("redial_recycles_total") >= 1).await;
+    wait_until("bytes read", SOON, || c("redial_received_bytes_total") >= 4).await;
+    // Fill the queue, then lose the connection: bytes no one takes.
+    let chunk = vec![0u8; 16 * 1024];
+    wait_until("a full queue", SOON, || {
+        matches!(conn.send(&chunk), Err(redial::SendError::Full { .. }))
+    })
+    .await;
+    let mut latest = None;
+    while let Ok(s) = accepted.try_recv() {
+        latest = Some(s);
+    }
+    support::rst(latest.unwrap());
+    wait_until("bytes discarded", SOON, || {
+        c("redial_discarded_bytes_total") > 0
+    })
+    .await;
+    wait_until("a downtime", SOON, || {
+        !samples("redial_downtime_seconds", labels_in("table", &ep, &[])).is_empty()
+    })
+    .await;
+    // A member that gives up at once, and a send it refuses.
+    let down = closed_port();
+    let gives_up = pool
+        .add_connection_with(down, redial::handler(), Options::new().max_attempts(1))
+        .unwrap();
+    tokio::time::timeout(SOON, gives_up.closed()).await.unwrap();
+    assert!(gives_up.send("after the end").is_err());
+    cm.disconnect_all().await;
+    server.abort();
+
+    assert_eq!(emitted_in("table"), table, "emitted against the table");
 }

@@ -155,8 +155,9 @@ impl Pool {
     }
 
     /// A refusal the caller sees, counted in the metrics under the pool.
-    /// A member passing the bytes on to the next is no refusal; a member
-    /// lost while `send_wait` waited on its write counts as that member's.
+    /// A member passing the bytes on to the next is no refusal, nor is a
+    /// member lost while `send_wait` waited for room in its queue: neither
+    /// is counted, under the pool or the member.
     fn refused(&self, err: SendError) -> SendError {
         #[cfg(feature = "metrics")]
         crate::metrics::pool_refused(self.name(), &err);
@@ -257,8 +258,14 @@ impl Pool {
             let Some(c) = live.iter().min_by_key(|c| c.queued()) else {
                 continue;
             };
-            match tokio::time::timeout_at(deadline, c.write(data)).await {
-                Ok(Ok(())) => return Ok(()),
+            // Straight at the member's queue, not through
+            // `Connection::write`: a member lost meanwhile hands the bytes
+            // on to the next, which the caller never sees as a refusal, so
+            // the metrics do not count one under the member either.
+            let shared = &c.shared;
+            let room = shared.push_when_room(|q| q.push(None, data, shared.opts.outage));
+            match tokio::time::timeout_at(deadline, room).await {
+                Ok(Ok(_)) => return Ok(()),
                 // Lost or closing while it waited for room: try the others.
                 Ok(Err(_)) => refused.push(c.id()),
                 Err(_) => return Err(timed_out()),
