@@ -187,10 +187,22 @@ impl Segments {
         if bytes_fit && ends_fit {
             return;
         }
-        let fresh = self.spare.pop().unwrap_or_else(|| Chunks {
-            buf: Vec::with_capacity(Queue::APPEND_MAX.max(len)),
-            ends: Vec::new(),
-        });
+        // The next tail holds as much as is queued here already (so a
+        // burst takes a few segments, not one per `APPEND_MAX`, and its
+        // large buffers go back to the system when released), with room
+        // for as many chunks as this tail's mean chunk size calls for.
+        let bytes = Queue::APPEND_MAX.max(len).max(self.len());
+        let mean = (t.buf.len() / t.ends.len().max(1)).max(1);
+        let mut fresh = self.spare.pop().unwrap_or_default();
+        // Replaced rather than reserved: a reallocation would copy the old
+        // capacity's bytes.
+        if fresh.buf.capacity() < len {
+            fresh.buf = Vec::with_capacity(bytes);
+        }
+        let chunks = (fresh.buf.capacity() / mean).max(n);
+        if fresh.ends.capacity() < chunks {
+            fresh.ends = Vec::with_capacity(chunks);
+        }
         let full = std::mem::replace(&mut self.tail, fresh);
         self.seal(full);
     }
@@ -228,8 +240,10 @@ impl Segments {
     }
 
     /// Moves every queued segment, oldest first, into `into` (empty) and
-    /// returns their bytes; the tail is replaced by a spare. Spares come
-    /// from `free` when the queue has none left.
+    /// returns their bytes; the tail is replaced by a spare. The written
+    /// segments in `free` become spares (up to [`MAX_SPARES`]): handed over
+    /// at every take, so that the queue allocates a segment only when
+    /// every one in circulation is in use.
     pub(crate) fn take_into(
         &mut self,
         into: &mut VecDeque<Chunks>,
@@ -240,6 +254,10 @@ impl Segments {
         self.sealed_len = 0;
         if self.spare.is_empty() {
             std::mem::swap(&mut self.spare, free);
+        } else {
+            let room = MAX_SPARES.saturating_sub(self.spare.len());
+            let from = free.len().saturating_sub(room);
+            self.spare.extend(free.drain(from..));
         }
         let fresh = self.spare.pop().unwrap_or_default();
         into.push_back(std::mem::replace(&mut self.tail, fresh));

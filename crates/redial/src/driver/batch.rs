@@ -112,14 +112,14 @@ impl Batch {
     }
 
     /// Empties the batch: its written segments go to the free list (up to
-    /// [`MAX_SPARES`]) for the queue to reuse.
+    /// [`MAX_SPARES`]; more are freed here, outside the lock) for the queue
+    /// to reuse.
     fn recycle(&mut self) {
         for mut s in self.segs.drain(..) {
-            if self.free.len() < MAX_SPARES {
-                s.clear();
-                self.free.push(s);
-            }
+            s.clear();
+            self.free.push(s);
         }
+        self.free.truncate(MAX_SPARES);
         (self.seg, self.pos, self.len, self.written) = (0, 0, 0, 0);
     }
 
@@ -371,5 +371,33 @@ mod tests {
         assert_eq!(seen[0], seen[2]);
         assert_eq!(seen[1], seen[3]);
         assert!(!refill_slot(&mut slot, &s));
+    }
+
+    /// Bursts that fill the queue to its limit, each written out before
+    /// the next: the segments the queue allocates are reused, so the
+    /// capacity in circulation stays near two queues' worth instead of
+    /// growing burst after burst.
+    #[test]
+    fn bursts_reuse_their_segments_instead_of_piling_up_new_ones() {
+        const LIMIT: usize = 4 << 20;
+        let s = shared(LIMIT);
+        let mut slot = None;
+        let mut peak = 0;
+        for round in 0..20 {
+            // Alternately to the limit and part of the way.
+            let mut n = 0;
+            while s.push(None, &[1; 64]).is_ok() && (round % 2 == 1 || n < 50_000) {
+                n += 1;
+            }
+            assert!(refill_slot(&mut slot, &s));
+            let Some(b) = slot.as_deref_mut() else {
+                unreachable!("refilled")
+            };
+            let held = b.segs.iter().chain(&b.free);
+            let batch: usize = held.map(|c| c.buf.capacity()).sum();
+            peak = peak.max(batch + s.queue().segs.capacity());
+            b.advance(&s, usize::MAX);
+        }
+        assert!(peak <= 3 * LIMIT, "{} KiB in circulation", peak >> 10);
     }
 }
