@@ -303,6 +303,8 @@ impl<const N: usize> ByReason<N> {
 /// counters are registered when first used, so that a series appears in
 /// the exporter when it first moves.
 struct Series {
+    /// The recorder the handles came from (see [`recorder_id`]).
+    recorder: usize,
     labels: [Label; 2],
     /// `redial_connections` for each state it counts (connecting,
     /// connected, backing off): a state change, which comes just before
@@ -319,6 +321,12 @@ struct Series {
     losses: ByReason<5>,
     closes: ByReason<9>,
     refused: ByReason<4>,
+}
+
+/// Which recorder is in effect on this thread (the global one, a local
+/// one, or none), by its address.
+fn recorder_id() -> usize {
+    ::metrics::with_recorder(|r| (r as *const dyn ::metrics::Recorder).cast::<()>().addr())
 }
 
 /// `(pool, endpoint)`, the pool empty for a connection outside one.
@@ -348,23 +356,26 @@ static SERIES: LazyLock<Mutex<SeriesMap>> = LazyLock::new(|| {
 });
 
 impl Series {
-    /// The handles of `key`'s label set: those registered for it before,
-    /// else new ones.
+    /// The handles of `key`'s label set: those registered for it before
+    /// with the recorder now in effect, else new ones. A recorder
+    /// installed after the first connections (whose handles went to no
+    /// recorder), or a thread's local one, gets handles of its own.
     fn of(key: SeriesKey) -> Arc<Series> {
+        let recorder = recorder_id();
         let mut map = SERIES.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = map.sets.get(&key) {
+        if let Some(s) = map.sets.get(&key).filter(|s| s.recorder == recorder) {
             return s.clone();
         }
         if map.sets.len() >= map.sweep_at {
             map.sets.retain(|_, s| Arc::strong_count(s) > 1);
             map.sweep_at = KEEP_SETS.max(2 * map.sets.len());
         }
-        let s = Arc::new(Series::register(&key));
+        let s = Arc::new(Series::register(&key, recorder));
         map.sets.insert(key, s.clone());
         s
     }
 
-    fn register((pool, endpoint): &SeriesKey) -> Series {
+    fn register((pool, endpoint): &SeriesKey, recorder: usize) -> Series {
         let labels = [
             Label::new("pool", pool.clone()),
             Label::new("endpoint", endpoint.to_string()),
@@ -399,6 +410,7 @@ impl Series {
             closes: ByReason::new("redial_connection_closes_total", &CLOSES),
             refused: ByReason::new(REFUSED, &REFUSALS),
             labels,
+            recorder,
         }
     }
 
@@ -704,6 +716,69 @@ mod tests {
 
     use super::*;
     use crate::driver::dial::step_error;
+
+    /// A recorder that hands out live counters and remembers nothing. Not
+    /// zero-sized: two of them must have two addresses.
+    struct Counting(#[allow(dead_code)] u8);
+
+    impl ::metrics::Recorder for Counting {
+        fn describe_counter(
+            &self,
+            _: ::metrics::KeyName,
+            _: Option<Unit>,
+            _: ::metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: ::metrics::KeyName,
+            _: Option<Unit>,
+            _: ::metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: ::metrics::KeyName,
+            _: Option<Unit>,
+            _: ::metrics::SharedString,
+        ) {
+        }
+        fn register_counter(&self, _: &::metrics::Key, _: &::metrics::Metadata<'_>) -> Counter {
+            Counter::from_arc(Arc::new(AtomicU64::new(0)))
+        }
+        fn register_gauge(&self, _: &::metrics::Key, _: &::metrics::Metadata<'_>) -> Gauge {
+            Gauge::from_arc(Arc::new(AtomicU64::new(0)))
+        }
+        fn register_histogram(&self, _: &::metrics::Key, _: &::metrics::Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    /// Connections with one label set share handles while the recorder
+    /// stays the same; a connection made under another recorder (one
+    /// installed since, or a local one) gets handles of that recorder.
+    #[test]
+    fn a_label_set_shares_handles_per_recorder() {
+        let endpoint = crate::ToEndpoint::to_endpoint("127.0.0.1:9").unwrap();
+        let key = || ("shared-handles".to_string(), endpoint.clone());
+        let (one, two) = (Counting(1), Counting(2));
+        let first = ::metrics::with_local_recorder(&one, || Series::of(key()));
+        let again = ::metrics::with_local_recorder(&one, || Series::of(key()));
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "one recorder: one set of handles"
+        );
+        let other = ::metrics::with_local_recorder(&two, || Series::of(key()));
+        assert!(
+            !Arc::ptr_eq(&first, &other),
+            "another recorder: its own handles"
+        );
+        // A connection made under the second recorder takes its handles.
+        let m = ::metrics::with_local_recorder(&two, || {
+            ConnMetrics::new(&endpoint, Some("shared-handles"))
+        });
+        assert!(Arc::ptr_eq(&m.series, &other));
+    }
 
     #[test]
     fn failure_reasons_by_type_not_wording() {
