@@ -16,10 +16,11 @@
 //!   comes up, segment by segment.
 //!
 //! The driver takes every segment in one swap and writes them with
-//! vectored writes (`driver/batch.rs`); the segments it wrote come back
-//! through the queue's spares, so a busy connection's buffers are reused
-//! rather than allocated again. The offsets cost 8 bytes a message and let
-//! a reset hand back whole chunks.
+//! vectored writes (`driver/batch.rs`), and frees the segments it wrote:
+//! the next tail, made with the room the last one needed, gets from the
+//! allocator the memory freed last on that thread, still in the cache.
+//! The offsets cost 8 bytes a message and let a reset hand back whole
+//! chunks.
 //!
 //! Plain data: no lock, no task, no socket here; [`Shared`](crate::shared::Shared)
 //! owns the lock around it.
@@ -97,17 +98,13 @@ impl Chunks {
     }
 }
 
-/// Spare segments a queue keeps for its next tails (the driver hands back
-/// the ones it wrote); more are dropped.
-pub(crate) const MAX_SPARES: usize = 64;
-
 /// Queued chunks in segments: the sealed ones, oldest first, then the tail
 /// that small sends append to. A chunk never spans two segments.
 ///
 /// The tail grows (a reallocation copies what it holds) only while it
 /// holds at most [`Queue::APPEND_MAX`] bytes and [`Segments::ENDS_MAX`]
 /// chunks; past that, a send that does not fit in its capacity seals it
-/// and starts a new tail, taken from the spares when there is one. So
+/// and starts a new tail. So
 /// neither the copy of a send nor a regrowth under the lock ever moves
 /// more than about `APPEND_MAX` bytes, whatever is queued.
 #[derive(Default)]
@@ -116,8 +113,6 @@ pub(crate) struct Segments {
     /// Bytes in `sealed`.
     sealed_len: usize,
     tail: Chunks,
-    /// Empty segments with capacity, for the next tails.
-    spare: Vec<Chunks>,
 }
 
 impl Segments {
@@ -142,12 +137,11 @@ impl Segments {
         self.sealed.len() + usize::from(!self.tail.is_bare())
     }
 
-    /// Bytes of buffer held, queued and spare.
+    /// Bytes of buffer held.
     #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         let sealed: usize = self.sealed.iter().map(|s| s.buf.capacity()).sum();
-        let spare: usize = self.spare.iter().map(|s| s.buf.capacity()).sum();
-        sealed + spare + self.tail.buf.capacity()
+        sealed + self.tail.buf.capacity()
     }
 
     /// Appends one chunk to the tail (`data` of at most
@@ -193,16 +187,10 @@ impl Segments {
         // for as many chunks as this tail's mean chunk size calls for.
         let bytes = Queue::APPEND_MAX.max(len).max(self.len());
         let mean = (t.buf.len() / t.ends.len().max(1)).max(1);
-        let mut fresh = self.spare.pop().unwrap_or_default();
-        // Replaced rather than reserved: a reallocation would copy the old
-        // capacity's bytes.
-        if fresh.buf.capacity() < len {
-            fresh.buf = Vec::with_capacity(bytes);
-        }
-        let chunks = (fresh.buf.capacity() / mean).max(n);
-        if fresh.ends.capacity() < chunks {
-            fresh.ends = Vec::with_capacity(chunks);
-        }
+        let fresh = Chunks {
+            buf: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity((bytes / mean).max(n)),
+        };
         let full = std::mem::replace(&mut self.tail, fresh);
         self.seal(full);
     }
@@ -234,32 +222,21 @@ impl Segments {
         self.push_segment(&mut other.tail);
     }
 
-    /// A spare segment (for a sender that handed its buffer over).
-    fn take_spare(&mut self) -> Chunks {
-        self.spare.pop().unwrap_or_default()
-    }
-
     /// Moves every queued segment, oldest first, into `into` (empty) and
-    /// returns their bytes; the tail is replaced by a spare. The written
-    /// segments in `free` become spares (up to [`MAX_SPARES`]): handed over
-    /// at every take, so that the queue allocates a segment only when
-    /// every one in circulation is in use.
-    pub(crate) fn take_into(
-        &mut self,
-        into: &mut VecDeque<Chunks>,
-        free: &mut Vec<Chunks>,
-    ) -> usize {
+    /// returns their bytes. The new tail is allocated with the room the
+    /// taken one needed (at most what a tail can hold: `APPEND_MAX` and
+    /// one more send), so a steady stream of sends fills it without
+    /// regrowing it: one allocation a batch, of memory still in the cache
+    /// (see the module's doc).
+    pub(crate) fn take_into(&mut self, into: &mut VecDeque<Chunks>) -> usize {
         let len = self.len();
         std::mem::swap(&mut self.sealed, into);
         self.sealed_len = 0;
-        if self.spare.is_empty() {
-            std::mem::swap(&mut self.spare, free);
-        } else {
-            let room = MAX_SPARES.saturating_sub(self.spare.len());
-            let from = free.len().saturating_sub(room);
-            self.spare.extend(free.drain(from..));
-        }
-        let fresh = self.spare.pop().unwrap_or_default();
+        let t = &self.tail;
+        let fresh = Chunks {
+            buf: Vec::with_capacity(t.buf.len().min(2 * Queue::APPEND_MAX)),
+            ends: Vec::with_capacity(t.ends.len().min(2 * Self::ENDS_MAX)),
+        };
         into.push_back(std::mem::replace(&mut self.tail, fresh));
         len
     }
@@ -283,14 +260,17 @@ impl Segments {
 
 /// Every this many bytes queued and not yet taken by the driver, an
 /// awaiting writer ([`Connection::write`](crate::Connection::write),
-/// [`Socket::write`](crate::Socket::write)) yields once. A producer that
-/// never has to wait for room would otherwise fill the whole queue before
-/// the driver, on the same thread, writes its first byte: the peer would
-/// sit idle meanwhile, and the queue would grow to its limit. 64 KiB (not
-/// more): with 1,000 connections on a 2-worker runtime, each producer filled
-/// this much before any connection task ran, and at 256 KiB the queues took
-/// 4x the memory and half the rate (BENCHMARKS.md, scenario 1c).
-const HAND_OVER_EVERY: usize = 64 * 1024;
+/// [`Socket::write`](crate::Socket::write), a [`Sender`](crate::Sender)'s
+/// hand-over) waits until the driver has taken them
+/// ([`Shared::hand_over_turn`](crate::shared::Shared::hand_over_turn)). A
+/// producer that never has to wait for room would otherwise fill the whole
+/// queue before the driver, on the same thread, writes its first byte, and
+/// one faster than its socket would keep the queue at its limit (4 MiB, out
+/// of the cache) where a `BufWriter` keeps 64 KiB. 64 KiB (not more): with
+/// 1,000 connections on a 2-worker runtime, each producer fills this much
+/// before its connection task runs, and at 256 KiB the queues took 4x the
+/// memory and half the rate (BENCHMARKS.md, scenario 1c).
+pub(crate) const HAND_OVER_EVERY: usize = 64 * 1024;
 
 /// What a push did.
 #[derive(Debug, Clone, Copy, Default)]
@@ -603,9 +583,6 @@ impl Queue {
             held.clear();
         } else {
             segs.push_segment(held);
-            if held.buf.capacity() == 0 {
-                *held = segs.take_spare();
-            }
         }
         self.ledger.accept(len);
         self.check();
@@ -678,7 +655,7 @@ mod tests {
     /// What the driver takes: the segments, oldest first.
     fn take(q: &mut Queue) -> VecDeque<Chunks> {
         let mut into = VecDeque::new();
-        let len = q.segs.take_into(&mut into, &mut Vec::new());
+        let len = q.segs.take_into(&mut into);
         assert_eq!(len, into.iter().map(|s| s.buf.len()).sum::<usize>());
         q.inflight = len;
         into

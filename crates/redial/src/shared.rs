@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use crate::endpoint::Endpoint;
 use crate::error::SendError;
 use crate::options::Options;
-use crate::queue::{Chunks, Pushed, Queue, Refused};
+use crate::queue::{Chunks, Pushed, Queue, Refused, HAND_OVER_EVERY};
 use crate::reset::CloseReason;
 
 /// Where a managed connection is, as the application sees it.
@@ -550,7 +550,7 @@ impl Shared {
         match self.push(socket_gen, data) {
             Ok(p) => {
                 if p.hand_over {
-                    tokio::task::yield_now().await;
+                    self.hand_over_turn().await;
                 }
                 return Ok(());
             }
@@ -631,6 +631,41 @@ impl Shared {
         }
     }
 
+    /// A writer's turn after its push crossed a hand-over point
+    /// ([`Pushed::hand_over`]): it waits while [`HAND_OVER_EVERY`] or more
+    /// of the bytes queued so far are still untaken by the driver, and is
+    /// woken when the driver takes them (or the connection goes down or
+    /// closes). A producer faster than its socket thus keeps the queue as
+    /// short as a `BufWriter` keeps its buffer, instead of filling it to
+    /// its limit; and on a busy runtime the woken producer runs right
+    /// after the driver's write (the driver wakes it from the same
+    /// thread), while its buffers are still in the cache, instead of
+    /// queueing behind every other task as a yield would (BENCHMARKS.md,
+    /// "Writers wait for the hand-over").
+    pub(crate) async fn hand_over_turn(&self) {
+        let mark = {
+            let q = self.queue();
+            let untaken = untaken(&q);
+            if !q.accepting || q.closed || untaken < HAND_OVER_EVERY as u64 {
+                return;
+            }
+            taken(&q) + untaken - HAND_OVER_EVERY as u64 + 1
+        };
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            {
+                let mut q = self.queue();
+                if !q.accepting || q.closed || taken(&q) >= mark {
+                    return;
+                }
+                q.room_waiters = true;
+                notified.as_mut().enable();
+            }
+            notified.await;
+        }
+    }
+
     /// Waits until the state is `want` or closed; returns the state seen.
     pub(crate) async fn wait_state(&self, want: State) -> State {
         loop {
@@ -644,6 +679,18 @@ impl Shared {
             notified.await;
         }
     }
+}
+
+/// Bytes queued (and in the outage buffer) that the driver has not taken.
+fn untaken(q: &Queue) -> u64 {
+    q.held().saturating_sub(q.inflight as u64)
+}
+
+/// Bytes that have left the queue since the connection was made: taken by
+/// the driver, or handed back. It only grows (a push adds to `accepted`
+/// what it adds to the queue), so a writer can wait for it to pass a mark.
+fn taken(q: &Queue) -> u64 {
+    q.ledger.accepted.saturating_sub(untaken(q))
 }
 
 /// Names the connection by id and endpoint: what tells two apart in a log.

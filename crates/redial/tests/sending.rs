@@ -106,9 +106,10 @@ async fn write_waits_for_room_instead_of_failing() {
 }
 
 // `Connection::write` is cancel-safe: dropped after it handed its bytes
-// over (at the yield that follows every 64 KiB queued), the bytes stay
-// queued and go out whole.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// over (while it waits for the connection to take them, as it does every
+// 64 KiB queued), the bytes stay queued and go out whole. On one thread,
+// so the connection cannot take them before the first poll returns.
+#[tokio::test(flavor = "current_thread")]
 async fn a_write_dropped_after_its_hand_over_still_sends_its_bytes() {
     use std::future::Future;
     let mut server = TestServer::start().await;
@@ -124,13 +125,78 @@ async fn a_write_dropped_after_its_hand_over_still_sends_its_bytes() {
     let first = std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx))).await;
     assert!(
         first.is_pending(),
-        "the write yields once after its hand-over"
+        "the write waits for the connection to take its bytes"
     );
     drop(write);
     conn.disconnect().await;
     let got = reader.await.unwrap();
     assert_eq!(got.len(), data.len());
     assert!(got == data, "bytes differ");
+}
+
+// A producer faster than its socket: every 64 KiB queued, `write` waits
+// until the connection has taken what is queued, so the queue stays about
+// two hand-overs long (what is queued and what the connection is writing),
+// as short as a `BufWriter` keeps its buffer, instead of filling up to the
+// queue's limit (4 MiB) while the peer reads nothing. The writer is woken
+// when the peer reads again, and every byte arrives in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_faster_than_its_socket_waits_at_each_hand_over() {
+    let mut server = TestServer::start().await;
+    let cm = Manager::new();
+    let opts = fast_options(10, 100).configure_socket(|s| s.set_send_buffer_size(64 * 1024));
+    let conn = cm
+        .connect_with(server.addr, redial::handler(), opts)
+        .unwrap();
+    let mut peer = server.next(5).await;
+    conn.wait_connected().await.unwrap();
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (c, n) = (conn.clone(), sent.clone());
+    const MESSAGES: u64 = 400_000; // 25.6 MB: more than the queue's limit and both socket buffers
+    let producer = tokio::spawn(async move {
+        for i in 0..MESSAGES {
+            let mut msg = [0u8; 64];
+            msg[..8].copy_from_slice(&i.to_be_bytes());
+            c.write(msg).await.unwrap();
+            n.store(i + 1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    // The peer reads nothing: wait until the producer stops making
+    // progress (generous: up to 20 s).
+    let mut last = u64::MAX;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = sent.load(std::sync::atomic::Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    assert!(last < MESSAGES, "the socket took everything: {last}");
+    let queued = conn.stats().queued;
+    assert!(
+        queued <= 2 * (64 * 1024 + 64),
+        "{queued} bytes queued while the socket was full"
+    );
+    // The peer reads again: the writer is woken and finishes.
+    let got = read_exactly(&mut peer.stream, (MESSAGES * 64) as usize, 30).await;
+    tokio::time::timeout(Duration::from_secs(30), producer)
+        .await
+        .expect("the producer finished")
+        .unwrap();
+    for (i, msg) in got.chunks(64).enumerate() {
+        assert_eq!(msg[..8], (i as u64).to_be_bytes(), "message {i}");
+    }
+    conn.disconnect().await;
+}
+
+async fn read_exactly(stream: &mut tokio::net::TcpStream, n: usize, secs: u64) -> Vec<u8> {
+    let mut out = vec![0u8; n];
+    tokio::time::timeout(Duration::from_secs(secs), stream.read_exact(&mut out))
+        .await
+        .expect("read in time")
+        .unwrap();
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

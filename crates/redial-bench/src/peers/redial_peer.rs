@@ -5,8 +5,8 @@
 //! Producers run as tasks on the same `current_thread` runtime as
 //! redial's connection tasks: `Connection::write(..).await` per message,
 //! or `Sender::write(..).await` per message and one `flush` at the end
-//! (peer `redial-sender`). Both yield once per 256 KiB queued, and wait
-//! only while the 4 MiB queue is full.
+//! (peer `redial-sender`). Both wait, every 64 KiB queued, until the
+//! connection has taken what is queued, and while the 4 MiB queue is full.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

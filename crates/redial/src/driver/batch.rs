@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 
 use crate::core::timers::Trim;
-use crate::queue::{Chunks, Queue, MAX_SPARES};
+use crate::queue::{Chunks, Queue};
 use crate::reset::{Partial, Unsent};
 use crate::shared::Shared;
 use tracing::warn;
@@ -35,8 +35,9 @@ pub(crate) struct Batch {
     /// Bytes taken, and written of them.
     len: usize,
     written: usize,
-    /// Written segments, emptied, for the queue to reuse.
-    free: Vec<Chunks>,
+    /// Bytes of the last batch taken, kept after it was written and
+    /// freed: the queue's new tail was made with room for as much.
+    last_take: usize,
     /// Batches taken so far (tells a burst from an idle spell).
     pub(super) taken: u64,
     /// When to release a burst's buffers (armed when it drained).
@@ -111,15 +112,15 @@ impl Batch {
         }
     }
 
-    /// Empties the batch: its written segments go to the free list (up to
-    /// [`MAX_SPARES`]; more are freed here, outside the lock) for the queue
-    /// to reuse.
+    /// Empties the batch, freeing its written segments rather than keeping
+    /// them for this connection's queue: the queue's next tail then gets
+    /// from the allocator the memory freed last on this thread, still in
+    /// the cache. A buffer kept per connection has gone cold by the time a
+    /// runtime with 1,000 busy connections comes back to it, and every
+    /// 64-byte send into it then waits for memory (BENCHMARKS.md, "Many
+    /// connections: buffers go back to the allocator").
     fn recycle(&mut self) {
-        for mut s in self.segs.drain(..) {
-            s.clear();
-            self.free.push(s);
-        }
-        self.free.truncate(MAX_SPARES);
+        self.segs.clear();
         (self.seg, self.pos, self.len, self.written) = (0, 0, 0, 0);
     }
 
@@ -135,7 +136,8 @@ impl Batch {
             q.inflight = 0;
             return false;
         }
-        self.len = q.segs.take_into(&mut self.segs, &mut self.free);
+        self.len = q.segs.take_into(&mut self.segs);
+        self.last_take = self.len;
         q.inflight = self.len;
         shared.wake_writers(q);
         self.taken = self.taken.wrapping_add(1);
@@ -143,10 +145,11 @@ impl Batch {
     }
 
     /// Whether a burst left more capacity behind than an idle connection
-    /// should keep.
+    /// should keep: in this batch, or in the tail the queue was given at
+    /// the last take (made with room for that batch).
     pub(super) fn oversized(&self) -> bool {
-        let held = self.segs.iter().chain(&self.free);
-        held.map(|s| s.buf.capacity()).sum::<usize>() > KEEP_BATCH_CAPACITY
+        let held = self.segs.iter().map(|s| s.buf.capacity());
+        held.sum::<usize>().max(self.last_take) > KEEP_BATCH_CAPACITY
     }
 
     /// Releases what a burst grew, on both sides of the swap, if nothing
@@ -348,35 +351,44 @@ mod tests {
     }
 
     #[test]
-    fn a_steady_stream_reuses_the_same_buffer() {
+    fn a_steady_stream_fills_each_new_tail_without_regrowing_it() {
         let s = shared(1 << 20);
         let mut slot = None;
-        let mut seen = Vec::new();
-        for _ in 0..4 {
+        for round in 0..4 {
+            if round > 0 {
+                // The tail made at the last take has room for a batch
+                // as large as that one.
+                let cap = s.queue().segs.capacity();
+                assert!(cap >= 6400, "round {round}: {cap}");
+            }
             for _ in 0..100 {
                 s.push(None, &[1; 64]).unwrap();
             }
+            let cap = s.queue().segs.capacity();
             assert!(refill_slot(&mut slot, &s));
+            if round > 0 {
+                assert_eq!(cap, 6400, "round {round}: the tail regrew");
+            }
             let Some(b) = slot.as_deref_mut() else {
                 unreachable!("refilled")
             };
-            let Some(one) = b.single() else {
-                panic!("one segment");
-            };
-            seen.push(one.as_ptr());
+            assert_eq!(b.single().map(<[u8]>::len), Some(6400));
             b.advance(&s, 6400);
             assert!(b.done());
         }
-        // Two buffers take turns: the queue's and the batch's.
-        assert_eq!(seen[0], seen[2]);
-        assert_eq!(seen[1], seen[3]);
         assert!(!refill_slot(&mut slot, &s));
+        // The written batch is freed, not kept: nothing is held for the
+        // connection but the new tail.
+        let Some(b) = slot.as_deref() else {
+            unreachable!("refilled")
+        };
+        assert_eq!(b.segs.len(), 0);
     }
 
     /// Bursts that fill the queue to its limit, each written out before
-    /// the next: the segments the queue allocates are reused, so the
-    /// capacity in circulation stays near two queues' worth instead of
-    /// growing burst after burst.
+    /// the next: the written segments are freed, so the capacity in
+    /// circulation stays near two queues' worth instead of growing burst
+    /// after burst.
     #[test]
     fn bursts_reuse_their_segments_instead_of_piling_up_new_ones() {
         const LIMIT: usize = 4 << 20;
@@ -393,8 +405,7 @@ mod tests {
             let Some(b) = slot.as_deref_mut() else {
                 unreachable!("refilled")
             };
-            let held = b.segs.iter().chain(&b.free);
-            let batch: usize = held.map(|c| c.buf.capacity()).sum();
+            let batch: usize = b.segs.iter().map(|c| c.buf.capacity()).sum();
             peak = peak.max(batch + s.queue().segs.capacity());
             b.advance(&s, usize::MAX);
         }

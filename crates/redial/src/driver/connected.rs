@@ -368,9 +368,8 @@ mod tests {
     /// paused clock over loopback: the clock moves only when every task
     /// waits, so the deadline is hit exactly, in no real time.
     ///
-    /// The driver swaps the whole queue into its batch, so the buffer the
-    /// test can see is the queue's: after a second burst, it is the one
-    /// the first burst grew.
+    /// The driver frees what it wrote and leaves the queue a new tail with
+    /// the room the last one needed: that tail is what the test can see.
     #[tokio::test(start_paused = true)]
     async fn a_bursts_buffers_are_released_after_the_trim_delay_and_not_before() {
         const BURST: usize = 300 * 1024;
@@ -390,8 +389,7 @@ mod tests {
         conn.wait_connected().await.unwrap();
 
         conn.send(vec![1u8; BURST]).unwrap();
-        // The second burst is queued once the driver took the first: its
-        // swap then leaves the first one's grown buffer in the queue.
+        // The second burst is queued once the driver took the first.
         while conn.shared.queue().segs.len() != 0 {
             tokio::task::yield_now().await;
         }
@@ -404,8 +402,8 @@ mod tests {
         let read = Instant::now();
         assert!(got[..BURST].iter().all(|&b| b == 1) && got[BURST..].iter().all(|&b| b == 2));
         assert!(
-            queue_capacity(&conn) >= BURST,
-            "a drained burst keeps its buffer for a while"
+            queue_capacity(&conn) > 0,
+            "a drained burst's next tail is kept for a while"
         );
 
         // Just before the earliest the release can be due: still held.
@@ -413,10 +411,7 @@ mod tests {
         for _ in 0..8 {
             tokio::task::yield_now().await;
         }
-        assert!(
-            queue_capacity(&conn) >= BURST,
-            "released before the deadline"
-        );
+        assert!(queue_capacity(&conn) > 0, "released before the deadline");
 
         // Released by the latest it can be due, waiting for the driver to
         // get there rather than for a time.

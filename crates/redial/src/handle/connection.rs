@@ -130,10 +130,11 @@ impl Connection {
             .map_err(|r| self.shared.send_error(r, data.to_vec()))
     }
 
-    /// Queues bytes, waiting while the queue is full. Every 64 KiB queued
-    /// that the connection has not yet taken, it also yields once, so a
-    /// producer that runs on the connection's thread lets it write early
-    /// instead of filling the whole queue first.
+    /// Queues bytes, waiting while the queue is full. Every 64 KiB queued,
+    /// it also waits until the connection has taken what is queued, as a
+    /// `BufWriter` waits for its socket: a producer that runs on the
+    /// connection's thread lets it write early instead of filling the whole
+    /// queue first, and one faster than its socket keeps the queue short.
     ///
     /// Every call takes the queue's lock, as any task or thread may hold
     /// this handle; a producer of many small messages goes faster through
@@ -141,7 +142,8 @@ impl Connection {
     ///
     /// Cancel-safe: the bytes are queued whole or not at all. Dropped while
     /// it waits for room, the future has queued none of them; dropped after
-    /// they were handed over (at the yield), they stay queued and are sent.
+    /// they were handed over (while it waits for the connection to take
+    /// them), they stay queued and are sent.
     ///
     /// ```no_run
     /// # async fn f(conn: redial::Connection) -> Result<(), redial::SendError> {
@@ -156,7 +158,7 @@ impl Connection {
         match self.shared.push(None, data) {
             Ok(p) => {
                 if p.hand_over {
-                    tokio::task::yield_now().await;
+                    self.shared.hand_over_turn().await;
                 }
                 Ok(())
             }

@@ -119,7 +119,9 @@ impl Sender {
     }
 
     /// Hands over what the sender holds, waiting while the connection's
-    /// queue is full.
+    /// queue is full and, when the queue then holds 64 KiB or more, until
+    /// the connection has taken it (so a sender faster than its socket
+    /// does not fill the queue to its limit).
     ///
     /// ```no_run
     /// # async fn f(conn: redial::Connection) -> Result<(), redial::SendError> {
@@ -134,10 +136,10 @@ impl Sender {
         }
         match self.shared.push_chunks_wait(&mut self.held).await {
             Ok(p) => {
-                // As `Connection::write`: a producer on the connection's
-                // own thread lets it write before queueing more.
+                // As `Connection::write`: the sender waits for the
+                // connection to take this batch before it gathers more.
                 if p.hand_over {
-                    tokio::task::yield_now().await;
+                    self.shared.hand_over_turn().await;
                 }
                 Ok(())
             }

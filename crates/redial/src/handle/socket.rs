@@ -145,10 +145,9 @@ impl Socket {
             .map_err(|r| self.inner.shared.send_error(r, data.to_vec()))
     }
 
-    /// Queues bytes, waiting while the queue is full. Every 64 KiB queued
-    /// that the connection has not yet taken, it also yields once, so a
-    /// producer that runs on the connection's thread lets it write early
-    /// instead of filling the whole queue first.
+    /// Queues bytes, waiting while the queue is full. Every 64 KiB queued,
+    /// it also waits until the connection has taken what is queued, as
+    /// [`Connection::write`](crate::Connection::write) does.
     ///
     /// ```no_run
     /// # async fn f(sock: redial::Socket) -> Result<(), redial::SendError> {
@@ -161,7 +160,7 @@ impl Socket {
         match shared.push(Some(generation), data) {
             Ok(p) => {
                 if p.hand_over {
-                    tokio::task::yield_now().await;
+                    shared.hand_over_turn().await;
                 }
                 Ok(())
             }
