@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::core::ledger::Ledger;
-use crate::driver::batch::{refill_slot, settle, take_back, Batch};
+use crate::driver::batch::{copy_back, refill_slot, settle, take_back, Batch};
 use crate::error::SendError;
 use crate::handle::sender::Sender;
 use crate::options::{Options, Outage};
@@ -123,26 +123,27 @@ impl DataPath {
     /// The live connection is lost; the handler takes the unsent bytes
     /// (`take`) or leaves them to the default, which discards them.
     pub fn reset(&mut self, take: bool) -> Unsent {
-        let mut unsent = Unsent::default();
-        {
+        let (batch, queued) = {
             let mut q = self.shared.queue();
-            take_back(&mut self.batch, &mut q, &mut unsent);
+            let batch = take_back(&mut self.batch, &mut q);
             q.socket_open = false;
             q.accepting = false;
-            q.drain_into(&mut unsent, false);
-        }
+            (batch, q.take_queued(false))
+        };
+        let mut unsent = Unsent::default();
+        copy_back(batch, queued, &mut unsent);
         self.hand(unsent, take)
     }
 
     /// The connection ends for good (`disconnect` whose grace ran out,
     /// `abort`, giving up): everything left is handed back once.
     pub fn close(&mut self, take: bool) -> Unsent {
-        let mut unsent = Unsent::default();
-        {
+        let (batch, queued) = {
             let mut q = self.shared.queue();
-            take_back(&mut self.batch, &mut q, &mut unsent);
-            q.close_into(&mut unsent);
-        }
+            (take_back(&mut self.batch, &mut q), q.close())
+        };
+        let mut unsent = Unsent::default();
+        copy_back(batch, queued, &mut unsent);
         self.shared.set_state(State::Closed);
         self.hand(unsent, take)
     }

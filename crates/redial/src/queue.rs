@@ -13,7 +13,9 @@
 //!   taken, and queued under it as a segment of its own (a move);
 //! - a [`Sender`](crate::Sender)'s batch is moved in as a segment, and the
 //!   outage buffer is moved behind what is queued when the connection
-//!   comes up, segment by segment.
+//!   comes up, segment by segment;
+//! - a reset or close moves the segments out and copies them into the
+//!   `Unsent` it hands back after the lock ([`Queue::take_queued`]).
 //!
 //! The driver takes every segment in one swap and writes them with
 //! vectored writes (`driver/batch.rs`), and frees the segments it wrote:
@@ -593,26 +595,50 @@ impl Queue {
     }
 
     /// Ends the queue for good: every later send is refused, and every
-    /// queued byte, the outage buffer's too, goes into `unsent`.
-    pub(crate) fn close_into(&mut self, unsent: &mut Unsent) {
+    /// queued byte, the outage buffer's too, is taken out (see
+    /// [`Queue::take_queued`]).
+    pub(crate) fn close(&mut self) -> Queued {
         self.closed = true;
         self.socket_open = false;
         self.accepting = false;
-        self.drain_into(unsent, true);
+        self.take_queued(true)
     }
 
-    /// Takes every queued byte (not the driver's batch) into `unsent`,
-    /// handing them back in the ledger.
-    pub(crate) fn drain_into(&mut self, unsent: &mut Unsent, with_outage: bool) {
+    /// Takes every queued byte (not the driver's batch) out of the queue,
+    /// with the outage buffer's when `with_outage`, handing them back in
+    /// the ledger. Segments are moved, not copied: the caller copies them
+    /// into an [`Unsent`] after the lock ([`Queued::into_unsent`]).
+    pub(crate) fn take_queued(&mut self, with_outage: bool) -> Queued {
         self.ledger.hand_back(self.segs.len() as u64);
-        self.segs.drain_into(unsent);
-        if with_outage {
-            if let Some(mut held) = self.outage.take() {
-                self.ledger.hand_back(held.len() as u64);
-                held.drain_into(unsent);
-            }
+        let segs = std::mem::take(&mut self.segs);
+        let outage = if with_outage {
+            self.outage.take()
+        } else {
+            None
+        };
+        if let Some(held) = &outage {
+            self.ledger.hand_back(held.len() as u64);
         }
         self.check();
+        Queued { segs, outage }
+    }
+}
+
+/// Queued bytes taken out of a queue for good ([`Queue::take_queued`]),
+/// already handed back in its ledger.
+pub(crate) struct Queued {
+    segs: Segments,
+    outage: Option<Box<Segments>>,
+}
+
+impl Queued {
+    /// Copies the chunks, queued ones first, into `unsent` (outside the
+    /// lock: this is a copy of unbounded size).
+    pub(crate) fn into_unsent(mut self, unsent: &mut Unsent) {
+        self.segs.drain_into(unsent);
+        if let Some(mut held) = self.outage {
+            held.drain_into(unsent);
+        }
     }
 }
 
@@ -711,7 +737,7 @@ mod tests {
         assert_eq!(q.segs.count(), 1);
         assert_eq!(contents(&q.segs), (b"abcdefgh".to_vec(), vec![3, 2, 3]));
         let mut unsent = Unsent::default();
-        q.drain_into(&mut unsent, false);
+        q.take_queued(false).into_unsent(&mut unsent);
         let got: Vec<&[u8]> = unsent.chunks().collect();
         assert_eq!(got, [&b"abc"[..], b"de", b"fgh"]);
         assert_eq!(q.ledger.returned, 8);

@@ -2,15 +2,15 @@
 //! around it: every segment of the send queue is swapped into a [`Batch`]
 //! in one go and written from there (vectored, see
 //! [`Batch::unwritten_slices`]), and whatever a lost or closed connection
-//! did not write goes back to the application through [`take_back`] and
-//! [`settle`]. Pure bookkeeping on the shared queue: no socket here, so the
+//! did not write goes back to the application through [`take_back`],
+//! [`copy_back`] (after the lock: the copy has no bound) and [`settle`]. Pure bookkeeping on the shared queue: no socket here, so the
 //! fuzz target (`data_path.rs`) drives the same code.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
 
 use crate::core::timers::Trim;
-use crate::queue::{Chunks, Queue};
+use crate::queue::{Chunks, Queue, Queued};
 use crate::reset::{Partial, Unsent};
 use crate::shared::Shared;
 use tracing::warn;
@@ -203,14 +203,26 @@ fn unsent_of(seg: &Chunks, pos: usize, into: &mut Unsent) {
     into.append(&seg.buf[start..], &rest);
 }
 
-/// Takes what the batch in `slot` did not write back into `unsent`, handing
-/// it back in the ledger (the locked queue `q`).
-pub(crate) fn take_back(slot: &mut Option<Box<Batch>>, q: &mut Queue, unsent: &mut Unsent) {
-    if let Some(mut b) = slot.take() {
+/// Takes the batch out of `slot`, handing what it did not write back in
+/// the ledger (the locked queue `q`); [`copy_back`] copies it into an
+/// [`Unsent`] after the lock.
+pub(crate) fn take_back(slot: &mut Option<Box<Batch>>, q: &mut Queue) -> Option<Box<Batch>> {
+    let batch = slot.take();
+    if let Some(b) = &batch {
         q.ledger.hand_back(b.unwritten());
-        b.take_unsent(unsent);
     }
     q.inflight = 0;
+    batch
+}
+
+/// Copies what a lost or closed connection never wrote into `unsent`: the
+/// batch's unwritten chunks (the cut one as the partial chunk), then the
+/// queue's. Called after the lock, as the copy has no bound.
+pub(crate) fn copy_back(batch: Option<Box<Batch>>, queued: Queued, unsent: &mut Unsent) {
+    if let Some(mut b) = batch {
+        b.take_unsent(unsent);
+    }
+    queued.into_unsent(unsent);
 }
 
 /// Counts and logs what a handler that did not take the unsent bytes (the
@@ -306,15 +318,18 @@ mod tests {
         s.push(None, b"later").unwrap();
 
         let mut unsent = Unsent::default();
-        {
+        let ledger = {
             let mut q = s.queue();
-            take_back(&mut slot, &mut q, &mut unsent);
-            q.drain_into(&mut unsent, false);
+            let batch = take_back(&mut slot, &mut q);
+            let queued = q.take_queued(false);
             q.check();
-            assert_eq!(q.ledger.written, 103);
-            assert_eq!(q.ledger.returned, unsent.unwritten());
-            assert_eq!(q.ledger.accepted, q.ledger.written + q.ledger.returned);
-        }
+            drop(q);
+            copy_back(batch, queued, &mut unsent);
+            s.queue().ledger
+        };
+        assert_eq!(ledger.written, 103);
+        assert_eq!(ledger.returned, unsent.unwritten());
+        assert_eq!(ledger.accepted, ledger.written + ledger.returned);
         let partial = unsent.partial().map(|p| (p.data.len(), p.written));
         assert_eq!(partial, Some((big.len(), 100)), "the cut chunk, whole");
         let whole: Vec<&[u8]> = unsent.chunks().collect();

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::batch::{settle, take_back};
+use super::batch::{copy_back, settle, take_back};
 use super::connected::Outcome;
 use super::{guarded, Driver};
 use crate::core::lifecycle::Phase;
@@ -222,17 +222,19 @@ impl<H: Handler> Driver<H> {
     /// written count when this connection came up.
     pub(super) fn teardown(&mut self, sock: &Socket, closing: bool, since: u64) -> Ended {
         let kernel = crate::driver::kernel::of(sock.io());
-        let mut unsent = Unsent::default();
         let mut q = self.shared.queue();
-        take_back(&mut self.batch, &mut q, &mut unsent);
+        let batch = take_back(&mut self.batch, &mut q);
         q.socket_open = false;
         q.accepting = false;
         if closing {
             q.closed = true;
         }
-        q.drain_into(&mut unsent, closing);
+        let queued = q.take_queued(closing);
         let written = q.ledger.written.saturating_sub(since);
         self.shared.wake_writers(q);
+        // Copied after the lock: senders refused meanwhile do not spin on it.
+        let mut unsent = Unsent::default();
+        copy_back(batch, queued, &mut unsent);
         let mut info = self.shared.info();
         info.connected_since = None;
         info.socket = None;
@@ -346,14 +348,16 @@ impl<H: Handler> Driver<H> {
         };
         // Before the queue closes: a send refused from then on reads why.
         self.shared.info().close_reason = Some(Box::new(reason.clone()));
-        {
+        let (batch, queued) = {
             let mut q = self.shared.queue();
             // A batch is left only when the runtime dropped the task
             // mid-write: its bytes are handed back like the rest.
-            take_back(&mut self.batch, &mut q, &mut unsent);
-            q.close_into(&mut unsent);
+            let batch = take_back(&mut self.batch, &mut q);
+            let queued = q.close();
             self.shared.wake_writers(q);
-        }
+            (batch, queued)
+        };
+        copy_back(batch, queued, &mut unsent);
         {
             let mut info = self.shared.info();
             info.socket = None;
