@@ -388,7 +388,7 @@ impl crate::shared::Shared {
         if !matches!(refused, Refused::Closed) {
             return refused.with_data(data);
         }
-        let reason = self.info().close_reason.as_deref().cloned();
+        let reason = self.info().close_reason().cloned();
         match reason {
             Some(CloseReason::Disconnected | CloseReason::Aborted) => {
                 SendError::Disconnected { data }

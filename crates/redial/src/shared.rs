@@ -250,20 +250,31 @@ pub(crate) struct Shared {
 pub(crate) struct Counters {
     pub(crate) connects: AtomicU64,
     pub(crate) resets: AtomicU64,
-    pub(crate) recycles: AtomicU64,
     pub(crate) failed_attempts: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
-    pub(crate) sender_dropped: AtomicU64,
 }
 
 /// Slow-changing facts, read by `stats()` and `socket()`.
+///
+/// Every connection carries this, so what most connections never have
+/// (an error, a close, an outage, a `max_lifetime` replacement, a dropped
+/// `Sender`) is one box, made when the first of it is set: a connection
+/// that stays up pays 8 bytes for all of it (see the test
+/// `the_per_connection_state_stays_small`).
 #[derive(Default)]
 pub(crate) struct Info {
     pub(crate) connected_since: Option<Instant>,
-    // Boxed: rarely set, and every connection carries the field.
-    pub(crate) last_error: Option<Box<str>>,
-    pub(crate) close_reason: Option<Box<CloseReason>>,
     pub(crate) socket: Option<crate::handle::socket::Socket>,
+    seldom: Option<Box<Seldom>>,
+}
+
+/// The part of [`Info`] most connections never set.
+#[derive(Default)]
+pub(crate) struct Seldom {
+    pub(crate) last_error: Option<Box<str>>,
+    // Boxed, as the replacement's result: the box is made for every
+    // connection that ever failed an attempt, so it is kept small (72 B).
+    pub(crate) close_reason: Option<Box<CloseReason>>,
     /// When the next attempt after a failed one starts (`Manager::status`).
     pub(crate) next_attempt: Option<Instant>,
     /// The connect attempt replacing a connection past its `max_lifetime`
@@ -272,6 +283,52 @@ pub(crate) struct Info {
     /// carry room for it.
     pub(crate) replacement: Option<tokio::task::AbortHandle>,
     pub(crate) replaced: Option<Box<std::io::Result<crate::driver::transport::Transport>>>,
+    /// Connections replaced after `max_lifetime` (`Stats::recycles`).
+    pub(crate) recycles: u64,
+    /// Bytes of dropped `Sender`s the connection refused (`Stats::sender_dropped`).
+    pub(crate) sender_dropped: u64,
+}
+
+impl Info {
+    /// The rarely set facts, if any was ever set.
+    pub(crate) fn seldom(&self) -> Option<&Seldom> {
+        self.seldom.as_deref()
+    }
+
+    /// The rarely set facts, for setting one (made on first use).
+    pub(crate) fn seldom_mut(&mut self) -> &mut Seldom {
+        self.seldom.get_or_insert_with(Box::default)
+    }
+
+    /// The rarely set facts, for changing one already set.
+    pub(crate) fn seldom_mut_if_set(&mut self) -> Option<&mut Seldom> {
+        self.seldom.as_deref_mut()
+    }
+
+    pub(crate) fn last_error(&self) -> Option<&str> {
+        self.seldom()?.last_error.as_deref()
+    }
+
+    pub(crate) fn set_last_error(&mut self, e: &dyn std::fmt::Display) {
+        self.seldom_mut().last_error = Some(e.to_string().into());
+    }
+
+    pub(crate) fn close_reason(&self) -> Option<&CloseReason> {
+        self.seldom()?.close_reason.as_deref()
+    }
+
+    pub(crate) fn next_attempt(&self) -> Option<Instant> {
+        self.seldom()?.next_attempt
+    }
+
+    /// Sets when the next attempt starts; clearing it makes no box.
+    pub(crate) fn set_next_attempt(&mut self, at: Option<Instant>) {
+        match (&mut self.seldom, at) {
+            (Some(s), at) => s.next_attempt = at,
+            (None, None) => {}
+            (None, at) => self.seldom_mut().next_attempt = at,
+        }
+    }
 }
 
 impl Shared {
@@ -764,5 +821,42 @@ mod tests {
             f.retrying(false);
             assert_eq!(f.failed(true), 0);
         }
+    }
+
+    /// Every connection carries one `Shared` (one allocation with the
+    /// `Arc`'s 16 bytes; glibc then rounds to 16 with 8 of its own), so
+    /// these bounds are today's sizes exactly (rustc 1.95, 64-bit), not a
+    /// margin: a field that grows them is a decision, made with the
+    /// benchmark's bytes per idle connection in hand.
+    ///
+    /// - `Queue` 184: the segments (a tail, the sealed ones, the spares),
+    ///   the ledger (32), the outage buffer's box.
+    /// - `Info` 32: when connected, the live socket, and one box for what
+    ///   most connections never have (`Seldom`).
+    /// - `Counters` 32: the four counters every connection moves.
+    /// - `Shared` 376 (an allocation of 392 B); with the `metrics` feature
+    ///   696, its per-connection handles (`ConnMetrics`) included.
+    #[test]
+    fn the_per_connection_state_stays_small() {
+        use std::mem::size_of;
+        assert!(size_of::<Queue>() <= 184, "Queue: {}", size_of::<Queue>());
+        assert!(size_of::<Info>() <= 32, "Info: {}", size_of::<Info>());
+        assert!(
+            size_of::<Counters>() <= 32,
+            "Counters: {}",
+            size_of::<Counters>()
+        );
+        // Made for a connection that ever failed an attempt, closed,
+        // recycled or lost a sender's bytes.
+        assert!(size_of::<Seldom>() <= 72, "Seldom: {}", size_of::<Seldom>());
+        let bound = if cfg!(feature = "metrics") { 696 } else { 376 };
+        assert!(
+            size_of::<Shared>() <= bound,
+            "Shared: {} (bound {bound})",
+            size_of::<Shared>()
+        );
+        // The manager's registry and the handles hold it behind one
+        // pointer; a `Connection` adds the manager's runtime.
+        assert!(size_of::<crate::Connection>() <= 16);
     }
 }

@@ -114,14 +114,17 @@ impl<H: Handler> Driver<H> {
         }
     }
 
-    pub(super) async fn attempt(&mut self, attempt: u32) {
+    /// Makes a connect attempt through the manager's gate: the new
+    /// socket, or `None` when it failed or a command ended it. The run
+    /// loop awaits the connected period itself (see [`Driver::run`]).
+    pub(super) async fn attempt(&mut self, attempt: u32) -> Option<Socket> {
         let result = loop {
             if self.check_command() || !self.wait_for_probe().await {
-                return;
+                return None;
             }
             self.lifecycle.parked(false);
             self.publish();
-            let rotate = self.rotate;
+            let rotate = self.rotate as usize;
             let attempts = self.link.attempts.clone();
             let endpoint = &self.shared.endpoint;
             let opts = self.lifecycle.options();
@@ -175,22 +178,19 @@ impl<H: Handler> Driver<H> {
         let io = match result {
             None => {
                 self.check_command();
-                return;
+                return None;
             }
             Some(Err(err)) => {
                 self.connect_failed(attempt, &err, now);
-                return;
+                return None;
             }
             Some(Ok(io)) => io,
         };
         self.lifecycle.connected(now);
         // A reconnect-now asked for while this attempt was made is spent.
         self.shared.take_kick();
-        // The transport goes into the socket before the connected period's
-        // await, so the task does not also carry it by value.
         self.generation += 1;
-        let sock = Socket::new(self.shared.clone(), self.generation, io);
-        self.connected(sock).await;
+        Some(Socket::new(self.shared.clone(), self.generation, io))
     }
 
     /// The attempt failed: counts it, asks `on_connect_failed` what next,
@@ -201,7 +201,7 @@ impl<H: Handler> Driver<H> {
             .failed_attempts
             .fetch_add(1, Ordering::Relaxed);
         self.shared.record_failed_attempt(err);
-        self.shared.info().last_error = Some(err.to_string().into());
+        self.shared.info().set_last_error(&err);
         debug!(attempt, error = %err, "connect failed");
         let retry = match guarded("on_connect_failed", || {
             self.handler.on_connect_failed(err, attempt)

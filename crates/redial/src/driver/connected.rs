@@ -105,7 +105,7 @@ impl<H: Handler> Driver<H> {
         let entry = self.entry.take();
         let handler = &mut self.handler;
         let started = guarded("on_connect", || match entry {
-            Some(e) => e(sock),
+            Some(e) => (*e)(sock),
             None => handler.on_connect(sock),
         });
         drop(starting);
@@ -295,7 +295,7 @@ impl<H: Handler> Driver<H> {
         if due.recycle {
             debug!("max_lifetime spent: making the replacement");
             let opts = self.lifecycle.options();
-            recycle::start(&self.link, &self.shared, opts, self.rotate);
+            recycle::start(&self.link, &self.shared, opts, self.rotate as usize);
             self.rotate = self.rotate.wrapping_add(1);
         }
         if let Some(b) = self.batch.as_deref_mut() {

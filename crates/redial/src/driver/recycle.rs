@@ -64,27 +64,37 @@ pub(crate) fn start(link: &Link, shared: &Arc<Shared>, opts: &Arc<Options>, rota
         };
         let mut info = to.info();
         // Cancelled meanwhile: the transport just closes.
-        if info.replacement.take().is_some() {
-            info.replaced = Some(Box::new(made));
+        let replacing = info.seldom_mut_if_set();
+        if let Some(r) = replacing.filter(|r| r.replacement.is_some()) {
+            r.replacement = None;
+            r.replaced = Some(Box::new(made));
             drop(info);
             to.wake.notify_one();
         }
     });
-    shared.info().replacement = Some(task.abort_handle());
+    shared.info().seldom_mut().replacement = Some(task.abort_handle());
 }
 
 /// The replacement's result, once made.
 pub(crate) fn take(shared: &Shared) -> Option<io::Result<Transport>> {
-    shared.info().replaced.take().map(|b| *b)
+    shared
+        .info()
+        .seldom_mut_if_set()?
+        .replaced
+        .take()
+        .map(|b| *b)
 }
 
 /// Aborts a replacement under way and drops one made and not yet taken
 /// (the connection it was for ended first), with `info` locked.
 pub(crate) fn cancel(info: &mut Info) {
-    if let Some(task) = info.replacement.take() {
+    let Some(s) = info.seldom_mut_if_set() else {
+        return;
+    };
+    if let Some(task) = s.replacement.take() {
         task.abort();
     }
-    info.replaced = None;
+    s.replaced = None;
 }
 
 impl<H: Handler> Driver<H> {
@@ -98,7 +108,7 @@ impl<H: Handler> Driver<H> {
                 warn!(error = %e, "max_lifetime: the replacement could not be made; keeping this connection");
                 let c = &self.shared.counters;
                 c.failed_attempts.fetch_add(1, Ordering::Relaxed);
-                self.shared.info().last_error = Some(e.to_string().into());
+                self.shared.info().set_last_error(&e);
                 timers.recycle_failed(crate::clock::now(), self.lifecycle.options());
                 None
             }
@@ -200,10 +210,7 @@ impl<H: Handler> Driver<H> {
         drop(old);
         let now = crate::clock::now();
         let uptime = now.saturating_duration_since(self.connected_since());
-        self.shared
-            .counters
-            .recycles
-            .fetch_add(1, Ordering::Relaxed);
+        self.shared.info().seldom_mut().recycles += 1;
         debug!(
             generation = self.generation,
             ?uptime,

@@ -172,7 +172,7 @@ impl<H: Handler> Driver<H> {
         }
         self.shared.record_uptime(uptime);
         if let Some(e) = err {
-            self.shared.info().last_error = Some(e.to_string().into());
+            self.shared.info().set_last_error(&e);
         }
         debug!(reason = %reset.reason, ?uptime, unsent_bytes, "connection lost");
         // After the callback, so that the application hears of the loss
@@ -187,7 +187,7 @@ impl<H: Handler> Driver<H> {
                 self.lifecycle.reset(now, true);
             }
             Ok(Resume::With(entry)) => {
-                self.entry = Some(entry);
+                self.entry = Some(Box::new(entry));
                 self.lifecycle.reset(now, true);
             }
             Ok(Resume::Stop) => {
@@ -347,7 +347,7 @@ impl<H: Handler> Driver<H> {
             None => (Unsent::default(), None),
         };
         // Before the queue closes: a send refused from then on reads why.
-        self.shared.info().close_reason = Some(Box::new(reason.clone()));
+        self.shared.info().seldom_mut().close_reason = Some(Box::new(reason.clone()));
         let (batch, queued) = {
             let mut q = self.shared.queue();
             // A batch is left only when the runtime dropped the task

@@ -225,7 +225,7 @@ impl Connection {
         Stats {
             connects: c.connects.load(Ordering::Relaxed),
             resets: c.resets.load(Ordering::Relaxed),
-            recycles: c.recycles.load(Ordering::Relaxed),
+            recycles: info.seldom().map_or(0, |s| s.recycles),
             failed_attempts: c.failed_attempts.load(Ordering::Relaxed),
             bytes_in: c.bytes_in.load(Ordering::Relaxed),
             bytes_out: ledger.written,
@@ -233,8 +233,8 @@ impl Connection {
             uptime: info
                 .connected_since
                 .map(|t| crate::clock::now().saturating_duration_since(t)),
-            last_error: info.last_error.as_deref().map(str::to_string),
-            sender_dropped: c.sender_dropped.load(Ordering::Relaxed),
+            last_error: info.last_error().map(str::to_string),
+            sender_dropped: info.seldom().map_or(0, |s| s.sender_dropped),
             discarded_bytes: ledger.discarded,
         }
     }
@@ -342,8 +342,7 @@ impl Connection {
             reason: self
                 .shared
                 .info()
-                .close_reason
-                .as_deref()
+                .close_reason()
                 .cloned()
                 .unwrap_or(CloseReason::Shutdown),
         }

@@ -37,7 +37,9 @@ pub(crate) fn default_options() -> Arc<Options> {
 #[derive(Default)]
 pub(crate) struct Registry {
     /// Open connections by id: ids grow, so iteration is oldest first.
-    conns: BTreeMap<u64, Connection>,
+    /// Their shared state only, 8 bytes a connection where a `Connection`
+    /// takes 16: the manager holds its runtime itself.
+    conns: BTreeMap<u64, Arc<Shared>>,
     pools: HashMap<String, Pool>,
 }
 
@@ -79,6 +81,15 @@ pub(crate) struct ManagerInner {
 impl ManagerInner {
     pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A handle on the connection of `shared`, which keeps the manager's
+    /// runtime (if it has one of its own) running.
+    fn connection(&self, shared: &Arc<Shared>) -> Connection {
+        Connection {
+            shared: shared.clone(),
+            runtime: self.runtime.clone(),
+        }
     }
 
     /// Forgets a connection that closed for good, and its place in the
@@ -159,11 +170,8 @@ impl ManagerInner {
             _ => (None, endpoint),
         };
         let shared = Arc::new(Shared::new(id, endpoint, pool, opts.clone()));
-        let conn = Connection {
-            shared: shared.clone(),
-            runtime: self.runtime.clone(),
-        };
-        self.registry().conns.insert(id, conn.clone());
+        let conn = self.connection(&shared);
+        self.registry().conns.insert(id, shared.clone());
         let seed = opts
             .seed
             .unwrap_or_else(|| self.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -523,8 +531,8 @@ impl Manager {
             .registry()
             .conns
             .values()
-            .find(|c| c.shared.pool.is_none() && c.shared.endpoint == endpoint)
-            .cloned()
+            .find(|s| s.pool.is_none() && s.endpoint == endpoint)
+            .map(|s| self.inner.connection(s))
     }
 
     /// Every open connection to `endpoint`, pool members included, oldest first.
@@ -542,8 +550,8 @@ impl Manager {
             .registry()
             .conns
             .values()
-            .filter(|c| c.shared.endpoint == endpoint)
-            .cloned()
+            .filter(|s| s.endpoint == endpoint)
+            .map(|s| self.inner.connection(s))
             .collect()
     }
 
@@ -555,7 +563,8 @@ impl Manager {
     /// # }
     /// ```
     pub fn connections(&self) -> Vec<Connection> {
-        self.inner.registry().conns.values().cloned().collect()
+        let r = self.inner.registry();
+        r.conns.values().map(|s| self.inner.connection(s)).collect()
     }
 
     /// Creates an empty pool; an error when the name is taken.
@@ -673,13 +682,7 @@ impl Manager {
         for p in &pools {
             p.close();
         }
-        let conns: Vec<_> = self
-            .inner
-            .registry()
-            .conns
-            .values()
-            .map(|c| c.shared.clone())
-            .collect();
+        let conns: Vec<_> = self.inner.registry().conns.values().cloned().collect();
         for c in &conns {
             c.request(Command::Disconnect);
         }
@@ -777,7 +780,7 @@ impl Manager {
     pub fn status(&self) -> crate::Status {
         let (connections, endpoints_down, pools) = {
             let r = self.inner.registry();
-            let (counts, down) = crate::handle::status::tally(r.conns.values().map(|c| &*c.shared));
+            let (counts, down) = crate::handle::status::tally(r.conns.values().map(|s| &**s));
             let pools: Vec<Pool> = r.pools.values().cloned().collect();
             (counts, down, pools)
         };

@@ -5,7 +5,6 @@
 //! handle's per-message cost).
 
 use std::fmt;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::error::SendError;
@@ -205,10 +204,7 @@ impl Drop for Sender {
         }
         let bytes = self.held.buf.len();
         if let Err(r) = self.shared.push_chunks(&mut self.held, true) {
-            self.shared
-                .counters
-                .sender_dropped
-                .fetch_add(bytes as u64, Ordering::Relaxed);
+            self.shared.info().seldom_mut().sender_dropped += bytes as u64;
             {
                 let mut q = self.shared.queue();
                 q.ledger.discard_refused(bytes);

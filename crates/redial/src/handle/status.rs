@@ -156,7 +156,7 @@ pub(crate) fn tally<'a>(
             State::Connected => e.up = true,
             State::BackingOff => {
                 e.backing_off = true;
-                if let Some(at) = s.info().next_attempt {
+                if let Some(at) = s.info().next_attempt() {
                     e.next = Some(e.next.map_or(at, |n| n.min(at)));
                 }
             }
@@ -187,7 +187,7 @@ impl Shared {
             } => at.checked_add(*d),
             _ => None,
         };
-        self.info().next_attempt = next;
+        self.info().set_next_attempt(next);
         #[cfg(feature = "metrics")]
         {
             let held = self.queue().held();

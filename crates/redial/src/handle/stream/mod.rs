@@ -352,7 +352,7 @@ impl Stream {
             // A re-send is refused `Closed` between two connections too:
             // only a closed queue is the end.
             if matches!(refused, Refused::Closed) && self.conn.shared.queue().closed {
-                let reason = self.conn.shared.info().close_reason.as_deref().cloned();
+                let reason = self.conn.shared.info().close_reason().cloned();
                 return Poll::Ready(Err(closed_error(reason)));
             }
             // Full (a slow peer): wait for room, as a socket write does.
