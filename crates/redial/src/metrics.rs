@@ -79,6 +79,103 @@ const POOL_MEMBERS: &str = "redial_pool_members";
 const POOL_CONNECTED: &str = "redial_pool_members_connected";
 const REFUSED: &str = "redial_sends_refused_total";
 
+/// Every counter: its name, unit and help text (for [`describe`]).
+const COUNTERS: &[(&str, Unit, &str)] = &[
+    (
+        "redial_connect_attempts_total",
+        Unit::Count,
+        "Connect attempts made",
+    ),
+    (
+        "redial_connect_failures_total",
+        Unit::Count,
+        "Connect attempts that failed, by reason",
+    ),
+    (
+        "redial_connections_opened_total",
+        Unit::Count,
+        "Connections made",
+    ),
+    (
+        "redial_connection_losses_total",
+        Unit::Count,
+        "Live connections lost, by reason",
+    ),
+    (
+        "redial_connection_closes_total",
+        Unit::Count,
+        "Connections ended for good, by reason",
+    ),
+    (
+        "redial_give_ups_total",
+        Unit::Count,
+        "Failure streaks that tripped the give-up policy",
+    ),
+    (
+        "redial_recycles_total",
+        Unit::Count,
+        "Connections replaced after max_lifetime",
+    ),
+    (
+        "redial_flaps_total",
+        Unit::Count,
+        "Connections lost before stable_after",
+    ),
+    (
+        "redial_sent_bytes_total",
+        Unit::Bytes,
+        "Bytes handed to the kernel",
+    ),
+    ("redial_received_bytes_total", Unit::Bytes, "Bytes read"),
+    (
+        "redial_handed_back_bytes_total",
+        Unit::Bytes,
+        "Bytes handed back in a Reset or Close",
+    ),
+    (
+        "redial_discarded_bytes_total",
+        Unit::Bytes,
+        "Bytes handed back that no handler took",
+    ),
+    (
+        "redial_sends_refused_total",
+        Unit::Count,
+        "Sends refused, by reason",
+    ),
+];
+
+/// Every gauge: its name, unit and help text (for [`describe`]).
+const GAUGES: &[(&str, Unit, &str)] = &[
+    (CONNECTIONS, Unit::Count, "Connections by state"),
+    (IN_FLIGHT, Unit::Count, "Connect attempts in flight"),
+    (POOL_MEMBERS, Unit::Count, "Members of each pool"),
+    (POOL_CONNECTED, Unit::Count, "Pool members that are up"),
+    (
+        "redial_queued_bytes",
+        Unit::Bytes,
+        "Bytes accepted and not yet written",
+    ),
+];
+
+/// Every histogram: its name, unit and help text (for [`describe`]).
+const HISTOGRAMS: &[(&str, Unit, &str)] = &[
+    (
+        "redial_connect_duration_seconds",
+        Unit::Seconds,
+        "From the start of a connect attempt to connected or failed",
+    ),
+    (
+        "redial_connection_lifetime_seconds",
+        Unit::Seconds,
+        "How long each connection was up",
+    ),
+    (
+        "redial_downtime_seconds",
+        Unit::Seconds,
+        "From a loss to connected again",
+    ),
+];
+
 /// Gives every metric its help text and unit, for exporters that show
 /// them (Prometheus's `# HELP` lines). Call once, after installing the
 /// recorder.
@@ -86,99 +183,16 @@ const REFUSED: &str = "redial_sends_refused_total";
 /// ```
 /// redial::metrics::describe(); // a no-op without a recorder
 /// ```
-// A table of every metric's help text, not logic to split.
-#[allow(clippy::too_many_lines)]
 pub fn describe() {
-    let counters: [(&'static str, Unit, &'static str); 13] = [
-        (
-            "redial_connect_attempts_total",
-            Unit::Count,
-            "Connect attempts made",
-        ),
-        (
-            "redial_connect_failures_total",
-            Unit::Count,
-            "Connect attempts that failed, by reason",
-        ),
-        (
-            "redial_connections_opened_total",
-            Unit::Count,
-            "Connections made",
-        ),
-        (
-            "redial_connection_losses_total",
-            Unit::Count,
-            "Live connections lost, by reason",
-        ),
-        (
-            "redial_connection_closes_total",
-            Unit::Count,
-            "Connections ended for good, by reason",
-        ),
-        (
-            "redial_give_ups_total",
-            Unit::Count,
-            "Failure streaks that tripped the give-up policy",
-        ),
-        (
-            "redial_recycles_total",
-            Unit::Count,
-            "Connections replaced after max_lifetime",
-        ),
-        (
-            "redial_flaps_total",
-            Unit::Count,
-            "Connections lost before stable_after",
-        ),
-        (
-            "redial_sent_bytes_total",
-            Unit::Bytes,
-            "Bytes handed to the kernel",
-        ),
-        ("redial_received_bytes_total", Unit::Bytes, "Bytes read"),
-        (
-            "redial_handed_back_bytes_total",
-            Unit::Bytes,
-            "Bytes handed back in a Reset or Close",
-        ),
-        (
-            "redial_discarded_bytes_total",
-            Unit::Bytes,
-            "Bytes handed back that no handler took",
-        ),
-        (
-            "redial_sends_refused_total",
-            Unit::Count,
-            "Sends refused, by reason",
-        ),
-    ];
-    for (name, unit, help) in counters {
+    for &(name, unit, help) in COUNTERS {
         describe_counter!(name, unit, help);
     }
-    describe_gauge!(CONNECTIONS, Unit::Count, "Connections by state");
-    describe_gauge!(IN_FLIGHT, Unit::Count, "Connect attempts in flight");
-    describe_gauge!(POOL_MEMBERS, Unit::Count, "Members of each pool");
-    describe_gauge!(POOL_CONNECTED, Unit::Count, "Pool members that are up");
-    describe_gauge!(
-        "redial_queued_bytes",
-        Unit::Bytes,
-        "Bytes accepted and not yet written"
-    );
-    describe_histogram!(
-        "redial_connect_duration_seconds",
-        Unit::Seconds,
-        "From the start of a connect attempt to connected or failed"
-    );
-    describe_histogram!(
-        "redial_connection_lifetime_seconds",
-        Unit::Seconds,
-        "How long each connection was up"
-    );
-    describe_histogram!(
-        "redial_downtime_seconds",
-        Unit::Seconds,
-        "From a loss to connected again"
-    );
+    for &(name, unit, help) in GAUGES {
+        describe_gauge!(name, unit, help);
+    }
+    for &(name, unit, help) in HISTOGRAMS {
+        describe_histogram!(name, unit, help);
+    }
 }
 
 /// One more attempt in flight (`up`) or one fewer.
