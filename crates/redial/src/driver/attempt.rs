@@ -36,7 +36,7 @@ impl<H: Handler> Driver<H> {
             }
             tokio::select! {
                 _ = sleep_until(deadline) => {
-                    self.lifecycle.timeout(Instant::now().into_std());
+                    self.lifecycle.timeout(crate::clock::now());
                     return;
                 }
                 _ = self.shared.wake.notified() => {}
@@ -168,7 +168,7 @@ impl<H: Handler> Driver<H> {
                 }
             }
         };
-        let now = Instant::now().into_std();
+        let now = crate::clock::now();
         if let (Some(h), Some(r)) = (&self.health, &result) {
             match r {
                 Ok(_) => h.succeeded(),

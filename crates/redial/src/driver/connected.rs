@@ -198,7 +198,7 @@ impl<H: Handler> Driver<H> {
                 Err(e) => Step::Failed(e),
             });
             match step {
-                Step::Data => timers.read(Instant::now().into_std()),
+                Step::Data => timers.read(crate::clock::now()),
                 Step::Failed(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
                 Step::Failed(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Step::Failed(e) => return Some(Outcome::Lost(ResetReason::from_io(&e), Some(e))),
@@ -217,8 +217,7 @@ impl<H: Handler> Driver<H> {
     /// one deadline, the earliest of the core's [`Timers`].
     pub(super) async fn pump(&mut self, sock: &Socket) -> Outcome {
         let draw = self.lifecycle.lifetime_draw();
-        let mut timers =
-            Timers::with_lifetime(Instant::now().into_std(), self.lifecycle.options(), draw);
+        let mut timers = Timers::with_lifetime(crate::clock::now(), self.lifecycle.options(), draw);
         // Boxed and allocated only while a deadline is set: an idle
         // connection without timers carries no timer.
         let mut timer: Option<std::pin::Pin<Box<Sleep>>> = None;
@@ -240,7 +239,7 @@ impl<H: Handler> Driver<H> {
                 .as_deref_mut()
                 .filter(|b| flushed && b.release.is_none() && b.oversized());
             if let Some(b) = drained {
-                b.release = Some(Trim::drained(Instant::now().into_std(), b.taken));
+                b.release = Some(Trim::drained(crate::clock::now(), b.taken));
             }
             // Options are read where needed, not copied: every byte held
             // across an await is carried by every idle connection.
@@ -277,7 +276,7 @@ impl<H: Handler> Driver<H> {
     /// Carries out what the core's timers found due. `Some` when that ends
     /// the connected period.
     fn on_timer(&mut self, sock: &Socket, timers: &mut Timers) -> Option<Outcome> {
-        let now = Instant::now().into_std();
+        let now = crate::clock::now();
         if self.shared.reads_paused() {
             // Not reading is the application's choice, not the peer's
             // silence.
