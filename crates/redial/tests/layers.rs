@@ -251,24 +251,6 @@ fn no_function_is_longer_than_80_lines() {
     );
 }
 
-/// Not a check: lists the longest functions of every crate in the
-/// workspace, tests and binaries included
-/// (`cargo test -p redial --test layers -- --ignored --nocapture`).
-#[test]
-#[ignore = "a report, not a check"]
-fn report_the_longest_functions_of_the_workspace() {
-    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut all: Vec<(usize, String)> = functions_under(&crates)
-        .into_iter()
-        .filter(|(_, f)| f.body_lines > MAX_BODY_LINES * 3 / 4)
-        .map(|(file, f)| (f.body_lines, format!("{file}:{}: fn {}", f.line, f.name)))
-        .collect();
-    all.sort_by(|a, b| b.cmp(a));
-    for (lines, f) in all {
-        println!("{lines:4} {f}");
-    }
-}
-
 /// The scanner itself, on the shapes this codebase has: strings, raw
 /// strings, chars and lifetimes, comments with braces, trait methods
 /// without bodies, function pointer types, nested functions.
