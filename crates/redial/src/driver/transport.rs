@@ -74,10 +74,14 @@ impl Transport {
             Transport::Tls(t) => t.try_read(buf),
         }
     }
+    /// Writes `buf`. Neither socket raises SIGPIPE when the peer has
+    /// gone: the standard library's TCP writes pass `MSG_NOSIGNAL`, and a
+    /// Unix socket's (a plain `write(2)` there) go through [`send`].
     pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        use tokio::io::Interest;
         match self {
             Transport::Tcp(s) => s.try_write(buf),
-            Transport::Unix(s) => s.try_write(buf),
+            Transport::Unix(s) => s.try_io(Interest::WRITABLE, || send(s.into(), buf)),
             #[cfg(feature = "tls")]
             Transport::Tls(t) => t.try_write(buf),
         }
@@ -137,4 +141,18 @@ fn send_vectored(sock: SockRef<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result<usiz
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn send_vectored(sock: SockRef<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
     sock.send_vectored(bufs)
+}
+
+/// `send` with `MSG_NOSIGNAL`, not `write` (what a Unix stream's
+/// `try_write` calls, which raises SIGPIPE once the peer has gone; see
+/// [`send_vectored`]).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn send(sock: SockRef<'_>, buf: &[u8]) -> io::Result<usize> {
+    sock.send_with_flags(buf, libc::MSG_NOSIGNAL)
+}
+
+/// Elsewhere `SO_NOSIGPIPE` keeps `send` from raising SIGPIPE.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn send(sock: SockRef<'_>, buf: &[u8]) -> io::Result<usize> {
+    sock.send(buf)
 }
