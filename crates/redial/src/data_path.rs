@@ -68,6 +68,9 @@ impl DataPath {
 
     /// `Connection::send`.
     pub fn send(&mut self, data: &[u8]) -> Result<(), SendError> {
+        if data.is_empty() {
+            return Ok(());
+        }
         self.shared
             .push(None, data)
             .map(drop)
@@ -76,6 +79,9 @@ impl DataPath {
 
     /// `Socket::send` on the live connection's socket.
     pub fn socket_send(&mut self, data: &[u8]) -> Result<(), SendError> {
+        if data.is_empty() {
+            return Ok(());
+        }
         self.shared
             .push(Some(self.generation), data)
             .map(drop)

@@ -122,8 +122,16 @@ impl Connection {
     /// }
     /// # }
     /// ```
+    ///
+    /// An empty `data` is no message: it queues nothing, wakes nothing and
+    /// returns `Ok(())` whatever the connection's state (as every send
+    /// does: [`Socket`], [`Sender`], [`Pool`](crate::Pool), and
+    /// [`Stream`](crate::Stream)'s `Ok(0)`).
     pub fn send(&self, data: impl AsRef<[u8]>) -> Result<(), SendError> {
         let data = data.as_ref();
+        if data.is_empty() {
+            return Ok(());
+        }
         self.shared
             .push(None, data)
             .map(drop)
@@ -140,6 +148,9 @@ impl Connection {
     /// this handle; a producer of many small messages goes faster through
     /// its own [`Sender`](Connection::sender).
     ///
+    /// An empty `data` returns `Ok(())` at once and queues nothing (see
+    /// [`Connection::send`]).
+    ///
     /// Cancel-safe: the bytes are queued whole or not at all. Dropped while
     /// it waits for room, the future has queued none of them; dropped after
     /// they were handed over (while it waits for the connection to take
@@ -154,6 +165,9 @@ impl Connection {
     /// ```
     pub async fn write(&self, data: impl AsRef<[u8]>) -> Result<(), SendError> {
         let data = data.as_ref();
+        if data.is_empty() {
+            return Ok(());
+        }
         // The common case inline: one lock, no waiting machinery set up.
         match self.shared.push(None, data) {
             Ok(p) => {

@@ -9,6 +9,8 @@
 
 pub(crate) mod connection;
 pub(crate) mod disconnect;
+#[cfg(test)]
+mod empty_send_tests;
 pub(crate) mod global;
 pub(crate) mod manager;
 pub(crate) mod pool;

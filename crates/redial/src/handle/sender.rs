@@ -79,7 +79,8 @@ impl Sender {
 
     /// Appends bytes; hands the batch over, without waiting, once it is
     /// full (or at once, to be refused, when the connection has closed for
-    /// good). A refused hand-over returns every byte the sender held.
+    /// good). A refused hand-over returns every byte the sender held. An
+    /// empty `data` holds nothing and returns `Ok(())`.
     ///
     /// ```no_run
     /// # fn f(conn: &redial::Connection) -> Result<(), redial::SendError> {
@@ -100,7 +101,8 @@ impl Sender {
     /// Appends bytes; hands the batch over once it is full (or at once, to
     /// be refused, when the connection has closed for good), waiting while
     /// the connection's queue is full. A refused hand-over returns every
-    /// byte the sender held.
+    /// byte the sender held. An empty `data` holds nothing and returns
+    /// `Ok(())`.
     ///
     /// ```no_run
     /// # async fn f(conn: redial::Connection) -> Result<(), redial::SendError> {
@@ -183,8 +185,12 @@ impl Sender {
     /// Holds `data`; true when the batch is due for a hand-over: it is
     /// full, or the connection has ended for good, so that a send says so
     /// at once instead of at the next full batch (one plain load; no lock).
+    /// An empty `data` is no message: nothing is held or handed over.
     #[inline]
     fn hold(&mut self, data: &[u8]) -> bool {
+        if data.is_empty() {
+            return false;
+        }
         self.held.push(data);
         self.held.buf.len() >= Sender::BATCH || self.shared.state() == State::Closed
     }

@@ -124,6 +124,8 @@ impl Socket {
 
     /// Queues bytes to be written, without blocking. Refused (with the
     /// bytes handed back) when the queue is full or this connection is gone.
+    /// An empty `data` queues nothing and returns `Ok(())` (see
+    /// [`Connection::send`](crate::Connection::send)).
     ///
     /// Tied to this one connection: the send for request/response
     /// protocols that match replies per connection (see
@@ -138,6 +140,9 @@ impl Socket {
     /// ```
     pub fn send(&self, data: impl AsRef<[u8]>) -> Result<(), SendError> {
         let data = data.as_ref();
+        if data.is_empty() {
+            return Ok(());
+        }
         self.inner
             .shared
             .push(Some(self.inner.generation), data)
@@ -147,7 +152,8 @@ impl Socket {
 
     /// Queues bytes, waiting while the queue is full. Every 64 KiB queued,
     /// it also waits until the connection has taken what is queued, as
-    /// [`Connection::write`](crate::Connection::write) does.
+    /// [`Connection::write`](crate::Connection::write) does. An empty
+    /// `data` returns `Ok(())` at once.
     ///
     /// ```no_run
     /// # async fn f(sock: redial::Socket) -> Result<(), redial::SendError> {
@@ -156,6 +162,9 @@ impl Socket {
     /// ```
     pub async fn write(&self, data: impl AsRef<[u8]>) -> Result<(), SendError> {
         let (data, shared, generation) = (data.as_ref(), &self.inner.shared, self.inner.generation);
+        if data.is_empty() {
+            return Ok(());
+        }
         // As `Connection::write`: the common case inline.
         match shared.push(Some(generation), data) {
             Ok(p) => {

@@ -135,7 +135,8 @@ impl Pool {
     /// handed back only when no live member takes them: in
     /// [`SendError::Full`] when one was full, else in
     /// [`SendError::NoLiveMember`] ([`SendError::PoolEmpty`] for a pool
-    /// without connections).
+    /// without connections). An empty `data` goes to no member and returns
+    /// `Ok(())`.
     ///
     /// ```no_run
     /// # fn f(pool: redial::Pool) {
@@ -146,6 +147,9 @@ impl Pool {
     /// ```
     pub fn send(&self, data: impl AsRef<[u8]>) -> Result<(), SendError> {
         let data = data.as_ref();
+        if data.is_empty() {
+            return Ok(());
+        }
         let live = self.usable().members;
         match self.push_any(&live, data, &mut Vec::new()) {
             Ok(()) => Ok(()),
@@ -209,7 +213,8 @@ impl Pool {
     /// (and for room in a queue) instead of failing at once. Fails with
     /// [`SendError::TimedOut`], holding the bytes, when the time is up.
     /// Wakes as soon as a member becomes live, including by time alone (a
-    /// flapping member whose connection has stayed up long enough).
+    /// flapping member whose connection has stayed up long enough). An
+    /// empty `data` returns `Ok(())` at once.
     ///
     /// ```no_run
     /// # async fn f(pool: redial::Pool) -> Result<(), redial::SendError> {
@@ -222,6 +227,9 @@ impl Pool {
         timeout: std::time::Duration,
     ) -> Result<(), SendError> {
         let data = data.as_ref();
+        if data.is_empty() {
+            return Ok(());
+        }
         let deadline = crate::driver::after(Instant::now(), timeout);
         let timed_out = || {
             self.refused(SendError::TimedOut {

@@ -101,7 +101,9 @@ async fn wait_drained(shared: Arc<Shared>) {
 ///   lost connection (what the peer got of them, only the peer can say),
 ///   or are handed back by [`Stream::take_unsent`], which keeps them, loss
 ///   after loss, until taken; or they are still queued. Nothing accepted is
-///   dropped. Writes after the error go to the next connection.
+///   dropped. Writes after the error go to the next connection. A
+///   zero-byte write returns `Ok(0)` at once, whatever the state: it
+///   queues nothing and reports no loss.
 ///
 /// Split halves (`tokio::io::split`) share one stream and so one error per
 /// loss: the half that did not get it is not told. Give a split reader's
@@ -483,6 +485,11 @@ impl AsyncWrite for Stream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        // No message: nothing to queue, no loss or close to report (as a
+        // socket's zero-byte write, whose result says nothing either).
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
         if std::mem::take(&mut this.yield_next) {
             cx.waker().wake_by_ref();
             return Poll::Pending;
