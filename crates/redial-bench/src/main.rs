@@ -226,15 +226,7 @@ fn orchestrate(argv: &[String]) -> Result<ExitCode> {
     if in_netns {
         setup_netns()?;
     }
-    let node = if args.no_node {
-        Err("--no-node".to_string())
-    } else if let Ok(e) = std::env::var(NODE_ERR_ENV) {
-        Err(e)
-    } else if !in_netns {
-        peers::node::install().and_then(|_| peers::node::ready())
-    } else {
-        peers::node::ready()
-    };
+    let node = node_status(&args, in_netns);
     let started = Instant::now();
     let load_before = procfs::first_line("/proc/loadavg");
     let date = report::utc_now();
@@ -246,25 +238,7 @@ fn orchestrate(argv: &[String]) -> Result<ExitCode> {
         failures: Vec::new(),
         notes: Vec::new(),
     };
-    let want = |s: &str| args.only.as_ref().is_none_or(|o| o.iter().any(|x| x == s));
-    let mut sections: Vec<Section> = Vec::new();
-    type Scenario = fn(&mut Ctx) -> Result<Section>;
-    let all: [(&str, Scenario); 6] = [
-        ("throughput", scenarios::throughput::run),
-        ("producers", scenarios::producers::run),
-        ("fanout", scenarios::fanout::run),
-        ("pingpong", scenarios::pingpong::run),
-        ("recovery", scenarios::recovery::run),
-        ("scale", scenarios::scale::run),
-    ];
-    for (name, f) in all {
-        if want(name) {
-            match f(&mut ctx) {
-                Ok(s) => sections.push(s),
-                Err(e) => ctx.fail(format!("{name}: {e:#}")),
-            }
-        }
-    }
+    let sections = run_scenarios(&mut ctx, args.only.as_deref());
     let load = format!(
         "{load_before} at the start, {} at the end",
         procfs::first_line("/proc/loadavg")
@@ -282,18 +256,63 @@ fn orchestrate(argv: &[String]) -> Result<ExitCode> {
         write_benchmarks(&md)?;
         eprintln!("wrote BENCHMARKS.md");
     }
+    Ok(verdict(&ctx, started))
+}
+
+/// Node's version, or why the node peers are left out. Outside the
+/// private namespace connman is installed first (that needs the
+/// registry); inside it, the parent's install error is passed down.
+fn node_status(args: &Args, in_netns: bool) -> Result<String, String> {
+    if args.no_node {
+        Err("--no-node".to_string())
+    } else if let Ok(e) = std::env::var(NODE_ERR_ENV) {
+        Err(e)
+    } else if !in_netns {
+        peers::node::install().and_then(|_| peers::node::ready())
+    } else {
+        peers::node::ready()
+    }
+}
+
+/// Runs the scenarios `only` names (all when `None`), in the report's
+/// order; a scenario that fails as a whole is a failed count check.
+fn run_scenarios(ctx: &mut Ctx, only: Option<&[String]>) -> Vec<Section> {
+    let want = |s: &str| only.is_none_or(|o| o.iter().any(|x| x == s));
+    let mut sections: Vec<Section> = Vec::new();
+    type Scenario = fn(&mut Ctx) -> Result<Section>;
+    let all: [(&str, Scenario); 6] = [
+        ("throughput", scenarios::throughput::run),
+        ("producers", scenarios::producers::run),
+        ("fanout", scenarios::fanout::run),
+        ("pingpong", scenarios::pingpong::run),
+        ("recovery", scenarios::recovery::run),
+        ("scale", scenarios::scale::run),
+    ];
+    for (name, f) in all {
+        if want(name) {
+            match f(ctx) {
+                Ok(s) => sections.push(s),
+                Err(e) => ctx.fail(format!("{name}: {e:#}")),
+            }
+        }
+    }
+    sections
+}
+
+/// The exit code: success only when every count check held.
+fn verdict(ctx: &Ctx, started: Instant) -> ExitCode {
     if ctx.failures.is_empty() {
         eprintln!(
             "all counts checked: ok ({:.1} s)",
             started.elapsed().as_secs_f64()
         );
-        Ok(ExitCode::SUCCESS)
+        ExitCode::SUCCESS
     } else {
         eprintln!("{} count check(s) failed:", ctx.failures.len());
         for f in &ctx.failures {
             eprintln!("  - {f}");
         }
-        Ok(ExitCode::FAILURE)
+        ExitCode::FAILURE
     }
 }
 

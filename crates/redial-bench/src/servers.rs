@@ -70,29 +70,40 @@ pub fn run(kind: &str, kv: &Kv) -> Result<()> {
 }
 
 fn sink(addr: SocketAddr, want: u64) -> Result<()> {
+    thread_per_connection(addr, move |mut s| {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut got = 0u64;
+        let mut done = false;
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got += n as u64;
+            if !done && got >= want {
+                done = true;
+                println!("done {} {got}", now_ns());
+                let _ = s.write_all(b"k");
+            }
+        }
+        if !done {
+            println!("short {got}");
+        }
+    })
+}
+
+/// Listens on `addr`, announces it, and serves every connection on a
+/// thread of its own, with TCP_NODELAY on.
+fn thread_per_connection(
+    addr: SocketAddr,
+    serve: impl Fn(TcpStream) + Copy + Send + 'static,
+) -> Result<()> {
     let l = listen(addr, 128)?;
     announce(&l)?;
     for s in l.incoming() {
-        let mut s = s?;
+        let s = s?;
         std::thread::spawn(move || {
             let _ = s.set_nodelay(true);
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut got = 0u64;
-            let mut done = false;
-            while let Ok(n) = s.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                got += n as u64;
-                if !done && got >= want {
-                    done = true;
-                    println!("done {} {got}", now_ns());
-                    let _ = s.write_all(b"k");
-                }
-            }
-            if !done {
-                println!("short {got}");
-            }
+            serve(s);
         });
     }
     Ok(())
@@ -141,21 +152,14 @@ async fn multisink_loop(l: TcpListener, want: u64) -> Result<()> {
 }
 
 fn echo(addr: SocketAddr) -> Result<()> {
-    let l = listen(addr, 128)?;
-    announce(&l)?;
-    for s in l.incoming() {
-        let mut s = s?;
-        std::thread::spawn(move || {
-            let _ = s.set_nodelay(true);
-            let mut buf = vec![0u8; 64 * 1024];
-            while let Ok(n) = s.read(&mut buf) {
-                if n == 0 || s.write_all(&buf[..n]).is_err() {
-                    break;
-                }
+    thread_per_connection(addr, |mut s| {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 || s.write_all(&buf[..n]).is_err() {
+                break;
             }
-        });
-    }
-    Ok(())
+        }
+    })
 }
 
 /// Accepted connections alternate: a client's fresh connection (hello

@@ -17,7 +17,7 @@ use stubborn_io::strategies::ExpBackoffStrategy;
 use stubborn_io::{ReconnectOptions, StubbornTcpStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::tokio_plain::{idle_report, pingpong};
+use super::tokio_plain::{hold_until_closed, idle_report, pingpong};
 use super::{control, print_latencies, runtime, stamp, Counters, Peer};
 use crate::kv::Kv;
 use crate::procfs;
@@ -128,12 +128,7 @@ async fn scale(peer: Peer, addrs: Vec<SocketAddr>, n: u64) -> Result<()> {
                 return;
             };
             let _ = s.set_nodelay(true);
-            let mut b = [0u8; 64];
-            while let Ok(k) = s.read(&mut b).await {
-                if k == 0 {
-                    break;
-                }
-            }
+            hold_until_closed(&mut s).await;
         });
     }
     std::future::pending::<()>().await;

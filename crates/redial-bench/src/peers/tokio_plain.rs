@@ -161,15 +161,21 @@ async fn scale(addrs: Vec<SocketAddr>, n: u64) -> Result<()> {
             };
             let _ = s.set_nodelay(true);
             c.connected();
-            let mut b = [0u8; 64];
-            while let Ok(k) = s.read(&mut b).await {
-                if k == 0 {
-                    break;
-                }
-            }
+            hold_until_closed(&mut s).await;
             c.lost();
         });
     }
     std::future::pending::<()>().await;
     Ok(())
+}
+
+/// Reads (and drops) whatever arrives until the peer closes or the read
+/// fails: a held connection that notices its loss.
+pub async fn hold_until_closed(s: &mut (impl tokio::io::AsyncRead + Unpin)) {
+    let mut b = [0u8; 64];
+    while let Ok(k) = s.read(&mut b).await {
+        if k == 0 {
+            break;
+        }
+    }
 }

@@ -7,12 +7,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
-use super::{server, Ctx, Section};
+use super::runs::{at_least, by_peer, column, interleave, median_for, rate_cells, vs_best};
+use super::{server, timed_burst, Ctx, Section};
 use crate::peers::Peer;
 use crate::procfs;
-use crate::report::{dec, int, median, spread, spread_note, Table};
+use crate::report::{dec, int, median, spread, Table};
 
 const PEERS: [Peer; 4] = [
     Peer::TokioBuf8,
@@ -20,6 +21,8 @@ const PEERS: [Peer; 4] = [
     Peer::Redial,
     Peer::RedialSender,
 ];
+/// The rows the ratios are taken for.
+const REDIAL: [Peer; 2] = [Peer::Redial, Peer::RedialSender];
 const MIN_RUNS: usize = 5;
 
 /// (connections, messages per connection).
@@ -51,18 +54,11 @@ fn one(ctx: &Ctx, peer: Peer) -> Result<Sample> {
             format!("m={m}"),
         ],
     )?;
-    let start = c.wait_num("start", Duration::from_secs(60))?;
-    let done = srv.wait_for("done", Duration::from_secs(300))?;
-    let t_done: u64 = done.first().and_then(|v| v.parse().ok()).unwrap_or(0);
-    let got: u64 = done.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
-    if got != bytes {
-        bail!("sink got {got} bytes, expected {bytes}");
-    }
+    let secs = timed_burst(&mut srv, &mut c, bytes, Duration::from_secs(60))?;
     c.wait_for("sent", Duration::from_secs(60))?;
     let cpu_ms = procfs::cpu_ns(c.pid) as f64 / 1e6;
     c.finish(Duration::from_secs(3));
     srv.finish(Duration::from_secs(3));
-    let secs = t_done.saturating_sub(start) as f64 / 1e9;
     Ok(Sample {
         rate: (conns * m) as f64 / secs,
         secs,
@@ -71,39 +67,45 @@ fn one(ctx: &Ctx, peer: Peer) -> Result<Sample> {
 }
 
 pub fn run(ctx: &mut Ctx) -> Result<Section> {
-    let runs = if ctx.quick {
-        ctx.runs
-    } else {
-        ctx.runs.max(MIN_RUNS)
-    };
+    let runs = at_least(ctx, MIN_RUNS);
     let (conns, m) = counts(ctx.quick);
     let peers: Vec<Peer> = PEERS.into_iter().filter(|p| ctx.usable(*p)).collect();
-    let mut samples: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
-    let mut vs_best: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    for run in 0..runs {
-        let mut this_run: BTreeMap<&'static str, f64> = BTreeMap::new();
-        for &p in &peers {
-            eprintln!("fanout: run {} {}", run + 1, p.id());
-            match one(ctx, p) {
-                Ok(s) => {
-                    this_run.insert(p.id(), s.rate);
-                    samples.entry(p.id()).or_default().push(s);
-                }
-                Err(e) => ctx.fail(format!("fanout {} run {}: {e:#}", p.id(), run + 1)),
-            }
-        }
-        let best = [Peer::TokioBuf8, Peer::TokioBuf64]
-            .iter()
-            .filter_map(|p| this_run.get(p.id()).copied())
-            .fold(f64::NAN, f64::max);
-        for p in [Peer::Redial, Peer::RedialSender] {
-            if let Some(r) = this_run.get(p.id()) {
-                if best.is_finite() {
-                    vs_best.entry(p.id()).or_default().push(r / best);
-                }
-            }
-        }
-    }
+    let all = interleave(ctx, "fanout", runs, &peers, |_| String::new(), one);
+    let vs = vs_best(
+        &all,
+        |s| s.rate,
+        &[Peer::TokioBuf8, Peer::TokioBuf64],
+        &REDIAL,
+    );
+    let mut body = format!(
+        "### 1c. Many connections, every core: {} connections x {} messages of 64 B, one producer each, 2-worker runtime ({runs} runs per peer)\n\n{}\n",
+        int(conns as f64),
+        int(m as f64),
+        table(&peers, &by_peer(&all), &vs).render()
+    );
+    body.push_str("The client is a tokio runtime with 2 worker threads; it opens every connection, waits until all are up, stamps `start` and spawns one producer task per connection. tokio: each producer owns its `TcpStream` behind a `BufWriter` (8 KiB, tokio's default, or 64 KiB), `write_all` per message, `flush` at the end. redial: `Manager::new()` with its defaults; each producer awaits `Connection::write` per message, or owns a `Sender` (`write` per message, `flush` at the end). The sink is one event loop thread (a tokio `current_thread` runtime) reading every connection; neither process is pinned, so the sink competes with the client's two workers for the 2 cores. \"best\" is the faster of the two BufWriter rows in the same run.\n\n");
+    let targets = REDIAL
+        .iter()
+        .map(|&p| {
+            let r = median_for(&vs, p);
+            (
+                format!(
+                    "many connections: msg/s >= 1.0x tokio with one BufWriter per connection (best of 8/64 KiB, same run), {}",
+                    label(p)
+                ),
+                format!("{}x", dec(r, 2)),
+                r >= 1.0,
+            )
+        })
+        .collect();
+    Ok(Section { body, targets })
+}
+
+fn table(
+    peers: &[Peer],
+    samples: &BTreeMap<&str, Vec<Sample>>,
+    vs: &BTreeMap<&str, Vec<f64>>,
+) -> Table {
     let mut t = Table::new(&[
         "peer",
         ">msg/s, all connections (median)",
@@ -113,44 +115,21 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
         ">client CPU ms",
         ">vs best tokio + BufWriter, same run (min / median / max)",
     ]);
-    for &p in &peers {
+    for &p in peers {
         let Some(v) = samples.get(p.id()) else {
             t.row(vec![label(p).into(), "failed".into()]);
             continue;
         };
-        let col = |f: fn(&Sample) -> f64| v.iter().map(f).collect::<Vec<f64>>();
-        let rates = col(|s| s.rate);
-        let r_m: Vec<f64> = rates.iter().map(|r| r / 1e6).collect();
-        t.row(vec![
-            label(p).into(),
-            int(median(&rates)),
-            spread(&r_m, 1),
-            spread_note(&rates),
-            dec(median(&col(|s| s.secs)), 2),
-            int(median(&col(|s| s.cpu_ms))),
-            vs_best.get(p.id()).map_or("-".into(), |v| spread(v, 2)),
+        let mut row = vec![label(p).to_string()];
+        row.extend(rate_cells(&column(v, |s| s.rate)));
+        row.extend([
+            dec(median(&column(v, |s| s.secs)), 2),
+            int(median(&column(v, |s| s.cpu_ms))),
+            vs.get(p.id()).map_or("-".into(), |v| spread(v, 2)),
         ]);
+        t.row(row);
     }
-    let mut body = format!(
-        "### 1c. Many connections, every core: {} connections x {} messages of 64 B, one producer each, 2-worker runtime ({runs} runs per peer)\n\n{}\n",
-        int(conns as f64),
-        int(m as f64),
-        t.render()
-    );
-    body.push_str("The client is a tokio runtime with 2 worker threads; it opens every connection, waits until all are up, stamps `start` and spawns one producer task per connection. tokio: each producer owns its `TcpStream` behind a `BufWriter` (8 KiB, tokio's default, or 64 KiB), `write_all` per message, `flush` at the end. redial: `Manager::new()` with its defaults; each producer awaits `Connection::write` per message, or owns a `Sender` (`write` per message, `flush` at the end). The sink is one event loop thread (a tokio `current_thread` runtime) reading every connection; neither process is pinned, so the sink competes with the client's two workers for the 2 cores. \"best\" is the faster of the two BufWriter rows in the same run.\n\n");
-    let mut targets = Vec::new();
-    for p in [Peer::Redial, Peer::RedialSender] {
-        let r = vs_best.get(p.id()).map_or(f64::NAN, |v| median(v));
-        targets.push((
-            format!(
-                "many connections: msg/s >= 1.0x tokio with one BufWriter per connection (best of 8/64 KiB, same run), {}",
-                label(p)
-            ),
-            format!("{}x", dec(r, 2)),
-            r >= 1.0,
-        ));
-    }
-    Ok(Section { body, targets })
+    t
 }
 
 fn label(p: Peer) -> &'static str {

@@ -6,13 +6,14 @@ pub mod fanout;
 pub mod pingpong;
 pub mod producers;
 pub mod recovery;
+mod runs;
 pub mod scale;
 pub mod throughput;
 
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::peers::{node, Peer};
 use crate::proc::{on_cpu, self_cmd, Proc};
@@ -138,6 +139,21 @@ fn server_with(
     let port = f.first().and_then(|v| v.parse().ok()).context("port")?;
     let t = f.get(1).and_then(|v| v.parse().ok()).context("stamp")?;
     Ok((p, port, t))
+}
+
+/// The timing of a burst into a counting sink (scenarios 1, 1b, 1c): waits
+/// for the client's `start` (within `start_limit`) and the sink's `done`,
+/// checks that the sink got all `bytes`, and returns the seconds between
+/// the two stamps.
+pub fn timed_burst(srv: &mut Proc, c: &mut Proc, bytes: u64, start_limit: Duration) -> Result<f64> {
+    let start = c.wait_num("start", start_limit)?;
+    let done = srv.wait_for("done", Duration::from_secs(300))?;
+    let t_done: u64 = done.first().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let got: u64 = done.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    if got != bytes {
+        bail!("sink got {got} bytes, expected {bytes}");
+    }
+    Ok(t_done.saturating_sub(start) as f64 / 1e9)
 }
 
 /// Nanoseconds to milliseconds.

@@ -2,11 +2,11 @@
 //! server, one at a time; each client measures its round trips itself and
 //! prints p50 / p99 / p99.9 / max.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use super::runs::{by_peer, interleave};
 use super::{ms, server, Ctx, Section};
 use crate::peers::Peer;
 use crate::report::{dec, int, median, Table};
@@ -37,16 +37,16 @@ fn one(ctx: &Ctx, peer: Peer, n: u64) -> Result<[f64; 4]> {
 pub fn run(ctx: &mut Ctx) -> Result<Section> {
     let n: u64 = if ctx.quick { 2_000 } else { 100_000 };
     let peers: Vec<Peer> = PEERS.into_iter().filter(|p| ctx.usable(*p)).collect();
-    let mut samples: BTreeMap<&str, Vec<[f64; 4]>> = BTreeMap::new();
-    for run in 0..ctx.runs {
-        for &p in &peers {
-            eprintln!("pingpong: run {} {}", run + 1, p.id());
-            match one(ctx, p, n) {
-                Ok(s) => samples.entry(p.id()).or_default().push(s),
-                Err(e) => ctx.fail(format!("pingpong {} run {}: {e:#}", p.id(), run + 1)),
-            }
-        }
-    }
+    let runs = ctx.runs;
+    let all = interleave(
+        ctx,
+        "pingpong",
+        runs,
+        &peers,
+        |_| String::new(),
+        |ctx, p| one(ctx, p, n),
+    );
+    let samples = by_peer(&all);
     let mut t = Table::new(&[
         "peer",
         ">p50 µs",

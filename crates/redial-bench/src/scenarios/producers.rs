@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::{server, Ctx, Section};
+use super::runs::{at_least, by_peer, column, interleave, median_for, rate_cells, vs_best};
+use super::{server, timed_burst, Ctx, Section};
 use crate::peers::producers::total_bytes;
 use crate::peers::Peer;
 use crate::procfs;
-use crate::report::{dec, int, max, median, spread, spread_note, Table};
+use crate::report::{dec, int, max, median, spread, Table};
 
 const PEERS: [Peer; 4] = [
     Peer::TokioMpsc,
@@ -22,6 +23,8 @@ const PEERS: [Peer; 4] = [
     Peer::Redial,
     Peer::RedialSender,
 ];
+/// The rows the ratios and targets are taken for.
+const REDIAL: [Peer; 2] = [Peer::Redial, Peer::RedialSender];
 const TASKS: u64 = 8;
 const MIN_RUNS: usize = 5;
 
@@ -57,13 +60,7 @@ fn one(ctx: &Ctx, peer: Peer) -> Result<Sample> {
             format!("every={every}"),
         ],
     )?;
-    let start = c.wait_num("start", Duration::from_secs(20))?;
-    let done = srv.wait_for("done", Duration::from_secs(300))?;
-    let t_done: u64 = done.first().and_then(|v| v.parse().ok()).unwrap_or(0);
-    let got: u64 = done.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
-    if got != bytes {
-        bail!("sink got {got} bytes, expected {bytes}");
-    }
+    let secs = timed_burst(&mut srv, &mut c, bytes, Duration::from_secs(20))?;
     let lat = c.wait_for("lat", Duration::from_secs(60))?;
     let v: Vec<f64> = lat.iter().filter_map(|x| x.parse().ok()).collect();
     let calls = v.get(4).copied().unwrap_or(0.0);
@@ -81,7 +78,6 @@ fn one(ctx: &Ctx, peer: Peer) -> Result<Sample> {
     let cpu_ms = procfs::cpu_ns(c.pid) as f64 / 1e6;
     c.finish(Duration::from_secs(3));
     srv.finish(Duration::from_secs(3));
-    let secs = t_done.saturating_sub(start) as f64 / 1e9;
     Ok(Sample {
         rate: (TASKS * m) as f64 / secs,
         mb_s: bytes as f64 / secs / 1e6,
@@ -91,36 +87,28 @@ fn one(ctx: &Ctx, peer: Peer) -> Result<Sample> {
 }
 
 pub fn run(ctx: &mut Ctx) -> Result<Section> {
-    let runs = if ctx.quick {
-        ctx.runs
-    } else {
-        ctx.runs.max(MIN_RUNS)
-    };
+    let runs = at_least(ctx, MIN_RUNS);
     let (m, every) = counts(ctx.quick);
     let (_, big) = total_bytes(TASKS, m, every);
     let peers: Vec<Peer> = PEERS.into_iter().filter(|p| ctx.usable(*p)).collect();
-    let mut samples: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
-    let mut vs_mpsc: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    for run in 0..runs {
-        let mut this_run: BTreeMap<&'static str, f64> = BTreeMap::new();
-        for &p in &peers {
-            eprintln!("producers: run {} {}", run + 1, p.id());
-            match one(ctx, p) {
-                Ok(s) => {
-                    this_run.insert(p.id(), s.rate);
-                    samples.entry(p.id()).or_default().push(s);
-                }
-                Err(e) => ctx.fail(format!("producers {} run {}: {e:#}", p.id(), run + 1)),
-            }
-        }
-        if let Some(base) = this_run.get(Peer::TokioMpsc.id()) {
-            for p in [Peer::Redial, Peer::RedialSender] {
-                if let Some(r) = this_run.get(p.id()) {
-                    vs_mpsc.entry(p.id()).or_default().push(r / base);
-                }
-            }
-        }
-    }
+    let all = interleave(ctx, "producers", runs, &peers, |_| String::new(), one);
+    let samples = by_peer(&all);
+    let vs_mpsc = vs_best(&all, |s| s.rate, &[Peer::TokioMpsc], &REDIAL);
+    let mut body = format!(
+        "### 1b. Many producers, one connection: {TASKS} tasks x {} messages on a 2-worker runtime ({runs} runs per peer)\n\n{}\n",
+        int(m as f64),
+        table(&peers, &samples, &vs_mpsc).render()
+    );
+    body.push_str(&format!("Every message is 64 B except one in {} per producer, which is 1 MiB ({big} in all, staggered across the producers). msg/s counts every message, MB/s every byte. The client is a tokio runtime with 2 worker threads; neither it nor the sink is pinned (the workers need both cores, so the sink competes with them). Every send call is timed with two `Instant::now()` reads (the same cost for every peer) into a log-linear histogram (3 % buckets); percentiles are the median over the runs, max the largest of all runs. mpsc pattern: each producer sends an owned `Vec<u8>` (a copy of the message, made inside the timed call) into a bounded channel (1,024), and one writer task takes up to 64 at a time with `recv_many`, writes them into a 64 KiB `BufWriter` and flushes when the channel is empty. Mutex: `Arc<tokio::sync::Mutex<BufWriter 64 KiB>>`, lock, `write_all`, unlock per message. redial `Connection::write`: every producer holds a clone of the connection and awaits `write` per message. redial `Sender`: every producer has its own `conn.sender()`, awaits `write` per message and `flush` at the end (not timed).\n\n", int(every as f64)));
+    let targets = targets(&samples, &vs_mpsc);
+    Ok(Section { body, targets })
+}
+
+fn table(
+    peers: &[Peer],
+    samples: &BTreeMap<&str, Vec<Sample>>,
+    vs_mpsc: &BTreeMap<&str, Vec<f64>>,
+) -> Table {
     let mut t = Table::new(&[
         "peer",
         ">msg/s (median)",
@@ -134,38 +122,35 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
         ">client CPU ms",
         ">vs mpsc pattern, same run (min / median / max)",
     ]);
-    for &p in &peers {
+    for &p in peers {
         let Some(v) = samples.get(p.id()) else {
             t.row(vec![p.label().into(), "failed".into()]);
             continue;
         };
-        let col = |f: &dyn Fn(&Sample) -> f64| v.iter().map(f).collect::<Vec<f64>>();
-        let rates = col(&|s| s.rate);
-        let r_m: Vec<f64> = rates.iter().map(|r| r / 1e6).collect();
-        let lat = |i: usize| dec(median(&col(&|s| s.lat[i])), 1);
-        t.row(vec![
-            label(p).into(),
-            int(median(&rates)),
-            spread(&r_m, 1),
-            spread_note(&rates),
-            int(median(&col(&|s| s.mb_s))),
+        let lat = |i: usize| dec(median(&column(v, |s| s.lat[i])), 1);
+        let mut row = vec![label(p).to_string()];
+        row.extend(rate_cells(&column(v, |s| s.rate)));
+        row.extend([
+            int(median(&column(v, |s| s.mb_s))),
             lat(0),
             lat(1),
             lat(2),
-            dec(max(&col(&|s| s.lat[3])), 0),
-            int(median(&col(&|s| s.cpu_ms))),
+            dec(max(&column(v, |s| s.lat[3])), 0),
+            int(median(&column(v, |s| s.cpu_ms))),
             vs_mpsc.get(p.id()).map_or("-".into(), |v| spread(v, 2)),
         ]);
+        t.row(row);
     }
-    let mut body = format!(
-        "### 1b. Many producers, one connection: {TASKS} tasks x {} messages on a 2-worker runtime ({runs} runs per peer)\n\n{}\n",
-        int(m as f64),
-        t.render()
-    );
-    body.push_str(&format!("Every message is 64 B except one in {} per producer, which is 1 MiB ({big} in all, staggered across the producers). msg/s counts every message, MB/s every byte. The client is a tokio runtime with 2 worker threads; neither it nor the sink is pinned (the workers need both cores, so the sink competes with them). Every send call is timed with two `Instant::now()` reads (the same cost for every peer) into a log-linear histogram (3 % buckets); percentiles are the median over the runs, max the largest of all runs. mpsc pattern: each producer sends an owned `Vec<u8>` (a copy of the message, made inside the timed call) into a bounded channel (1,024), and one writer task takes up to 64 at a time with `recv_many`, writes them into a 64 KiB `BufWriter` and flushes when the channel is empty. Mutex: `Arc<tokio::sync::Mutex<BufWriter 64 KiB>>`, lock, `write_all`, unlock per message. redial `Connection::write`: every producer holds a clone of the connection and awaits `write` per message. redial `Sender`: every producer has its own `conn.sender()`, awaits `write` per message and `flush` at the end (not timed).\n\n", int(every as f64)));
+    t
+}
+
+fn targets(
+    samples: &BTreeMap<&str, Vec<Sample>>,
+    vs_mpsc: &BTreeMap<&str, Vec<f64>>,
+) -> Vec<(String, String, bool)> {
     let mut targets = Vec::new();
-    for p in [Peer::Redial, Peer::RedialSender] {
-        let r = vs_mpsc.get(p.id()).map_or(f64::NAN, |v| median(v));
+    for p in REDIAL {
+        let r = median_for(vs_mpsc, p);
         targets.push((
             format!(
                 "many producers: msg/s >= 2x the mpsc pattern (same run), {}",
@@ -174,9 +159,9 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
             format!("{}x", dec(r, 2)),
             r >= 2.0,
         ));
-        let p999 = samples.get(p.id()).map_or(f64::NAN, |v| {
-            median(&v.iter().map(|s| s.lat[2]).collect::<Vec<_>>())
-        });
+        let p999 = samples
+            .get(p.id())
+            .map_or(f64::NAN, |v| median(&column(v, |s| s.lat[2])));
         targets.push((
             format!(
                 "many producers: p99.9 of one send call <= 100 µs, {}",
@@ -186,7 +171,7 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
             p999 <= 100.0,
         ));
     }
-    Ok(Section { body, targets })
+    targets
 }
 
 fn label(p: Peer) -> &'static str {

@@ -101,105 +101,170 @@ fn wait_all(clients: &mut [Proc], resets: u64, limit: Duration) -> Result<u64> {
     Ok(latest)
 }
 
+/// The hold servers and the client processes of one run, and how many
+/// server restarts the clients have seen so far.
+struct Fleet {
+    servers: Vec<Proc>,
+    clients: Vec<Proc>,
+    addrs: Vec<String>,
+    /// Connections per client process.
+    per: u64,
+    rounds: u64,
+    limit: Duration,
+}
+
+impl Fleet {
+    /// A hold server per client process, each on its own address, and the
+    /// clients, ready to connect.
+    fn start(ctx: &Ctx, peer: Peer, cfg: Cfg) -> Result<Fleet> {
+        let per = cfg.n / cfg.procs;
+        let wanted: Vec<String> = (0..cfg.procs)
+            .map(|i| format!("127.0.0.{}:0", 10 + i))
+            .collect();
+        let (servers, addrs, _) = start_servers(&wanted)?;
+        let mut clients = Vec::new();
+        for a in &addrs {
+            let mut c = ctx.client(peer, "scale", &[format!("addrs={a}"), format!("n={per}")])?;
+            c.wait_for("ready", Duration::from_secs(20))?;
+            clients.push(c);
+        }
+        Ok(Fleet {
+            servers,
+            clients,
+            addrs,
+            per,
+            rounds: 0,
+            limit: Duration::from_secs(if ctx.quick { 30 } else { 120 }),
+        })
+    }
+
+    fn send(&mut self, line: &str) -> Result<()> {
+        for c in self.clients.iter_mut() {
+            c.send(line)?;
+        }
+        Ok(())
+    }
+
+    fn sum(&self, f: fn(u32) -> u64) -> u64 {
+        self.clients.iter().map(|c| f(c.pid)).sum()
+    }
+
+    /// Field `i` of every client's `stats` line.
+    fn stats(&mut self, i: usize) -> Result<Vec<Option<f64>>> {
+        let mut out = Vec::new();
+        for c in self.clients.iter_mut() {
+            out.push(stats(c)?.get(i).copied());
+        }
+        Ok(out)
+    }
+
+    /// Connect failures the clients have counted so far.
+    fn failures(&mut self) -> Result<f64> {
+        Ok(self.stats(2)?.iter().map(|v| v.unwrap_or(0.0)).sum())
+    }
+
+    fn kill_servers(&mut self) {
+        for p in self.servers.iter_mut() {
+            p.kill();
+        }
+    }
+
+    /// Starts the servers again on the same addresses and waits until
+    /// every connection is back; ms from the last listen to the last
+    /// connect.
+    fn relisten(&mut self, limit: Duration, what: &str) -> Result<f64> {
+        let (srv, _, listen) = start_servers(&self.addrs)?;
+        self.servers = srv;
+        self.rounds += 1;
+        let back =
+            wait_all(&mut self.clients, self.rounds * self.per, limit).context(what.to_string())?;
+        Ok(ms(back.saturating_sub(listen) as f64))
+    }
+
+    fn finish(mut self) {
+        for c in self.clients.iter_mut() {
+            c.kill();
+        }
+        for p in self.servers.iter_mut() {
+            p.finish(Duration::from_secs(2));
+        }
+    }
+}
 fn one(ctx: &Ctx, peer: Peer, cfg: Cfg) -> Result<Sample> {
-    let per = cfg.n / cfg.procs;
-    let wanted: Vec<String> = (0..cfg.procs)
-        .map(|i| format!("127.0.0.{}:0", 10 + i))
-        .collect();
-    let (mut servers, addrs, _) = start_servers(&wanted)?;
-    let mut clients = Vec::new();
-    for a in &addrs {
-        let mut c = ctx.client(peer, "scale", &[format!("addrs={a}"), format!("n={per}")])?;
-        c.wait_for("ready", Duration::from_secs(20))?;
-        clients.push(c);
-    }
-    let limit = Duration::from_secs(if ctx.quick { 30 } else { 120 });
-    let before: u64 = clients.iter().map(|c| procfs::rss_bytes(c.pid)).sum();
-    let t_go = now_ns();
-    for c in clients.iter_mut() {
-        c.send("go")?;
-    }
-    let all = wait_all(&mut clients, 0, limit).context("not all connected")?;
+    let mut f = Fleet::start(ctx, peer, cfg)?;
     let mut s = Sample {
-        all_ms: ms((all - t_go) as f64),
         restart_ms: f64::NAN,
         inflight: f64::NAN,
         out_back_ms: f64::NAN,
         ..Sample::default()
     };
-    std::thread::sleep(cfg.settle);
-    let after: u64 = clients.iter().map(|c| procfs::rss_bytes(c.pid)).sum();
-    s.rss_per_conn = (after as f64 - before as f64) / (per * cfg.procs) as f64;
-
-    let mut rounds = 0;
+    connect_all(&mut f, cfg, &mut s)?;
     if reconnects(peer) {
-        for c in clients.iter_mut() {
-            c.send("reset-max")?;
-        }
-        for p in servers.iter_mut() {
-            p.kill();
-        }
-        let (srv, _, listen) = start_servers(&addrs)?;
-        servers = srv;
-        rounds += 1;
-        let back = wait_all(&mut clients, rounds * per, limit)
-            .context("not all back after the restart")?;
-        s.restart_ms = ms(back.saturating_sub(listen) as f64);
-        if peer == Peer::Redial {
-            let mut m = 0.0f64;
-            for c in clients.iter_mut() {
-                m = m.max(stats(c)?.get(4).copied().unwrap_or(f64::NAN));
-            }
-            s.inflight = m;
-        }
+        restart(&mut f, peer, &mut s)?;
     }
-
     if let Some(outage) = cfg.outage {
-        let mut fails0 = 0.0;
-        for c in clients.iter_mut() {
-            fails0 += stats(c)?.get(2).copied().unwrap_or(0.0);
-        }
-        let cpu0: u64 = clients.iter().map(|c| procfs::cpu_ns(c.pid)).sum();
-        let st0: u64 = clients.iter().map(|c| procfs::cpu_stat_ms(c.pid)).sum();
-        let ao0 = procfs::active_opens();
-        for p in servers.iter_mut() {
-            p.kill();
-        }
-        std::thread::sleep(outage);
-        let cpu1: u64 = clients.iter().map(|c| procfs::cpu_ns(c.pid)).sum();
-        let st1: u64 = clients.iter().map(|c| procfs::cpu_stat_ms(c.pid)).sum();
-        let ao1 = procfs::active_opens();
-        let mut fails1 = 0.0;
-        for c in clients.iter_mut() {
-            fails1 += stats(c)?.get(2).copied().unwrap_or(0.0);
-        }
-        s.out_cpu_ms = (cpu1 - cpu0) as f64 / 1e6;
-        s.out_stat_ms = (st1 - st0) as f64;
-        s.out_syns = (ao1 - ao0) as f64;
-        s.out_fails = fails1 - fails0;
-        if reconnects(peer) {
-            let (srv, _, listen) = start_servers(&addrs)?;
-            servers = srv;
-            rounds += 1;
-            let back = wait_all(
-                &mut clients,
-                rounds * per,
-                limit.max(Duration::from_secs(240)),
-            )
-            .context("not all back after the outage")?;
-            s.out_back_ms = ms(back.saturating_sub(listen) as f64);
-        }
+        outage_cost(&mut f, peer, outage, &mut s)?;
     }
-    for c in clients.iter_mut() {
-        c.kill();
-    }
-    for p in servers.iter_mut() {
-        p.finish(Duration::from_secs(2));
-    }
+    f.finish();
     if s.all_ms < 0.0 {
         bail!("clock went backwards");
     }
     Ok(s)
+}
+
+/// Every connection up: how long it took, and the memory each one holds
+/// once idle.
+fn connect_all(f: &mut Fleet, cfg: Cfg, s: &mut Sample) -> Result<()> {
+    let before = f.sum(procfs::rss_bytes);
+    let t_go = now_ns();
+    f.send("go")?;
+    let all = wait_all(&mut f.clients, 0, f.limit).context("not all connected")?;
+    s.all_ms = ms((all - t_go) as f64);
+    std::thread::sleep(cfg.settle);
+    let after = f.sum(procfs::rss_bytes);
+    s.rss_per_conn = (after as f64 - before as f64) / (f.per * cfg.procs) as f64;
+    Ok(())
+}
+
+/// The servers killed and started again at once: time until every
+/// connection is back, and for redial the most attempts in flight.
+fn restart(f: &mut Fleet, peer: Peer, s: &mut Sample) -> Result<()> {
+    f.send("reset-max")?;
+    f.kill_servers();
+    s.restart_ms = f.relisten(f.limit, "not all back after the restart")?;
+    if peer == Peer::Redial {
+        s.inflight = f
+            .stats(4)?
+            .iter()
+            .map(|v| v.unwrap_or(f64::NAN))
+            .fold(0.0f64, f64::max);
+    }
+    Ok(())
+}
+
+/// The servers killed and kept down for `outage`: the clients' CPU and
+/// connect attempts over it; then, for the peers that reconnect, the time
+/// until all are back once the servers return.
+fn outage_cost(f: &mut Fleet, peer: Peer, outage: Duration, s: &mut Sample) -> Result<()> {
+    let fails0 = f.failures()?;
+    let cpu0 = f.sum(procfs::cpu_ns);
+    let st0 = f.sum(procfs::cpu_stat_ms);
+    let ao0 = procfs::active_opens();
+    f.kill_servers();
+    std::thread::sleep(outage);
+    let cpu1 = f.sum(procfs::cpu_ns);
+    let st1 = f.sum(procfs::cpu_stat_ms);
+    let ao1 = procfs::active_opens();
+    let fails1 = f.failures()?;
+    s.out_cpu_ms = (cpu1 - cpu0) as f64 / 1e6;
+    s.out_stat_ms = (st1 - st0) as f64;
+    s.out_syns = (ao1 - ao0) as f64;
+    s.out_fails = fails1 - fails0;
+    if reconnects(peer) {
+        let limit = f.limit.max(Duration::from_secs(240));
+        s.out_back_ms = f.relisten(limit, "not all back after the outage")?;
+    }
+    Ok(())
 }
 
 fn measure(ctx: &mut Ctx, peers: &[Peer], cfg: Cfg) -> BTreeMap<&'static str, Vec<Sample>> {
@@ -225,6 +290,19 @@ fn measure(ctx: &mut Ctx, peers: &[Peer], cfg: Cfg) -> BTreeMap<&'static str, Ve
         }
     }
     out
+}
+
+/// Per-peer samples of one configuration.
+type Results = BTreeMap<&'static str, Vec<Sample>>;
+
+/// The median of one field over the samples.
+fn col(v: &[Sample], f: fn(&Sample) -> f64) -> f64 {
+    median(&v.iter().map(f).collect::<Vec<_>>())
+}
+
+/// Each run's value of one field, as whole numbers.
+fn each(v: &[Sample], f: fn(&Sample) -> f64) -> String {
+    v.iter().map(|s| int(f(s))).collect::<Vec<_>>().join(" / ")
 }
 
 pub fn run(ctx: &mut Ctx) -> Result<Section> {
@@ -259,8 +337,27 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
         .collect();
     let r10 = measure(ctx, &p10, small);
     let r100 = measure(ctx, &p100, big);
+    let t = scale_table(&[(small, &p10, &r10), (big, &p100, &r100)]);
+    let mut body = format!(
+        "### 4. Scale (median of {} runs)\n\n{}\n",
+        ctx.runs,
+        t.render()
+    );
+    body.push_str(&format!("Each client process is a `current_thread` runtime (node: its event loop) and talks to its own hold server on 127.0.0.(10+i). RSS per connection = (VmRSS {} s after the last connect - VmRSS before the first) / N, summed over the processes. Restart = every server SIGKILLed (the kernel closes its connections) and started again on the same address at once; the time runs from the new server's listen to the last connect callback. In flight (redial only): from its `configure_socket` hook (runs after the manager's cap admits the attempt) to the connect or failure callback, maximum over the processes.\n\n", settle.as_secs_f64()));
+    body.push_str(&format!(
+        "### 5. Outage cost: {} connections, server down {} s (median of {} runs)\n\n{}\nThe servers are SIGKILLed (FIN on every connection) and stay down; CPU and attempts are read at the kill and at the end of the outage, so the CPU includes handling the {} losses. Plain tokio and node net never reconnect: their CPU is the closes only.\n\n",
+        int(small.n as f64),
+        outage.as_secs(),
+        ctx.runs,
+        outage_table(&p10, &r10).render(),
+        int(small.n as f64),
+    ));
+    let targets = targets(small, big, &r10, &r100);
+    Ok(Section { body, targets })
+}
 
-    let col = |v: &[Sample], f: fn(&Sample) -> f64| median(&v.iter().map(f).collect::<Vec<_>>());
+/// Table 4: connect, memory and restart, for each configuration's peers.
+fn scale_table(configs: &[(Cfg, &Vec<Peer>, &Results)]) -> Table {
     let mut t = Table::new(&[
         "peer",
         ">connections x processes",
@@ -269,21 +366,21 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
         ">server restart -> all connected ms (each run)",
         ">most attempts in flight",
     ]);
-    for (cfg, peers, res) in [(small, &p10, &r10), (big, &p100, &r100)] {
+    for &(cfg, peers, res) in configs {
         for &p in peers.iter() {
             let size = format!("{} x {}", int((cfg.n / cfg.procs) as f64), cfg.procs);
             let Some(v) = res.get(p.id()) else {
                 t.row(vec![p.label().into(), size, "failed".into()]);
                 continue;
             };
-            let each: Vec<String> = v.iter().map(|s| int(s.restart_ms)).collect();
             t.row(vec![
                 p.label().into(),
                 size,
                 dec(col(v, |s| s.all_ms), 1),
                 int(col(v, |s| s.rss_per_conn)),
                 if reconnects(p) {
-                    format!("{} ({})", int(col(v, |s| s.restart_ms)), each.join(" / "))
+                    let each = each(v, |s| s.restart_ms);
+                    format!("{} ({each})", int(col(v, |s| s.restart_ms)))
                 } else {
                     "n/a (no reconnection)".into()
                 },
@@ -297,25 +394,22 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
             ]);
         }
     }
-    let mut body = format!(
-        "### 4. Scale (median of {} runs)\n\n{}\n",
-        ctx.runs,
-        t.render()
-    );
-    body.push_str(&format!("Each client process is a `current_thread` runtime (node: its event loop) and talks to its own hold server on 127.0.0.(10+i). RSS per connection = (VmRSS {} s after the last connect - VmRSS before the first) / N, summed over the processes. Restart = every server SIGKILLed (the kernel closes its connections) and started again on the same address at once; the time runs from the new server's listen to the last connect callback. In flight (redial only): from its `configure_socket` hook (runs after the manager's cap admits the attempt) to the connect or failure callback, maximum over the processes.\n\n", settle.as_secs_f64()));
+    t
+}
 
+/// Table 5: what an outage costs each peer, and its recovery.
+fn outage_table(peers: &[Peer], res: &Results) -> Table {
     let mut t5 = Table::new(&[
         "peer",
         ">client CPU ms in the outage (schedstat / stat)",
         ">connect attempts (kernel SYNs / failure callbacks)",
         ">server back -> all connected ms (each run)",
     ]);
-    for &p in &p10 {
-        let Some(v) = r10.get(p.id()) else {
+    for &p in peers {
+        let Some(v) = res.get(p.id()) else {
             t5.row(vec![p.label().into(), "failed".into()]);
             continue;
         };
-        let each: Vec<String> = v.iter().map(|s| int(s.out_back_ms)).collect();
         t5.row(vec![
             p.label().into(),
             format!(
@@ -329,21 +423,17 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
                 int(col(v, |s| s.out_fails))
             ),
             if reconnects(p) {
-                format!("{} ({})", int(col(v, |s| s.out_back_ms)), each.join(" / "))
+                let each = each(v, |s| s.out_back_ms);
+                format!("{} ({each})", int(col(v, |s| s.out_back_ms)))
             } else {
                 "n/a".into()
             },
         ]);
     }
-    body.push_str(&format!(
-        "### 5. Outage cost: {} connections, server down {} s (median of {} runs)\n\n{}\nThe servers are SIGKILLed (FIN on every connection) and stay down; CPU and attempts are read at the kill and at the end of the outage, so the CPU includes handling the {} losses. Plain tokio and node net never reconnect: their CPU is the closes only.\n\n",
-        int(small.n as f64),
-        outage.as_secs(),
-        ctx.runs,
-        t5.render(),
-        int(small.n as f64),
-    ));
+    t5
+}
 
+fn targets(small: Cfg, big: Cfg, r10: &Results, r100: &Results) -> Vec<(String, String, bool)> {
     let red10 = r10.get("redial").cloned().unwrap_or_default();
     let red100 = r100.get("redial").cloned().unwrap_or_default();
     let rss10 = col(&red10, |s| s.rss_per_conn);
@@ -355,7 +445,8 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
         .map(|s| s.inflight)
         .collect::<Vec<_>>());
     let cpu = col(&red10, |s| s.out_cpu_ms);
-    let targets = vec![
+    let outage = small.outage.unwrap_or_default();
+    vec![
         (
             format!(
                 "client RSS <= 2 KiB per idle connection at {}",
@@ -394,6 +485,5 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
             format!("{} ms", dec(cpu, 1)),
             cpu < 100.0,
         ),
-    ];
-    Ok(Section { body, targets })
+    ]
 }

@@ -9,12 +9,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
-use super::{server_on_cpu, Ctx, Section};
+use super::runs::{at_least, by_peer, column, interleave, rate_cells};
+use super::{server_on_cpu, timed_burst, Ctx, Section};
 use crate::peers::Peer;
 use crate::procfs;
-use crate::report::{dec, int, median, spread, spread_note, Table};
+use crate::report::{dec, int, median, spread, Table};
 
 const PEERS: [Peer; 10] = [
     Peer::Redial,
@@ -68,13 +69,7 @@ fn one(ctx: &Ctx, peer: Peer, n: u64) -> Result<Sample> {
         &[format!("addr={addr}"), format!("n={n}")],
         1,
     )?;
-    let start = c.wait_num("start", Duration::from_secs(20))?;
-    let done = srv.wait_for("done", Duration::from_secs(300))?;
-    let t_done: u64 = done.first().and_then(|v| v.parse().ok()).unwrap_or(0);
-    let got: u64 = done.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
-    if got != bytes {
-        bail!("sink got {got} bytes, expected {bytes}");
-    }
+    let secs = timed_burst(&mut srv, &mut c, bytes, Duration::from_secs(20))?;
     let idle = c.wait_for("idle", Duration::from_secs(30))?;
     let cpu_ms = procfs::cpu_ns(c.pid) as f64 / 1e6;
     let hwm = procfs::hwm_bytes(c.pid) as f64;
@@ -85,7 +80,6 @@ fn one(ctx: &Ctx, peer: Peer, n: u64) -> Result<Sample> {
     let after: f64 = idle.get(1).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
     c.finish(Duration::from_secs(3));
     srv.finish(Duration::from_secs(3));
-    let secs = t_done.saturating_sub(start) as f64 / 1e9;
     Ok(Sample {
         rate: n as f64 / secs,
         secs,
@@ -129,93 +123,100 @@ impl Ratios {
             s.inspect(|s| self.sender_batched.push(s / nb));
         }
     }
+
+    /// The ratios' paragraph, with which `BufWriter` was the best how often.
+    fn render(&self) -> String {
+        let d2 = |v: &[f64]| dec(median(v), 2);
+        let best_counts = {
+            let mut m: BTreeMap<&str, usize> = BTreeMap::new();
+            for b in &self.best {
+                *m.entry(b).or_default() += 1;
+            }
+            m.iter()
+                .map(|(k, v)| format!("{k} in {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "Ratios, pair by pair within each run (min / median / max over the runs); \"best BufWriter\" is the fastest of the three `BufWriter` rows in that same run ({best_counts}):\n\n\
+             - redial `Sender` / best BufWriter: **{}x** ({})\n\
+             - redial `Connection::write` / best BufWriter: **{}x** ({})\n\
+             - redial `Connection::write` / node connman: {}x ({})\n\
+             - redial `Connection::write` / node batched: {}x ({}); redial `Sender` / node batched: {}x ({})\n\n",
+            d2(&self.sender_best),
+            spread(&self.sender_best, 2),
+            d2(&self.write_best),
+            spread(&self.write_best, 2),
+            dec(median(&self.write_connman), 1),
+            spread(&self.write_connman, 1),
+            d2(&self.write_batched),
+            spread(&self.write_batched, 2),
+            d2(&self.sender_batched),
+            spread(&self.sender_batched, 2),
+        )
+    }
+
+    fn targets(&self) -> Vec<(String, String, bool)> {
+        let rs = median(&self.sender_best);
+        let rw = median(&self.write_best);
+        let rc = median(&self.write_connman);
+        vec![
+            (
+                "throughput >= 1.0x the best tokio + BufWriter (8/64/256 KiB, same run), redial `Sender`".into(),
+                format!("{}x", dec(rs, 2)),
+                rs >= 1.0,
+            ),
+            (
+                "throughput >= 0.8x the best tokio + BufWriter (8/64/256 KiB, same run), redial `Connection::write`".into(),
+                format!("{}x", dec(rw, 2)),
+                rw >= 0.8,
+            ),
+            (
+                "throughput >= 25x node connman (same run)".into(),
+                format!("{}x", dec(rc, 1)),
+                rc >= 25.0,
+            ),
+        ]
+    }
 }
 
 pub fn run(ctx: &mut Ctx) -> Result<Section> {
-    let runs = if ctx.quick {
-        ctx.runs
-    } else {
-        ctx.runs.max(MIN_RUNS)
-    };
+    let runs = at_least(ctx, MIN_RUNS);
     let peers: Vec<Peer> = PEERS.into_iter().filter(|p| ctx.usable(*p)).collect();
-    let mut samples: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
+    let q = ctx.quick;
+    let all = interleave(
+        ctx,
+        "throughput",
+        runs,
+        &peers,
+        |p| format!(" n={}", count(q, p)),
+        |ctx, p| one(ctx, p, count(ctx.quick, p)),
+    );
     let mut ratios = Ratios::default();
-    for run in 0..runs {
-        let mut this_run: BTreeMap<&'static str, f64> = BTreeMap::new();
-        // Interleaved: run r of every peer, then run r+1.
-        for &p in &peers {
-            let n = count(ctx.quick, p);
-            eprintln!("throughput: run {} {} n={n}", run + 1, p.id());
-            match one(ctx, p, n) {
-                Ok(s) => {
-                    this_run.insert(p.id(), s.rate);
-                    samples.entry(p.id()).or_default().push(s);
-                }
-                Err(e) => ctx.fail(format!("throughput {} run {}: {e:#}", p.id(), run + 1)),
-            }
-        }
-        ratios.add(&this_run);
+    for run in &all {
+        ratios.add(&run.iter().map(|(&p, s)| (p, s.rate)).collect());
     }
     let mut body = format!(
         "### 1. Throughput: one producer, one connection, 64 B messages, one send call per message ({runs} runs per peer)\n\n{}\n",
-        table(ctx, &peers, &samples).render()
+        table(ctx, &peers, &by_peer(&all)).render()
     );
-    let d2 = |v: &[f64]| dec(median(v), 2);
-    let best_counts = {
-        let mut m: BTreeMap<&str, usize> = BTreeMap::new();
-        for b in &ratios.best {
-            *m.entry(b).or_default() += 1;
-        }
-        m.iter()
-            .map(|(k, v)| format!("{k} in {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    body.push_str(&format!(
-        "Ratios, pair by pair within each run (min / median / max over the runs); \"best BufWriter\" is the fastest of the three `BufWriter` rows in that same run ({best_counts}):\n\n\
-         - redial `Sender` / best BufWriter: **{}x** ({})\n\
-         - redial `Connection::write` / best BufWriter: **{}x** ({})\n\
-         - redial `Connection::write` / node connman: {}x ({})\n\
-         - redial `Connection::write` / node batched: {}x ({}); redial `Sender` / node batched: {}x ({})\n\n",
-        d2(&ratios.sender_best),
-        spread(&ratios.sender_best, 2),
-        d2(&ratios.write_best),
-        spread(&ratios.write_best, 2),
-        dec(median(&ratios.write_connman), 1),
-        spread(&ratios.write_connman, 1),
-        d2(&ratios.write_batched),
-        spread(&ratios.write_batched, 2),
-        d2(&ratios.sender_batched),
-        spread(&ratios.sender_batched, 2),
-    ));
+    body.push_str(&ratios.render());
+    body.push_str(&method());
+    Ok(Section {
+        body,
+        targets: ratios.targets(),
+    })
+}
+
+/// How each peer sends and how the figures are read.
+fn method() -> String {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pinning = if cores >= 2 && crate::proc::has_taskset() {
         "Every run pins the sink to CPU 0 and the client process (all its threads) to CPU 1 with `taskset`, so the two never share a core or migrate mid-run."
     } else {
         "Sink and client are not pinned to CPUs (one core, or no `taskset`)."
     };
-    body.push_str(&format!("Producers: every Rust client is one `current_thread` tokio runtime; the producer loop is the main task on it, and redial's connection task runs on the same thread. redial (defaults): `Connection::write(..).await` per message, through the shared handle any task or thread may hold. redial, one `Sender`: `Sender::write(..).await` per message and one `flush().await` at the end; the sender is the producer's own buffer in front of the connection, as a `BufWriter` is in front of a socket, and hands over 64 KiB at a time. tokio + BufWriter: `write_all` per message and one `flush` at the end, at three capacities. Node: connman and node net write each message with `socket.write` in a synchronous loop in the connect callback (no regard for `drain`: node queues everything in user space); node batched copies the messages into 64 KiB `Buffer`s, writes each full one and waits for `drain` whenever `write` returns false. TCP_NODELAY is on for every peer. {pinning} \"RSS kept\" = VmRSS one idle second after the burst minus VmRSS just before it. Spread: \"bimodal\" when the runs fall into two groups (two runs or more each) more than 15 % of the median apart, \"wide\" when the slowest and fastest run differ by more than 30 %.\n\n"));
-    let rs = median(&ratios.sender_best);
-    let rw = median(&ratios.write_best);
-    let rc = median(&ratios.write_connman);
-    let targets = vec![
-        (
-            "throughput >= 1.0x the best tokio + BufWriter (8/64/256 KiB, same run), redial `Sender`".into(),
-            format!("{}x", dec(rs, 2)),
-            rs >= 1.0,
-        ),
-        (
-            "throughput >= 0.8x the best tokio + BufWriter (8/64/256 KiB, same run), redial `Connection::write`".into(),
-            format!("{}x", dec(rw, 2)),
-            rw >= 0.8,
-        ),
-        (
-            "throughput >= 25x node connman (same run)".into(),
-            format!("{}x", dec(rc, 1)),
-            rc >= 25.0,
-        ),
-    ];
-    Ok(Section { body, targets })
+    format!("Producers: every Rust client is one `current_thread` tokio runtime; the producer loop is the main task on it, and redial's connection task runs on the same thread. redial (defaults): `Connection::write(..).await` per message, through the shared handle any task or thread may hold. redial, one `Sender`: `Sender::write(..).await` per message and one `flush().await` at the end; the sender is the producer's own buffer in front of the connection, as a `BufWriter` is in front of a socket, and hands over 64 KiB at a time. tokio + BufWriter: `write_all` per message and one `flush` at the end, at three capacities. Node: connman and node net write each message with `socket.write` in a synchronous loop in the connect callback (no regard for `drain`: node queues everything in user space); node batched copies the messages into 64 KiB `Buffer`s, writes each full one and waits for `drain` whenever `write` returns false. TCP_NODELAY is on for every peer. {pinning} \"RSS kept\" = VmRSS one idle second after the burst minus VmRSS just before it. Spread: \"bimodal\" when the runs fall into two groups (two runs or more each) more than 15 % of the median apart, \"wide\" when the slowest and fastest run differ by more than 30 %.\n\n")
 }
 
 fn table(ctx: &Ctx, peers: &[Peer], samples: &BTreeMap<&str, Vec<Sample>>) -> Table {
@@ -236,26 +237,24 @@ fn table(ctx: &Ctx, peers: &[Peer], samples: &BTreeMap<&str, Vec<Sample>>) -> Ta
             t.row(vec![p.label().into(), "failed".into()]);
             continue;
         };
-        let col = |f: fn(&Sample) -> f64| v.iter().map(f).collect::<Vec<f64>>();
-        let rates = col(|s| s.rate);
+        let rates = column(v, |s| s.rate);
         let m = median(&rates);
-        let secs = median(&col(|s| s.secs));
-        let mut note = spread_note(&rates);
+        let secs = median(&column(v, |s| s.secs));
+        let [rate, range, mut note] = rate_cells(&rates);
         if !ctx.quick && secs < MIN_RUN_S {
             note = format!("{note} runs < {MIN_RUN_S} s").trim().to_string();
         }
-        let r_m: Vec<f64> = rates.iter().map(|r| r / 1e6).collect();
         t.row(vec![
             p.label().into(),
             int(count(ctx.quick, *p) as f64),
-            int(m),
-            spread(&r_m, 1),
+            rate,
+            range,
             note,
             dec(secs, 2),
             dec(m * 64.0 / 1e6, 1),
-            int(median(&col(|s| s.cpu_ms))),
-            dec(median(&col(|s| s.hwm)) / 1048576.0, 1),
-            int(median(&col(|s| s.residue)) / 1024.0),
+            int(median(&column(v, |s| s.cpu_ms))),
+            dec(median(&column(v, |s| s.hwm)) / 1048576.0, 1),
+            int(median(&column(v, |s| s.residue)) / 1024.0),
         ]);
     }
     t
