@@ -277,3 +277,29 @@ fn kernel_acked_reset(reset: &Reset) -> Option<u64> {
 fn kernel_acked_close(close: &Close) -> Option<u64> {
     close.acked()
 }
+
+/// The sums over every connection's account.
+pub struct Totals {
+    pub frames: Counts,
+    pub resets: u64,
+    pub connects: u64,
+    /// Frames in flight on live connections.
+    pub outstanding: usize,
+}
+
+pub fn totals(accts: &[Shared]) -> Totals {
+    let mut t = Totals {
+        frames: Counts::default(),
+        resets: 0,
+        connects: 0,
+        outstanding: 0,
+    };
+    for a in accts {
+        let a = lock(a);
+        t.frames.add(&a.counts());
+        t.resets += a.resets;
+        t.connects += a.connects;
+        t.outstanding += a.outstanding();
+    }
+    t
+}

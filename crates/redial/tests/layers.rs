@@ -209,7 +209,7 @@ const MAX_BODY_LINES: usize = 80;
 /// The workspace's other crates whose functions are held to the same
 /// length: their code is read (and the benchmarks' figures trusted) as
 /// much as the library's.
-const SIBLINGS: &[&str] = &["redial-chaos", "redial-cli", "redial-bench"];
+const SIBLINGS: &[&str] = &["redial-chaos", "redial-cli", "redial-bench", "redial-soak"];
 
 /// Functions still longer than [`MAX_BODY_LINES`], as `file:name`, each
 /// with why it waits. None: keep it so.
