@@ -530,7 +530,10 @@ impl Options {
     }
 
     /// A hook that sets any socket option before each connect; an error
-    /// fails that attempt.
+    /// fails that attempt. It runs after redial's own options, so what it
+    /// sets wins. A hook that clears TCP_USER_TIMEOUT should set
+    /// TCP_KEEPCNT too: redial leaves the probe count to the kernel when a
+    /// user timeout is set (see [`Options::keepalive`]).
     ///
     /// ```
     /// let o = redial::Options::new().configure_socket(|s| s.set_send_buffer_size(256 * 1024));
@@ -550,6 +553,12 @@ impl Options {
     /// `interval` and 127 `retries`; more is refused when connecting, with
     /// an [`OptionsError`] naming `keepalive`.
     ///
+    /// Sets SO_KEEPALIVE, TCP_KEEPIDLE and TCP_KEEPINTVL. TCP_KEEPCNT
+    /// (`retries`) is set only without a [`user_timeout`](Options::user_timeout)
+    /// (or off Linux): with one, Linux closes a silent connection when the
+    /// user timeout has passed since the last byte received and a probe
+    /// went unanswered, and never reads the probe count.
+    ///
     /// ```
     /// let o = redial::Options::new().keepalive(None);
     /// # let _ = o;
@@ -561,6 +570,10 @@ impl Options {
     }
 
     /// TCP_USER_TIMEOUT (Linux; default 40 s); `None` leaves the kernel's.
+    /// With keepalive on, it also bounds an idle silent peer: the kernel
+    /// closes the connection once this long has passed without a byte
+    /// from the peer and a keepalive probe went unanswered, in place of
+    /// the probe count.
     /// The kernel takes at most `i32::MAX` milliseconds (about 24.8 days);
     /// more is refused when connecting, with an [`OptionsError`] naming
     /// `user_timeout`.

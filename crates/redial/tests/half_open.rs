@@ -1,7 +1,8 @@
 //! A real half-open connection: inside a network namespace made by the
 //! test, nftables drops every packet of an established connection (no FIN,
 //! no RST). TCP keepalive (idle peer) and TCP_USER_TIMEOUT (unacknowledged
-//! data) must reset it within their configured bounds.
+//! data) must reset it within their configured bounds, and keepalive's
+//! probe count must where no user timeout is set.
 //!
 //! The parent test makes the namespace and runs the child test inside it
 //! (`ip netns exec`); it needs root, `ip` and `nft`, and says it was skipped
@@ -117,10 +118,13 @@ async fn half_open_child() {
         )))
         .user_timeout(Some(bound))
         .max_attempts(1);
+    // Without a user timeout the probe count (TCP_KEEPCNT) decides an idle
+    // connection's fate instead: 1 s + 2 x 1 s, the same bound.
+    let counted = opts.clone().user_timeout(None);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let cm = Manager::new();
     let mut conns = Vec::new();
-    for name in ["idle", "busy"] {
+    for (name, opts) in [("idle", &opts), ("busy", &opts), ("idle-counted", &counted)] {
         let tx = tx.clone();
         let h = redial::handler().on_data(|_, _| {}).on_reset(move |r| {
             let _ = tx.send((name, r.reason().clone(), Instant::now()));
@@ -144,7 +148,7 @@ async fn half_open_child() {
     let cut = Instant::now();
     conns[1].send(vec![7u8; 1000]).unwrap(); // unacknowledged data: user timeout
     let mut seen = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         let (name, reason, at) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
             .await
             .expect("half-open connection never detected")
@@ -159,6 +163,6 @@ async fn half_open_child() {
         seen.push(name);
     }
     seen.sort();
-    assert_eq!(seen, ["busy", "idle"]);
+    assert_eq!(seen, ["busy", "idle", "idle-counted"]);
     cm.disconnect_all().await;
 }

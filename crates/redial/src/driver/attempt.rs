@@ -10,11 +10,12 @@ use tokio::time::{sleep_until, Instant};
 use tracing::debug;
 
 use super::dial::dial;
-use super::{emit, guarded, Driver};
+use super::{guarded, Driver};
 use crate::events::EventKind;
 use crate::handle::socket::Socket;
 use crate::handler::Handler;
 use crate::reset::CloseReason;
+use crate::shared::Shared;
 
 impl<H: Handler> Driver<H> {
     pub(super) async fn back_off(&mut self) {
@@ -124,49 +125,41 @@ impl<H: Handler> Driver<H> {
             }
             self.lifecycle.parked(false);
             self.publish();
+            // A place under the manager's cap first, and only then the
+            // attempt's state: thousands of connections waiting for one of
+            // the places hold no memory for an attempt (a first connect of
+            // 10,000 held 10,000 of them, ~1 KiB each, until its turn).
+            let gate = self.link.attempts.clone();
+            let Some(place) = until_command(&self.shared, gate.enter()).await else {
+                break None;
+            };
+            // Checked again with the place in hand: while this one queued,
+            // another may have found the endpoint down.
+            if self
+                .health
+                .as_ref()
+                .is_some_and(|h| !h.may_attempt(self.shared.id))
+            {
+                continue; // parked: wait for the probe
+            }
+            // The attempt starts now (not when it ends): the event's time
+            // is what "attempt -> connected" is measured from.
+            self.emit(EventKind::Connecting { attempt });
+            let (endpoint, opts) = (&self.shared.endpoint, self.lifecycle.options());
             let rotate = self.rotate as usize;
-            let attempts = self.link.attempts.clone();
-            let endpoint = &self.shared.endpoint;
-            let opts = self.lifecycle.options();
-            let health = self.health.clone();
-            let (link, shared) = (&self.link, &*self.shared);
             // Boxed: an attempt's state (resolver, connect, TLS handshake)
             // is large and short-lived; inline, every idle connection's task
             // would carry its size for good.
-            let mut dialing = Box::pin(async move {
-                let _attempt = attempts.enter().await;
-                // Checked again with the permit in hand: while this one
-                // queued, another may have found the endpoint down.
-                if health.is_some_and(|h| !h.may_attempt(shared.id)) {
-                    return None;
-                }
-                // The attempt starts now (not when it ends): the event's
-                // time is what "attempt -> connected" is measured from.
-                emit(link, shared, EventKind::Connecting { attempt });
-                Some(dial(endpoint, opts, rotate).await)
+            let dialing = Box::pin(async move {
+                let _place = place;
+                dial(endpoint, opts, rotate).await
             });
-            let r = loop {
-                tokio::select! {
-                    // The attempt first: its completion then costs no look
-                    // at the wake-up (a command is still seen at once after).
-                    biased;
-                    r = &mut dialing => break Some(r),
-                    _ = self.shared.wake.notified() => {
-                        if self.shared.command().is_some() {
-                            break None;
-                        }
-                    }
-                }
-            };
-            match r {
-                None => break None,
-                Some(None) => continue, // parked: wait for the probe
-                Some(Some(r)) => {
-                    self.rotate = self.rotate.wrapping_add(1);
-                    debug!(attempt, "connect attempt made");
-                    break Some(r);
-                }
+            let r = until_command(&self.shared, dialing).await;
+            if r.is_some() {
+                self.rotate = self.rotate.wrapping_add(1);
+                debug!(attempt, "connect attempt made");
             }
+            break r;
         };
         let now = crate::clock::now();
         if let (Some(h), Some(r)) = (&self.health, &result) {
@@ -250,5 +243,23 @@ impl<H: Handler> Driver<H> {
             retry_in,
             level: self.lifecycle.level(),
         });
+    }
+}
+
+/// Awaits `fut` unless a command for the connection comes first (`None`).
+/// `fut` is polled first: its completion then costs no look at the
+/// wake-up, and a command is still seen at once after.
+async fn until_command<F: std::future::Future>(shared: &Shared, fut: F) -> Option<F::Output> {
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            biased;
+            r = &mut fut => return Some(r),
+            _ = shared.wake.notified() => {
+                if shared.command().is_some() {
+                    return None;
+                }
+            }
+        }
     }
 }

@@ -128,6 +128,37 @@ async fn within<F: Future>(limit: Duration, fut: F) -> Result<F::Output, Elapsed
     timeout_at(deadline, fut).await
 }
 
+/// Keepalive and TCP_USER_TIMEOUT, as `opts` configure them.
+///
+/// With a user timeout set, Linux never reads the keepalive probe count:
+/// `tcp_keepalive_timer` (net/ipv4/tcp_timer.c) closes an idle connection
+/// once `elapsed >= icsk_user_timeout` with a probe out, and compares
+/// `icsk_probes_out` with `keepalive_probes(tp)` (TCP_KEEPCNT) only when
+/// `icsk_user_timeout == 0`. Setting TCP_KEEPCNT there would be a system
+/// call per connect that changes nothing, so it is set only where the
+/// count decides: no user timeout, or a platform without one.
+fn set_dead_peer_options(s: &SockRef<'_>, opts: &Options) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let user_timeout = opts.user_timeout;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let user_timeout: Option<Duration> = None;
+    if let Some(k) = opts.keepalive {
+        let ka = TcpKeepalive::new()
+            .with_time(k.idle)
+            .with_interval(k.interval);
+        let ka = match user_timeout {
+            Some(_) => ka,
+            None => ka.with_retries(k.retries),
+        };
+        s.set_tcp_keepalive(&ka)?;
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(d) = user_timeout {
+        s.set_tcp_user_timeout(Some(d))?;
+    }
+    Ok(())
+}
+
 fn with_context(e: io::Error, what: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
 }
@@ -147,17 +178,7 @@ async fn connect_tcp(
     {
         let s = SockRef::from(&socket);
         s.set_tcp_nodelay(opts.nodelay)?;
-        if let Some(k) = opts.keepalive {
-            let ka = TcpKeepalive::new()
-                .with_time(k.idle)
-                .with_interval(k.interval)
-                .with_retries(k.retries);
-            s.set_tcp_keepalive(&ka)?;
-        }
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        if let Some(d) = opts.user_timeout {
-            s.set_tcp_user_timeout(Some(d))?;
-        }
+        set_dead_peer_options(&s, opts)?;
         if let Some(local) = opts.bind {
             s.bind(&local.into())
                 .map_err(|e| with_context(e, &format!("bind {local}")))?;
