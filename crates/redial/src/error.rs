@@ -337,9 +337,10 @@ impl fmt::Debug for SendError {
     }
 }
 
-/// Why a blocking wait for a connection
-/// ([`Connection::wait_connected_blocking`](crate::Connection::wait_connected_blocking))
-/// returned without one.
+/// Why a blocking wait
+/// ([`Connection::wait_connected_blocking`](crate::Connection::wait_connected_blocking),
+/// [`Disconnecting::wait_blocking`](crate::Disconnecting::wait_blocking))
+/// returned without what it waited for.
 ///
 /// ```
 /// use std::time::Duration;
@@ -375,6 +376,15 @@ pub enum WaitError {
         "wait_connected_blocking called inside a tokio runtime, where blocking stalls its tasks: await wait_connected() instead"
     )]
     InsideRuntime,
+    /// [`Disconnecting::wait_blocking`](crate::Disconnecting::wait_blocking)
+    /// was called in a current-thread tokio runtime, whose one thread the
+    /// connections it waits for may need: blocking could only hang. Nothing
+    /// was waited for (the disconnect still goes ahead); await the
+    /// `Disconnecting` there instead.
+    #[error(
+        "wait_blocking called in a current-thread tokio runtime, whose thread the closing connections may need: await the disconnect instead"
+    )]
+    CurrentThreadRuntime,
 }
 
 impl crate::shared::Shared {

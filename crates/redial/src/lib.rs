@@ -136,7 +136,7 @@
 //!     conn.send("version\r\n")?;
 //!     let reply = replies.recv_timeout(Duration::from_secs(5))?;
 //!     println!("{}", String::from_utf8_lossy(&reply));
-//!     cm.disconnect_all().wait_blocking();
+//!     cm.disconnect_all().wait_blocking()?;
 //!     Ok(())
 //! }
 //! ```

@@ -184,7 +184,7 @@ fn a_manager_outside_tokio_owns_its_runtime() {
         .unwrap();
     let (_peer, _) = listener.accept().unwrap();
     rx.recv_timeout(Duration::from_secs(5)).unwrap();
-    conn.disconnect().wait_blocking();
+    conn.disconnect().wait_blocking().unwrap();
     assert_eq!(conn.state(), State::Closed);
 }
 
@@ -200,6 +200,6 @@ fn the_global_manager_serves_the_module_functions() {
         redial::get_pool("containment-global").unwrap().name(),
         pool.name()
     );
-    conn.disconnect().wait_blocking();
+    conn.disconnect().wait_blocking().unwrap();
     assert!(redial::get_connection(addr).is_none());
 }

@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use redial::{CloseReason, EventKind, Manager, Options, State};
+use redial::{CloseReason, EventKind, Manager, Options, State, WaitError};
 use support::{fast_options, read_to_end, Recorder, TestServer};
 
 fn payload(n: usize, seed: u8) -> Vec<u8> {
@@ -430,7 +430,7 @@ fn wait_blocking_on_a_runtime_worker_does_not_stall_the_connection() {
     rt.spawn(async move {
         let cm = Manager::new(); // on this runtime
         let conn = cm.connect(closed_port(), redial::handler()).unwrap();
-        conn.disconnect().wait_blocking();
+        conn.disconnect().wait_blocking().unwrap();
         let _ = tx.send(conn.state());
     });
     let state = rx.recv_timeout(Duration::from_secs(60));
@@ -442,29 +442,58 @@ fn wait_blocking_on_a_runtime_worker_does_not_stall_the_connection() {
     );
 }
 
-// From `spawn_blocking`, on a current-thread runtime: the runtime's thread
-// is free to run the connection, and the wait blocks only its own thread.
+// From `spawn_blocking`, on a current-thread runtime: tokio does not tell
+// that thread from the runtime's own, so `wait_blocking` refuses; the
+// runtime's handle blocks there instead, and the runtime's thread is free
+// to run the connection.
 #[tokio::test(flavor = "current_thread")]
-async fn wait_blocking_from_spawn_blocking_waits_for_the_close() {
+async fn from_spawn_blocking_on_a_current_thread_runtime_the_handle_waits_for_the_close() {
     let cm = Manager::new();
     let conn = cm.connect(closed_port(), redial::handler()).unwrap();
     let disconnecting = conn.disconnect();
+    let refused = conn.disconnect();
     tokio::time::timeout(
         Duration::from_secs(60),
-        tokio::task::spawn_blocking(move || disconnecting.wait_blocking()),
+        tokio::task::spawn_blocking(move || {
+            assert_eq!(
+                refused.wait_blocking(),
+                Err(WaitError::CurrentThreadRuntime)
+            );
+            let handle = tokio::runtime::Handle::current();
+            handle.block_on(std::future::IntoFuture::into_future(disconnecting));
+        }),
     )
     .await
-    .expect("wait_blocking returned")
+    .expect("the handle's block_on returned")
     .unwrap();
     assert_eq!(conn.state(), State::Closed);
 }
 
 // On the thread of a current-thread runtime, where the connection itself
-// runs, blocking could only hang: it panics at once instead, saying why.
+// runs, blocking could only hang: it returns an error at once instead,
+// and the disconnect still goes ahead (awaited here).
 #[tokio::test(flavor = "current_thread")]
-#[should_panic(expected = "can call blocking only when running on the multi-threaded runtime")]
-async fn wait_blocking_on_a_current_thread_runtime_panics_rather_than_hang() {
+async fn wait_blocking_on_a_current_thread_runtime_is_an_error_rather_than_a_hang() {
     let cm = Manager::new();
     let conn = cm.connect(closed_port(), redial::handler()).unwrap();
-    conn.disconnect().wait_blocking();
+    let err = conn.disconnect().wait_blocking().unwrap_err();
+    assert_eq!(err, WaitError::CurrentThreadRuntime);
+    assert!(err.to_string().contains("await the disconnect"), "{err}");
+    conn.disconnect().await;
+    assert_eq!(conn.state(), State::Closed);
+}
+
+// A manager that owns its runtime runs its connections there: blocking a
+// current-thread runtime's thread for them stalls none of them.
+#[test]
+fn wait_blocking_for_a_managers_own_runtime_works_inside_a_current_thread_runtime() {
+    let cm = Manager::new(); // outside tokio: owns its runtime
+    let conn = cm.connect(closed_port(), redial::handler()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { conn.disconnect().wait_blocking() })
+        .unwrap();
+    assert_eq!(conn.state(), State::Closed);
 }

@@ -167,7 +167,7 @@ fn sync_code_waits_for_a_connection_with_a_timeout() {
     let mut got = [0u8; 4];
     peer.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"ping");
-    cm.disconnect_all().wait_blocking();
+    cm.disconnect_all().wait_blocking().unwrap();
 }
 
 #[test]
@@ -251,7 +251,7 @@ fn a_connection_keeps_working_after_its_manager_is_dropped() {
     assert_eq!(&got, b"alive");
     assert_eq!(conn.stats().connects, 1);
     drop(sock);
-    conn.disconnect().wait_blocking();
+    conn.disconnect().wait_blocking().unwrap();
     assert_eq!(peer.read(&mut got).unwrap(), 0, "FIN after the disconnect");
 }
 

@@ -143,7 +143,7 @@ fn start_callback_racing_a_stop(stop: Stop, via_resume_with: bool) {
         returned.load(Ordering::SeqCst),
         "{stop:?} returned while the start callback (Resume::With entry: {via_resume_with}) still ran"
     );
-    closing.wait_blocking();
+    closing.wait_blocking().unwrap();
     let want = match stop {
         Stop::Disconnect => CloseReason::Disconnected,
         Stop::Abort => CloseReason::Aborted,

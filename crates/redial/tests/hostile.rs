@@ -168,7 +168,7 @@ fn a_peer_flooding_a_gibibyte_leaves_memory_bounded() {
         "RSS grew by {} MiB while reading 1 GiB",
         growth / MIB
     );
-    conn.disconnect().wait_blocking();
+    conn.disconnect().wait_blocking().unwrap();
 }
 
 #[test]
@@ -245,7 +245,7 @@ fn a_slow_handler_pauses_reading_so_the_sender_blocks() {
     );
     assert!(growth < 64 * MIB, "RSS grew by {} MiB", growth / MIB);
     stop.store(true, Ordering::Relaxed);
-    conn.abort().wait_blocking();
+    conn.abort().wait_blocking().unwrap();
     peer.join().unwrap();
 }
 
@@ -319,7 +319,7 @@ fn a_peer_that_never_reads_makes_send_refuse_with_the_bytes() {
         accepted / MIB
     );
     assert!(growth < 64 * MIB, "RSS grew by {} MiB", growth / MIB);
-    conn.abort().wait_blocking();
+    conn.abort().wait_blocking().unwrap();
     peer.join().unwrap();
 }
 
@@ -419,7 +419,7 @@ fn a_peer_that_accepts_and_closes_at_once_is_retried_on_the_backoff_schedule() {
         share * 100.0
     );
     stop.store(true, Ordering::Relaxed);
-    cm.disconnect_all().wait_blocking();
+    cm.disconnect_all().wait_blocking().unwrap();
 }
 
 /// A peer that reads the ClientHello and answers with RST.
@@ -494,7 +494,7 @@ fn a_peer_resetting_the_tls_handshake_is_a_failed_attempt_on_the_schedule() {
     ));
     assert!(accepted.load(Ordering::Relaxed) <= bound);
     stop.store(true, Ordering::Relaxed);
-    conn.disconnect().wait_blocking();
+    conn.disconnect().wait_blocking().unwrap();
     assert_eq!(conn.state(), State::Closed);
     peer.join().unwrap();
 }

@@ -320,7 +320,7 @@ impl Connection {
     /// let mut got = [0u8; 5];
     /// peer.read_exact(&mut got)?;
     /// assert_eq!(&got, b"hello");
-    /// cm.disconnect_all().wait_blocking();
+    /// cm.disconnect_all().wait_blocking()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn wait_connected_blocking(&self, timeout: Duration) -> Result<Socket, WaitError> {

@@ -7,6 +7,9 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
 use std::time::Instant;
 
+use tokio::runtime::RuntimeFlavor;
+
+use crate::error::WaitError;
 use crate::handle::manager::OwnedRuntime;
 use crate::shared::{Shared, State};
 
@@ -66,30 +69,42 @@ impl Disconnecting {
     /// Blocks the calling thread until every connection it covers has
     /// closed: for synchronous programs. In async code, `.await` it instead.
     ///
-    /// Where a tokio runtime is entered it blocks through
+    /// Inside a multi-threaded tokio runtime it blocks through
     /// [`tokio::task::block_in_place`], so that it never stalls the
-    /// connections it waits for: on a multi-threaded runtime's worker the
-    /// worker's other tasks move to another thread first, and from a
-    /// `spawn_blocking` closure it simply blocks that thread.
+    /// connections it waits for: on a worker the worker's other tasks move
+    /// to another thread first.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// On the thread of a current-thread runtime (inside its `block_on`,
-    /// `#[tokio::main(flavor = "current_thread")]`, or one of its tasks),
-    /// where the connections may run on that very thread and blocking
-    /// could only hang: it panics at once, with tokio's "can call blocking
-    /// only when running on the multi-threaded runtime". `.await` it there.
+    /// [`WaitError::CurrentThreadRuntime`], at once, inside a current-thread
+    /// runtime (its `block_on`, `#[tokio::main(flavor = "current_thread")]`,
+    /// its tasks and its `spawn_blocking` closures alike: tokio does not
+    /// tell them apart), unless the connections run on a runtime of the
+    /// manager's own: blocking the runtime's thread could only hang. The
+    /// disconnect goes ahead all the same. `.await` it there, or from
+    /// `spawn_blocking` use
+    /// `Handle::current().block_on(disconnecting.into_future())`.
     ///
     /// ```
     /// let cm = redial::Manager::new(); // outside tokio: owns its runtime
-    /// cm.disconnect_all().wait_blocking();
+    /// cm.disconnect_all().wait_blocking()?;
+    /// # Ok::<(), redial::WaitError>(())
     /// ```
-    pub fn wait_blocking(self) {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            tokio::task::block_in_place(|| block_on(self.into_future()));
-        } else {
+    pub fn wait_blocking(self) -> Result<(), WaitError> {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
             block_on(self.into_future());
+            return Ok(());
+        };
+        match handle.runtime_flavor() {
+            // The connections run on the manager's own (multi-threaded)
+            // runtime, not on this one: blocking here stalls none of them.
+            RuntimeFlavor::CurrentThread if self.runtime.is_some() => {
+                block_on(self.into_future());
+            }
+            RuntimeFlavor::CurrentThread => return Err(WaitError::CurrentThreadRuntime),
+            _ => tokio::task::block_in_place(|| block_on(self.into_future())),
         }
+        Ok(())
     }
 
     /// Whether it covers no connection.

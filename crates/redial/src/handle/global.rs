@@ -35,7 +35,7 @@ pub fn global() -> &'static Manager {
 /// # let addr = echo.as_str();
 /// let conn = redial::connect(addr, redial::handler().on_data(|_, _| {}))?;
 /// conn.wait_connected_blocking(std::time::Duration::from_secs(10))?;
-/// redial::disconnect_all().wait_blocking();
+/// redial::disconnect_all().wait_blocking()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn connect<H: Handler>(

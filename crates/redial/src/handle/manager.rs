@@ -358,7 +358,7 @@ impl ManagerBuilder {
 /// pool.add_connection(addr, Memcache)?;
 /// assert!(cm.get_connection(addr).is_some());
 /// conn.wait_connected_blocking(std::time::Duration::from_secs(10))?;
-/// cm.disconnect_all().wait_blocking(); // flush, FIN, and wait for it
+/// cm.disconnect_all().wait_blocking()?; // flush, FIN, and wait for it
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -455,7 +455,7 @@ impl Manager {
     /// let conn = connect_to(listener.local_addr()?);
     /// conn.wait_connected_blocking(Duration::from_secs(10))?;
     /// conn.send("still here")?;
-    /// conn.disconnect().wait_blocking();
+    /// conn.disconnect().wait_blocking()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn new() -> Self {

@@ -99,7 +99,7 @@ pub(crate) struct SocketInner {
 /// let timeout = std::time::Duration::from_secs(10);
 /// assert_eq!(replies.recv_timeout(timeout)?, 1);
 /// assert_eq!(replies.recv_timeout(timeout)?, 2);
-/// cm.disconnect_all().wait_blocking();
+/// cm.disconnect_all().wait_blocking()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
@@ -263,7 +263,7 @@ impl Socket {
     ///     let _ = tx.send(sock.connection_id());
     /// }))?;
     /// assert_eq!(ids.recv_timeout(std::time::Duration::from_secs(10))?, conn.id());
-    /// conn.disconnect().wait_blocking();
+    /// conn.disconnect().wait_blocking()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn connection_id(&self) -> u64 {

@@ -13,6 +13,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Callbacks run on the manager's runtime; a channel brings data back.
     let pong = reply.recv_timeout(Duration::from_secs(5))?;
     print!("{}", String::from_utf8_lossy(&pong));  // +PONG
-    cm.disconnect_all().wait_blocking();
+    cm.disconnect_all().wait_blocking()?;
     Ok(())
 }

@@ -40,6 +40,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     conn.send("stats\r\n")?;                       // queue without blocking
     conn.disconnect();                             // one connection: flush, FIN, never reconnect
     pool.disconnect();                             // a pool
-    cm.disconnect_all().wait_blocking();           // everything, and wait for it (`.await` in async code)
+    cm.disconnect_all().wait_blocking()?;           // everything, and wait for it (`.await` in async code)
     Ok(())
 }

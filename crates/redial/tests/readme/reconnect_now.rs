@@ -14,6 +14,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     cm.reconnect_now(); // every connection backing off tries at once (under the cap)
     conn.wait_connected_blocking(Duration::from_secs(5))?;
     println!("connected without waiting out the backoff");
-    cm.disconnect_all().wait_blocking();
+    cm.disconnect_all().wait_blocking()?;
     Ok(())
 }
