@@ -53,10 +53,20 @@ use crate::shared::{Command, Info, Shared};
 /// starting at address `rotate`, once the manager's cap on attempts in
 /// flight lets it, then leaves the result in `shared`'s info and wakes the
 /// driver. [`cancel`] aborts it.
+///
+/// The task's abort handle is stored under the same lock of `shared`'s
+/// info as the spawn: the task reads a stored handle as "still wanted",
+/// and on a multi-threaded runtime it may run (and a dial refused at once
+/// may end) before `tokio::spawn` has even returned here. Stored after
+/// the spawn, the handle could come too late: the task would drop the new
+/// transport as cancelled, and the handle of a finished task would then
+/// mark a replacement under way for ever, so the connection would never
+/// be replaced again.
 pub(crate) fn start(link: &Link, shared: &Arc<Shared>, opts: &Arc<Options>, rotate: usize) {
     let attempts = link.attempts.clone();
     let opts = opts.clone();
     let to = shared.clone();
+    let mut info = shared.info();
     let task = tokio::spawn(async move {
         let made = {
             let _attempt = attempts.enter().await;
@@ -72,7 +82,7 @@ pub(crate) fn start(link: &Link, shared: &Arc<Shared>, opts: &Arc<Options>, rota
             to.wake.notify_one();
         }
     });
-    shared.info().seldom_mut().replacement = Some(task.abort_handle());
+    info.seldom_mut().replacement = Some(task.abort_handle());
 }
 
 /// The replacement's result, once made.
