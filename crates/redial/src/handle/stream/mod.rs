@@ -164,9 +164,10 @@ pub struct Stream {
     /// connects there had been then (a connect since starts a new wait).
     down_deadline: Option<(u64, Pin<Box<Sleep>>)>,
     /// The last write crossed a hand-over mark of the send queue: the next
-    /// one yields once, so the connection task can start writing (as
-    /// `Connection::write` does).
-    yield_next: bool,
+    /// one waits until the connection has taken what was queued then (its
+    /// turn, as an awaited `Connection::write` waits), so a writer faster
+    /// than its socket keeps the queue about one hand-over long.
+    hand_over: Option<Wait>,
 }
 
 impl std::fmt::Debug for Stream {
@@ -204,7 +205,7 @@ impl Manager {
             close_wait: None,
             outage_wait: Some(Stream::DEFAULT_OUTAGE_WAIT),
             down_deadline: None,
-            yield_next: false,
+            hand_over: None,
         })
     }
 }
@@ -410,6 +411,18 @@ impl Stream {
         .into()
     }
 
+    /// Polls the writer's turn after a hand-over, if it waits for one.
+    fn poll_turn(slot: &mut Option<Wait>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(turn) = slot.as_mut() else {
+            return Poll::Ready(());
+        };
+        if turn.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        *slot = None;
+        Poll::Ready(())
+    }
+
     fn poll_wait(
         slot: &mut Option<Wait>,
         make: impl FnOnce() -> Wait,
@@ -490,13 +503,21 @@ impl AsyncWrite for Stream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        if std::mem::take(&mut this.yield_next) {
-            cx.waker().wake_by_ref();
+        if Self::poll_turn(&mut this.hand_over, cx).is_pending() {
             return Poll::Pending;
         }
         match this.poll_push(cx, Some(buf)) {
             Poll::Ready(Ok(pushed)) => {
-                this.yield_next = pushed.is_some_and(|p| p.hand_over);
+                if pushed.is_some_and(|p| p.hand_over) {
+                    // The turn is taken now, as `Connection::write` takes
+                    // it right after its push: its mark is what is queued
+                    // now. Polled at once, so its waker is registered; the
+                    // next write waits for it.
+                    let shared = this.conn.shared.clone();
+                    let turn: Wait = Box::pin(async move { shared.hand_over_turn().await });
+                    this.hand_over = Some(turn);
+                    let _ = Self::poll_turn(&mut this.hand_over, cx);
+                }
                 Poll::Ready(Ok(buf.len()))
             }
             Poll::Ready(Err(e)) => {
