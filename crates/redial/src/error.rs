@@ -6,7 +6,6 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::endpoint::EndpointError;
-use crate::queue::Refused;
 use crate::reset::CloseReason;
 
 /// An option was given a value it cannot take.
@@ -385,27 +384,4 @@ pub enum WaitError {
         "wait_blocking called in a current-thread tokio runtime, whose thread the closing connections may need: await the disconnect instead"
     )]
     CurrentThreadRuntime,
-}
-
-impl crate::shared::Shared {
-    /// The error for a refused send, carrying `data`. A closed queue is
-    /// told apart here, where the close reason and the command are known:
-    /// a disconnect the application asked for, an end for another reason,
-    /// or a socket of an earlier connection.
-    pub(crate) fn send_error(&self, refused: Refused, data: Vec<u8>) -> SendError {
-        #[cfg(feature = "metrics")]
-        self.metrics.refused(&refused);
-        if !matches!(refused, Refused::Closed) {
-            return refused.with_data(data);
-        }
-        let reason = self.info().close_reason().cloned();
-        match reason {
-            Some(CloseReason::Disconnected | CloseReason::Aborted) => {
-                SendError::Disconnected { data }
-            }
-            Some(reason) => SendError::ConnectionClosed { data, reason },
-            None if self.command().is_some() => SendError::Disconnected { data },
-            None => SendError::Closed { data },
-        }
-    }
 }

@@ -8,8 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::driver::kernel::TcpCounts;
-
 /// Why a live connection was lost.
 ///
 /// A local `disconnect` is never a reset: it ends in [`Close`] with
@@ -189,6 +187,23 @@ impl Unsent {
             .map_or(0, |p| p.data.len().saturating_sub(p.written));
         (self.data.len() + tail) as u64
     }
+}
+
+/// The kernel's figures for one TCP socket, in bytes on the wire (under
+/// TLS they count records, not the application's bytes). Plain numbers:
+/// the driver's `kernel.rs` reads them from the socket, the types here
+/// only carry them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct TcpCounts {
+    /// Bytes the peer's TCP acknowledged (`tcpi_bytes_acked` less the SYN
+    /// of a connection this side opened; an acknowledged FIN still adds
+    /// one).
+    pub(crate) acked: u64,
+    /// Bytes written to the kernel and not yet acknowledged, sent or not
+    /// (`SIOCOUTQ`).
+    pub(crate) unacked: u64,
+    /// Of those, bytes the kernel never sent (`tcpi_notsent_bytes`).
+    pub(crate) not_sent: u64,
 }
 
 /// What is known of the bytes one connection wrote: redial's own count and

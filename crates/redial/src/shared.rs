@@ -688,6 +688,27 @@ impl Shared {
         }
     }
 
+    /// The error for a refused send, carrying `data`. A closed queue is
+    /// told apart here, where the close reason and the command are known:
+    /// a disconnect the application asked for, an end for another reason,
+    /// or a socket of an earlier connection.
+    pub(crate) fn send_error(&self, refused: Refused, data: Vec<u8>) -> SendError {
+        #[cfg(feature = "metrics")]
+        self.metrics.refused(&refused);
+        if !matches!(refused, Refused::Closed) {
+            return refused.with_data(data);
+        }
+        let reason = self.info().close_reason().cloned();
+        match reason {
+            Some(CloseReason::Disconnected | CloseReason::Aborted) => {
+                SendError::Disconnected { data }
+            }
+            Some(reason) => SendError::ConnectionClosed { data, reason },
+            None if self.command().is_some() => SendError::Disconnected { data },
+            None => SendError::Closed { data },
+        }
+    }
+
     /// A writer's turn after its push crossed a hand-over point
     /// ([`Pushed::hand_over`]): it waits while [`HAND_OVER_EVERY`] or more
     /// of the bytes queued so far are still untaken by the driver, and is

@@ -170,6 +170,42 @@ fn time_stamps_read_one_clock() {
     );
 }
 
+/// The public types the application is handed (what a reset, a close, an
+/// error or an event says), which the driver fills in: they name nothing
+/// of the driver, so the driver can change without touching them.
+const DRIVER_FREE: &[&str] = &["reset.rs", "error.rs", "events.rs", "handler.rs"];
+
+#[test]
+fn the_public_types_name_nothing_of_the_driver() {
+    let mut found = Vec::new();
+    let code = library_code();
+    for (file, _, code) in code
+        .iter()
+        .filter(|(f, _, _)| DRIVER_FREE.contains(&f.as_str()))
+    {
+        for (n, line) in code.lines().enumerate() {
+            let squeezed: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+            if squeezed.contains("crate::driver") || squeezed.contains("super::driver") {
+                found.push(format!("{file}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    let checked = code
+        .iter()
+        .filter(|(f, _, _)| DRIVER_FREE.contains(&f.as_str()))
+        .count();
+    assert_eq!(
+        checked,
+        DRIVER_FREE.len(),
+        "expected {DRIVER_FREE:?} under src/"
+    );
+    assert!(
+        found.is_empty(),
+        "a public type names the driver (move what it needs out of driver/):\n{}",
+        found.join("\n")
+    );
+}
+
 /// Where a socket may be shut, reset or sent a TLS close: every way a
 /// connection ends goes through `Driver::end` and the steps beside it in
 /// `driver/teardown.rs`; the others only define what those steps call.

@@ -10,20 +10,7 @@
 //! two system calls on a descriptor the caller borrows, each writing into
 //! a buffer whose size it is given. socket2 exposes neither.
 
-/// The kernel's figures for one TCP socket, in bytes on the wire (under
-/// TLS they count records, not the application's bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct TcpCounts {
-    /// Bytes the peer's TCP acknowledged (`tcpi_bytes_acked` less the SYN
-    /// of a connection this side opened; an acknowledged FIN still adds
-    /// one).
-    pub(crate) acked: u64,
-    /// Bytes written to the kernel and not yet acknowledged, sent or not
-    /// (`SIOCOUTQ`).
-    pub(crate) unacked: u64,
-    /// Of those, bytes the kernel never sent (`tcpi_notsent_bytes`).
-    pub(crate) not_sent: u64,
-}
+use crate::reset::TcpCounts;
 
 /// The counts of a connection's transport: plain TCP only. Under TLS the
 /// kernel counts records, which cannot be compared with the application's
