@@ -44,9 +44,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redial::{Backoff, Manager, Options, Partial, Resume, SendError, State};
+use redial::{Backoff, Connection, FnHandler, Manager, Options, Partial, Resume, SendError, State};
 use redial_chaos::{Direction, Proxy, SplitMix64};
 use support::{wait_until, TestServer};
+use tokio::task::JoinHandle;
 
 const FRAMES: u32 = 100_000;
 const SEED: u64 = 0x5EED_2024;
@@ -238,25 +239,116 @@ async fn every_frame_is_received_handed_back_or_lost_in_flight_exactly_once() {
             .await
             .unwrap(),
     );
+    let rec = Arc::new(Records::default());
+    let cm = Manager::new();
+    let conn = cm
+        .connect_with(proxy.local_addr(), recording_handler(&rec), options())
+        .unwrap();
+    tokio::time::timeout(LONG, conn.wait_connected())
+        .await
+        .unwrap()
+        .unwrap();
 
-    let resets: Arc<Mutex<Vec<ResetRec>>> = Arc::default();
-    let send_buffer = Arc::new(AtomicU64::new(0));
-    let sb = send_buffer.clone();
-    let closes: Arc<Mutex<Vec<CloseRec>>> = Arc::default();
-    let connects = Arc::new(AtomicU64::new(0));
-    let (r, c, n) = (resets.clone(), closes.clone(), connects.clone());
-    let handler = redial::handler()
+    let progress = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let producer = spawn_producer(conn.clone(), progress.clone(), done.clone());
+    let injector = spawn_injector(proxy.clone(), conn.clone(), rec.clone(), progress, done);
+    let (accepted, refused) = tokio::time::timeout(Duration::from_secs(60), producer)
+        .await
+        .expect("producer finished in time")
+        .unwrap();
+    let injected = injector.await.unwrap();
+    drain(&conn, &server, &proxy).await;
+
+    // ---- Reconciliation ----
+    let (resets, close, generations) = how_each_ended(&rec);
+    let (server_by_gen, anonymous) = server_connections(&server);
+    let mut t = Tally::new(rec.send_buffer.load(Ordering::SeqCst));
+    for seqs in refused.values() {
+        for &s in seqs {
+            t.settle(s, Fate::HandedBack);
+        }
+    }
+    for g in 1..=generations {
+        let empty = ServerConn::default();
+        let got = server_by_gen.get(&g).unwrap_or(&empty);
+        match resets.get(g as usize - 1) {
+            Some(r) => t.generation(g, &accepted, &Ended::Reset(r), got),
+            None => t.generation(g, &accepted, &Ended::Closed(&close), got),
+        }
+    }
+    assert_eq!(
+        t.cursor,
+        accepted.len(),
+        "accepted frames not covered by any generation"
+    );
+    for a in &anonymous {
+        // A connection reset before its hello arrived whole.
+        assert!(a.trailing.is_empty() || a.trailing[0] == HELLO);
+    }
+    let (received, handed_back, lost) =
+        t.summary(injected, resets.len(), generations, &refused, &close);
+    let stats = conn.stats();
+    println!(
+        "  discarded {} bytes; corrupt 0 and duplicated 0 frames (both checked above)",
+        stats.discarded_bytes
+    );
+    assert_eq!(stats.discarded_bytes, 0, "the handler took every hand-back");
+    assert_eq!(t.kernel.lost_acked + t.kernel.lost_unacked, lost as u64);
+    assert_eq!(
+        t.fate.len(),
+        FRAMES as usize,
+        "frames missing from every category"
+    );
+    assert_eq!(received + handed_back + lost, FRAMES as usize);
+    assert!(t.fate.keys().copied().eq(0..FRAMES));
+    cm.disconnect_all().await;
+}
+
+/// The resets (in generation order) and the one close, checked against
+/// the connects: every connection but the last was reset, at least
+/// [`MIN_RESETS`] times. Returns them with the number of connections.
+fn how_each_ended(rec: &Records) -> (Vec<ResetRec>, CloseRec, u64) {
+    let resets = rec.resets.lock().unwrap().clone();
+    let closes = rec.closes.lock().unwrap().clone();
+    assert_eq!(closes.len(), 1, "on_close exactly once");
+    let generations = rec.connects.load(Ordering::SeqCst);
+    assert_eq!(
+        resets.len() as u64 + 1,
+        generations,
+        "each connection but the last was reset"
+    );
+    assert!(resets.len() >= MIN_RESETS, "only {} resets", resets.len());
+    for (i, r) in resets.iter().enumerate() {
+        assert_eq!(r.generation, i as u64 + 1, "resets in generation order");
+    }
+    (resets, closes[0].clone(), generations)
+}
+
+/// What the handler records, for the reconciliation.
+#[derive(Default)]
+struct Records {
+    resets: Mutex<Vec<ResetRec>>,
+    closes: Mutex<Vec<CloseRec>>,
+    connects: AtomicU64,
+    /// The largest send buffer the kernel gave a connection.
+    send_buffer: AtomicU64,
+}
+
+fn recording_handler(rec: &Arc<Records>) -> FnHandler {
+    let (on_connect, on_reset, on_close) = (rec.clone(), rec.clone(), rec.clone());
+    redial::handler()
         .on_connect(move |sock| {
-            n.fetch_add(1, Ordering::SeqCst);
+            on_connect.connects.fetch_add(1, Ordering::SeqCst);
             // The kernel's real send buffer (it doubles what was asked).
             let size = sock.sock_ref().send_buffer_size().unwrap() as u64;
-            sb.fetch_max(size, Ordering::SeqCst);
+            on_connect.send_buffer.fetch_max(size, Ordering::SeqCst);
             // First bytes of every connection: which generation it is.
             sock.send(hello(sock.generation())).unwrap();
         })
         .on_data(|_, _| {})
         .on_reset(move |reset| {
-            r.lock().unwrap().push(ResetRec {
+            on_reset.resets.lock().unwrap().push(ResetRec {
                 generation: reset.generation(),
                 written: reset.written(),
                 acked: reset.acked(),
@@ -267,136 +359,147 @@ async fn every_frame_is_received_handed_back_or_lost_in_flight_exactly_once() {
             Resume::Reconnect
         })
         .on_close(move |close| {
-            c.lock().unwrap().push(CloseRec {
+            on_close.closes.lock().unwrap().push(CloseRec {
                 written: close.written(),
                 acked: close.acked(),
                 unacked: close.unacked(),
                 partial: close.unsent().partial().cloned(),
                 chunks: close.unsent().chunks().map(<[u8]>::to_vec).collect(),
             });
-        });
+        })
+}
+
+fn options() -> Options {
     // stable_after 1 ms: every reconnect is immediate, so 50+ resets fit in
     // a few seconds instead of climbing the backoff schedule.
-    let opts = Options::new()
+    Options::new()
         .backoff(Backoff::new(Duration::from_millis(20), 2.0, Duration::from_millis(500)).unwrap())
         .stable_after(Duration::from_millis(1))
         // A small send buffer makes the kernel take frames in pieces now
         // and then, so resets also cut chunks (Reset::unsent().partial()).
-        .configure_socket(|s| s.set_send_buffer_size(4096));
-    let cm = Manager::new();
-    let conn = cm.connect_with(proxy.local_addr(), handler, opts).unwrap();
-    tokio::time::timeout(LONG, conn.wait_connected())
-        .await
-        .unwrap()
-        .unwrap();
+        .configure_socket(|s| s.set_send_buffer_size(4096))
+}
 
-    // Producer: one send per frame, in bursts of 1..=150 frames (seeded)
-    // with a 1 ms pause between, so the stream spans many resets and the
-    // resets land at varied points of a burst. Refused frames are handed
-    // back.
-    let progress = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-    let producer = {
-        let conn = conn.clone();
-        let (progress, done) = (progress.clone(), done.clone());
-        tokio::spawn(async move {
-            let mut accepted = Vec::with_capacity(FRAMES as usize);
-            let mut refused: BTreeMap<&'static str, Vec<u32>> = BTreeMap::new();
-            let mut rng = SplitMix64::new(SEED ^ 0xB0B);
-            let mut burst = rng.between(1, 150);
-            for seq in 0..FRAMES {
-                let f = frame(seq);
-                match conn.send(&f) {
-                    Ok(()) => accepted.push(seq),
-                    Err(e) => {
-                        assert_eq!(e.data(), &f[..], "a refused send hands back its bytes");
-                        let kind = match e {
-                            SendError::NotConnected { .. } => "not connected",
-                            SendError::Full { .. } => "queue full",
-                            SendError::OutageBufferFull { .. } => "outage buffer full",
-                            SendError::Closed { .. } => "closed",
-                            _ => "other",
-                        };
-                        refused.entry(kind).or_default().push(seq);
-                        // Down: give the reconnect a moment instead of
-                        // burning through frames.
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                }
-                progress.store(u64::from(seq) + 1, Ordering::Relaxed);
-                burst -= 1;
-                if burst == 0 {
+/// The frames `send` accepted, in order, and the refused ones by why.
+type Sent = (Vec<u32>, BTreeMap<&'static str, Vec<u32>>);
+
+/// Producer: one send per frame, in bursts of 1..=150 frames (seeded)
+/// with a 1 ms pause between, so the stream spans many resets and the
+/// resets land at varied points of a burst. Refused frames are handed
+/// back.
+fn spawn_producer(
+    conn: Connection,
+    progress: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+) -> JoinHandle<Sent> {
+    tokio::spawn(async move {
+        let mut accepted = Vec::with_capacity(FRAMES as usize);
+        let mut refused: BTreeMap<&'static str, Vec<u32>> = BTreeMap::new();
+        let mut rng = SplitMix64::new(SEED ^ 0xB0B);
+        let mut burst = rng.between(1, 150);
+        for seq in 0..FRAMES {
+            let f = frame(seq);
+            match conn.send(&f) {
+                Ok(()) => accepted.push(seq),
+                Err(e) => {
+                    assert_eq!(e.data(), &f[..], "a refused send hands back its bytes");
+                    let kind = match e {
+                        SendError::NotConnected { .. } => "not connected",
+                        SendError::Full { .. } => "queue full",
+                        SendError::OutageBufferFull { .. } => "outage buffer full",
+                        SendError::Closed { .. } => "closed",
+                        _ => "other",
+                    };
+                    refused.entry(kind).or_default().push(seq);
+                    // Down: give the reconnect a moment instead of
+                    // burning through frames.
                     tokio::time::sleep(Duration::from_millis(1)).await;
-                    burst = rng.between(1, 150);
                 }
             }
-            done.store(true, Ordering::SeqCst);
-            (accepted, refused)
-        })
-    };
-
-    // Injector: a reset after every 600..=1800 frames (seeded), each one
-    // confirmed by the client's on_reset; 100,000 / 1,800 > 55.
-    let injector = {
-        let (proxy, conn, resets) = (proxy.clone(), conn.clone(), resets.clone());
-        let (progress, done) = (progress.clone(), done.clone());
-        tokio::spawn(async move {
-            let mut rng = SplitMix64::new(SEED);
-            let mut injected = 0usize;
-            let mut next = rng.between(600, 1800);
-            while !done.load(Ordering::SeqCst) {
-                if progress.load(Ordering::Relaxed) < next {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                    continue;
-                }
-                // Only a connection the proxy holds can be reset.
-                while !(conn.state() == State::Connected && proxy.stats().live >= 1) {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                let before = resets.lock().unwrap().len();
-                'confirm: for _ in 0..50 {
-                    proxy.reset_all();
-                    for _ in 0..200 {
-                        if resets.lock().unwrap().len() > before {
-                            break 'confirm;
-                        }
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                }
-                injected += 1;
-                next = progress.load(Ordering::Relaxed) + rng.between(600, 1800);
-                // Shape the next connection so that resets also land inside
-                // frames: slicing splits frames across the proxy's writes
-                // (the server sees truncated frames), a bandwidth limit or a
-                // blackhole fills the kernel buffers (redial cuts chunks).
-                proxy.heal().unwrap();
-                match rng.below(4) {
-                    0 => {}
-                    // Nothing moves: redial's batch stops in mid-frame once
-                    // the kernel buffers are full.
-                    3 => proxy.blackhole(),
-                    1 => proxy.slice(
-                        Direction::Upstream,
-                        rng.between(20, 200) as usize,
-                        Duration::ZERO,
-                    ),
-                    _ => proxy.bandwidth(Direction::Upstream, 2 << 20),
-                }
+            progress.store(u64::from(seq) + 1, Ordering::Relaxed);
+            burst -= 1;
+            if burst == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                burst = rng.between(1, 150);
             }
-            proxy.heal().unwrap();
-            injected
-        })
-    };
+        }
+        done.store(true, Ordering::SeqCst);
+        (accepted, refused)
+    })
+}
 
-    let (accepted, refused) = tokio::time::timeout(Duration::from_secs(60), producer)
-        .await
-        .expect("producer finished in time")
-        .unwrap();
-    let injected = injector.await.unwrap();
+/// Injector: a reset after every 600..=1800 frames (seeded), each one
+/// confirmed by the client's on_reset; 100,000 / 1,800 > 55. Returns how
+/// many it injected.
+fn spawn_injector(
+    proxy: Arc<Proxy>,
+    conn: Connection,
+    rec: Arc<Records>,
+    progress: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+) -> JoinHandle<usize> {
+    tokio::spawn(async move {
+        let mut rng = SplitMix64::new(SEED);
+        let mut injected = 0usize;
+        let mut next = rng.between(600, 1800);
+        while !done.load(Ordering::SeqCst) {
+            if progress.load(Ordering::Relaxed) < next {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
+            reset_confirmed(&proxy, &conn, &rec).await;
+            injected += 1;
+            next = progress.load(Ordering::Relaxed) + rng.between(600, 1800);
+            shape_next(&proxy, &mut rng);
+        }
+        proxy.heal().unwrap();
+        injected
+    })
+}
 
-    // Drain: let the last connection come up and hand everything to the
-    // kernel, then disconnect (flush, FIN) and wait for the server to see
-    // every connection end.
+/// Resets the connection through the proxy until the client's on_reset
+/// confirms it.
+async fn reset_confirmed(proxy: &Proxy, conn: &Connection, rec: &Records) {
+    // Only a connection the proxy holds can be reset.
+    while !(conn.state() == State::Connected && proxy.stats().live >= 1) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let before = rec.resets.lock().unwrap().len();
+    for _ in 0..50 {
+        proxy.reset_all();
+        for _ in 0..200 {
+            if rec.resets.lock().unwrap().len() > before {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// Shapes the next connection so that resets also land inside frames:
+/// slicing splits frames across the proxy's writes (the server sees
+/// truncated frames), a bandwidth limit or a blackhole fills the kernel
+/// buffers (redial cuts chunks).
+fn shape_next(proxy: &Proxy, rng: &mut SplitMix64) {
+    proxy.heal().unwrap();
+    match rng.below(4) {
+        0 => {}
+        // Nothing moves: redial's batch stops in mid-frame once the kernel
+        // buffers are full.
+        3 => proxy.blackhole(),
+        1 => proxy.slice(
+            Direction::Upstream,
+            rng.between(20, 200) as usize,
+            Duration::ZERO,
+        ),
+        _ => proxy.bandwidth(Direction::Upstream, 2 << 20),
+    }
+}
+
+/// Drain: lets the last connection come up and hand everything to the
+/// kernel, then disconnects (flush, FIN) and waits for the server to see
+/// every connection end.
+async fn drain(conn: &Connection, server: &TestServer, proxy: &Proxy) {
     tokio::time::timeout(LONG, conn.wait_connected())
         .await
         .unwrap()
@@ -410,23 +513,11 @@ async fn every_frame_is_received_handed_back_or_lost_in_flight_exactly_once() {
     })
     .await;
     proxy.shutdown().await;
+}
 
-    // ---- Reconciliation ----
-    let resets = resets.lock().unwrap().clone();
-    let closes = closes.lock().unwrap().clone();
-    assert_eq!(closes.len(), 1, "on_close exactly once");
-    let close = closes[0].clone();
-    let generations = connects.load(Ordering::SeqCst);
-    assert_eq!(
-        resets.len() as u64 + 1,
-        generations,
-        "each connection but the last was reset"
-    );
-    assert!(resets.len() >= MIN_RESETS, "only {} resets", resets.len());
-    for (i, r) in resets.iter().enumerate() {
-        assert_eq!(r.generation, i as u64 + 1, "resets in generation order");
-    }
-
+/// The server's connections, parsed and checked: by the generation their
+/// hello names, and those that ended before a whole hello.
+fn server_connections(server: &TestServer) -> (BTreeMap<u64, ServerConn>, Vec<ServerConn>) {
     let mut server_by_gen: BTreeMap<u64, ServerConn> = BTreeMap::new();
     let mut anonymous = Vec::new();
     for log in server.conns() {
@@ -447,189 +538,96 @@ async fn every_frame_is_received_handed_back_or_lost_in_flight_exactly_once() {
             }
         }
     }
+    (server_by_gen, anonymous)
+}
 
-    let mut fate: BTreeMap<u32, Fate> = BTreeMap::new();
-    let mut settle = |seq: u32, f: Fate| {
-        if let Some(prev) = fate.insert(seq, f) {
-            panic!("frame {seq} accounted twice: {prev:?} and {f:?}");
-        }
-    };
-    for seqs in refused.values() {
-        for &s in seqs {
-            settle(s, Fate::HandedBack);
-        }
-    }
-    let size = |seq: u32| (HEADER + payload_len(seq) + TRAILER) as u64;
-    let hello_len = hello(1).len() as u64;
-    let mut cursor = 0usize;
-    let (mut from_chunks, mut from_partials, mut truncated_at_server) = (0usize, 0usize, 0usize);
-    let mut lost_per_gen = Vec::new();
-    let send_buffer = send_buffer.load(Ordering::SeqCst);
-    // Bytes the path behind the client can hold once acknowledged: the
-    // proxy's receive buffer, its own buffer, its send buffer towards the
-    // server, and the server's receive buffer (kernel limits read here).
-    let path_buffers =
-        2 * kernel_limit("tcp_rmem") + kernel_limit("tcp_wmem") + PROXY_BUFFER as u64;
-    let mut kernel = KernelTally::default();
-    for g in 1..=generations {
-        // The frames generation g wrote to the kernel, from `written`.
-        let (written_frames, partial, chunks): (Vec<u32>, Option<Partial>, Vec<Vec<u8>>) =
-            match resets.get(g as usize - 1) {
-                Some(r) => {
-                    let hello_cut = r.partial.as_ref().is_some_and(|p| is_hello(&p.data));
-                    let hello_unsent = r.chunks.first().is_some_and(|c| is_hello(c));
-                    let mut rem = if hello_cut || hello_unsent {
-                        assert_eq!(
-                            r.written,
-                            r.partial.as_ref().map_or(0, |p| p.written as u64)
-                        );
-                        0
-                    } else {
-                        let cut = r.partial.as_ref().map_or(0, |p| p.written as u64);
-                        r.written.checked_sub(hello_len + cut).unwrap_or_else(|| {
-                            panic!("generation {g}: written {} too small", r.written)
-                        })
-                    };
-                    let mut w = Vec::new();
-                    while rem > 0 {
-                        let seq = *accepted.get(cursor).unwrap_or_else(|| {
-                            panic!("generation {g}: written runs past the accepted frames")
-                        });
-                        rem = rem.checked_sub(size(seq)).unwrap_or_else(|| {
-                            panic!("generation {g}: written {} ends inside frame {seq} but no partial chunk says so", r.written)
-                        });
-                        w.push(seq);
-                        cursor += 1;
-                    }
-                    let partial = r.partial.clone().filter(|p| !is_hello(&p.data));
-                    let chunks = r.chunks.iter().filter(|c| !is_hello(c)).cloned().collect();
-                    (w, partial, chunks)
-                }
-                None => {
-                    // The last generation ended with disconnect, not a reset:
-                    // everything accepted and not handed back by Close was
-                    // written, and (no reset) must all have arrived.
-                    assert!(
-                        close.partial.is_none(),
-                        "disconnect cut a chunk: {:?}",
-                        close.partial.as_ref().map(|p| p.written)
-                    );
-                    let end = accepted.len() - close.chunks.len();
-                    let w = accepted[cursor..end].to_vec();
-                    cursor = end;
-                    (w, None, close.chunks.clone())
-                }
-            };
-        let partial_seq = partial.as_ref().map(|p| {
-            let seq = seq_of(&p.data);
-            assert!(p.written > 0 && p.written < p.data.len());
-            assert_eq!(
-                accepted.get(cursor),
-                Some(&seq),
-                "generation {g}: partial out of order"
-            );
-            cursor += 1;
-            seq
-        });
-        if let Some(seq) = partial_seq {
-            settle(seq, Fate::HandedBack);
-            from_partials += 1;
-        }
-        for chunk in &chunks {
-            let seq = seq_of(chunk);
-            assert_eq!(
-                accepted.get(cursor),
-                Some(&seq),
-                "generation {g}: unsent chunk out of order"
-            );
-            cursor += 1;
-            settle(seq, Fate::HandedBack);
-            from_chunks += 1;
-        }
+/// How one connection (generation) ended, from the client's side: reset,
+/// or closed by the disconnect; each says what it wrote and handed back.
+enum Ended<'a> {
+    Reset(&'a ResetRec),
+    Closed(&'a CloseRec),
+}
 
-        // What the server got on this generation's connection: a prefix of
-        // what was written; the rest is lost in flight (a suffix).
-        let empty = ServerConn::default();
-        let got = server_by_gen.get(&g).unwrap_or(&empty);
-        assert!(
-            got.frames.len() <= written_frames.len()
-                && got.frames[..] == written_frames[..got.frames.len()],
-            "generation {g}: server frames are not a prefix of the written ones"
-        );
-        if resets.get(g as usize - 1).is_none() {
-            assert_eq!(
-                got.frames, written_frames,
-                "the last connection was not reset: nothing may be lost"
-            );
-        }
-        for &s in &got.frames {
-            settle(s, Fate::Received);
-        }
-        let lost = &written_frames[got.frames.len()..];
-        for &s in lost {
-            settle(s, Fate::LostInFlight);
-        }
-        lost_per_gen.push(lost.len());
-
-        // The kernel's evidence for this connection.
-        let (written, acked, unacked) = match resets.get(g as usize - 1) {
-            Some(r) => (r.written, r.acked, r.unacked),
-            None => (close.written.unwrap(), close.acked, close.unacked),
+impl Ended<'_> {
+    /// (written, acked, unacked) as redial and the kernel tell them.
+    fn evidence(&self) -> (u64, u64, u64) {
+        let (written, acked, unacked) = match self {
+            Ended::Reset(r) => (r.written, r.acked, r.unacked),
+            Ended::Closed(c) => (c.written.unwrap(), c.acked, c.unacked),
         };
-        let (acked, unacked) = (
+        (
+            written,
             acked.expect("Linux reports the acknowledged bytes"),
             unacked.expect("Linux reports the unacknowledged bytes"),
-        );
-        assert_eq!(acked + unacked, written, "generation {g}: kernel vs redial");
-        // Every byte the server received was acknowledged, except, on a
-        // connection the proxy reset, an acknowledgement the proxy's kernel
-        // was still delaying: an RST carries none the client processes.
-        let unacked_received = got.bytes.saturating_sub(acked);
-        let was_reset = resets.get(g as usize - 1).is_some();
-        let allowed = if was_reset { DELAYED_ACK } else { 0 };
-        assert!(
-            unacked_received <= allowed,
-            "generation {g}: the server received {} bytes, the kernel saw {acked} acknowledged",
-            got.bytes
-        );
-        kernel.received_unacked += unacked_received;
-        assert!(
-            unacked <= send_buffer + 2 * MAX_SEGMENT,
-            "generation {g}: {unacked} unacknowledged bytes, send buffer {send_buffer}"
-        );
-        kernel.max_unacked = kernel.max_unacked.max(unacked);
-        assert!(
-            acked.saturating_sub(got.bytes) <= path_buffers,
-            "generation {g}: {} bytes acknowledged and never received, the path holds {path_buffers}",
-            acked - got.bytes
-        );
-        kernel.acked_not_received += acked.saturating_sub(got.bytes);
-        kernel.unacked += unacked;
-        // Each lost frame lies in one of the two windows.
-        let mut end = if written_frames.is_empty() {
-            0
-        } else {
-            hello_len
-        };
-        for (i, &seq) in written_frames.iter().enumerate() {
-            end += size(seq);
-            if i < got.frames.len() {
-                continue;
-            }
-            assert!(
-                end > got.bytes,
-                "generation {g}: frame {seq} lost but inside what the server received"
-            );
-            if end <= acked {
-                kernel.lost_acked += 1;
-            } else {
-                kernel.lost_unacked += 1;
-            }
+        )
+    }
+}
+
+/// The reconciliation's running state: every frame's fate, how far the
+/// generations have covered the accepted frames, and the counts printed
+/// at the end.
+struct Tally {
+    fate: BTreeMap<u32, Fate>,
+    /// The next accepted frame no generation has accounted for.
+    cursor: usize,
+    from_chunks: usize,
+    from_partials: usize,
+    truncated_at_server: usize,
+    lost_per_gen: Vec<usize>,
+    kernel: KernelTally,
+    send_buffer: u64,
+    /// Bytes the path behind the client can hold once acknowledged: the
+    /// proxy's receive buffer, its own buffer, its send buffer towards the
+    /// server, and the server's receive buffer (kernel limits read here).
+    path_buffers: u64,
+}
+
+fn size(seq: u32) -> u64 {
+    (HEADER + payload_len(seq) + TRAILER) as u64
+}
+
+fn hello_len() -> u64 {
+    hello(1).len() as u64
+}
+
+impl Tally {
+    fn new(send_buffer: u64) -> Tally {
+        Tally {
+            fate: BTreeMap::new(),
+            cursor: 0,
+            from_chunks: 0,
+            from_partials: 0,
+            truncated_at_server: 0,
+            lost_per_gen: Vec::new(),
+            kernel: KernelTally::default(),
+            send_buffer,
+            path_buffers: 2 * kernel_limit("tcp_rmem")
+                + kernel_limit("tcp_wmem")
+                + PROXY_BUFFER as u64,
         }
+    }
+
+    fn settle(&mut self, seq: u32, f: Fate) {
+        if let Some(prev) = self.fate.insert(seq, f) {
+            panic!("frame {seq} accounted twice: {prev:?} and {f:?}");
+        }
+    }
+
+    /// Accounts for generation `g`: what it wrote, what it handed back,
+    /// what the server `got` of it, and the kernel's evidence.
+    fn generation(&mut self, g: u64, accepted: &[u32], ended: &Ended<'_>, got: &ServerConn) {
+        let (written_frames, partial, chunks) = match ended {
+            Ended::Reset(r) => self.written_before_reset(g, accepted, r),
+            Ended::Closed(c) => self.written_before_close(accepted, c),
+        };
+        let partial_seq = self.handed_back(g, accepted, partial.as_ref(), &chunks);
+        let was_reset = matches!(ended, Ended::Reset(_));
+        self.received_or_lost(g, &written_frames, got, was_reset);
+        self.kernel_evidence(g, &written_frames, got, ended);
         // A trailing incomplete frame is a prefix of the next frame: a lost
         // one, or the partial chunk.
         if !got.trailing.is_empty() {
-            truncated_at_server += 1;
+            self.truncated_at_server += 1;
             let next = written_frames
                 .get(got.frames.len())
                 .copied()
@@ -641,64 +639,235 @@ async fn every_frame_is_received_handed_back_or_lost_in_flight_exactly_once() {
             );
         }
     }
-    assert_eq!(
-        cursor,
-        accepted.len(),
-        "accepted frames not covered by any generation"
-    );
-    for a in &anonymous {
-        // A connection reset before its hello arrived whole.
-        assert!(a.trailing.is_empty() || a.trailing[0] == HELLO);
+
+    /// The frames generation `g` wrote to the kernel, from the reset's
+    /// `written`, and what the reset handed back (hellos left out).
+    fn written_before_reset(
+        &mut self,
+        g: u64,
+        accepted: &[u32],
+        r: &ResetRec,
+    ) -> (Vec<u32>, Option<Partial>, Vec<Vec<u8>>) {
+        let hello_cut = r.partial.as_ref().is_some_and(|p| is_hello(&p.data));
+        let hello_unsent = r.chunks.first().is_some_and(|c| is_hello(c));
+        let mut rem = if hello_cut || hello_unsent {
+            assert_eq!(
+                r.written,
+                r.partial.as_ref().map_or(0, |p| p.written as u64)
+            );
+            0
+        } else {
+            let cut = r.partial.as_ref().map_or(0, |p| p.written as u64);
+            r.written
+                .checked_sub(hello_len() + cut)
+                .unwrap_or_else(|| panic!("generation {g}: written {} too small", r.written))
+        };
+        let mut w = Vec::new();
+        while rem > 0 {
+            let seq = *accepted
+                .get(self.cursor)
+                .unwrap_or_else(|| panic!("generation {g}: written runs past the accepted frames"));
+            rem = rem.checked_sub(size(seq)).unwrap_or_else(|| {
+                panic!("generation {g}: written {} ends inside frame {seq} but no partial chunk says so", r.written)
+            });
+            w.push(seq);
+            self.cursor += 1;
+        }
+        let partial = r.partial.clone().filter(|p| !is_hello(&p.data));
+        let chunks = r.chunks.iter().filter(|c| !is_hello(c)).cloned().collect();
+        (w, partial, chunks)
     }
 
-    let count = |f: Fate| fate.values().filter(|&&x| x == f).count();
-    let (received, handed_back, lost) = (
-        count(Fate::Received),
-        count(Fate::HandedBack),
-        count(Fate::LostInFlight),
-    );
-    println!("accounting over {FRAMES} frames, seed {SEED:#x}:");
-    println!(
-        "  resets injected {injected}, resets seen {}, connections {generations}",
-        resets.len()
-    );
-    println!("  received intact by the server: {received}");
-    println!(
-        "  handed back: {handed_back} (send refused {:?}; reset unsent chunks {from_chunks}; reset partial chunks {from_partials}; close unsent {})",
-        refused.iter().map(|(k, v)| (*k, v.len())).collect::<Vec<_>>(),
-        close.chunks.len()
-    );
-    println!(
-        "  lost in flight (written to the kernel, connection reset): {lost} over {} connections (max {} in one)",
-        lost_per_gen.iter().filter(|&&n| n > 0).count(),
-        lost_per_gen.iter().max().unwrap_or(&0)
-    );
-    println!("  truncated frames discarded at the server: {truncated_at_server}");
-    println!(
-        "  kernel: lost frames acknowledged (dropped in the proxy) {}, unacknowledged (died in the client's kernel) {}",
-        kernel.lost_acked, kernel.lost_unacked
-    );
-    println!(
-        "  kernel: bytes acknowledged and not received {}, unacknowledged {} (at most {} on one connection; send buffer {send_buffer}, path buffers {path_buffers})",
-        kernel.acked_not_received, kernel.unacked, kernel.max_unacked
-    );
-    println!(
-        "  kernel: bytes received by the server whose acknowledgement the proxy's reset dropped: {}",
-        kernel.received_unacked
-    );
-    let stats = conn.stats();
-    println!(
-        "  discarded {} bytes; corrupt 0 and duplicated 0 frames (both checked above)",
-        stats.discarded_bytes
-    );
-    assert_eq!(stats.discarded_bytes, 0, "the handler took every hand-back");
-    assert_eq!(kernel.lost_acked + kernel.lost_unacked, lost as u64);
-    assert_eq!(
-        fate.len(),
-        FRAMES as usize,
-        "frames missing from every category"
-    );
-    assert_eq!(received + handed_back + lost, FRAMES as usize);
-    assert!(fate.keys().copied().eq(0..FRAMES));
-    cm.disconnect_all().await;
+    /// The last generation ended with disconnect, not a reset: everything
+    /// accepted and not handed back by Close was written, and (no reset)
+    /// must all have arrived.
+    fn written_before_close(
+        &mut self,
+        accepted: &[u32],
+        close: &CloseRec,
+    ) -> (Vec<u32>, Option<Partial>, Vec<Vec<u8>>) {
+        assert!(
+            close.partial.is_none(),
+            "disconnect cut a chunk: {:?}",
+            close.partial.as_ref().map(|p| p.written)
+        );
+        let end = accepted.len() - close.chunks.len();
+        let w = accepted[self.cursor..end].to_vec();
+        self.cursor = end;
+        (w, None, close.chunks.clone())
+    }
+
+    /// Settles the partial chunk and the whole chunks handed back, which
+    /// follow the written frames in order; the partial's frame, if any.
+    fn handed_back(
+        &mut self,
+        g: u64,
+        accepted: &[u32],
+        partial: Option<&Partial>,
+        chunks: &[Vec<u8>],
+    ) -> Option<u32> {
+        let partial_seq = partial.map(|p| {
+            let seq = seq_of(&p.data);
+            assert!(p.written > 0 && p.written < p.data.len());
+            assert_eq!(
+                accepted.get(self.cursor),
+                Some(&seq),
+                "generation {g}: partial out of order"
+            );
+            self.cursor += 1;
+            seq
+        });
+        if let Some(seq) = partial_seq {
+            self.settle(seq, Fate::HandedBack);
+            self.from_partials += 1;
+        }
+        for chunk in chunks {
+            let seq = seq_of(chunk);
+            assert_eq!(
+                accepted.get(self.cursor),
+                Some(&seq),
+                "generation {g}: unsent chunk out of order"
+            );
+            self.cursor += 1;
+            self.settle(seq, Fate::HandedBack);
+            self.from_chunks += 1;
+        }
+        partial_seq
+    }
+
+    /// What the server got on this generation's connection: a prefix of
+    /// what was written; the rest is lost in flight (a suffix).
+    fn received_or_lost(&mut self, g: u64, written_frames: &[u32], got: &ServerConn, reset: bool) {
+        assert!(
+            got.frames.len() <= written_frames.len()
+                && got.frames[..] == written_frames[..got.frames.len()],
+            "generation {g}: server frames are not a prefix of the written ones"
+        );
+        if !reset {
+            assert_eq!(
+                got.frames, written_frames,
+                "the last connection was not reset: nothing may be lost"
+            );
+        }
+        for &s in &got.frames {
+            self.settle(s, Fate::Received);
+        }
+        let lost = &written_frames[got.frames.len()..];
+        for &s in lost {
+            self.settle(s, Fate::LostInFlight);
+        }
+        self.lost_per_gen.push(lost.len());
+    }
+
+    /// The kernel's evidence for this connection.
+    fn kernel_evidence(
+        &mut self,
+        g: u64,
+        written_frames: &[u32],
+        got: &ServerConn,
+        ended: &Ended<'_>,
+    ) {
+        let (written, acked, unacked) = ended.evidence();
+        assert_eq!(acked + unacked, written, "generation {g}: kernel vs redial");
+        // Every byte the server received was acknowledged, except, on a
+        // connection the proxy reset, an acknowledgement the proxy's kernel
+        // was still delaying: an RST carries none the client processes.
+        let unacked_received = got.bytes.saturating_sub(acked);
+        let allowed = if matches!(ended, Ended::Reset(_)) {
+            DELAYED_ACK
+        } else {
+            0
+        };
+        assert!(
+            unacked_received <= allowed,
+            "generation {g}: the server received {} bytes, the kernel saw {acked} acknowledged",
+            got.bytes
+        );
+        self.kernel.received_unacked += unacked_received;
+        let send_buffer = self.send_buffer;
+        assert!(
+            unacked <= send_buffer + 2 * MAX_SEGMENT,
+            "generation {g}: {unacked} unacknowledged bytes, send buffer {send_buffer}"
+        );
+        self.kernel.max_unacked = self.kernel.max_unacked.max(unacked);
+        let path_buffers = self.path_buffers;
+        assert!(
+            acked.saturating_sub(got.bytes) <= path_buffers,
+            "generation {g}: {} bytes acknowledged and never received, the path holds {path_buffers}",
+            acked - got.bytes
+        );
+        self.kernel.acked_not_received += acked.saturating_sub(got.bytes);
+        self.kernel.unacked += unacked;
+        // Each lost frame lies in one of the two windows.
+        let mut end = if written_frames.is_empty() {
+            0
+        } else {
+            hello_len()
+        };
+        for (i, &seq) in written_frames.iter().enumerate() {
+            end += size(seq);
+            if i < got.frames.len() {
+                continue;
+            }
+            assert!(
+                end > got.bytes,
+                "generation {g}: frame {seq} lost but inside what the server received"
+            );
+            if end <= acked {
+                self.kernel.lost_acked += 1;
+            } else {
+                self.kernel.lost_unacked += 1;
+            }
+        }
+    }
+
+    /// Prints where the frames went; returns how many were received,
+    /// handed back and lost in flight.
+    fn summary(
+        &self,
+        injected: usize,
+        resets: usize,
+        generations: u64,
+        refused: &BTreeMap<&'static str, Vec<u32>>,
+        close: &CloseRec,
+    ) -> (usize, usize, usize) {
+        let count = |f: Fate| self.fate.values().filter(|&&x| x == f).count();
+        let (received, handed_back, lost) = (
+            count(Fate::Received),
+            count(Fate::HandedBack),
+            count(Fate::LostInFlight),
+        );
+        let (from_chunks, from_partials) = (self.from_chunks, self.from_partials);
+        let (send_buffer, path_buffers) = (self.send_buffer, self.path_buffers);
+        println!("accounting over {FRAMES} frames, seed {SEED:#x}:");
+        println!("  resets injected {injected}, resets seen {resets}, connections {generations}");
+        println!("  received intact by the server: {received}");
+        println!(
+            "  handed back: {handed_back} (send refused {:?}; reset unsent chunks {from_chunks}; reset partial chunks {from_partials}; close unsent {})",
+            refused.iter().map(|(k, v)| (*k, v.len())).collect::<Vec<_>>(),
+            close.chunks.len()
+        );
+        println!(
+            "  lost in flight (written to the kernel, connection reset): {lost} over {} connections (max {} in one)",
+            self.lost_per_gen.iter().filter(|&&n| n > 0).count(),
+            self.lost_per_gen.iter().max().unwrap_or(&0)
+        );
+        println!(
+            "  truncated frames discarded at the server: {}",
+            self.truncated_at_server
+        );
+        println!(
+            "  kernel: lost frames acknowledged (dropped in the proxy) {}, unacknowledged (died in the client's kernel) {}",
+            self.kernel.lost_acked, self.kernel.lost_unacked
+        );
+        println!(
+            "  kernel: bytes acknowledged and not received {}, unacknowledged {} (at most {} on one connection; send buffer {send_buffer}, path buffers {path_buffers})",
+            self.kernel.acked_not_received, self.kernel.unacked, self.kernel.max_unacked
+        );
+        println!(
+            "  kernel: bytes received by the server whose acknowledgement the proxy's reset dropped: {}",
+            self.kernel.received_unacked
+        );
+        (received, handed_back, lost)
+    }
 }
