@@ -185,7 +185,9 @@ pub trait Handler: Send + 'static {
         let _ = sock;
     }
 
-    /// The managed connection ended for good. Called exactly once, last.
+    /// The managed connection ended for good. Called exactly once, last:
+    /// an awaited disconnect ([`Disconnecting`](crate::Disconnecting))
+    /// returns only after it has returned.
     ///
     /// **The default discards [`Close::unsent`]**, counting it in
     /// [`Stats::discarded_bytes`](crate::Stats::discarded_bytes) with a

@@ -382,6 +382,8 @@ impl<H: Handler> Driver<H> {
             reason,
             unsent_bytes,
         });
+        // Last, after `on_close`: `Closed` is what an awaited disconnect
+        // waits for, and it promises that no callback follows its return.
         self.publish();
     }
 }

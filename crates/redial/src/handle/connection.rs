@@ -364,7 +364,12 @@ impl Connection {
 
     /// Closes for good: stops reconnecting, flushes queued bytes within the
     /// grace period ([`Options::close_grace`](crate::Options::close_grace)),
-    /// sends FIN. Calling it again is harmless. Await to wait for the close.
+    /// sends FIN. Calling it again is harmless. Await to wait for the close:
+    /// once the await returns, `on_close` has run and no callback of this
+    /// connection runs again, so the application may tear down what its
+    /// handler uses. Dropped instead (fire-and-forget), the close goes on
+    /// and callbacks (`on_data` while it flushes, `on_close`) may still
+    /// run after the call.
     ///
     /// From the call on, every send (on this handle, its sockets and
     /// senders) is refused with
@@ -409,7 +414,8 @@ impl Connection {
     /// Closes for good at once with RST; queued bytes are handed back in
     /// [`Close::unsent`](crate::Close::unsent). Sends are refused from the
     /// call on, and no `on_connect` starts once it has returned, as after
-    /// [`Connection::disconnect`].
+    /// [`Connection::disconnect`]; awaited, it returns once `on_close` has
+    /// run, the connection's last callback.
     ///
     /// ```no_run
     /// # fn f(conn: redial::Connection) {

@@ -15,8 +15,11 @@ use crate::shared::{Shared, State};
 
 /// A disconnect that has been requested. The request is made when
 /// `disconnect()` returns; awaiting this waits until every connection it
-/// covers has closed (`on_close` has run). Dropping it is fine
-/// (fire-and-forget).
+/// covers has closed: its `on_close` has returned, and it is the last
+/// callback, so none of these connections calls its handler again once
+/// the await (or [`Disconnecting::wait_blocking`]) returns. Dropping it is
+/// fine (fire-and-forget): the close goes on, and its callbacks may run
+/// after the call.
 ///
 /// ```
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -660,7 +660,9 @@ impl Manager {
 
     /// Disconnects every connection this manager made and is still open,
     /// pools included (the pools are removed). Await to wait until all have
-    /// closed; in synchronous code, [`Disconnecting::wait_blocking`]. As for
+    /// closed (no callback of theirs runs after that, see
+    /// [`Disconnecting`]); in synchronous code,
+    /// [`Disconnecting::wait_blocking`]. As for
     /// [`Connection::disconnect`], sends are refused from the call on.
     ///
     /// ```no_run

@@ -298,7 +298,7 @@ impl Socket {
     /// It flushes what is queued, sends FIN and never reconnects; from the
     /// call on, sends are refused with
     /// [`SendError::Disconnected`]. Await the result to wait until it has
-    /// closed, or drop it.
+    /// closed (`on_close` has run, and no callback follows), or drop it.
     ///
     /// To drop just this connection and reconnect (after a protocol
     /// desync, say), there is no call of its own yet; one is planned. Until

@@ -220,7 +220,9 @@ impl Pool {
     }
 
     /// Disconnects every member and removes the pool from its manager (the
-    /// name can be used again). Await to wait until all have closed.
+    /// name can be used again). Await to wait until all have closed: once
+    /// the await returns, no callback of any member runs again (see
+    /// [`Disconnecting`]).
     ///
     /// From this call on the pool takes no new members:
     /// [`Pool::add_connection`] fails with
