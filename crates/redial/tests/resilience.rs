@@ -8,8 +8,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use redial::{CloseReason, Endpoint, Manager, SendError};
-use support::{fast_options, read_to_end, Recorder, TestServer};
+use redial::{CloseReason, Endpoint, Manager, SendError, State};
+use support::{fast_options, read_to_end, wait_until, Recorder, TestServer};
 
 // The idle timeout and the heartbeat are tested exactly on a paused clock
 // in `paused.rs`.
@@ -281,4 +281,45 @@ async fn an_unanswered_connect_fails_at_its_connect_timeout() {
     assert!(took >= limit, "failed after {took:?}, before the timeout");
     assert!(took < Duration::from_secs(5), "failed after {took:?}");
     conn.disconnect().await;
+}
+
+#[tokio::test]
+async fn a_connection_waiting_for_a_place_closes_at_once_and_leaves_the_place_to_the_next() {
+    let (hole, _listener, _fillers) = support::unanswering().await;
+    let open = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cm = Manager::builder().max_connecting(1).build();
+    let opts = fast_options(10, 100).connect_timeout(Duration::from_secs(30));
+    // The one place is held by an attempt that hangs.
+    let holder = cm
+        .connect_with(hole, redial::handler(), opts.clone())
+        .unwrap();
+    wait_until(
+        "the hanging attempt holds the place",
+        Duration::from_secs(10),
+        || cm.attempts_in_flight() == 1,
+    )
+    .await;
+    let queued = cm
+        .connect_with(open.local_addr().unwrap(), redial::handler(), opts.clone())
+        .unwrap();
+    let next = cm
+        .connect_with(open.local_addr().unwrap(), redial::handler(), opts)
+        .unwrap();
+    // A command reaches a connection that waits for a place.
+    tokio::time::timeout(Duration::from_secs(5), queued.disconnect())
+        .await
+        .expect("a queued connection closes without waiting for a place");
+    assert_eq!(queued.state(), State::Closed);
+    assert_eq!(
+        cm.attempts_in_flight(),
+        1,
+        "the hanging attempt still holds it"
+    );
+    // The place the hanging attempt frees goes to the next one queued.
+    holder.disconnect().await;
+    tokio::time::timeout(Duration::from_secs(5), next.wait_connected())
+        .await
+        .expect("the next connection got the place")
+        .unwrap();
+    next.disconnect().await;
 }

@@ -4,8 +4,10 @@
 //! for the connect itself), and what a failed attempt leads to.
 
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 
+use tokio::sync::futures::Notified;
 use tokio::time::{sleep_until, Instant};
 use tracing::debug;
 
@@ -129,8 +131,11 @@ impl<H: Handler> Driver<H> {
             // attempt's state: thousands of connections waiting for one of
             // the places hold no memory for an attempt (a first connect of
             // 10,000 held 10,000 of them, ~1 KiB each, until its turn).
-            let gate = self.link.attempts.clone();
-            let Some(place) = until_command(&self.shared, gate.enter()).await else {
+            // One wake-up registration for the wait and the attempt both.
+            let wake = self.shared.wake.notified();
+            tokio::pin!(wake);
+            let entering = self.link.attempts.enter();
+            let Some(place) = until_command(&self.shared, &mut wake, entering).await else {
                 break None;
             };
             // Checked again with the place in hand: while this one queued,
@@ -154,7 +159,7 @@ impl<H: Handler> Driver<H> {
                 let _place = place;
                 dial(endpoint, opts, rotate).await
             });
-            let r = until_command(&self.shared, dialing).await;
+            let r = until_command(&self.shared, &mut wake, dialing).await;
             if r.is_some() {
                 self.rotate = self.rotate.wrapping_add(1);
                 debug!(attempt, "connect attempt made");
@@ -246,16 +251,22 @@ impl<H: Handler> Driver<H> {
     }
 }
 
-/// Awaits `fut` unless a command for the connection comes first (`None`).
-/// `fut` is polled first: its completion then costs no look at the
-/// wake-up, and a command is still seen at once after.
-async fn until_command<F: std::future::Future>(shared: &Shared, fut: F) -> Option<F::Output> {
+/// Awaits `fut` unless a command for the connection comes first (`None`),
+/// watching for it with `wake` (renewed when it fires). `fut` is polled
+/// first: its completion then costs no look at the wake-up, and a command
+/// is still seen at once after.
+async fn until_command<'a, F: std::future::Future>(
+    shared: &'a Shared,
+    wake: &mut Pin<&mut Notified<'a>>,
+    fut: F,
+) -> Option<F::Output> {
     tokio::pin!(fut);
     loop {
         tokio::select! {
             biased;
             r = &mut fut => return Some(r),
-            _ = shared.wake.notified() => {
+            _ = wake.as_mut() => {
+                wake.set(shared.wake.notified());
                 if shared.command().is_some() {
                     return None;
                 }
