@@ -271,10 +271,21 @@ impl Counters {
     }
 }
 
+/// The start of every scale client: its counters for `n` connections,
+/// the control thread on stdin, `ready` printed, and back once the harness
+/// says `go` (so that every client process starts connecting together).
+pub async fn ready_then_go(n: u64) -> Arc<Counters> {
+    let c = Counters::new(n);
+    let go = control(c.clone());
+    println!("ready");
+    go.notified().await;
+    c
+}
+
 /// Reads the scale commands from stdin on a thread of its own: `go`
 /// (start connecting), `stats`, `reset-max` (in-flight maximum back to 0);
 /// exits the process when stdin closes.
-pub fn control(c: Arc<Counters>) -> Arc<Notify> {
+fn control(c: Arc<Counters>) -> Arc<Notify> {
     let go = Arc::new(Notify::new());
     let go2 = go.clone();
     std::thread::spawn(move || {

@@ -17,7 +17,7 @@ use redial::{EventKind, Handler, Manager, Options, Reset, Resume, Socket};
 use tokio::sync::{oneshot, Notify};
 
 use super::tokio_plain::idle_report;
-use super::{control, print_latencies, runtime, stamp, Counters, Peer};
+use super::{print_latencies, ready_then_go, runtime, stamp, Counters, Peer};
 use crate::clock::instant_ns;
 use crate::kv::Kv;
 use crate::procfs;
@@ -206,10 +206,7 @@ impl Handler for Count {
 }
 
 async fn scale(addrs: Vec<SocketAddr>, n: u64) -> Result<()> {
-    let c = Counters::new(n);
-    let go = control(c.clone());
-    println!("ready");
-    go.notified().await;
+    let c = ready_then_go(n).await;
     // REDIAL_BENCH_MAX_CONNECTING overrides the manager's cap, for
     // comparing caps by hand (the tables always use the default).
     let cm = match std::env::var("REDIAL_BENCH_MAX_CONNECTING") {

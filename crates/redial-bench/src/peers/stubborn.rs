@@ -18,7 +18,7 @@ use stubborn_io::{ReconnectOptions, StubbornTcpStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::tokio_plain::{hold_until_closed, idle_report, pingpong};
-use super::{control, print_latencies, runtime, stamp, Counters, Peer};
+use super::{print_latencies, ready_then_go, runtime, stamp, Peer};
 use crate::kv::Kv;
 use crate::procfs;
 
@@ -111,10 +111,7 @@ async fn recovery(peer: Peer, addr: SocketAddr, reps: u64) -> Result<()> {
 }
 
 async fn scale(peer: Peer, addrs: Vec<SocketAddr>, n: u64) -> Result<()> {
-    let c = Counters::new(n);
-    let go = control(c.clone());
-    println!("ready");
-    go.notified().await;
+    let c = ready_then_go(n).await;
     for i in 0..n as usize {
         let addr = addrs[i % addrs.len()];
         let (c1, c2, c3) = (c.clone(), c.clone(), c.clone());

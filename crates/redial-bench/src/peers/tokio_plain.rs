@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 
-use super::{control, print_latencies, runtime, stamp, wait_stdin_eof, Counters, Peer};
+use super::{print_latencies, ready_then_go, runtime, stamp, wait_stdin_eof, Counters, Peer};
 use crate::kv::Kv;
 use crate::procfs;
 
@@ -142,10 +142,7 @@ async fn recovery(addr: SocketAddr, reps: u64) -> Result<()> {
 }
 
 async fn scale(addrs: Vec<SocketAddr>, n: u64) -> Result<()> {
-    let c = Counters::new(n);
-    let go = control(c.clone());
-    println!("ready");
-    go.notified().await;
+    let c = ready_then_go(n).await;
     for i in 0..n as usize {
         let addr = addrs[i % addrs.len()];
         let c: Arc<Counters> = c.clone();
