@@ -17,22 +17,32 @@ async fn heal_lifts_latency_from_a_live_connection() {
         .unwrap();
     let mut client = TcpStream::connect(proxy.local_addr()).await.unwrap();
     let (mut conn, _) = server.accept().await.unwrap();
-    proxy.latency(
-        Direction::Upstream,
-        Duration::from_millis(300),
-        Duration::ZERO,
-    );
+    // Long enough that a byte it still delayed could not pass for an
+    // undelayed one on a busy machine.
+    let latency = Duration::from_secs(1);
+    proxy.latency(Direction::Upstream, latency, Duration::ZERO);
     client.write_all(b"a").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The pump holds "a" and waits out its delay when the heal comes.
+    let held = Instant::now();
+    while proxy.stats().held != 1 {
+        assert!(
+            held.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            proxy.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     proxy.heal().unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
     let mut b = [0u8; 1];
-    conn.read_exact(&mut b).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), conn.read_exact(&mut b))
+        .await
+        .unwrap()
+        .unwrap();
     let t = Instant::now();
     client.write_all(b"b").await.unwrap();
     conn.read_exact(&mut b).await.unwrap();
     assert!(
-        t.elapsed() < Duration::from_millis(250),
+        t.elapsed() < latency / 2,
         "latency still applied: {:?}",
         t.elapsed()
     );
