@@ -40,6 +40,7 @@ async fn disconnect_while_connected_flushes_queued_bytes_then_fin_and_never_reco
     assert_eq!(conn.state(), State::Closed);
     assert_eq!(calls.count("close Disconnected"), 1);
     assert_eq!(calls.count("reset"), 0, "a local disconnect is not a reset");
+    // No reconnect: a quiet window, 30 times the 10 ms retry delay.
     assert!(server.try_next(Duration::from_millis(300)).await.is_none());
     assert!(matches!(
         conn.send("late"),
@@ -57,7 +58,15 @@ async fn disconnect_while_connecting_never_reconnects() {
     let conn = cm
         .connect_with(addr, calls.handler(), fast_options(10, 100))
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The attempt is under way (its SYN unanswered) when the disconnect comes.
+    let started = tokio::time::timeout(Duration::from_secs(30), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(started.kind, EventKind::Connecting { .. }),
+        "{started:?}"
+    );
     assert_eq!(
         conn.state(),
         State::Connecting,
@@ -68,7 +77,8 @@ async fn disconnect_while_connecting_never_reconnects() {
         .await
         .unwrap();
     assert_eq!(calls.labels(), ["close Disconnected"]);
-    // No attempt after the close.
+    // No attempt after the close. Nothing marks "would have retried by
+    // now", so a quiet window: 300 ms is 30 times the 10 ms retry delay.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut after_close = false;
     while let Some(e) = events.try_recv() {
@@ -191,7 +201,11 @@ async fn abort_closes_with_rst_and_hands_back_the_queue() {
     for _ in 0..64 {
         conn.send(vec![1u8; 65536]).unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Aborted part way: some bytes written, the rest still queued.
+    support::wait_until("some bytes written", Duration::from_secs(30), || {
+        conn.stats().bytes_out > 0
+    })
+    .await;
     let written = conn.stats().bytes_out as usize;
     conn.abort().await;
     let back = unsent.lock().unwrap().unwrap();
@@ -249,8 +263,9 @@ async fn an_expired_grace_period_is_not_a_clean_close_and_says_what_the_reset_de
     for _ in 0..64 {
         conn.send(vec![3u8; 65536]).unwrap();
     }
-    let reader = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(800)).await;
+    // The peer reads nothing until the close is over: the grace runs out.
+    conn.disconnect().await;
+    let received = {
         let mut peer = peer;
         let mut buf = vec![0u8; 65536];
         let mut got = 0u64;
@@ -259,9 +274,7 @@ async fn an_expired_grace_period_is_not_a_clean_close_and_says_what_the_reset_de
             got += n as u64;
         }
         got
-    });
-    conn.disconnect().await;
-    let received = reader.await.unwrap();
+    };
     let t = told.lock().unwrap().clone().expect("on_close ran");
     let stats = conn.stats();
     println!(

@@ -243,7 +243,8 @@ async fn disconnect_all_stops_following() {
     .await;
     cm.disconnect_all().await;
     // At most the lookup in flight at the call finishes; then none (at
-    // 20 ms a running follower would make about ten more here).
+    // 20 ms a running follower would make about ten more here). Neither
+    // has an event to wait for: a settling pause, then a quiet window.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let after = lookups.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -282,12 +282,20 @@ async fn memcached_requests_waiting_at_sigkill_fail_with_reset_error() {
 
     // Pipeline many large gets: replies take a while to stream, so most of
     // them are still waiting when memcached dies.
+    let member = cm.connections().pop().expect("the pool's member");
+    let before = member.stats().bytes_in;
     let mut gets = tokio::task::JoinSet::new();
     for _ in 0..200 {
         let mc = mc.clone();
         gets.spawn(async move { mc.get("big").await });
     }
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Killed once replies have started to stream: requests are out, and
+    // 100 MB of answers are far from read.
+    let streaming = Instant::now();
+    while member.stats().bytes_in == before {
+        assert!(streaming.elapsed() < REQUEST_TIMEOUT, "no reply started");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     server.kill();
 
     let (mut hits, mut resets, mut unavailable) = (0, 0, 0);

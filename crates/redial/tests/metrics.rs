@@ -382,23 +382,18 @@ async fn a_member_lost_under_send_wait_is_no_refusal_of_the_member() {
     let chunk = vec![0u8; 16 * 1024];
     let full = || matches!(pool.send(&chunk), Err(redial::SendError::Full { .. }));
     wait_until("the member's queue is full", SOON, full).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(full(), "the queue stays full while nobody reads");
-    let waiting = {
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            pool.send_wait(vec![1u8; 16 * 1024], Duration::from_secs(1))
-                .await
-        })
-    };
-    // send_wait is waiting on the member's queue; the member is lost and
-    // cannot come back (nothing listens any more).
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut waiting = Box::pin(pool.send_wait(vec![1u8; 16 * 1024], Duration::from_secs(1)));
+    // Polled once, it finds no room and waits on the member's queue (it
+    // stays full: nobody reads); then the member is lost and cannot come
+    // back (nothing listens any more).
+    assert!(
+        support::poll_once(&mut waiting).await.is_pending(),
+        "send_wait found room in a full queue"
+    );
     drop(l);
     support::rst(peer);
     let err = tokio::time::timeout(SOON, waiting)
         .await
-        .unwrap()
         .unwrap()
         .unwrap_err();
     assert!(matches!(err, redial::SendError::TimedOut { .. }), "{err}");

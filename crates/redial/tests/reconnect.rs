@@ -109,6 +109,7 @@ async fn resume_stop_closes_for_good_and_on_close_runs_once() {
         .await
         .unwrap();
     assert_eq!(reason, redial::CloseReason::Stopped);
+    // A quiet window, 40 times the 10 ms retry delay.
     assert!(
         server.try_next(Duration::from_millis(400)).await.is_none(),
         "reconnected after Stop"
@@ -181,6 +182,9 @@ async fn a_stable_connection_is_retried_at_once() {
     let opts = fast_options(2000, 4000).stable_after(Duration::from_millis(100));
     let conn = cm.connect_with(server.addr, calls.handler(), opts).unwrap();
     let a = server.next(5).await;
+    // Up for twice `stable_after`, counted from when the connection saw
+    // itself connected: that is the behaviour under test.
+    conn.wait_connected().await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let closed = Instant::now();
     drop(a.stream);

@@ -59,14 +59,16 @@ async fn reconnect_now_ends_a_long_backoff_once_the_server_is_back() {
         .unwrap();
     backing_off(std::slice::from_ref(&conn)).await;
     server.up().await;
-    // Back, but the connection waits out its 30 s.
+    // Back, but the connection waits out its 30 s: a quiet window, as
+    // nothing marks a reconnect that does not happen.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(conn.state(), State::BackingOff);
     conn.reconnect_now();
     let took = connected(std::slice::from_ref(&conn)).await;
     eprintln!("connected {took:?} after reconnect_now");
     assert_eq!(server.accepted(), 1);
-    // Connected: a further call changes nothing.
+    // Connected: a further call changes nothing (a quiet window: there is
+    // no event for nothing happening).
     conn.reconnect_now();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(conn.state(), State::Connected);
@@ -142,6 +144,7 @@ async fn manager_reconnect_now_stays_under_the_cap_on_attempts_in_flight() {
     // One endpoint only: the other stays in its backoff.
     assert_eq!(cm.reconnect_now_to(a.addr), 4);
     connected(&to_a).await;
+    // B's connections stay in their 30 s backoff: a quiet window.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(to_b.iter().all(|c| c.state() == State::BackingOff));
     cm.take_peak_attempts_in_flight();

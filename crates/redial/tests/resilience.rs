@@ -171,12 +171,12 @@ async fn pool_send_wait_waits_for_a_member_or_times_out_with_the_bytes() {
         }
     );
 
-    let p = pool.clone();
-    let waiter = tokio::spawn(async move { p.send_wait("late", Duration::from_secs(10)).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Waiting (pending: no member) before the server is back.
+    let mut waiter = Box::pin(pool.send_wait("late", Duration::from_secs(10)));
+    assert!(support::poll_once(&mut waiter).await.is_pending());
     server.relisten().await;
     let peer = server.next(5).await;
-    waiter.await.unwrap().unwrap();
+    waiter.await.unwrap();
     assert!(pool.is_ready());
     let flip = tokio::spawn({
         let p = pool.clone();

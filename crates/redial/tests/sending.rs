@@ -29,9 +29,10 @@ async fn a_socket_from_an_earlier_connection_refuses_writes() {
     conn.wait_connected().await.unwrap();
     drop(first.stream);
     let mut second = server.next(5).await;
-    while sockets.lock().unwrap().len() < 2 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    support::wait_until("the second on_connect", Duration::from_secs(30), || {
+        sockets.lock().unwrap().len() >= 2
+    })
+    .await;
     let (old, new) = {
         let s = sockets.lock().unwrap();
         (s[0].clone(), s[1].clone())
@@ -226,7 +227,11 @@ async fn reset_hands_back_what_was_queued_and_never_written() {
     for _ in 0..n {
         conn.send(vec![5u8; chunk]).unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Reset part way: some bytes written, most still queued.
+    support::wait_until("some bytes written", Duration::from_secs(30), || {
+        conn.stats().bytes_out > 0
+    })
+    .await;
     rst(peer.stream);
     conn.closed().await;
     let (written, unsent, chunks, partial) = resets.lock().unwrap()[0];

@@ -10,8 +10,12 @@ use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
 use redial::{Manager, Outage, State, Stream, StreamError};
-use support::{fast_options, TestServer};
+use support::{fast_options, poll_once, wait_until, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A generous bound on each wait for a condition: the suite runs on busy
+/// machines.
+const LONG: Duration = Duration::from_secs(30);
 
 /// Issue 20: a write while nothing listens used to wait forever. It now
 /// fails after the outage wait, says why, and takes nothing; once the
@@ -70,9 +74,14 @@ async fn a_write_right_after_creating_the_stream_waits_for_the_first_connection(
     server.stop_listening().await;
     let cm = Manager::new();
     let mut stream = cm.stream(server.addr, fast_options(10, 50)).unwrap();
+    let conn = stream.connection().clone();
     let write = tokio::spawn(async move { stream.write_all(b"first").await.map(|()| stream) });
-    // Down for a while, well within the default outage wait.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Down for a few attempts, well within the default outage wait.
+    wait_until("two failed attempts", LONG, || {
+        conn.stats().failed_attempts >= 2
+    })
+    .await;
+    assert!(!write.is_finished(), "the write did not wait");
     assert!(Stream::DEFAULT_OUTAGE_WAIT >= Duration::from_secs(5));
     server.relisten().await;
     let mut peer = server.next(10).await.stream;
@@ -145,6 +154,9 @@ async fn without_an_outage_wait_a_write_waits_for_the_connection() {
     stream.set_outage_wait(Some(Duration::from_millis(50)));
     stream.set_outage_wait(None);
     let write = tokio::spawn(async move { stream.write_all(b"late").await.map(|()| stream) });
+    // Not finishing is the behaviour: nothing to wait for but time. 500 ms
+    // is ten times the 50 ms wait set before; a slow machine only
+    // lengthens the window.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!write.is_finished(), "the write did not wait");
     server.relisten().await;
@@ -167,19 +179,26 @@ async fn each_outage_gets_its_own_wait() {
     let mut stream = cm.stream(server.addr, fast_options(10, 50)).unwrap();
     let wait = Duration::from_millis(300);
     stream.set_outage_wait(Some(wait));
-    // The caller gives up on a write during the first outage.
-    let given_up = tokio::time::timeout(Duration::from_millis(50), stream.write(b"a")).await;
-    assert!(given_up.is_err(), "the write did not wait");
+    // The caller gives up on a write during the first outage: it was
+    // waiting (pending), and is dropped.
+    let first_outage = tokio::time::Instant::now();
+    {
+        let mut write = Box::pin(stream.write(b"a"));
+        assert!(
+            poll_once(&mut write).await.is_pending(),
+            "the write did not wait"
+        );
+    }
     server.relisten().await;
     let first = server.next(10).await;
     let conn = stream.connection().clone();
-    while conn.state() != State::Connected {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    // A second outage, after the first write's wait has run out.
+    wait_until("connected", LONG, || conn.state() == State::Connected).await;
+    // A second outage, seen by the connection, once the first write's
+    // wait would have run out.
     server.stop_listening().await;
     drop(first.stream);
-    tokio::time::sleep(wait + Duration::from_millis(100)).await;
+    wait_until("the loss seen", LONG, || conn.state() != State::Connected).await;
+    tokio::time::sleep_until(first_outage + wait + Duration::from_millis(100)).await;
     let e = stream.write(b"b").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}");
     let started = Instant::now();

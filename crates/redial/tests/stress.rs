@@ -261,9 +261,11 @@ async fn round(
         if open.iter().all(|&n| n == 0) {
             break;
         }
-        if closed_at.elapsed() > Duration::from_secs(1) {
+        // A safety net, not a speed claim: the sockets are closed when
+        // disconnect_all returns; the servers only have to be scheduled.
+        if closed_at.elapsed() > Duration::from_secs(10) {
             v.add(format!(
-                "1 s after the final disconnect_all the servers still hold connections: {open:?}"
+                "10 s after the final disconnect_all the servers still hold connections: {open:?}"
             ));
             break;
         }

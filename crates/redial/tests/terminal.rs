@@ -52,6 +52,8 @@ async fn give_up_closes_with_the_error_as_the_reason() {
     }
     // It stays closed: the server coming back changes nothing.
     server.up().await;
+    // A quiet window (nothing marks a retry that never comes): ten times
+    // the 20 ms retry delay.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(conn.stats().failed_attempts, 1);
     assert_eq!(server.accepted(), 0);

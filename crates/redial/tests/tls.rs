@@ -237,7 +237,8 @@ async fn tls_reconnects_after_the_server_restarts() {
     server.abort();
     let _ = server.await;
     calls.wait("reset", 1, 10).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Down for at least one attempt: a real reconnect after an outage.
+    calls.wait("failed", 1, 10).await;
     let (_, _server) = tls_server(&pki, addr).await;
     calls.wait_saw(b"gen2", 10).await;
     assert_eq!(conn.state(), State::Connected);

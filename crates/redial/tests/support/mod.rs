@@ -13,7 +13,10 @@ pub mod record;
 pub mod server;
 pub mod servers;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use redial::{Backoff, Connection, Jitter, Manager, Options, Outage, State};
@@ -51,6 +54,14 @@ pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() ->
     }
 }
 
+/// Polls `fut` once. `Pending` means it reached a wait (for room in a
+/// queue, for a member, for the connection) instead of finishing at once:
+/// a test can then act while the operation is known to be waiting, with
+/// no sleep guessing when it got there. Await `fut` afterwards as usual.
+pub async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *fut).poll(cx))).await
+}
+
 /// A connection that greets every connection with `hello<generation>;`
 /// and buffers up to `max_bytes` while down ([`Outage::Buffer`]), taken
 /// into an outage: once connected, `server` stops listening and drops it.
@@ -71,9 +82,10 @@ pub async fn in_buffered_outage(
     conn.wait_connected().await.unwrap();
     server.stop_listening().await;
     drop(first.stream);
-    while conn.state() == State::Connected {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_until("the loss seen", Duration::from_secs(30), || {
+        conn.state() != State::Connected
+    })
+    .await;
     conn
 }
 
