@@ -103,13 +103,7 @@ async fn run(args: Args) -> Verdict {
     let traffic = Traffic::start(&fleet, args.rate / args.pools as u64);
     let mut outcome = schedule::run(&args, &backends.proxies, &fleet, &mut v).await;
 
-    // Stop: heal everything, all members back, traffic off, drain.
-    for proxy in &backends.proxies {
-        let _ = proxy.heal();
-    }
-    let back = settle(RECOVERY_LIMIT, || fleet.all_up()).await;
-    traffic.stop().await;
-    let drained = settle(SETTLE_LIMIT, || acct::totals(&fleet.accts).outstanding == 0).await;
+    let (back, drained) = stop(&backends, &fleet, traffic).await;
     let rss_end = rss();
     let rss_warm = outcome.rss_warm.unwrap_or(rss_end);
     outcome.report(&mut v, back, total_conns);
@@ -127,21 +121,22 @@ async fn run(args: Args) -> Verdict {
 
     // Descriptors and tasks, with every redial handle dropped.
     drop(fleet);
-    v.back_to_start(
-        "open fds back to the start after disconnect_all",
-        fds_start,
-        open_fds,
-    )
-    .await;
-    v.back_to_start(
-        "live tokio tasks back to the start",
-        tasks_start,
-        alive_tasks,
-    )
-    .await;
-    check_rss(&mut v, rss_warm, rss_end);
+    check_resources(&mut v, (fds_start, tasks_start), rss_warm, rss_end).await;
     backends.shutdown().await;
     v
+}
+
+/// Stop: heal everything, all members back, traffic off, drain. Whether
+/// every member came back, and whether every frame in flight was
+/// answered.
+async fn stop(backends: &Backends, fleet: &Fleet, traffic: Traffic) -> (bool, bool) {
+    for proxy in &backends.proxies {
+        let _ = proxy.heal();
+    }
+    let back = settle(RECOVERY_LIMIT, || fleet.all_up()).await;
+    traffic.stop().await;
+    let drained = settle(SETTLE_LIMIT, || acct::totals(&fleet.accts).outstanding == 0).await;
+    (back, drained)
 }
 
 /// Disconnects everything and lets every socket close.
@@ -162,9 +157,23 @@ async fn disconnect(fleet: &Fleet, backends: &Backends, v: &mut Verdict) {
     v.check(quiet, "proxies and echo servers hold no connection".into());
 }
 
-/// RSS at the end against RSS after the warm-up: a leak shows as growth
-/// once every buffer has been allocated and recycled.
-fn check_rss(v: &mut Verdict, rss_warm: u64, rss_end: u64) {
+/// Descriptors and tasks back to their counts before the first connect
+/// (`start`), and RSS at the end against RSS after the warm-up: a leak
+/// shows as growth once every buffer has been allocated and recycled.
+async fn check_resources(v: &mut Verdict, start: (usize, usize), rss_warm: u64, rss_end: u64) {
+    let (fds_start, tasks_start) = start;
+    v.back_to_start(
+        "open fds back to the start after disconnect_all",
+        fds_start,
+        open_fds,
+    )
+    .await;
+    v.back_to_start(
+        "live tokio tasks back to the start",
+        tasks_start,
+        alive_tasks,
+    )
+    .await;
     let growth = rss_end as f64 / rss_warm.max(1) as f64 - 1.0;
     v.check(
         growth <= 0.10,
