@@ -1,6 +1,7 @@
 //! The scenarios and what they share: the run context (mode, counts,
-//! which peers can run), starting servers and clients, and the record of
-//! count checks that decide the exit code.
+//! which peers can run), starting servers and clients, timing a burst
+//! into a sink, and the record of count checks that decide the exit code.
+//! The run loop and the per-run ratios are in `runs.rs`.
 
 pub mod fanout;
 pub mod pingpong;
