@@ -29,7 +29,8 @@
 
 use std::collections::VecDeque;
 
-use crate::core::ledger::{append_chunks, Ledger};
+pub(crate) use crate::core::chunks::Chunks;
+use crate::core::ledger::Ledger;
 use crate::error::SendError;
 use crate::options::Outage;
 use crate::reset::Unsent;
@@ -61,51 +62,12 @@ pub(crate) struct Queue {
     pub(crate) ledger: Ledger,
 }
 
-/// Bytes and the end offset of every chunk in them: one segment of the
-/// queue, what a [`Sender`](crate::Sender) holds before it hands over, a
-/// large send on its way in.
-#[derive(Default, Debug)]
-pub(crate) struct Chunks {
-    pub(crate) buf: Vec<u8>,
-    pub(crate) ends: Vec<usize>,
-}
-
-impl Chunks {
-    /// One chunk, the whole of `buf`.
-    pub(crate) fn whole(buf: Vec<u8>) -> Self {
-        let ends = vec![buf.len()];
-        Chunks { buf, ends }
-    }
-
-    #[inline]
-    pub(crate) fn push(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
-        self.ends.push(self.buf.len());
-    }
-
-    /// Appends `other`'s chunks, which stay whole.
-    fn append(&mut self, other: &Chunks) {
-        append_chunks(&mut self.buf, &mut self.ends, &other.buf, &other.ends);
-    }
-
-    /// Empties it, keeping the capacity.
-    pub(crate) fn clear(&mut self) {
-        self.buf.clear();
-        self.ends.clear();
-    }
-
-    /// Holds no chunk at all (not even an empty one).
-    fn is_bare(&self) -> bool {
-        self.ends.is_empty()
-    }
-}
-
 /// Queued chunks in segments: the sealed ones, oldest first, then the tail
 /// that small sends append to. A chunk never spans two segments.
 ///
 /// The tail grows (a reallocation copies what it holds) only while it
 /// holds at most [`Queue::APPEND_MAX`] bytes and [`Segments::ENDS_MAX`]
-/// chunks; past that, a send that does not fit in its capacity seals it
+/// runs of chunks (see [`Chunks`]); past that, a send that does not fit in its capacity seals it
 /// and starts a new tail. So
 /// neither the copy of a send nor a regrowth under the lock ever moves
 /// more than about `APPEND_MAX` bytes, whatever is queued.
@@ -118,9 +80,9 @@ pub(crate) struct Segments {
 }
 
 impl Segments {
-    /// The tail's chunk ends regrow (a copy of 8 bytes each) only up to
-    /// this many, as its bytes do up to [`Queue::APPEND_MAX`].
-    pub(crate) const ENDS_MAX: usize = Queue::APPEND_MAX / 8;
+    /// The tail's runs of chunks regrow (a copy of 16 bytes each) only up
+    /// to this many, as its bytes do up to [`Queue::APPEND_MAX`].
+    pub(crate) const ENDS_MAX: usize = Queue::APPEND_MAX / 16;
 
     /// Bytes queued.
     #[inline(always)]
@@ -151,48 +113,46 @@ impl Segments {
     #[inline(always)]
     fn append(&mut self, data: &[u8]) {
         let t = &mut self.tail;
-        // Two pushes the compiler knows fit: no second capacity check.
-        if t.buf.capacity() - t.buf.len() >= data.len() && t.ends.len() < t.ends.capacity() {
-            t.push(data);
+        // One more chunk of the size before it, and room for its bytes:
+        // one copy the compiler knows fits, and nothing else to record.
+        if t.continues_run(data.len()) && t.buf.capacity() - t.buf.len() >= data.len() {
+            t.buf.extend_from_slice(data);
         } else {
             self.append_cold(data);
         }
     }
 
-    /// [`Segments::append`] when the tail has to grow or be sealed.
-    #[cold]
+    /// [`Segments::append`] when the chunk size changes or the tail has to
+    /// grow or be sealed.
     #[inline(never)]
     fn append_cold(&mut self, data: &[u8]) {
-        self.make_room(data.len(), 1);
+        // Closing the open run, and an empty chunk's own: two runs at most.
+        self.make_room(data.len(), 2);
         self.tail.push(data);
     }
 
     /// Appends chunks to the tail, copying them (`held` of at most
     /// [`Queue::APPEND_MAX`] bytes).
     fn append_chunks(&mut self, held: &Chunks) {
-        self.make_room(held.buf.len(), held.ends.len());
+        self.make_room(held.buf.len(), held.runs() + 1);
         self.tail.append(held);
     }
 
-    /// Makes the tail take `len` more bytes in `n` more chunks: it grows
+    /// Makes the tail take `len` more bytes in `n` more runs: it grows
     /// while small, or is sealed and replaced (see [`Segments`]).
     fn make_room(&mut self, len: usize, n: usize) {
         let t = &self.tail;
         let bytes_fit = t.buf.capacity() - t.buf.len() >= len || t.buf.len() <= Queue::APPEND_MAX;
-        let ends_fit = t.ends.capacity() - t.ends.len() >= n || t.ends.len() <= Self::ENDS_MAX;
+        let ends_fit = t.runs_fit(n) || t.runs() <= Self::ENDS_MAX;
         if bytes_fit && ends_fit {
             return;
         }
         // The next tail holds as much as is queued here already (so a
         // burst takes a few segments, not one per `APPEND_MAX`, and its
         // large buffers go back to the system when released), with room
-        // for as many chunks as this tail's mean chunk size calls for.
+        // for as many runs as this tail's mean run calls for.
         let bytes = Queue::APPEND_MAX.max(len).max(self.len());
-        let mean = (t.buf.len() / t.ends.len().max(1)).max(1);
-        let fresh = Chunks {
-            buf: Vec::with_capacity(bytes),
-            ends: Vec::with_capacity((bytes / mean).max(n)),
-        };
+        let fresh = Chunks::with_capacity(bytes, (bytes / t.mean_run()).max(n));
         let full = std::mem::replace(&mut self.tail, fresh);
         self.seal(full);
     }
@@ -235,10 +195,10 @@ impl Segments {
         std::mem::swap(&mut self.sealed, into);
         self.sealed_len = 0;
         let t = &self.tail;
-        let fresh = Chunks {
-            buf: Vec::with_capacity(t.buf.len().min(2 * Queue::APPEND_MAX)),
-            ends: Vec::with_capacity(t.ends.len().min(2 * Self::ENDS_MAX)),
-        };
+        let fresh = Chunks::with_capacity(
+            t.buf.len().min(2 * Queue::APPEND_MAX),
+            t.runs().saturating_sub(1).min(2 * Self::ENDS_MAX),
+        );
         into.push_back(std::mem::replace(&mut self.tail, fresh));
         len
     }
@@ -252,9 +212,9 @@ impl Segments {
     /// Copies every chunk into `unsent` and empties the segments.
     fn drain_into(&mut self, unsent: &mut Unsent) {
         for s in self.sealed.drain(..) {
-            unsent.append(&s.buf, &s.ends);
+            unsent.append_ends(&s.buf, s.ends());
         }
-        unsent.append(&self.tail.buf, &self.tail.ends);
+        unsent.append_ends(&self.tail.buf, self.tail.ends());
         self.tail = Chunks::default();
         self.sealed_len = 0;
     }
@@ -431,7 +391,7 @@ impl Queue {
         &self,
         socket_gen: Option<u64>,
         len: usize,
-        policy: Outage,
+        policy: &Outage,
         force: bool,
     ) -> Result<Dest, Refused> {
         let live = match socket_gen {
@@ -441,7 +401,8 @@ impl Queue {
                 }
                 true
             }
-            None => self.accepting && !self.closed,
+            // Both bytes read, not a second branch.
+            None => self.accepting & !self.closed,
         };
         if !live {
             return self.admit_down(len, policy, force);
@@ -455,11 +416,11 @@ impl Queue {
     /// [`Queue::admit`] for the connection while it is down or closed.
     #[cold]
     #[inline(never)]
-    fn admit_down(&self, len: usize, policy: Outage, force: bool) -> Result<Dest, Refused> {
+    fn admit_down(&self, len: usize, policy: &Outage, force: bool) -> Result<Dest, Refused> {
         if self.closed {
             return Err(Refused::Closed);
         }
-        match self.policy_while_down(policy) {
+        match self.policy_while_down(*policy) {
             Outage::Reject => Err(Refused::NotConnected),
             Outage::Buffer { max_bytes } => {
                 let buffered = self.outage_len();
@@ -480,7 +441,7 @@ impl Queue {
         &self,
         socket_gen: Option<u64>,
         len: usize,
-        policy: Outage,
+        policy: &Outage,
     ) -> Result<(), Refused> {
         self.admit(socket_gen, len, policy, false).map(drop)
     }
@@ -509,7 +470,7 @@ impl Queue {
         &mut self,
         socket_gen: Option<u64>,
         data: &[u8],
-        policy: Outage,
+        policy: &Outage,
     ) -> Result<Pushed, Refused> {
         match self.admit(socket_gen, data.len(), policy, false)? {
             Dest::Live => {
@@ -570,7 +531,7 @@ impl Queue {
         &mut self,
         socket_gen: Option<u64>,
         held: &mut Chunks,
-        policy: Outage,
+        policy: &Outage,
         force: bool,
     ) -> Result<Pushed, Refused> {
         let len = held.buf.len();
@@ -668,10 +629,7 @@ mod tests {
         let mut unsent = Unsent::default();
         let mut copy = Segments::default();
         for s in segs.sealed.iter().chain(std::iter::once(&segs.tail)) {
-            copy.push_segment(&mut Chunks {
-                buf: s.buf.clone(),
-                ends: s.ends.clone(),
-            });
+            copy.push_segment(&mut s.clone());
         }
         copy.drain_into(&mut unsent);
         let lens = unsent.chunks().map(<[u8]>::len).collect();
@@ -692,17 +650,17 @@ mod tests {
         let mut q = queue(10);
         q.accepting = false;
         assert!(matches!(
-            q.push(None, b"abc", Outage::Reject),
+            q.push(None, b"abc", &Outage::Reject),
             Err(Refused::NotConnected)
         ));
         // A connection past its lifetime is being replaced.
         q.holding = true;
-        assert!(q.push(None, b"abcdef", Outage::Reject).is_ok());
+        assert!(q.push(None, b"abcdef", &Outage::Reject).is_ok());
         assert_eq!(q.segs.len(), 0, "held, not queued for the old socket");
         // Up to the queue's limit.
-        assert!(q.push(None, b"ghijk", Outage::Reject).is_err());
+        assert!(q.push(None, b"ghijk", &Outage::Reject).is_err());
         let mut c = chunks(&["gh"]);
-        assert!(q.push_chunks(None, &mut c, Outage::Reject, false).is_ok());
+        assert!(q.push_chunks(None, &mut c, &Outage::Reject, false).is_ok());
         assert_eq!(q.held(), 8);
         // The new socket's `on_connect` ran: the held bytes follow.
         q.accepting = true;
@@ -716,10 +674,11 @@ mod tests {
     fn small_sends_share_the_tail_segment() {
         let mut q = queue(1 << 20);
         for _ in 0..100 {
-            q.push(None, &[1; 64], Outage::Reject).unwrap();
+            q.push(None, &[1; 64], &Outage::Reject).unwrap();
         }
         assert_eq!(q.segs.count(), 1);
-        assert_eq!(q.segs.tail.ends.len(), 100);
+        assert_eq!(q.segs.tail.ends().count(), 100);
+        assert_eq!(q.segs.tail.runs(), 1, "one size: one run, no end per chunk");
         let got = take(&mut q);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].buf.len(), 6400);
@@ -728,9 +687,9 @@ mod tests {
     #[test]
     fn handed_over_chunks_stay_whole_behind_what_is_queued() {
         let mut q = queue(100);
-        q.push(None, b"abc", Outage::Reject).unwrap();
+        q.push(None, b"abc", &Outage::Reject).unwrap();
         let p = q
-            .push_chunks(None, &mut chunks(&["de", "fgh"]), Outage::Reject, false)
+            .push_chunks(None, &mut chunks(&["de", "fgh"]), &Outage::Reject, false)
             .unwrap();
         assert!(!p.was_empty);
         // Small: copied into the tail.
@@ -749,7 +708,7 @@ mod tests {
         let mut held = chunks(&["ab", "cde"]);
         let batch = held.buf.as_ptr();
         let p = q
-            .push_chunks(None, &mut held, Outage::Reject, false)
+            .push_chunks(None, &mut held, &Outage::Reject, false)
             .unwrap();
         assert!(p.was_empty);
         assert_eq!(
@@ -758,16 +717,16 @@ mod tests {
             "the sender's buffer itself is queued"
         );
         assert_eq!(contents(&q.segs), (b"abcde".to_vec(), vec![2, 3]));
-        assert!(held.buf.is_empty() && held.ends.is_empty());
+        assert!(held.buf.is_empty() && held.is_bare());
         // Behind queued bytes a small one is appended, whole.
         let mut more = chunks(&["f"]);
-        q.push_chunks(None, &mut more, Outage::Reject, false)
+        q.push_chunks(None, &mut more, &Outage::Reject, false)
             .unwrap();
         assert_eq!(contents(&q.segs), (b"abcdef".to_vec(), vec![2, 3, 1]));
         // An empty chunk queued alone is kept.
         let mut q = queue(100);
-        q.push(None, b"", Outage::Reject).unwrap();
-        q.push_chunks(None, &mut chunks(&["x"]), Outage::Reject, false)
+        q.push(None, b"", &Outage::Reject).unwrap();
+        q.push_chunks(None, &mut chunks(&["x"]), &Outage::Reject, false)
             .unwrap();
         assert_eq!(contents(&q.segs), (b"x".to_vec(), vec![0, 1]));
     }
@@ -775,21 +734,21 @@ mod tests {
     #[test]
     fn a_senders_batch_handed_over_into_a_non_empty_queue_is_moved_not_copied() {
         let mut q = queue(1 << 20);
-        q.push(None, b"first", Outage::Reject).unwrap();
+        q.push(None, b"first", &Outage::Reject).unwrap();
         let mut held = Chunks::default();
         for _ in 0..1000 {
             held.push(&[7; 64]);
         }
         let batch = held.buf.as_ptr();
         let p = q
-            .push_chunks(None, &mut held, Outage::Reject, false)
+            .push_chunks(None, &mut held, &Outage::Reject, false)
             .unwrap();
         assert!(!p.was_empty);
         assert_eq!(q.segs.count(), 2, "a segment of its own");
         assert_eq!(q.segs.len(), 5 + 64_000);
-        assert!(held.buf.is_empty() && held.ends.is_empty());
+        assert!(held.buf.is_empty() && held.is_bare());
         // Sends after it follow it, in its buffer's spare room.
-        q.push(None, b"last", Outage::Reject).unwrap();
+        q.push(None, b"last", &Outage::Reject).unwrap();
         let got = take(&mut q);
         assert_eq!(got.len(), 2);
         assert_eq!(
@@ -797,7 +756,7 @@ mod tests {
             batch,
             "the driver takes the sender's buffer"
         );
-        assert_eq!(got[1].ends.len(), 1001);
+        assert_eq!(got[1].ends().count(), 1001);
         assert_eq!(&got[1].buf[64_000..], b"last");
         assert_eq!(q.ledger.accepted, 5 + 64_000 + 4);
     }
@@ -805,17 +764,17 @@ mod tests {
     #[test]
     fn a_big_send_into_a_non_empty_queue_is_a_segment_of_its_own() {
         let mut q = queue(16 << 20);
-        q.push(None, b"small", Outage::Reject).unwrap();
+        q.push(None, b"small", &Outage::Reject).unwrap();
         // What `Shared::push` does with a send past `APPEND_MAX`: the
         // copy is made before the lock, the queue only moves it in.
         let big = vec![9u8; 4 << 20];
         let ptr = big.as_ptr();
         let mut seg = Chunks::whole(big);
-        q.would_take(None, seg.buf.len(), Outage::Reject).unwrap();
-        q.push_chunks(None, &mut seg, Outage::Reject, false)
+        q.would_take(None, seg.buf.len(), &Outage::Reject).unwrap();
+        q.push_chunks(None, &mut seg, &Outage::Reject, false)
             .unwrap();
         assert_eq!(q.segs.count(), 2);
-        q.push(None, b"after", Outage::Reject).unwrap();
+        q.push(None, b"after", &Outage::Reject).unwrap();
         assert_eq!(q.segs.count(), 3, "a full tail is sealed, not regrown");
         assert_eq!(q.queued(), 5 + (4 << 20) + 5);
         let got = take(&mut q);
@@ -831,13 +790,13 @@ mod tests {
     fn a_tail_is_sealed_rather_than_regrown_past_the_bound() {
         // Pushes `msg` `n` times; asserts that every regrowth of the tail
         // (not a seal) copied at most the bound; returns how many there were.
-        fn fill(q: &mut Queue, msg: &[u8], n: usize) -> usize {
+        fn fill(q: &mut Queue, msgs: &[&[u8]], n: usize) -> usize {
             let mut grew = 0;
-            for _ in 0..n {
+            for msg in msgs.iter().cycle().take(n) {
                 let t = &q.segs.tail;
-                let (count, cap, ends_cap) = (q.segs.count(), t.buf.capacity(), t.ends.capacity());
-                let (held, chunks) = (t.buf.len(), t.ends.len());
-                q.push(None, msg, Outage::Reject).unwrap();
+                let (count, cap, runs_cap) = (q.segs.count(), t.buf.capacity(), t.runs_capacity());
+                let (held, runs) = (t.buf.len(), t.runs());
+                q.push(None, msg, &Outage::Reject).unwrap();
                 let t = &q.segs.tail;
                 if q.segs.count() != count {
                     continue; // sealed (or the first chunk)
@@ -846,8 +805,8 @@ mod tests {
                     assert!(held <= Queue::APPEND_MAX, "regrew a tail of {held} bytes");
                     grew += 1;
                 }
-                if t.ends.capacity() != ends_cap {
-                    assert!(chunks <= Segments::ENDS_MAX, "regrew {chunks} chunk ends");
+                if t.runs_capacity() != runs_cap {
+                    assert!(runs <= Segments::ENDS_MAX, "regrew {runs} runs");
                     grew += 1;
                 }
             }
@@ -855,49 +814,53 @@ mod tests {
         }
         let mut q = queue(64 << 20);
         let n = 8 * Queue::APPEND_MAX / 1000;
-        assert!(fill(&mut q, &[3; 1000], n) > 0);
+        assert!(fill(&mut q, &[&[3; 1000]], n) > 0);
         assert!(q.segs.count() >= 3, "{} segments", q.segs.count());
         assert_eq!(q.segs.len(), n * 1000);
-        // Tiny chunks: the ends are bounded the same way.
+        // Tiny chunks of changing size, each a run of its own: the runs
+        // are bounded the same way, and every boundary is kept.
         let mut q = queue(64 << 20);
-        assert!(fill(&mut q, b"x", 4 * Segments::ENDS_MAX) > 0);
+        let n = 4 * Segments::ENDS_MAX;
+        assert!(fill(&mut q, &[b"x", b"yy"], n) > 0);
         assert!(q.segs.count() >= 2, "{} segments", q.segs.count());
+        let lens: Vec<usize> = [1, 2].into_iter().cycle().take(n).collect();
+        assert_eq!(contents(&q.segs).1, lens);
     }
 
     #[test]
     fn the_limit_counts_bytes_across_segments_exactly() {
         let limit = 3 * Queue::APPEND_MAX;
         let mut q = queue(limit);
-        q.push(None, &[1; 100], Outage::Reject).unwrap();
+        q.push(None, &[1; 100], &Outage::Reject).unwrap();
         let mut big = Chunks::whole(vec![2; 2 * Queue::APPEND_MAX]);
-        q.push_chunks(None, &mut big, Outage::Reject, false)
+        q.push_chunks(None, &mut big, &Outage::Reject, false)
             .unwrap();
         // Taken by the driver: still counts, as in flight.
         let _batch = take(&mut q);
         let mut sender = Chunks::whole(vec![3; Queue::APPEND_MAX - 200]);
-        q.push_chunks(None, &mut sender, Outage::Reject, false)
+        q.push_chunks(None, &mut sender, &Outage::Reject, false)
             .unwrap();
         assert_eq!(q.queued(), limit - 100);
         // Exactly up to the limit, not a byte more.
         assert!(matches!(
-            q.push(None, &[4; 101], Outage::Reject),
+            q.push(None, &[4; 101], &Outage::Reject),
             Err(Refused::Full { queued, limit: l }) if queued == limit - 100 && l == limit
         ));
         let mut over = Chunks::whole(vec![5; 101]);
         assert!(q
-            .push_chunks(None, &mut over, Outage::Reject, false)
+            .push_chunks(None, &mut over, &Outage::Reject, false)
             .is_err());
         assert_eq!(
             over.buf.len(),
             101,
             "refused chunks stay whole in the caller's hands"
         );
-        assert!(q.would_take(None, 101, Outage::Reject).is_err());
-        q.push(None, &[4; 100], Outage::Reject).unwrap();
+        assert!(q.would_take(None, 101, &Outage::Reject).is_err());
+        q.push(None, &[4; 100], &Outage::Reject).unwrap();
         assert_eq!(q.queued(), limit);
         assert_eq!(q.ledger.accepted as usize, limit);
         assert!(
-            q.push(None, b"", Outage::Reject).is_ok(),
+            q.push(None, b"", &Outage::Reject).is_ok(),
             "nothing more is no more"
         );
     }
@@ -905,10 +868,10 @@ mod tests {
     #[test]
     fn a_hand_over_past_the_limit_is_refused_whole_unless_forced() {
         let mut q = queue(10);
-        q.push(None, b"12345678", Outage::Reject).unwrap();
+        q.push(None, b"12345678", &Outage::Reject).unwrap();
         let mut held = chunks(&["ab", "cd"]);
         assert!(matches!(
-            q.push_chunks(None, &mut held, Outage::Reject, false),
+            q.push_chunks(None, &mut held, &Outage::Reject, false),
             Err(Refused::Full {
                 queued: 8,
                 limit: 10
@@ -919,7 +882,7 @@ mod tests {
             b"12345678",
             "nothing of a refused hand-over"
         );
-        q.push_chunks(None, &mut held, Outage::Reject, true)
+        q.push_chunks(None, &mut held, &Outage::Reject, true)
             .unwrap();
         assert_eq!(contents(&q.segs).0, b"12345678abcd");
     }
@@ -928,15 +891,15 @@ mod tests {
     fn a_stale_socket_is_refused_on_every_path() {
         let mut q = queue(100);
         assert!(matches!(
-            q.push(Some(2), b"x", Outage::Reject),
+            q.push(Some(2), b"x", &Outage::Reject),
             Err(Refused::Closed)
         ));
         let mut big = Chunks::whole(vec![1; 10]);
         assert!(matches!(
-            q.push_chunks(Some(2), &mut big, Outage::Reject, false),
+            q.push_chunks(Some(2), &mut big, &Outage::Reject, false),
             Err(Refused::Closed)
         ));
-        q.push_chunks(Some(1), &mut big, Outage::Reject, false)
+        q.push_chunks(Some(1), &mut big, &Outage::Reject, false)
             .unwrap();
         assert_eq!(q.segs.len(), 10);
     }
@@ -947,14 +910,14 @@ mod tests {
         q.accepting = false;
         let mut held = chunks(&["ab", "cd"]);
         assert!(matches!(
-            q.push_chunks(None, &mut held, Outage::Reject, true),
+            q.push_chunks(None, &mut held, &Outage::Reject, true),
             Err(Refused::NotConnected)
         ));
         let policy = Outage::Buffer { max_bytes: 6 };
-        q.push_chunks(None, &mut held, policy, false).unwrap();
+        q.push_chunks(None, &mut held, &policy, false).unwrap();
         let mut held = chunks(&["ab", "cd"]);
         assert!(matches!(
-            q.push_chunks(None, &mut held, policy, false),
+            q.push_chunks(None, &mut held, &policy, false),
             Err(Refused::OutageFull {
                 buffered: 4,
                 limit: 6
@@ -964,7 +927,7 @@ mod tests {
         assert_eq!(contents(&q.segs), (b"abcd".to_vec(), vec![2, 2]));
         q.closed = true;
         assert!(matches!(
-            q.push_chunks(None, &mut held, policy, true),
+            q.push_chunks(None, &mut held, &policy, true),
             Err(Refused::Closed)
         ));
     }
@@ -974,11 +937,11 @@ mod tests {
         let mut q = queue(1 << 20);
         q.accepting = false;
         let policy = Outage::Buffer { max_bytes: 1 << 20 };
-        q.push(None, b"down", policy).unwrap();
+        q.push(None, b"down", &policy).unwrap();
         let mut big = Chunks::whole(vec![6; 2 * Queue::APPEND_MAX]);
         let ptr = big.buf.as_ptr();
-        q.push_chunks(None, &mut big, policy, false).unwrap();
-        q.push(None, b"tail", policy).unwrap();
+        q.push_chunks(None, &mut big, &policy, false).unwrap();
+        q.push(None, b"tail", &policy).unwrap();
         assert_eq!(q.held(), 8 + 2 * Queue::APPEND_MAX as u64);
         q.accepting = true;
         q.segs.append(b"up");

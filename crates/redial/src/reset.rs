@@ -169,13 +169,18 @@ impl Unsent {
         &self.data
     }
 
+    /// Appends the chunks `data` (ending at `ends`, offsets into `data`),
+    /// shifting their offsets: the chunks stay whole.
     pub(crate) fn append(&mut self, data: &[u8], ends: &[usize]) {
-        crate::core::ledger::append_chunks(
-            Arc::make_mut(&mut self.data),
-            Arc::make_mut(&mut self.ends),
-            data,
-            ends,
-        );
+        self.append_ends(data, ends.iter().copied());
+    }
+
+    /// [`Unsent::append`], the ends given one by one.
+    pub(crate) fn append_ends(&mut self, data: &[u8], ends: impl IntoIterator<Item = usize>) {
+        let buf = Arc::make_mut(&mut self.data);
+        let base = buf.len();
+        buf.extend_from_slice(data);
+        Arc::make_mut(&mut self.ends).extend(ends.into_iter().map(|e| e + base));
     }
 
     /// Bytes never handed to the kernel: the whole chunks and the unwritten

@@ -45,7 +45,7 @@ impl Ledger {
     /// `len` bytes joined the queue (or the outage buffer).
     #[inline]
     pub(crate) fn accept(&mut self, len: usize) {
-        self.accepted = self.accepted.saturating_add(len as u64);
+        self.accepted = self.accepted.wrapping_add(len as u64);
     }
 
     /// `n` queued bytes reached the kernel.
@@ -82,19 +82,6 @@ impl Ledger {
             self.written as u128 + self.returned as u128 + self.discarded as u128 + queued as u128;
         self.accepted as u128 == out
     }
-}
-
-/// Appends the chunks `data` (ending at `data_ends`) to `buf` and its
-/// chunk ends `ends`, shifting their offsets: the chunks stay whole.
-pub(crate) fn append_chunks(
-    buf: &mut Vec<u8>,
-    ends: &mut Vec<usize>,
-    data: &[u8],
-    data_ends: &[usize],
-) {
-    let base = buf.len();
-    buf.extend_from_slice(data);
-    ends.extend(data_ends.iter().map(|e| e + base));
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! decisions.
 
 pub(crate) mod backoff;
+pub(crate) mod chunks;
 pub(crate) mod ledger;
 pub(crate) mod lifecycle;
 #[cfg(test)]

@@ -171,7 +171,7 @@ impl Batch {
                 unsent_of(cut, self.pos, into);
             }
             for s in rest {
-                into.append(&s.buf, &s.ends);
+                into.append_ends(&s.buf, s.ends());
             }
         }
         *self = Batch::default();
@@ -181,12 +181,13 @@ impl Batch {
 /// The chunks of `seg` not written up to `pos`, into `into`: the one `pos`
 /// cuts as the partial chunk, the rest whole.
 fn unsent_of(seg: &Chunks, pos: usize, into: &mut Unsent) {
+    let mut ends = seg.ends();
     let mut start = 0;
-    let mut first_whole = 0;
-    for (i, &end) in seg.ends.iter().enumerate() {
+    // The end of the first chunk left whole, once passed.
+    let mut first_whole = None;
+    for end in ends.by_ref() {
         if end <= pos {
             start = end;
-            first_whole = i + 1;
             continue;
         }
         if start < pos {
@@ -195,12 +196,13 @@ fn unsent_of(seg: &Chunks, pos: usize, into: &mut Unsent) {
                 written: pos - start,
             });
             start = end;
-            first_whole = i + 1;
+        } else {
+            first_whole = Some(end);
         }
         break;
     }
-    let rest: Vec<usize> = seg.ends[first_whole..].iter().map(|e| e - start).collect();
-    into.append(&seg.buf[start..], &rest);
+    let rest = first_whole.into_iter().chain(ends).map(|e| e - start);
+    into.append_ends(&seg.buf[start..], rest);
 }
 
 /// Takes the batch out of `slot`, handing what it did not write back in
@@ -288,6 +290,45 @@ mod tests {
         let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
         let n = b.unwritten_slices(&mut iov);
         iov[..n].iter().map(|s| s.to_vec()).collect()
+    }
+
+    #[test]
+    fn a_cut_inside_a_run_of_equal_chunks_hands_back_each_chunk_whole() {
+        // 10 chunks of 64 bytes (one run), two empty ones, 3 of 5 bytes.
+        let mut seg = Chunks::default();
+        for i in 0..10u8 {
+            seg.push(&[i; 64]);
+        }
+        seg.push(b"");
+        seg.push(b"");
+        for _ in 0..3 {
+            seg.push(b"fffff");
+        }
+        let hand_back = |pos: usize| {
+            let mut u = Unsent::default();
+            unsent_of(&seg, pos, &mut u);
+            let partial = u.partial().map(|p| (p.data.clone(), p.written));
+            let lens: Vec<usize> = u.chunks().map(<[u8]>::len).collect();
+            (partial, lens, u.bytes().to_vec())
+        };
+        // Cut 100 bytes in: chunk 1 (bytes 64..128) is the partial one.
+        let (partial, lens, bytes) = hand_back(100);
+        assert_eq!(partial, Some((vec![1; 64], 36)));
+        assert_eq!(lens, [vec![64; 8], vec![0, 0, 5, 5, 5]].concat());
+        assert_eq!(bytes[..64], [2; 64]);
+        // Cut on a boundary: no partial chunk; empty chunks ending there
+        // count as sent, as they always have.
+        let (partial, lens, _) = hand_back(640);
+        assert_eq!(partial, None);
+        assert_eq!(lens, [5, 5, 5]);
+        let (partial, lens, _) = hand_back(639);
+        assert_eq!(partial, Some((vec![9; 64], 63)));
+        assert_eq!(lens, [0, 0, 5, 5, 5]);
+        let (partial, lens, bytes) = hand_back(642);
+        assert_eq!(partial, Some((b"fffff".to_vec(), 2)));
+        assert_eq!((lens, bytes), (vec![5, 5], b"ffffffffff".to_vec()));
+        let (partial, lens, _) = hand_back(0);
+        assert_eq!((partial, lens.len()), (None, 15));
     }
 
     #[test]

@@ -197,9 +197,9 @@ impl Sender {
 
     /// Empties the sender into the error for a refused hand-over.
     fn refused(&mut self, r: Refused) -> SendError {
-        self.held.ends.clear();
-        self.shared
-            .send_error(r, std::mem::take(&mut self.held.buf))
+        let data = std::mem::take(&mut self.held.buf);
+        self.held.clear();
+        self.shared.send_error(r, data)
     }
 }
 

@@ -271,7 +271,7 @@ impl Pool {
             // on to the next, which the caller never sees as a refusal, so
             // the metrics do not count one under the member either.
             let shared = &c.shared;
-            let room = shared.push_when_room(|q| q.push(None, data, shared.opts.outage));
+            let room = shared.push_when_room(|q| q.push(None, data, &shared.opts.outage));
             match tokio::time::timeout_at(deadline, room).await {
                 Ok(Ok(_)) => return Ok(()),
                 // Lost or closing while it waited for room: try the others.
