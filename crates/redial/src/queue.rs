@@ -1,5 +1,5 @@
 //! The send queue of one connection: a short list of segments, each its
-//! bytes plus the end offset of every `send` call in it, then the outage
+//! bytes plus where every `send` call's chunk in it ends, then the outage
 //! buffer and the ledger that says where every accepted byte went.
 //!
 //! Senders add under a short lock (held by [`Shared`](crate::shared::Shared)),
@@ -21,8 +21,9 @@
 //! vectored writes (`driver/batch.rs`), and frees the segments it wrote:
 //! the next tail, made with the room the last one needed, gets from the
 //! allocator the memory freed last on that thread, still in the cache.
-//! The offsets cost 8 bytes a message and let a reset hand back whole
-//! chunks.
+//! The chunk ends, which let a reset hand back whole chunks, cost
+//! nothing a message while sends keep one size, and 16 bytes for each
+//! change of size ([`Chunks`]).
 //!
 //! Plain data: no lock, no task, no socket here; [`Shared`](crate::shared::Shared)
 //! owns the lock around it.
