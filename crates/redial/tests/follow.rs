@@ -201,7 +201,7 @@ async fn a_member_failure_brings_the_next_lookup_forward() {
     tokio::time::timeout(LONG, pool.wait_live(4)).await.unwrap();
     // `a` moves away: its server goes, the name no longer lists it.
     dns.set(&[b.addr]);
-    a.down();
+    a.down().await;
     wait_until("a's members drained", LONG, || {
         addrs(&pool) == [b.addr.to_string(), b.addr.to_string()]
     })

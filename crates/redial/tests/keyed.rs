@@ -49,7 +49,7 @@ async fn one_member_down_moves_only_its_keys_and_they_come_back() {
 
     let down = 2;
     let down_id = members[down].id();
-    servers[down].down();
+    servers[down].down().await;
     wait_until("the member is down", LONG, || pool.live() == MEMBERS - 1).await;
     let during = owners(&pool);
     let mut moved = 0;

@@ -199,7 +199,7 @@ async fn counters_move_as_events_say_through_a_loss_and_a_reconnect() {
     .await;
     wait_until("5 bytes at the server", SOON, || server.received() == 5).await;
 
-    server.down();
+    server.down().await;
     wait_until("two refused attempts", SOON, || {
         counter(
             "redial_connect_failures_total",

@@ -29,7 +29,7 @@ fn long_backoff() -> Options {
 /// A server that is down, and its address.
 async fn down_server() -> TestServer {
     let mut s = TestServer::sink_on("127.0.0.1").await;
-    s.down();
+    s.down().await;
     s
 }
 

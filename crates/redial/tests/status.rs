@@ -48,7 +48,7 @@ async fn status_follows_a_server_that_goes_away_and_comes_back() {
     assert_eq!((s.pools[0].live, s.pools[0].total), (2, 2), "{s:?}");
     assert_eq!(pool.status(), s.pools[0]);
 
-    server.down();
+    server.down().await;
     // Both of its connections must have noticed the loss, and the other
     // server's member must still be up: wait for all of it, since under
     // load the two losses are seen one after the other.

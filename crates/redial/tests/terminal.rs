@@ -26,7 +26,7 @@ fn long_backoff() -> Options {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn give_up_closes_with_the_error_as_the_reason() {
     let mut server = TestServer::sink_on("127.0.0.1").await;
-    server.down();
+    server.down().await;
     let cm = Manager::new();
     let closed: Arc<Mutex<Option<CloseReason>>> = Arc::default();
     let c = closed.clone();
@@ -62,7 +62,7 @@ async fn give_up_closes_with_the_error_as_the_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_replaces_the_schedules_delay() {
     let mut server = TestServer::sink_on("127.0.0.1").await;
-    server.down();
+    server.down().await;
     let cm = Manager::new();
     let h = redial::handler().on_connect_failed(|_, _| Retry::After(Duration::from_millis(50)));
     let conn = cm.connect_with(server.addr, h, long_backoff()).unwrap();
@@ -79,7 +79,7 @@ async fn retry_after_replaces_the_schedules_delay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closure_returning_nothing_retries_on_schedule() {
     let mut server = TestServer::sink_on("127.0.0.1").await;
-    server.down();
+    server.down().await;
     let cm = Manager::new();
     let h = redial::handler().on_connect_failed(|_, _| {});
     let conn = cm

@@ -170,10 +170,19 @@ impl TestServer {
     /// Stops listening and drops every connection it serves, as a server
     /// that went down: clients see their connections end and their
     /// reconnects refused until [`up`](TestServer::up).
-    pub fn down(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
+    ///
+    /// Returns once the listener is closed: an aborted task drops it only
+    /// at its next poll, and until then the kernel still completes
+    /// handshakes into its backlog, so a client reconnecting at once
+    /// would see a connect succeed and then a reset instead of a refusal.
+    pub async fn down(&mut self) {
+        self.stop_listening().await;
+        self.drop_connections();
+    }
+
+    /// Aborts every served connection (each is closed at its task's next
+    /// poll); the listener, if any, is left alone.
+    fn drop_connections(&mut self) {
         for c in self.seen.served.lock().unwrap().drain(..) {
             c.abort();
         }
@@ -229,7 +238,10 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        self.down();
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        self.drop_connections();
     }
 }
 
