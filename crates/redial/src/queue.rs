@@ -114,17 +114,18 @@ impl Segments {
     #[inline(always)]
     fn append(&mut self, data: &[u8]) {
         let t = &mut self.tail;
-        // One more chunk of the size before it, and room for its bytes:
-        // one copy the compiler knows fits, and nothing else to record.
-        if t.continues_run(data.len()) && t.buf.capacity() - t.buf.len() >= data.len() {
-            t.buf.extend_from_slice(data);
+        // Room for its bytes and, if its size is not the one before, for
+        // one more run: a copy the compiler knows fits, and for one more
+        // chunk of the size before it (the common case) nothing else to
+        // record.
+        if t.buf.capacity() - t.buf.len() >= data.len() && t.run_fits(data.len()) {
+            t.push(data);
         } else {
             self.append_cold(data);
         }
     }
 
-    /// [`Segments::append`] when the chunk size changes or the tail has to
-    /// grow or be sealed.
+    /// [`Segments::append`] when the tail has to grow or be sealed.
     #[inline(never)]
     fn append_cold(&mut self, data: &[u8]) {
         // Closing the open run, and an empty chunk's own: two runs at most.

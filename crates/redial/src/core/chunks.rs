@@ -76,18 +76,27 @@ impl Chunks {
 
     /// Closes the open run and opens one for chunks of `size` bytes, the
     /// next of which is about to be appended (an empty chunk is recorded
-    /// here at once).
-    #[inline(never)]
+    /// at once). One entry at most, but for an empty chunk: two. Inlined,
+    /// so that sends of changing sizes cost a compare and one entry, as
+    /// an offset a chunk did.
+    #[inline]
     fn start_run(&mut self, size: usize) {
-        self.close_run();
         if size == 0 {
-            let end = self.buf.len();
-            self.runs.push(Run { end, size: 0 });
-        } else {
-            self.open = size;
+            return self.empty_chunk();
         }
+        self.close_run();
+        self.open = size;
     }
 
+    #[cold]
+    #[inline(never)]
+    fn empty_chunk(&mut self) {
+        self.close_run();
+        let end = self.buf.len();
+        self.runs.push(Run { end, size: 0 });
+    }
+
+    #[inline]
     fn close_run(&mut self) {
         if self.open != NO_RUN {
             let end = self.buf.len();
@@ -131,6 +140,13 @@ impl Chunks {
     /// chunk is not one more of the open run.
     pub(crate) fn runs(&self) -> usize {
         self.runs.len() + usize::from(self.open != NO_RUN)
+    }
+
+    /// A chunk of `len` bytes is appended without regrowing the runs: it
+    /// continues the open run, or starts one in room already there.
+    #[inline(always)]
+    pub(crate) fn run_fits(&self, len: usize) -> bool {
+        self.continues_run(len) || (len != 0 && self.runs.len() < self.runs.capacity())
     }
 
     /// Room for `n` more runs without regrowing.
