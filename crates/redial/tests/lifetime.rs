@@ -313,6 +313,15 @@ async fn the_handler_sees_on_connect_and_the_old_sockets_last_reads_and_no_reset
     .await;
     assert_eq!(rec.received_in(2).get(..8), Some(&b"hello 2\n"[..]));
     assert_eq!(rec.reset_count(), 0);
+    // The count of replacements moves before the third connection's
+    // `on_connect` and event are through, and the event log is filled by
+    // a task of its own: wait for both to reach them.
+    wait_until(
+        "the third connection in the callbacks and the events",
+        LONG,
+        || rec.connects() >= 3 && events.connected_generations().contains(&3),
+    )
+    .await;
     let connects: Vec<u64> = rec
         .callbacks()
         .iter()
@@ -410,15 +419,20 @@ async fn a_replaced_connection_that_cannot_flush_is_a_loss_that_hands_back_the_r
     });
     let cm = Manager::new();
     let rec = Recorder::new();
+    // Every send must be queued before the lifetime runs out (a send
+    // after the loss goes to the next connection, not to `on_reset`): the
+    // chunks are made up front, and the lifetime leaves a busy machine a
+    // wide margin for 32 queue pushes.
     let opts = fast_options()
-        .max_lifetime(Duration::from_millis(300))
+        .max_lifetime(Duration::from_secs(1))
         .close_grace(Duration::from_millis(200))
         .send_queue_limit(64 * MIB);
+    let chunks: Vec<Vec<u8>> = (0..32).map(|_| vec![7u8; MIB]).collect();
+    let accepted = chunks.iter().map(Vec::len).sum::<usize>();
     let conn = cm.connect_with(at, rec.handler(), opts).unwrap();
     conn.wait_connected().await.unwrap();
-    let accepted = 32 * MIB;
-    for _ in 0..32 {
-        conn.send(vec![7u8; MIB]).unwrap();
+    for chunk in chunks {
+        conn.send(chunk).unwrap();
     }
     wait_until("the loss", LONG, || rec.reset_count() == 1).await;
     let Cb::Reset {
@@ -478,7 +492,9 @@ async fn a_disconnect_while_the_old_connection_flushes_flushes_the_held_sends_on
     let rec = Recorder::new();
     let opts = fast_options()
         .max_lifetime(Duration::from_millis(300))
-        .close_grace(LONG)
+        // Past the wait below: the slow reader takes seconds, and on a
+        // loaded machine far longer; the grace must not cut it short.
+        .close_grace(5 * LONG)
         .send_queue_limit(64 * MIB);
     let conn = cm.connect_with(at, rec.handler(), opts).unwrap();
     conn.wait_connected().await.unwrap();
@@ -497,7 +513,9 @@ async fn a_disconnect_while_the_old_connection_flushes_flushes_the_held_sends_on
         c.iter().map(|n| n.load(Ordering::SeqCst)).collect()
     };
     let want = [32 * MIB as u64 + 1000, 0];
-    wait_until("every byte read on the old connection", LONG, || {
+    // The reader pauses 5 ms per 64 KiB on purpose; on a loaded machine
+    // each pause stretches, so the bound is a safety net well past it.
+    wait_until("every byte read on the old connection", 4 * LONG, || {
         got() == want
     })
     .await;

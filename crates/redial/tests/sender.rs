@@ -78,9 +78,10 @@ async fn a_full_batch_is_handed_over_without_a_flush() {
     assert_eq!(tx.held(), 0, "a full batch stays with the sender");
     // The connection writes it with the sender still alive and unflushed.
     let reader = tokio::spawn(read_to_end(peer.stream, 20));
-    while conn.stats().bytes_out < Sender::BATCH as u64 {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    support::wait_until("the batch written", Duration::from_secs(30), || {
+        conn.stats().bytes_out >= Sender::BATCH as u64
+    })
+    .await;
     conn.disconnect().await;
     assert_eq!(reader.await.unwrap().len(), Sender::BATCH);
     drop(tx);
