@@ -144,6 +144,33 @@ async fn close_unsent_is_taken_or_counted_as_discarded() {
     assert_eq!(*taken.lock().unwrap(), 1500);
 }
 
+/// Sends buffered while the connection is down are queued by the stats
+/// too, and once the server is back they move to `bytes_out`, which the
+/// server's own count confirms: at every moment written + queued is what
+/// the sends accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_buffered_while_down_count_as_queued() {
+    let mut server = TestServer::sink().await;
+    server.stop_listening().await;
+    let cm = Manager::new();
+    let opts = fast_options(20, 50).outage(Outage::Buffer { max_bytes: 1 << 20 });
+    let conn = cm
+        .connect_with(server.addr, redial::handler().on_data(|_, _| {}), opts)
+        .unwrap();
+    conn.send(vec![1u8; 1000]).unwrap();
+    conn.send(vec![2u8; 500]).unwrap();
+    let s = conn.stats();
+    assert_eq!((s.bytes_out, s.queued), (0, 1500), "{s:?}");
+    server.relisten().await;
+    let s = until(&conn, |s| s.bytes_out == 1500).await;
+    assert_eq!(s.queued, 0, "{s:?}");
+    support::wait_until("1500 bytes at the server", Duration::from_secs(30), || {
+        server.received() == 1500
+    })
+    .await;
+    conn.disconnect().await;
+}
+
 /// A dropped `Sender` whose bytes the connection refuses: as loud as the
 /// default `on_reset` (the same counter).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,7 +43,12 @@ pub struct Stats {
     /// bytes the TLS layer accepted, before encryption (up to one write's
     /// worth may still sit in it, unsent, when a connection dies).
     pub bytes_out: u64,
-    /// Bytes queued and not yet handed to the kernel.
+    /// Bytes accepted and not yet handed to the kernel: the send queue,
+    /// the connection's unwritten batch, and the sends held while it is
+    /// down (the [`Outage::Buffer`](crate::Outage::Buffer)
+    /// buffer) or being replaced (those wait for the next socket). With
+    /// `bytes_out`, the bytes handed back to `on_reset`/`on_close` and
+    /// `discarded_bytes`, it accounts for every byte a send accepted.
     pub queued: usize,
     /// How long the current connection has been up (`None` when down).
     pub uptime: Option<Duration>,
@@ -233,7 +238,7 @@ impl Connection {
         let c = &self.shared.counters;
         let (queued, ledger) = {
             let q = self.shared.queue();
-            (q.queued(), q.ledger)
+            (q.held() as usize, q.ledger)
         };
         let info = self.shared.info();
         Stats {
